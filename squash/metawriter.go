@@ -1,0 +1,89 @@
+package squash
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/squashportage/squashportage/squash/codec"
+)
+
+// metaWriter builds one metadata table (inodes, directories, a lookup table)
+// in memory as a stream chopped into 8 KiB blocks, each compressed on its own.
+// Tables are small next to the data (a few MB for a Portage tree), so keeping
+// them in memory until Close is cheap and lets positions be known at once.
+type metaWriter struct {
+	enc          codec.Encoder // nil: store uncompressed
+	buf          []byte        // uncompressed bytes not yet in a block (< MetadataSize)
+	out          []byte        // finished blocks with their 16-bit headers
+	blockStarts  []uint64      // position in out of each finished block
+	scratch      []byte
+	uncompressed bool
+}
+
+func newMetaWriter(enc codec.Encoder, uncompressed bool) *metaWriter {
+	return &metaWriter{enc: enc, uncompressed: uncompressed}
+}
+
+// pos returns the reference of the next byte written: the position of its
+// block within the table and its offset inside the uncompressed block.
+func (m *metaWriter) pos() (block uint64, offset uint16) {
+	return uint64(len(m.out)), uint16(len(m.buf))
+}
+
+// ref packs pos into the 48/16-bit form used by inode references.
+func (m *metaWriter) ref() uint64 {
+	b, o := m.pos()
+	return b<<16 | uint64(o)
+}
+
+// absPos is the uncompressed stream offset of the next byte, used to tell
+// which block a listing position falls in.
+func (m *metaWriter) absPos() uint64 {
+	return uint64(len(m.blockStarts))*MetadataSize + uint64(len(m.buf))
+}
+
+func (m *metaWriter) write(p []byte) error {
+	for len(p) > 0 {
+		n := min(MetadataSize-len(m.buf), len(p))
+		m.buf = append(m.buf, p[:n]...)
+		p = p[n:]
+		if len(m.buf) == MetadataSize {
+			if err := m.flushBlock(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *metaWriter) flushBlock() error {
+	if len(m.buf) == 0 {
+		return nil
+	}
+	m.blockStarts = append(m.blockStarts, uint64(len(m.out)))
+	if !m.uncompressed && m.enc != nil {
+		var err error
+		m.scratch, err = m.enc.Compress(m.scratch[:0], m.buf)
+		if err != nil {
+			return fmt.Errorf("compress metadata block: %w", err)
+		}
+		if len(m.scratch) < len(m.buf) {
+			m.out = binary.LittleEndian.AppendUint16(m.out, uint16(len(m.scratch)))
+			m.out = append(m.out, m.scratch...)
+			m.buf = m.buf[:0]
+			return nil
+		}
+	}
+	m.out = binary.LittleEndian.AppendUint16(m.out, uint16(len(m.buf))|metaUncompressed)
+	m.out = append(m.out, m.buf...)
+	m.buf = m.buf[:0]
+	return nil
+}
+
+// finish flushes the last, partial block and returns the table's bytes.
+func (m *metaWriter) finish() ([]byte, error) {
+	if err := m.flushBlock(); err != nil {
+		return nil, err
+	}
+	return m.out, nil
+}

@@ -1,0 +1,584 @@
+package squash
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/squashportage/squashportage/squash/codec"
+)
+
+// WriterOptions are the settings of an image being written; the zero value
+// gives mksquashfs's defaults (gzip, 128 KiB blocks, fragments, duplicate
+// detection, an export table).
+type WriterOptions struct {
+	Codec   codec.Config // ID 0 means gzip; BlockSize 0 means 128 KiB
+	Workers int          // compression goroutines; 0 means runtime.NumCPU()
+
+	NoFragments     bool // every tail is a short data block
+	AlwaysFragments bool // tails of files larger than a block go to fragments too
+	NoDuplicates    bool
+	NoExports       bool
+	NoXattrs        bool
+
+	UncompressedInodes    bool // inode and directory tables (-noI)
+	UncompressedData      bool // -noD
+	UncompressedFragments bool // -noF
+	UncompressedXattrs    bool // -noX
+
+	MkfsTime uint32 // superblock creation time
+}
+
+// Header describes one entry added to a Writer.
+type Header struct {
+	Name         string      // slash-separated path in the image; "" is the root
+	Mode         fs.FileMode // type bits, permissions, setuid/setgid/sticky
+	UID, GID     uint32
+	Mtime        uint32
+	Size         int64  // regular files: the exact number of bytes data yields
+	Major, Minor uint32 // devices
+	Target       string // symlink target
+	Link         string // non-empty: a hard link to the earlier entry of that name
+	Xattrs       []Xattr
+}
+
+// WriteStats counts what Close wrote.
+type WriteStats struct {
+	Inodes, Files, Dirs, Fragments, Duplicates int
+	BytesIn, BytesOut                          int64
+}
+
+// Writer writes a SquashFS image. Entries are fed with Add; file data is
+// compressed by a pool of workers and laid out in Add order, so the image
+// depends only on what was added and in which order, never on scheduling.
+// Close writes the metadata tables and the superblock.
+type Writer struct {
+	out       *os.File
+	opts      WriterOptions
+	cfg       codec.Config
+	blockSize int
+
+	nodes  map[string]*node
+	order  []*node // in Add order
+	idMap  map[uint32]uint16
+	ids    []uint32
+	xattrs map[string]uint32 // canonical set -> index
+	xsets  [][]Xattr
+
+	dups      map[dupKey]*fileRec
+	frag      []byte // the fragment block being filled
+	fragCount uint32
+
+	// Pipeline: Add submits jobs to work (for the workers) and to queue (for
+	// the output goroutine, which takes them in submission order).
+	work    chan *job
+	queue   chan *job
+	bufs    sync.Pool
+	outDone chan struct{}
+	workWG  sync.WaitGroup
+	failed  atomic.Pointer[error]
+
+	// Owned by the output goroutine until outDone closes.
+	pos       int64
+	fragTable []FragmentEntry
+	obuf      []byte
+	obufStart int64
+
+	zero    []byte
+	sha     hash.Hash
+	hash    []byte
+	stats   WriteStats
+	closed  bool
+	progErr error
+}
+
+type node struct {
+	name     string // base name
+	hdr      Header
+	parent   *node
+	children []*node
+	file     *fileRec
+	link     *node // the primary entry of a hard link
+	nlink    uint32
+	uid, gid uint16
+	xattr    uint32
+	number   uint32
+	ref      uint64
+	typ      uint16 // on-disk type, set when the inode is written
+	written  bool
+	subdirs  uint32
+}
+
+type fileRec struct {
+	size     uint64
+	start    uint64
+	sizes    []uint32
+	frag     uint32
+	fragOff  uint32
+	sparse   uint64
+	dupOf    *fileRec
+	hasStart bool
+}
+
+type dupKey struct {
+	size uint64
+	sum  [sha256.Size]byte
+}
+
+type jobKind uint8
+
+const (
+	jobData     jobKind = iota // a data block of file
+	jobFragment                // fragment block number index
+	jobStart                   // file's blocks begin here
+	jobRewind                  // file duplicated an earlier one: drop its blocks
+)
+
+type job struct {
+	kind   jobKind
+	file   *fileRec
+	index  uint32
+	raw    []byte
+	out    []byte
+	stored bool // out is raw (uncompressed)
+	noComp bool
+	err    error
+	done   chan struct{}
+}
+
+// NewWriter starts an image on out, which must be empty and seekable; the
+// caller closes out after Close.
+func NewWriter(out *os.File, opts WriterOptions) (*Writer, error) {
+	cfg := opts.Codec
+	if cfg.ID == 0 {
+		cfg.ID = codec.Gzip
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = DefaultBlockSize
+	}
+	if cfg.BlockSize < MinBlockSize || cfg.BlockSize > MaxBlockSize || cfg.BlockSize&(cfg.BlockSize-1) != 0 {
+		return nil, fmt.Errorf("block size %d: must be a power of two from 4K to 1M", cfg.BlockSize)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.NoFragments && opts.AlwaysFragments {
+		return nil, errors.New("no-fragments and always-use-fragments exclude each other")
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.NumCPU()
+	}
+	w := &Writer{
+		out:       out,
+		opts:      opts,
+		cfg:       cfg,
+		blockSize: cfg.BlockSize,
+		nodes:     make(map[string]*node),
+		idMap:     make(map[uint32]uint16),
+		xattrs:    make(map[string]uint32),
+		dups:      make(map[dupKey]*fileRec),
+		work:      make(chan *job, 2*opts.Workers),
+		queue:     make(chan *job, 4*opts.Workers+4),
+		outDone:   make(chan struct{}),
+		zero:      make([]byte, cfg.BlockSize),
+		sha:       sha256.New(),
+	}
+	w.bufs.New = func() any { b := make([]byte, 0, cfg.BlockSize); return &b }
+	encs := make([]codec.Encoder, opts.Workers)
+	for i := range encs {
+		enc, err := cfg.NewEncoder()
+		if err != nil {
+			return nil, err
+		}
+		encs[i] = enc
+	}
+	// Data starts after the superblock and the compressor options.
+	w.pos = SuperblockSize
+	if blob := cfg.OptionsBlob(); blob != nil {
+		w.pos += 2 + int64(len(blob))
+	}
+	w.obufStart = w.pos
+	for _, enc := range encs {
+		w.workWG.Add(1)
+		go w.worker(enc)
+	}
+	go w.output()
+	return w, nil
+}
+
+func (w *Writer) fail(err error) {
+	w.failed.CompareAndSwap(nil, &err)
+}
+
+func (w *Writer) err() error {
+	if p := w.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (w *Writer) worker(enc codec.Encoder) {
+	defer w.workWG.Done()
+	for j := range w.work {
+		if !j.noComp {
+			out, err := enc.Compress(j.out[:0], j.raw)
+			j.out, j.err = out, err
+		}
+		if j.noComp || j.err != nil || len(j.out) >= len(j.raw) {
+			j.stored = true
+		}
+		close(j.done)
+	}
+}
+
+// output writes finished jobs in submission order.
+func (w *Writer) output() {
+	defer close(w.outDone)
+	for j := range w.queue {
+		if j.done != nil {
+			<-j.done
+		}
+		if w.err() != nil {
+			w.release(j)
+			continue
+		}
+		if j.err != nil {
+			w.fail(fmt.Errorf("compress: %w", j.err))
+			w.release(j)
+			continue
+		}
+		switch j.kind {
+		case jobStart:
+			j.file.start = uint64(w.pos)
+			j.file.hasStart = true
+		case jobRewind:
+			w.rewind(int64(j.file.start))
+		case jobData, jobFragment:
+			data, word := j.out, uint32(len(j.out))
+			if j.stored {
+				data, word = j.raw, uint32(len(j.raw))|dataUncompressed
+			}
+			if j.kind == jobData {
+				j.file.sizes[j.index] = word
+			} else {
+				w.fragTable = append(w.fragTable, FragmentEntry{Start: uint64(w.pos), Size: word})
+			}
+			if err := w.emit(data); err != nil {
+				w.fail(err)
+			}
+		}
+		w.release(j)
+	}
+	if err := w.flushOut(); err != nil {
+		w.fail(err)
+	}
+}
+
+func (w *Writer) release(j *job) {
+	if j.raw != nil {
+		b := j.raw[:0]
+		w.bufs.Put(&b)
+	}
+	if j.out != nil {
+		b := j.out[:0]
+		w.bufs.Put(&b)
+	}
+	j.raw, j.out = nil, nil
+}
+
+// emit appends data to the output at w.pos through a buffer, so that small
+// blocks cost one system call per megabyte rather than one each.
+func (w *Writer) emit(data []byte) error {
+	w.obuf = append(w.obuf, data...)
+	w.pos += int64(len(data))
+	if len(w.obuf) >= 1<<20 {
+		return w.flushOut()
+	}
+	return nil
+}
+
+func (w *Writer) flushOut() error {
+	if len(w.obuf) == 0 {
+		w.obufStart = w.pos
+		return nil
+	}
+	if _, err := w.out.WriteAt(w.obuf, w.obufStart); err != nil {
+		return fmt.Errorf("write image: %w", err)
+	}
+	w.obuf = w.obuf[:0]
+	w.obufStart = w.pos
+	return nil
+}
+
+// rewind moves the output back to p, dropping what was written after it.
+func (w *Writer) rewind(p int64) {
+	if p >= w.obufStart {
+		w.obuf = w.obuf[:p-w.obufStart]
+	} else {
+		w.obuf = w.obuf[:0]
+		w.obufStart = p
+	}
+	w.pos = p
+}
+
+func (w *Writer) getBuf() []byte {
+	return (*w.bufs.Get().(*[]byte))[:0]
+}
+
+// submit hands a job to the workers (when it needs compressing) and to the
+// output goroutine, in order.
+func (w *Writer) submit(j *job) {
+	if j.kind == jobData || j.kind == jobFragment {
+		j.done = make(chan struct{})
+		j.out = w.getBuf()
+		w.work <- j
+	}
+	w.queue <- j
+}
+
+// Add adds one entry. Regular files' data is read from data now.
+func (w *Writer) Add(h *Header, data io.Reader) error {
+	if w.closed {
+		return errors.New("add: writer is closed")
+	}
+	if err := w.err(); err != nil {
+		return err
+	}
+	name, err := cleanName(h.Name)
+	if err != nil {
+		return err
+	}
+	if _, ok := w.nodes[name]; ok {
+		return fmt.Errorf("add %q: already added", name)
+	}
+	n := &node{name: path.Base(name), hdr: *h, nlink: 1, xattr: NoXattr}
+	n.hdr.Name = name
+	if name == "" {
+		n.name = ""
+	}
+	if h.Link != "" {
+		target, err := cleanName(h.Link)
+		if err != nil {
+			return err
+		}
+		p := w.nodes[target]
+		if p == nil {
+			return fmt.Errorf("add %q: hard link to %q, which was not added", name, h.Link)
+		}
+		for p.link != nil {
+			p = p.link
+		}
+		if p.hdr.Mode.IsDir() {
+			return fmt.Errorf("add %q: hard link to directory %q", name, h.Link)
+		}
+		p.nlink++
+		n.link = p
+		w.nodes[name] = n
+		w.order = append(w.order, n)
+		return nil
+	}
+	if n.uid, err = w.idIndex(h.UID); err != nil {
+		return err
+	}
+	if n.gid, err = w.idIndex(h.GID); err != nil {
+		return err
+	}
+	if len(h.Xattrs) > 0 && !w.opts.NoXattrs {
+		if n.xattr, err = w.xattrIndex(h.Xattrs); err != nil {
+			return fmt.Errorf("add %q: %w", name, err)
+		}
+	}
+	switch typeOf(h.Mode) {
+	case TypeFile:
+		if h.Size < 0 {
+			return fmt.Errorf("add %q: negative size", name)
+		}
+		if n.file, err = w.addData(uint64(h.Size), data); err != nil {
+			return fmt.Errorf("add %q: %w", name, err)
+		}
+	case TypeSymlink:
+		if len(h.Target) == 0 {
+			return fmt.Errorf("add %q: symlink without a target", name)
+		}
+	case TypeDir:
+	default:
+		if h.Major > 0xfff || h.Minor > 0xfffff {
+			return fmt.Errorf("add %q: device %d:%d out of range", name, h.Major, h.Minor)
+		}
+	}
+	w.nodes[name] = n
+	w.order = append(w.order, n)
+	return nil
+}
+
+func cleanName(name string) (string, error) {
+	if name == "" || name == "." || name == "/" {
+		return "", nil
+	}
+	name = strings.TrimPrefix(name, "/")
+	for _, c := range strings.Split(name, "/") {
+		switch {
+		case c == "" || c == "." || c == "..":
+			return "", fmt.Errorf("name %q: empty, . or .. component", name)
+		case len(c) > 256:
+			return "", fmt.Errorf("name %q: component longer than 256 bytes", name)
+		case strings.IndexByte(c, 0) >= 0:
+			return "", fmt.Errorf("name %q: NUL byte", name)
+		}
+	}
+	return name, nil
+}
+
+func (w *Writer) idIndex(id uint32) (uint16, error) {
+	if i, ok := w.idMap[id]; ok {
+		return i, nil
+	}
+	if len(w.ids) == 1<<16 {
+		return 0, fmt.Errorf("more than 65536 distinct uids and gids")
+	}
+	i := uint16(len(w.ids))
+	w.idMap[id] = i
+	w.ids = append(w.ids, id)
+	return i, nil
+}
+
+func (w *Writer) xattrIndex(xs []Xattr) (uint32, error) {
+	set := make([]Xattr, 0, len(xs))
+	for _, x := range xs {
+		if _, _, ok := splitXattrName(x.Name); !ok {
+			return 0, fmt.Errorf("xattr %q: only user., trusted. and security. names can be stored", x.Name)
+		}
+		set = append(set, x)
+	}
+	if len(set) == 0 {
+		return NoXattr, nil
+	}
+	// Sorted, so that the same set listed in another order is stored once.
+	sortXattrs(set)
+	var key strings.Builder
+	for _, x := range set {
+		fmt.Fprintf(&key, "%d:%s=%d:", len(x.Name), x.Name, len(x.Value))
+		key.Write(x.Value)
+	}
+	if i, ok := w.xattrs[key.String()]; ok {
+		return i, nil
+	}
+	i := uint32(len(w.xsets))
+	w.xattrs[key.String()] = i
+	w.xsets = append(w.xsets, set)
+	return i, nil
+}
+
+func sortXattrs(xs []Xattr) {
+	for i := 1; i < len(xs); i++ {
+		for j := i; j > 0 && xs[j].Name < xs[j-1].Name; j-- {
+			xs[j], xs[j-1] = xs[j-1], xs[j]
+		}
+	}
+}
+
+// addData reads a file's data and queues its blocks and tail.
+func (w *Writer) addData(size uint64, data io.Reader) (*fileRec, error) {
+	f := &fileRec{size: size, frag: NoFragment}
+	w.stats.Files++
+	w.stats.BytesIn += int64(size)
+	if size == 0 {
+		return f, nil
+	}
+	if data == nil {
+		return nil, errors.New("no data for a non-empty file")
+	}
+	bs := uint64(w.blockSize)
+	useFrag := !w.opts.NoFragments && (size < bs || w.opts.AlwaysFragments)
+	nblocks := size / bs
+	tail := size % bs
+	if tail != 0 && !useFrag {
+		nblocks++
+		tail = 0
+	}
+	f.sizes = make([]uint32, nblocks)
+	var sum hash.Hash
+	if !w.opts.NoDuplicates {
+		sum = w.sha
+		sum.Reset()
+	}
+	started := false
+	for i := uint64(0); i < nblocks; i++ {
+		n := min(bs, size-i*bs)
+		buf := w.getBuf()[:n]
+		if _, err := io.ReadFull(data, buf); err != nil {
+			w.bufs.Put(&buf)
+			return nil, fmt.Errorf("read block %d: %w (did the file shrink?)", i, err)
+		}
+		if sum != nil {
+			sum.Write(buf)
+		}
+		if n == bs && bytes.Equal(buf, w.zero) {
+			f.sparse += n
+			w.bufs.Put(&buf)
+			continue
+		}
+		if !started {
+			w.submit(&job{kind: jobStart, file: f})
+			started = true
+		}
+		w.submit(&job{kind: jobData, file: f, index: uint32(i), raw: buf, noComp: w.opts.UncompressedData})
+	}
+	var tailBuf []byte
+	if tail > 0 {
+		tailBuf = w.getBuf()[:tail]
+		defer func() { w.bufs.Put(&tailBuf) }()
+		if _, err := io.ReadFull(data, tailBuf); err != nil {
+			return nil, fmt.Errorf("read tail: %w (did the file shrink?)", err)
+		}
+		if sum != nil {
+			sum.Write(tailBuf)
+		}
+	}
+	if sum != nil {
+		k := dupKey{size: size}
+		w.hash = sum.Sum(w.hash[:0])
+		copy(k.sum[:], w.hash)
+		if orig, ok := w.dups[k]; ok {
+			f.dupOf = orig
+			w.stats.Duplicates++
+			if started {
+				w.submit(&job{kind: jobRewind, file: f})
+			}
+			return f, nil
+		}
+		w.dups[k] = f
+	}
+	if tail > 0 {
+		if len(w.frag)+int(tail) > w.blockSize {
+			w.flushFragment()
+		}
+		if w.frag == nil {
+			w.frag = w.getBuf()
+		}
+		f.frag = w.fragCount
+		f.fragOff = uint32(len(w.frag))
+		w.frag = append(w.frag, tailBuf...)
+	}
+	return f, nil
+}
+
+func (w *Writer) flushFragment() {
+	if len(w.frag) == 0 {
+		return
+	}
+	w.submit(&job{kind: jobFragment, index: w.fragCount, raw: w.frag, noComp: w.opts.UncompressedFragments})
+	w.frag = nil
+	w.fragCount++
+}
+

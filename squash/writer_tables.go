@@ -1,0 +1,570 @@
+package squash
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/squashportage/squashportage/squash/codec"
+)
+
+// Close finishes the data, then writes the inode, directory, fragment,
+// export, id and xattr tables and the superblock. The caller still closes
+// the file.
+func (w *Writer) Close() error {
+	if w.closed {
+		return errors.New("close: writer is already closed")
+	}
+	w.closed = true
+	if w.err() == nil {
+		w.flushFragment()
+	} else if w.frag != nil {
+		b := w.frag[:0]
+		w.bufs.Put(&b)
+		w.frag = nil
+	}
+	close(w.work)
+	close(w.queue)
+	w.workWG.Wait()
+	<-w.outDone
+	if err := w.err(); err != nil {
+		return err
+	}
+	root, err := w.buildTree()
+	if err != nil {
+		return err
+	}
+	enc, err := w.cfg.NewEncoder()
+	if err != nil {
+		return err
+	}
+	t := &tableWriter{
+		w:      w,
+		enc:    enc,
+		inodes: newMetaWriter(enc, w.opts.UncompressedInodes),
+		dirs:   newMetaWriter(enc, w.opts.UncompressedInodes),
+	}
+	var count uint32
+	numberInodes(root, &count)
+	t.count = count
+	if err := t.writeDir(root); err != nil {
+		return err
+	}
+	return t.finish(root)
+}
+
+// buildTree links every entry to its parent and sorts each directory.
+func (w *Writer) buildTree() (*node, error) {
+	root := w.nodes[""]
+	if root == nil {
+		// mksquashfs gives an implicit root 0755 root:root; so do we.
+		root = &node{hdr: Header{Mode: fs.ModeDir | 0o755, Mtime: w.opts.MkfsTime}, nlink: 1, xattr: NoXattr}
+		var err error
+		if root.uid, err = w.idIndex(0); err != nil {
+			return nil, err
+		}
+		root.gid = root.uid
+		w.nodes[""] = root
+	}
+	if !root.hdr.Mode.IsDir() {
+		return nil, errors.New("the root entry is not a directory")
+	}
+	for _, n := range w.order {
+		if n == root {
+			continue
+		}
+		dir := path.Dir(n.hdr.Name)
+		if dir == "." {
+			dir = ""
+		}
+		p := w.nodes[dir]
+		if p == nil {
+			return nil, fmt.Errorf("%q: parent directory %q was not added", n.hdr.Name, dir)
+		}
+		if p.link != nil || !p.hdr.Mode.IsDir() {
+			return nil, fmt.Errorf("%q: parent %q is not a directory", n.hdr.Name, dir)
+		}
+		n.parent = p
+		p.children = append(p.children, n)
+		if n.link == nil && n.hdr.Mode.IsDir() {
+			p.subdirs++
+		}
+		if n.file != nil && n.file.dupOf != nil {
+			d := n.file.dupOf
+			n.file.start, n.file.hasStart = d.start, d.hasStart
+			n.file.sizes, n.file.frag, n.file.fragOff, n.file.sparse = d.sizes, d.frag, d.fragOff, d.sparse
+		}
+	}
+	for _, n := range w.nodes {
+		if len(n.children) > 1 {
+			slices.SortFunc(n.children, func(a, b *node) int { return strings.Compare(a.name, b.name) })
+		}
+	}
+	return root, nil
+}
+
+// numberInodes assigns inode numbers in the order writeDir writes inodes:
+// subdirectories first, then the other entries, then the directory itself,
+// so the root has the highest number as in mksquashfs.
+func numberInodes(d *node, count *uint32) {
+	for _, c := range d.children {
+		if c.link == nil && c.hdr.Mode.IsDir() {
+			numberInodes(c, count)
+		}
+	}
+	for _, c := range d.children {
+		p := primary(c)
+		if p.number == 0 {
+			*count++
+			p.number = *count
+		}
+	}
+	*count++
+	d.number = *count
+}
+
+func primary(n *node) *node {
+	if n.link != nil {
+		return n.link
+	}
+	return n
+}
+
+type tableWriter struct {
+	w      *Writer
+	enc    codec.Encoder
+	inodes *metaWriter
+	dirs   *metaWriter
+	count  uint32
+	refs   []uint64 // by inode number - 1, for the export table
+	scr    []byte
+	list   []byte
+}
+
+func (t *tableWriter) writeDir(d *node) error {
+	for _, c := range d.children {
+		if c.link == nil && c.hdr.Mode.IsDir() {
+			if err := t.writeDir(c); err != nil {
+				return err
+			}
+		}
+	}
+	for _, c := range d.children {
+		if p := primary(c); !p.written {
+			if err := t.writeInode(p); err != nil {
+				return err
+			}
+		}
+	}
+	return t.writeDirInode(d)
+}
+
+func (t *tableWriter) begin(n *node, typ uint16) []byte {
+	n.typ = typ
+	le := binary.LittleEndian
+	b := t.scr[:0]
+	b = le.AppendUint16(b, typ)
+	b = le.AppendUint16(b, unixPerm(n.hdr.Mode))
+	b = le.AppendUint16(b, n.uid)
+	b = le.AppendUint16(b, n.gid)
+	b = le.AppendUint32(b, n.hdr.Mtime)
+	b = le.AppendUint32(b, n.number)
+	return b
+}
+
+func (t *tableWriter) end(n *node, b []byte) error {
+	n.ref = t.inodes.ref()
+	n.written = true
+	if t.refs == nil {
+		t.refs = make([]uint64, t.count)
+	}
+	t.refs[n.number-1] = n.ref
+	t.scr = b
+	return t.inodes.write(b)
+}
+
+func (t *tableWriter) writeInode(n *node) error {
+	le := binary.LittleEndian
+	ext := n.nlink > 1 || n.xattr != NoXattr
+	switch typeOf(n.hdr.Mode) {
+	case TypeFile:
+		f := n.file
+		start := uint64(0)
+		if f.hasStart {
+			start = f.start
+		}
+		if ext || f.size > 0xffffffff || start > 0xffffffff || f.sparse > 0 {
+			b := t.begin(n, TypeLFile)
+			b = le.AppendUint64(b, start)
+			b = le.AppendUint64(b, f.size)
+			b = le.AppendUint64(b, f.sparse)
+			b = le.AppendUint32(b, n.nlink)
+			b = le.AppendUint32(b, f.frag)
+			b = le.AppendUint32(b, f.fragOff)
+			b = le.AppendUint32(b, n.xattr)
+			for _, s := range f.sizes {
+				b = le.AppendUint32(b, s)
+			}
+			return t.end(n, b)
+		}
+		b := t.begin(n, TypeFile)
+		b = le.AppendUint32(b, uint32(start))
+		b = le.AppendUint32(b, f.frag)
+		b = le.AppendUint32(b, f.fragOff)
+		b = le.AppendUint32(b, uint32(f.size))
+		for _, s := range f.sizes {
+			b = le.AppendUint32(b, s)
+		}
+		return t.end(n, b)
+	case TypeSymlink:
+		typ := uint16(TypeSymlink)
+		if ext {
+			typ = TypeLSymlink
+		}
+		b := t.begin(n, typ)
+		b = le.AppendUint32(b, n.nlink)
+		b = le.AppendUint32(b, uint32(len(n.hdr.Target)))
+		b = append(b, n.hdr.Target...)
+		if ext {
+			b = le.AppendUint32(b, n.xattr)
+		}
+		return t.end(n, b)
+	case TypeBlockDev, TypeCharDev:
+		typ := typeOf(n.hdr.Mode)
+		if ext {
+			typ += 7
+		}
+		b := t.begin(n, typ)
+		b = le.AppendUint32(b, n.nlink)
+		b = le.AppendUint32(b, EncodeDev(n.hdr.Major, n.hdr.Minor))
+		if ext {
+			b = le.AppendUint32(b, n.xattr)
+		}
+		return t.end(n, b)
+	case TypeFifo, TypeSocket:
+		typ := typeOf(n.hdr.Mode)
+		if ext {
+			typ += 7
+		}
+		b := t.begin(n, typ)
+		b = le.AppendUint32(b, n.nlink)
+		if ext {
+			b = le.AppendUint32(b, n.xattr)
+		}
+		return t.end(n, b)
+	}
+	return fmt.Errorf("%q: cannot write inode of mode %v", n.hdr.Name, n.hdr.Mode)
+}
+
+// writeDirInode writes d's listing to the directory table, then its inode.
+func (t *tableWriter) writeDirInode(d *node) error {
+	le := binary.LittleEndian
+	dirBlock, dirOff := t.dirs.pos()
+	startAbs := t.dirs.absPos()
+	type pendingIndex struct {
+		index uint32
+		block uint64 // uncompressed block number in the directory table
+		name  string
+	}
+	var index []pendingIndex
+	l := t.list[:0]
+	var (
+		hdrAt    = -1 // position in l of the current header's count
+		hdrCount uint32
+		hdrBlock uint64 // inode table block of the current header
+		hdrBase  uint32
+		hdrMeta  uint64 // directory table block the header is in
+	)
+	for _, c := range d.children {
+		p := primary(c)
+		iblock, ioff := p.ref>>16, uint16(p.ref&0xffff)
+		delta := int64(p.number) - int64(hdrBase)
+		abs := startAbs + uint64(len(l))
+		meta := abs / MetadataSize
+		if hdrAt < 0 || hdrCount == 256 || iblock != hdrBlock || delta < -32768 || delta > 32767 || meta != hdrMeta {
+			if hdrAt >= 0 {
+				le.PutUint32(l[hdrAt:], hdrCount-1)
+				if meta != hdrMeta {
+					index = append(index, pendingIndex{uint32(len(l)), (startAbs + uint64(len(l))) / MetadataSize, c.name})
+				}
+			}
+			hdrAt, hdrCount, hdrBlock, hdrBase = len(l), 0, iblock, p.number
+			hdrMeta = (startAbs + uint64(len(l))) / MetadataSize
+			l = le.AppendUint32(l, 0)
+			l = le.AppendUint32(l, uint32(iblock))
+			l = le.AppendUint32(l, p.number)
+			delta = 0
+		}
+		l = le.AppendUint16(l, ioff)
+		l = le.AppendUint16(l, uint16(int16(delta)))
+		l = le.AppendUint16(l, basicType(p.typ))
+		l = le.AppendUint16(l, uint16(len(c.name)-1))
+		l = append(l, c.name...)
+		hdrCount++
+	}
+	if hdrAt >= 0 {
+		le.PutUint32(l[hdrAt:], hdrCount-1)
+	}
+	t.list = l
+	if err := t.dirs.write(l); err != nil {
+		return err
+	}
+	size := uint64(len(l)) + 3
+	parent := t.count + 1
+	if d.parent != nil {
+		parent = d.parent.number
+	}
+	nlink := 2 + d.subdirs
+	if len(index) > 0 || size > 0xffff || d.xattr != NoXattr || dirBlock > 0xffffffff {
+		b := t.begin(d, TypeLDir)
+		b = le.AppendUint32(b, nlink)
+		b = le.AppendUint32(b, uint32(size))
+		b = le.AppendUint32(b, uint32(dirBlock))
+		b = le.AppendUint32(b, parent)
+		b = le.AppendUint16(b, uint16(len(index)))
+		b = le.AppendUint16(b, dirOff)
+		b = le.AppendUint32(b, d.xattr)
+		for _, ix := range index {
+			// A block of the listing is either finished, with a known
+			// position, or the one still being filled, which starts at
+			// the end of the finished ones.
+			pos := uint64(len(t.dirs.out))
+			if ix.block < uint64(len(t.dirs.blockStarts)) {
+				pos = t.dirs.blockStarts[ix.block]
+			}
+			b = le.AppendUint32(b, ix.index)
+			b = le.AppendUint32(b, uint32(pos))
+			b = le.AppendUint32(b, uint32(len(ix.name)-1))
+			b = append(b, ix.name...)
+		}
+		return t.end(d, b)
+	}
+	b := t.begin(d, TypeDir)
+	b = le.AppendUint32(b, uint32(dirBlock))
+	b = le.AppendUint32(b, nlink)
+	b = le.AppendUint16(b, uint16(size))
+	b = le.AppendUint16(b, dirOff)
+	b = le.AppendUint32(b, parent)
+	return t.end(d, b)
+}
+
+// finish writes the tables after the data, then the superblock.
+func (t *tableWriter) finish(root *node) error {
+	w := t.w
+	le := binary.LittleEndian
+	pos := uint64(w.pos)
+	put := func(b []byte) error {
+		if _, err := w.out.WriteAt(b, int64(pos)); err != nil {
+			return fmt.Errorf("write image tables: %w", err)
+		}
+		pos += uint64(len(b))
+		return nil
+	}
+	// lookup writes a table of fixed-size entries as metadata blocks
+	// followed by the list of their positions, which the superblock points to.
+	lookup := func(entries []byte, uncompressed bool) (uint64, error) {
+		m := newMetaWriter(t.enc, uncompressed)
+		if err := m.write(entries); err != nil {
+			return 0, err
+		}
+		blocks, err := m.finish()
+		if err != nil {
+			return 0, err
+		}
+		base := pos
+		if err := put(blocks); err != nil {
+			return 0, err
+		}
+		idx := make([]byte, 0, 8*len(m.blockStarts))
+		for _, s := range m.blockStarts {
+			idx = le.AppendUint64(idx, base+s)
+		}
+		at := pos
+		return at, put(idx)
+	}
+
+	sb := Superblock{
+		Magic:        Magic,
+		Inodes:       t.count,
+		MkfsTime:     w.opts.MkfsTime,
+		BlockSize:    uint32(w.blockSize),
+		Fragments:    w.fragCount,
+		Compression:  w.cfg.ID,
+		VersionMajor: 4,
+		RootInode:    root.ref,
+		XattrTable:   NoTable,
+		ExportTable:  NoTable,
+	}
+	for 1<<sb.BlockLog < sb.BlockSize {
+		sb.BlockLog++
+	}
+
+	inodes, err := t.inodes.finish()
+	if err != nil {
+		return err
+	}
+	sb.InodeTable = pos
+	if err := put(inodes); err != nil {
+		return err
+	}
+	dirs, err := t.dirs.finish()
+	if err != nil {
+		return err
+	}
+	sb.DirTable = pos
+	if err := put(dirs); err != nil {
+		return err
+	}
+
+	var e []byte
+	for _, f := range w.fragTable {
+		e = le.AppendUint64(e, f.Start)
+		e = le.AppendUint32(e, f.Size)
+		e = le.AppendUint32(e, 0)
+	}
+	if sb.FragmentTable, err = lookup(e, false); err != nil {
+		return err
+	}
+	if !w.opts.NoExports {
+		e = e[:0]
+		for _, r := range t.refs {
+			e = le.AppendUint64(e, r)
+		}
+		if sb.ExportTable, err = lookup(e, false); err != nil {
+			return err
+		}
+	}
+	e = e[:0]
+	for _, id := range w.ids {
+		e = le.AppendUint32(e, id)
+	}
+	sb.IDs = uint16(len(w.ids)) // 65536 ids wrap to 0, as the format has it
+	if sb.IDTable, err = lookup(e, false); err != nil {
+		return err
+	}
+	if len(w.xsets) > 0 {
+		if sb.XattrTable, err = t.writeXattrs(&pos, put, lookup); err != nil {
+			return err
+		}
+	}
+	sb.BytesUsed = pos
+
+	sb.Flags = FlagDuplicates
+	if w.opts.NoDuplicates {
+		sb.Flags &^= FlagDuplicates
+	}
+	if w.opts.UncompressedInodes {
+		sb.Flags |= FlagUncompressedInodes
+	}
+	if w.opts.UncompressedData {
+		sb.Flags |= FlagUncompressedData
+	}
+	if w.opts.UncompressedFragments {
+		sb.Flags |= FlagUncompressedFragments
+	}
+	if w.opts.UncompressedXattrs {
+		sb.Flags |= FlagUncompressedXattrs
+	}
+	if w.opts.NoFragments {
+		sb.Flags |= FlagNoFragments
+	}
+	if w.opts.AlwaysFragments {
+		sb.Flags |= FlagAlwaysFragments
+	}
+	if !w.opts.NoExports {
+		sb.Flags |= FlagExportable
+	}
+	if len(w.xsets) == 0 {
+		sb.Flags |= FlagNoXattrs
+	}
+	head, _ := sb.MarshalBinary()
+	if blob := w.cfg.OptionsBlob(); blob != nil {
+		sb.Flags |= FlagCompressorOptions
+		head, _ = sb.MarshalBinary()
+		head = le.AppendUint16(head, uint16(len(blob))|metaUncompressed)
+		head = append(head, blob...)
+	}
+	// The kernel reads the device in 1 KiB or 4 KiB units: pad to 4 KiB.
+	end := (pos + 4095) &^ 4095
+	if err := w.out.Truncate(int64(end)); err != nil {
+		return fmt.Errorf("pad image: %w", err)
+	}
+	if _, err := w.out.WriteAt(head, 0); err != nil {
+		return fmt.Errorf("write superblock: %w", err)
+	}
+	w.stats.Inodes = int(t.count)
+	w.stats.Fragments = int(w.fragCount)
+	w.stats.BytesOut = int64(end)
+	return nil
+}
+
+// writeXattrs writes the key/value pairs, the id table and its header, and
+// returns the header's position for the superblock.
+func (t *tableWriter) writeXattrs(pos *uint64, put func([]byte) error, lookup func([]byte, bool) (uint64, error)) (uint64, error) {
+	w := t.w
+	le := binary.LittleEndian
+	kv := newMetaWriter(t.enc, w.opts.UncompressedXattrs)
+	var ids []byte
+	var b []byte
+	for _, set := range w.xsets {
+		ref := kv.ref()
+		b = b[:0]
+		for _, x := range set {
+			typ, rest, _ := splitXattrName(x.Name)
+			b = le.AppendUint16(b, typ)
+			b = le.AppendUint16(b, uint16(len(rest)))
+			b = append(b, rest...)
+			b = le.AppendUint32(b, uint32(len(x.Value)))
+			b = append(b, x.Value...)
+		}
+		if err := kv.write(b); err != nil {
+			return 0, err
+		}
+		ids = le.AppendUint64(ids, ref)
+		ids = le.AppendUint32(ids, uint32(len(set)))
+		ids = le.AppendUint32(ids, uint32(len(b)))
+	}
+	kvBytes, err := kv.finish()
+	if err != nil {
+		return 0, err
+	}
+	kvStart := *pos
+	if err := put(kvBytes); err != nil {
+		return 0, err
+	}
+	m := newMetaWriter(t.enc, w.opts.UncompressedXattrs)
+	if err := m.write(ids); err != nil {
+		return 0, err
+	}
+	blocks, err := m.finish()
+	if err != nil {
+		return 0, err
+	}
+	base := *pos
+	if err := put(blocks); err != nil {
+		return 0, err
+	}
+	head := le.AppendUint64(nil, kvStart)
+	head = le.AppendUint32(head, uint32(len(w.xsets)))
+	head = le.AppendUint32(head, 0)
+	for _, s := range m.blockStarts {
+		head = le.AppendUint64(head, base+s)
+	}
+	at := *pos
+	return at, put(head)
+}
+
+// Stats reports what was written; valid after Close.
+func (w *Writer) Stats() WriteStats {
+	s := w.stats
+	for _, n := range w.nodes {
+		if n.link == nil && n.hdr.Mode.IsDir() {
+			s.Dirs++
+		}
+	}
+	return s
+}
