@@ -127,6 +127,7 @@ type fileRec struct {
 	fragOff  uint32
 	sparse   uint64
 	dupOf    *fileRec
+	run      *Run
 	hasStart bool
 }
 
@@ -142,6 +143,7 @@ const (
 	jobFragment                // fragment block number index
 	jobStart                   // file's blocks begin here
 	jobRewind                  // file duplicated an earlier one: drop its blocks
+	jobCopy                    // a block copied verbatim from another image
 )
 
 type job struct {
@@ -152,6 +154,9 @@ type job struct {
 	out    []byte
 	stored bool // out is raw (uncompressed)
 	noComp bool
+	pre    bool   // raw is already in its on-disk form, with size word
+	word   uint32 // the size word of a pre block
+	run    *Run   // jobCopy: the run this block belongs to
 	err    error
 	done   chan struct{}
 }
@@ -263,9 +268,18 @@ func (w *Writer) output() {
 			j.file.hasStart = true
 		case jobRewind:
 			w.rewind(int64(j.file.start))
+		case jobCopy:
+			if !j.run.started {
+				j.run.start, j.run.started = uint64(w.pos), true
+			}
+			if err := w.emit(j.raw); err != nil {
+				w.fail(err)
+			}
 		case jobData, jobFragment:
 			data, word := j.out, uint32(len(j.out))
-			if j.stored {
+			if j.pre {
+				data, word = j.raw, j.word
+			} else if j.stored {
 				data, word = j.raw, uint32(len(j.raw))|dataUncompressed
 			}
 			if j.kind == jobData {
@@ -338,7 +352,7 @@ func (w *Writer) getBuf() []byte {
 // submit hands a job to the workers (when it needs compressing) and to the
 // output goroutine, in order.
 func (w *Writer) submit(j *job) {
-	if j.kind == jobData || j.kind == jobFragment {
+	if (j.kind == jobData || j.kind == jobFragment) && !j.pre {
 		j.done = make(chan struct{})
 		j.out = w.getBuf()
 		w.work <- j
@@ -348,6 +362,16 @@ func (w *Writer) submit(j *job) {
 
 // Add adds one entry. Regular files' data is read from data now.
 func (w *Writer) Add(h *Header, data io.Reader) error {
+	return w.addEntry(h, data, nil)
+}
+
+func (w *Writer) add(h *Header, f *fileRec) error {
+	w.stats.Files++
+	w.stats.BytesIn += int64(f.size)
+	return w.addEntry(h, nil, f)
+}
+
+func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 	if w.closed {
 		return errors.New("add: writer is closed")
 	}
@@ -403,7 +427,9 @@ func (w *Writer) Add(h *Header, data io.Reader) error {
 		if h.Size < 0 {
 			return fmt.Errorf("add %q: negative size", name)
 		}
-		if n.file, err = w.addData(uint64(h.Size), data); err != nil {
+		if reused != nil {
+			n.file = reused
+		} else if n.file, err = w.addData(uint64(h.Size), data); err != nil {
 			return fmt.Errorf("add %q: %w", name, err)
 		}
 	case TypeSymlink:
@@ -560,17 +586,22 @@ func (w *Writer) addData(size uint64, data io.Reader) (*fileRec, error) {
 		w.dups[k] = f
 	}
 	if tail > 0 {
-		if len(w.frag)+int(tail) > w.blockSize {
-			w.flushFragment()
-		}
-		if w.frag == nil {
-			w.frag = w.getBuf()
-		}
-		f.frag = w.fragCount
-		f.fragOff = uint32(len(w.frag))
-		w.frag = append(w.frag, tailBuf...)
+		w.addTail(f, tailBuf)
 	}
 	return f, nil
+}
+
+// addTail packs a file's tail into the fragment block being filled.
+func (w *Writer) addTail(f *fileRec, tail []byte) {
+	if len(w.frag)+len(tail) > w.blockSize {
+		w.flushFragment()
+	}
+	if w.frag == nil {
+		w.frag = w.getBuf()
+	}
+	f.frag = w.fragCount
+	f.fragOff = uint32(len(w.frag))
+	w.frag = append(w.frag, tail...)
 }
 
 func (w *Writer) flushFragment() {

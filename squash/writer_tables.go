@@ -93,6 +93,9 @@ func (w *Writer) buildTree() (*node, error) {
 		if n.link == nil && n.hdr.Mode.IsDir() {
 			p.subdirs++
 		}
+		if n.file != nil && n.file.run != nil {
+			n.file.start, n.file.hasStart = n.file.run.start, n.file.run.started
+		}
 		if n.file != nil && n.file.dupOf != nil {
 			d := n.file.dupOf
 			n.file.start, n.file.hasStart = d.start, d.hasStart

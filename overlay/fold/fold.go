@@ -1,0 +1,759 @@
+// Package fold writes the merged view of a squashfs image and an overlayfs
+// upper directory into a new image, the way overlayfs itself shows them:
+// whiteouts delete, opaque directories hide what is below, copied-up entries
+// replace. Files that the upper does not touch keep their compressed blocks,
+// copied verbatim and in their old order, so that folding costs what changed
+// rather than the whole tree, and a delta transfer of the new image against
+// the old one stays small.
+package fold
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/codec"
+)
+
+// Overlayfs keeps its bookkeeping in trusted.overlay.* xattrs of the upper.
+const (
+	xattrPrefix   = "trusted.overlay."
+	xattrOpaque   = "trusted.overlay.opaque"
+	xattrWhiteout = "trusted.overlay.whiteout"
+	xattrRedirect = "trusted.overlay.redirect"
+	xattrMetacopy = "trusted.overlay.metacopy"
+)
+
+// Options tune a fold. The zero value keeps the old image's compressor and
+// block size, which is what lets blocks be reused.
+type Options struct {
+	Codec    codec.Config // ID 0: the old image's; BlockSize 0: the old image's
+	Workers  int
+	MkfsTime uint32
+	Writer   squash.WriterOptions // other writer settings (Codec, Workers, MkfsTime are set from above)
+}
+
+// Stats describes a fold.
+type Stats struct {
+	Entries           int   // entries in the new image
+	FromUpper         int   // entries taken from the upper directory
+	Deleted           int   // old entries hidden by whiteouts or opaque directories
+	ReusedFiles       int   // files whose data was reused
+	ReusedBytes       int64 // compressed bytes copied verbatim
+	NewBytes          int64 // uncompressed bytes compressed anew
+	FragmentsKept     int
+	FragmentsRepacked int
+	Reuse             bool // false when the compressor or block size changed
+}
+
+// entry is one entry of the merged view, in the order it is added.
+type entry struct {
+	hdr       squash.Header
+	old       *squash.Inode // data from the old image
+	oldPath   string
+	upperPath string // data from the upper directory
+}
+
+type folder struct {
+	r        *squash.Reader
+	upper    string
+	ents     []entry
+	oldLinks map[uint32]string // old inode number -> first merged path
+	upLinks  map[[2]uint64]string
+	live     map[tailKey]uint32
+	dead     map[tailKey]uint32
+	stats    Stats
+	xbuf     []byte
+}
+
+type tailKey struct{ frag, off uint32 }
+
+// HasChanges reports whether the upper directory holds anything that the
+// image does not: an entry, or a root whose metadata differs.
+func HasChanges(r *squash.Reader, upper string) (bool, error) {
+	d, err := os.Open(upper)
+	if err != nil {
+		return false, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(1)
+	if len(names) > 0 {
+		return true, nil
+	}
+	if err != nil && err != io.EOF {
+		return false, fmt.Errorf("read upper %s: %w", upper, err)
+	}
+	root, err := r.Root()
+	if err != nil {
+		return false, err
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(upper, &st); err != nil {
+		return false, fmt.Errorf("upper %s: %w", upper, err)
+	}
+	perm := uint32(st.Mode) & 0o7777
+	return perm != unixPerm(root.Mode) || st.Uid != root.UID || st.Gid != root.GID ||
+		uint32(st.Mtim.Sec) != root.Mtime, nil
+}
+
+// Fold writes the merged view of r (whose bytes are readable from data) and
+// the upper directory to out.
+func Fold(r *squash.Reader, data io.ReaderAt, upper string, out *os.File, opts Options) (Stats, error) {
+	old := r.Codec()
+	cfg := opts.Codec
+	if cfg.ID == 0 {
+		cfg = old
+	}
+	if cfg.BlockSize == 0 {
+		cfg.BlockSize = old.BlockSize
+	}
+	f := &folder{
+		r:        r,
+		upper:    upper,
+		oldLinks: make(map[uint32]string),
+		upLinks:  make(map[[2]uint64]string),
+		live:     make(map[tailKey]uint32),
+		dead:     make(map[tailKey]uint32),
+	}
+	f.stats.Reuse = cfg.ID == old.ID && cfg.BlockSize == old.BlockSize && cfg.Options == old.Options
+	root, err := r.Root()
+	if err != nil {
+		return f.stats, err
+	}
+	if err := f.mergeDir("", root, "", upper); err != nil {
+		return f.stats, err
+	}
+
+	wopts := opts.Writer
+	wopts.Codec, wopts.Workers, wopts.MkfsTime = cfg, opts.Workers, opts.MkfsTime
+	w, err := squash.NewWriter(out, wopts)
+	if err != nil {
+		return f.stats, err
+	}
+	if err := f.write(w, data); err != nil {
+		w.Close()
+		return f.stats, err
+	}
+	if err := w.Close(); err != nil {
+		return f.stats, err
+	}
+	f.stats.Entries = len(f.ents)
+	return f.stats, nil
+}
+
+// mergeDir adds the directory at name and, recursively, its merged children.
+// oldDir is the lower directory (nil if none shows through), upperDir the
+// upper one ("" if none).
+func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath, upperDir string) error {
+	var hdr squash.Header
+	var xs []squash.Xattr
+	var err error
+	var upperNames []string
+	if upperDir != "" {
+		if hdr, xs, err = f.upperHeader(name, upperDir); err != nil {
+			return err
+		}
+		hdr.Xattrs = xs
+		d, err := os.Open(upperDir)
+		if err != nil {
+			return fmt.Errorf("upper %s: %w", upperDir, err)
+		}
+		upperNames, err = d.Readdirnames(-1)
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("upper %s: %w", upperDir, err)
+		}
+		sort.Strings(upperNames)
+	} else {
+		if hdr, err = f.oldHeader(name, oldDir); err != nil {
+			return err
+		}
+	}
+	f.ents = append(f.ents, entry{hdr: hdr})
+
+	var oldEnts []squash.DirEntry
+	if oldDir != nil {
+		if oldEnts, err = f.r.ReadDirInode(oldDir); err != nil {
+			return fmt.Errorf("image %s: %w", "/"+oldPath, err)
+		}
+	}
+	i, j := 0, 0
+	for i < len(oldEnts) || j < len(upperNames) {
+		var oe *squash.DirEntry
+		var un string
+		switch {
+		case j == len(upperNames) || (i < len(oldEnts) && oldEnts[i].Name < upperNames[j]):
+			oe = &oldEnts[i]
+			i++
+		case i == len(oldEnts) || upperNames[j] < oldEnts[i].Name:
+			un = upperNames[j]
+			j++
+		default:
+			oe, un = &oldEnts[i], upperNames[j]
+			i++
+			j++
+		}
+		child := path.Join(name, firstNonEmpty(un, nameOf(oe)))
+		if un == "" {
+			if err := f.addOld(child, path.Join(oldPath, oe.Name), oe); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := f.addUpper(child, oldPath, oe, filepath.Join(upperDir, un)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func nameOf(e *squash.DirEntry) string {
+	if e == nil {
+		return ""
+	}
+	return e.Name
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// addOld adds an entry that only the image has, with its whole subtree.
+func (f *folder) addOld(name, oldPath string, e *squash.DirEntry) error {
+	ino, err := f.r.InodeAt(e.Ref)
+	if err != nil {
+		return fmt.Errorf("image /%s: %w", oldPath, err)
+	}
+	if ino.Mode.IsDir() {
+		return f.mergeDir(name, ino, oldPath, "")
+	}
+	if first, ok := f.oldLinks[ino.Number]; ok {
+		f.ents = append(f.ents, entry{hdr: squash.Header{Name: name, Link: first}})
+		return nil
+	}
+	f.oldLinks[ino.Number] = name
+	hdr, err := f.oldHeader(name, ino)
+	if err != nil {
+		return err
+	}
+	ent := entry{hdr: hdr}
+	if ino.Mode.IsRegular() {
+		ent.old, ent.oldPath = ino, oldPath
+		f.noteTail(f.live, ino)
+	}
+	f.ents = append(f.ents, ent)
+	return nil
+}
+
+// addUpper adds an entry the upper directory has; oe is the image's entry of
+// the same name in the lower directory, if any.
+func (f *folder) addUpper(name, oldParent string, oe *squash.DirEntry, up string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(up, &st); err != nil {
+		return fmt.Errorf("upper %s: %w", up, err)
+	}
+	xs, err := f.listXattrs(up)
+	if err != nil {
+		return err
+	}
+	mode := st.Mode & unix.S_IFMT
+	whiteout := (mode == unix.S_IFCHR && st.Rdev == 0) || (mode == unix.S_IFREG && hasXattr(xs, xattrWhiteout))
+	var oldIno *squash.Inode
+	oldPath := ""
+	if oe != nil {
+		oldPath = path.Join(oldParent, oe.Name)
+		if oldIno, err = f.r.InodeAt(oe.Ref); err != nil {
+			return fmt.Errorf("image /%s: %w", oldPath, err)
+		}
+	}
+	if whiteout {
+		if oldIno != nil {
+			f.stats.Deleted++
+			return f.markDead(oldIno)
+		}
+		return nil
+	}
+	f.stats.FromUpper++
+	if mode == unix.S_IFDIR {
+		lower, lowerPath := (*squash.Inode)(nil), ""
+		if oldIno != nil && oldIno.Mode.IsDir() {
+			lower, lowerPath = oldIno, oldPath
+		}
+		if redirect, ok := xattrValue(xs, xattrRedirect); ok {
+			lowerPath = redirectPath(oldParent, redirect)
+			lower = nil
+			if fi, err := f.r.Lstat(lowerPath); err == nil && fi.IsDir() {
+				lower = fi.Sys().(*squash.Inode)
+			}
+		}
+		if v, ok := xattrValue(xs, xattrOpaque); ok && v == "y" {
+			if lower != nil {
+				if err := f.markDead(lower); err != nil {
+					return err
+				}
+			}
+			lower = nil
+		}
+		if oldIno != nil && lower != oldIno {
+			// The image's entry of this name is hidden by a new directory.
+			if err := f.markDead(oldIno); err != nil {
+				return err
+			}
+		}
+		return f.mergeDir(name, lower, lowerPath, up)
+	}
+	if oldIno != nil {
+		if err := f.markDead(oldIno); err != nil {
+			return err
+		}
+	}
+	hdr, _, err := f.upperHeader(name, up)
+	if err != nil {
+		return err
+	}
+	hdr.Xattrs = withoutOverlay(xs)
+	key := [2]uint64{st.Dev, st.Ino}
+	if st.Nlink > 1 && mode != unix.S_IFDIR {
+		if first, ok := f.upLinks[key]; ok {
+			f.ents = append(f.ents, entry{hdr: squash.Header{Name: name, Link: first}})
+			return nil
+		}
+		f.upLinks[key] = name
+	}
+	ent := entry{hdr: hdr}
+	if mode == unix.S_IFREG {
+		if _, ok := xattrValue(xs, xattrMetacopy); ok {
+			// Metadata copied up, data still in the lower file.
+			lowerPath := oldPath
+			if redirect, ok := xattrValue(xs, xattrRedirect); ok {
+				lowerPath = redirectPath(oldParent, redirect)
+			}
+			fi, err := f.r.Lstat(lowerPath)
+			if err != nil {
+				return fmt.Errorf("upper %s: metacopy without lower data /%s: %w", up, lowerPath, err)
+			}
+			ino := fi.Sys().(*squash.Inode)
+			ent.old, ent.oldPath = ino, lowerPath
+			f.noteTail(f.live, ino)
+		} else {
+			ent.upperPath = up
+		}
+	}
+	f.ents = append(f.ents, ent)
+	return nil
+}
+
+func redirectPath(parent, redirect string) string {
+	if strings.HasPrefix(redirect, "/") {
+		return strings.TrimPrefix(path.Clean(redirect), "/")
+	}
+	return path.Join(parent, redirect)
+}
+
+// markDead records the tails of an old entry (a whole subtree for a
+// directory) that the new image no longer shows, to judge which fragment
+// blocks are mostly dead.
+func (f *folder) markDead(ino *squash.Inode) error {
+	if ino.Mode.IsRegular() {
+		f.noteTail(f.dead, ino)
+		return nil
+	}
+	if !ino.Mode.IsDir() {
+		return nil
+	}
+	ents, err := f.r.ReadDirInode(ino)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Type != squash.TypeDir && e.Type != squash.TypeFile {
+			continue
+		}
+		child, err := f.r.InodeAt(e.Ref)
+		if err != nil {
+			return err
+		}
+		if err := f.markDead(child); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *folder) noteTail(m map[tailKey]uint32, ino *squash.Inode) {
+	if ino.Fragment == squash.NoFragment {
+		return
+	}
+	bs := uint64(f.r.Superblock().BlockSize)
+	m[tailKey{ino.Fragment, ino.FragOffset}] = uint32(ino.Size % bs)
+}
+
+func (f *folder) oldHeader(name string, ino *squash.Inode) (squash.Header, error) {
+	h := squash.Header{
+		Name:   name,
+		Mode:   ino.Mode,
+		UID:    ino.UID,
+		GID:    ino.GID,
+		Mtime:  ino.Mtime,
+		Size:   int64(ino.Size),
+		Target: ino.Target,
+	}
+	if !ino.Mode.IsRegular() {
+		h.Size = 0
+	}
+	if ino.Mode&fs.ModeDevice != 0 {
+		h.Major, h.Minor = squash.DecodeDev(ino.Rdev)
+	}
+	if ino.XattrIndex != squash.NoXattr {
+		xs, err := f.r.Xattrs(ino)
+		if err != nil {
+			return h, fmt.Errorf("image /%s: %w", name, err)
+		}
+		h.Xattrs = xs
+	}
+	return h, nil
+}
+
+func (f *folder) upperHeader(name, p string) (squash.Header, []squash.Xattr, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		return squash.Header{}, nil, fmt.Errorf("upper %s: %w", p, err)
+	}
+	h := squash.Header{
+		Name:  name,
+		Mode:  goMode(st.Mode),
+		UID:   st.Uid,
+		GID:   st.Gid,
+		Mtime: clampTime(st.Mtim.Sec),
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		h.Size = st.Size
+	case unix.S_IFLNK:
+		t, err := os.Readlink(p)
+		if err != nil {
+			return h, nil, fmt.Errorf("upper %s: %w", p, err)
+		}
+		h.Target = t
+	case unix.S_IFCHR, unix.S_IFBLK:
+		h.Major, h.Minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
+	}
+	xs, err := f.listXattrs(p)
+	if err != nil {
+		return h, nil, err
+	}
+	return h, withoutOverlay(xs), nil
+}
+
+func clampTime(s int64) uint32 {
+	switch {
+	case s < 0:
+		return 0
+	case s > 0xffffffff:
+		return 0xffffffff
+	}
+	return uint32(s)
+}
+
+func goMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	if m&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	switch m & unix.S_IFMT {
+	case unix.S_IFDIR:
+		mode |= fs.ModeDir
+	case unix.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case unix.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		mode |= fs.ModeDevice
+	case unix.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		mode |= fs.ModeSocket
+	}
+	return mode
+}
+
+func unixPerm(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p
+}
+
+// listXattrs reads every xattr of p, overlayfs's own included.
+func (f *folder) listXattrs(p string) ([]squash.Xattr, error) {
+	if f.xbuf == nil {
+		f.xbuf = make([]byte, 64<<10)
+	}
+	n, err := unix.Llistxattr(p, f.xbuf)
+	if errors.Is(err, unix.ERANGE) {
+		f.xbuf = make([]byte, 1<<20)
+		n, err = unix.Llistxattr(p, f.xbuf)
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list xattrs of %s: %w", p, err)
+	}
+	if n == 0 {
+		return nil, nil
+	}
+	names := strings.Split(strings.TrimRight(string(f.xbuf[:n]), "\x00"), "\x00")
+	var xs []squash.Xattr
+	for _, name := range names {
+		if !strings.HasPrefix(name, "user.") && !strings.HasPrefix(name, "trusted.") && !strings.HasPrefix(name, "security.") {
+			continue
+		}
+		v, err := getXattr(p, name)
+		if err != nil {
+			return nil, err
+		}
+		xs = append(xs, squash.Xattr{Name: name, Value: v})
+	}
+	return xs, nil
+}
+
+func getXattr(p, name string) ([]byte, error) {
+	size := 256
+	for {
+		buf := make([]byte, size)
+		n, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) && size < 1<<20 {
+			size *= 16
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("xattr %s of %s: %w", name, p, err)
+		}
+		return buf[:n], nil
+	}
+}
+
+func hasXattr(xs []squash.Xattr, name string) bool {
+	_, ok := xattrValue(xs, name)
+	return ok
+}
+
+func xattrValue(xs []squash.Xattr, name string) (string, bool) {
+	for _, x := range xs {
+		if x.Name == name {
+			return string(x.Value), true
+		}
+	}
+	return "", false
+}
+
+func withoutOverlay(xs []squash.Xattr) []squash.Xattr {
+	out := xs[:0:0]
+	for _, x := range xs {
+		if !strings.HasPrefix(x.Name, xattrPrefix) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// write copies the reused blocks in their old order, then adds every entry;
+// new data thus goes after all reused data.
+func (f *folder) write(w *squash.Writer, data io.ReaderAt) error {
+	runs := make(map[uint64]*squash.Run)
+	frags := make(map[uint32]uint32)
+	keep := make(map[uint32]bool)
+	if f.stats.Reuse {
+		liveBy := make(map[uint32]uint64)
+		deadBy := make(map[uint32]uint64)
+		for k, n := range f.live {
+			liveBy[k.frag] += uint64(n)
+		}
+		for k, n := range f.dead {
+			if _, ok := f.live[k]; !ok {
+				deadBy[k.frag] += uint64(n)
+			}
+		}
+		// A fragment block stays while at least half of what it holds is
+		// alive: repacking costs compression, keeping costs space.
+		for frag, n := range liveBy {
+			if n >= deadBy[frag] {
+				keep[frag] = true
+			}
+		}
+		type item struct {
+			pos   uint64
+			frag  uint32
+			isRun bool
+			ino   *squash.Inode
+		}
+		var items []item
+		for i := range f.ents {
+			ino := f.ents[i].old
+			if ino == nil || len(ino.BlockSizes) == 0 {
+				continue
+			}
+			if _, ok := runs[ino.BlocksStart]; ok || allHoles(ino.BlockSizes) {
+				continue
+			}
+			runs[ino.BlocksStart] = nil
+			items = append(items, item{pos: ino.BlocksStart, isRun: true, ino: ino})
+		}
+		for frag := range keep {
+			e, err := f.r.Fragment(frag)
+			if err != nil {
+				return err
+			}
+			items = append(items, item{pos: e.Start, frag: frag})
+		}
+		slices.SortFunc(items, func(a, b item) int {
+			switch {
+			case a.pos < b.pos:
+				return -1
+			case a.pos > b.pos:
+				return 1
+			}
+			return 0
+		})
+		for _, it := range items {
+			if it.isRun {
+				run, err := w.CopyRun(data, it.pos, it.ino.BlockSizes)
+				if err != nil {
+					return err
+				}
+				runs[it.pos] = run
+				for _, s := range it.ino.BlockSizes {
+					f.stats.ReusedBytes += int64(squash.BlockSize(s))
+				}
+				continue
+			}
+			e, err := f.r.Fragment(it.frag)
+			if err != nil {
+				return err
+			}
+			idx, err := w.CopyFragment(data, e)
+			if err != nil {
+				return err
+			}
+			frags[it.frag] = idx
+			f.stats.ReusedBytes += int64(squash.BlockSize(e.Size))
+			f.stats.FragmentsKept++
+		}
+		f.stats.FragmentsRepacked = len(liveBy) - len(keep)
+	}
+
+	for i := range f.ents {
+		e := &f.ents[i]
+		switch {
+		case e.old != nil && f.stats.Reuse:
+			ino := e.old
+			r := squash.Reused{
+				Size:     ino.Size,
+				Run:      runs[ino.BlocksStart],
+				Sizes:    ino.BlockSizes,
+				Sparse:   ino.Sparse,
+				Fragment: squash.NoFragment,
+			}
+			if ino.Fragment != squash.NoFragment {
+				if idx, ok := frags[ino.Fragment]; ok {
+					r.Fragment, r.FragOffset = idx, ino.FragOffset
+				} else {
+					tail, err := f.readTail(e.oldPath, ino)
+					if err != nil {
+						return err
+					}
+					r.Tail = tail
+					f.stats.NewBytes += int64(len(tail))
+				}
+			}
+			f.stats.ReusedFiles++
+			if err := w.AddReused(&e.hdr, r); err != nil {
+				return err
+			}
+		case e.old != nil:
+			file, err := f.r.OpenInode(e.old)
+			if err != nil {
+				return fmt.Errorf("image /%s: %w", e.oldPath, err)
+			}
+			f.stats.NewBytes += e.hdr.Size
+			err = w.Add(&e.hdr, file)
+			file.Close()
+			if err != nil {
+				return err
+			}
+		case e.upperPath != "":
+			file, err := os.Open(e.upperPath)
+			if err != nil {
+				return fmt.Errorf("upper: %w", err)
+			}
+			f.stats.NewBytes += e.hdr.Size
+			err = w.Add(&e.hdr, file)
+			file.Close()
+			if err != nil {
+				return fmt.Errorf("upper %s: %w", e.upperPath, err)
+			}
+		default:
+			if err := w.Add(&e.hdr, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func allHoles(sizes []uint32) bool {
+	for _, s := range sizes {
+		if squash.BlockSize(s) != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// readTail reads the part of an old file that lives in a fragment block
+// being repacked.
+func (f *folder) readTail(oldPath string, ino *squash.Inode) ([]byte, error) {
+	bs := uint64(f.r.Superblock().BlockSize)
+	n := ino.Size % bs
+	file, err := f.r.OpenInode(ino)
+	if err != nil {
+		return nil, fmt.Errorf("image /%s: %w", oldPath, err)
+	}
+	defer file.Close()
+	ra, ok := file.(io.ReaderAt)
+	if !ok {
+		return nil, fmt.Errorf("image /%s: file is not an io.ReaderAt", oldPath)
+	}
+	tail := make([]byte, n)
+	if got, err := ra.ReadAt(tail, int64(ino.Size-n)); got < len(tail) {
+		return nil, fmt.Errorf("image /%s: read tail: %w", oldPath, err)
+	}
+	return tail, nil
+}

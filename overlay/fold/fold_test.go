@@ -1,0 +1,278 @@
+package fold_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/internal/testtree"
+	"github.com/squashportage/squashportage/overlay/fold"
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/codec"
+	"github.com/squashportage/squashportage/squash/sourcetree"
+)
+
+func TestMain(m *testing.M) { privileged.Main(m) }
+
+// stack is an image mounted with a tmpfs upper and an overlay on top, as
+// squashportage mounts it.
+type stack struct {
+	image, lower, upper, merged string
+}
+
+func mountStack(t *testing.T, image string) *stack {
+	t.Helper()
+	dir := t.TempDir()
+	s := &stack{image: image, lower: dir + "/lower", upper: dir + "/rw/upper", merged: dir + "/merged"}
+	for _, d := range []string{s.lower, dir + "/rw", s.merged} {
+		must(t, os.MkdirAll(d, 0o755))
+	}
+	privileged.MountSquashfs(t, image, s.lower)
+	must(t, unix.Mount("tmpfs", dir+"/rw", "tmpfs", unix.MS_NODEV|unix.MS_NOSUID, "size=512m,mode=0755"))
+	t.Cleanup(func() { unix.Unmount(dir+"/rw", unix.MNT_DETACH) })
+	must(t, os.Mkdir(s.upper, 0o755))
+	must(t, os.Mkdir(dir+"/rw/work", 0o755))
+	// The overlay's root shows the upper root's metadata: give it the image's.
+	var st unix.Stat_t
+	must(t, unix.Lstat(s.lower, &st))
+	must(t, os.Lchown(s.upper, int(st.Uid), int(st.Gid)))
+	must(t, os.Chmod(s.upper, os.FileMode(st.Mode&0o777)))
+	must(t, unix.UtimesNano(s.upper, []unix.Timespec{st.Atim, st.Mtim}))
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", s.lower, s.upper, dir+"/rw/work")
+	must(t, unix.Mount("overlay", s.merged, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts))
+	t.Cleanup(func() {
+		if err := unix.Unmount(s.merged, 0); err != nil {
+			t.Errorf("unmount overlay: %v", err)
+		}
+	})
+	return s
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// foldStack folds s into a new image and returns its path and stats.
+func foldStack(t *testing.T, s *stack, opts fold.Options) (string, fold.Stats) {
+	t.Helper()
+	r, err := squash.OpenFile(s.image)
+	must(t, err)
+	defer r.Close()
+	data, err := os.Open(s.image)
+	must(t, err)
+	defer data.Close()
+	out := filepath.Join(t.TempDir(), "new.sqfs")
+	f, err := os.Create(out)
+	must(t, err)
+	st, err := fold.Fold(r.Reader, data, s.upper, f, opts)
+	must(t, err)
+	must(t, f.Close())
+	return out, st
+}
+
+// checkImage mounts image and compares it with the overlay's merged view.
+func checkImage(t *testing.T, image, merged string) {
+	t.Helper()
+	dir := t.TempDir()
+	privileged.MountSquashfs(t, image, dir)
+	diffs := testtree.CompareWith(merged, dir, testtree.CompareOptions{IgnoreDirNlink: true})
+	for i, d := range diffs {
+		if i == 30 {
+			t.Errorf("... and %d more", len(diffs)-30)
+			break
+		}
+		t.Errorf("new image differs from the overlay: %v", d)
+	}
+}
+
+// buildSource makes the all-cases tree without the overlayfs artifacts it
+// holds on purpose (a 0/0 whiteout device, trusted.overlay.* xattrs): as the
+// lower layer of an overlay, overlayfs would interpret them, so the merged
+// view could not equal the image mounted on its own.
+func buildSource(t *testing.T) string {
+	src := t.TempDir()
+	testtree.BuildAllCases(t, src, testtree.AllCasesOptions{})
+	must(t, filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if st := fi.Sys().(*syscall.Stat_t); fi.Mode()&os.ModeCharDevice != 0 && st.Rdev == 0 {
+			return os.Remove(p)
+		}
+		buf := make([]byte, 1<<16)
+		n, _ := unix.Llistxattr(p, buf)
+		for _, name := range strings.Split(string(buf[:n]), "\x00") {
+			if strings.HasPrefix(name, "trusted.overlay.") {
+				must(t, unix.Lremovexattr(p, name))
+			}
+		}
+		return nil
+	}))
+	return src
+}
+
+func writeImage(t *testing.T, src, image string, cfg codec.Config) {
+	t.Helper()
+	tree, err := sourcetree.Scan([]string{src}, sourcetree.Options{})
+	must(t, err)
+	f, err := os.Create(image)
+	must(t, err)
+	w, err := squash.NewWriter(f, squash.WriterOptions{Codec: cfg})
+	must(t, err)
+	must(t, tree.Write(w, nil))
+	must(t, w.Close())
+	must(t, f.Close())
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+type change struct {
+	name string
+	do   func(t *testing.T, m string)
+}
+
+func w(t *testing.T, p string, data []byte) { must(t, os.WriteFile(p, data, 0o644)) }
+
+// changes are made through the overlay, as a user (or emerge --sync) would.
+var changes = []change{
+	{"modify", func(t *testing.T, m string) { w(t, m+"/files/text-4096", bytes.Repeat([]byte("x"), 4096)) }},
+	{"append", func(t *testing.T, m string) {
+		f, err := os.OpenFile(m+"/files/random-131073", os.O_APPEND|os.O_WRONLY, 0)
+		must(t, err)
+		f.WriteString("appended")
+		f.Close()
+	}},
+	{"truncate", func(t *testing.T, m string) { must(t, os.Truncate(m+"/files/text-262144", 1000)) }},
+	{"delete file", func(t *testing.T, m string) { must(t, os.Remove(m+"/files/random-1")) }},
+	{"delete dir", func(t *testing.T, m string) { must(t, os.RemoveAll(m+"/deep")) }},
+	{"replace dir", func(t *testing.T, m string) {
+		must(t, os.RemoveAll(m+"/bigdir"))
+		must(t, os.Mkdir(m+"/bigdir", 0o700))
+		w(t, m+"/bigdir/only", []byte("new"))
+	}},
+	{"rename dir", func(t *testing.T, m string) { run(t, "mv", m+"/names", m+"/names-renamed") }},
+	{"chmod", func(t *testing.T, m string) { must(t, os.Chmod(m+"/files/text-0", 0o4711)) }},
+	{"chown", func(t *testing.T, m string) { must(t, os.Lchown(m+"/files/text-1", 4242, 4343)) }},
+	{"touch", func(t *testing.T, m string) {
+		must(t, unix.UtimesNano(m+"/files/text-2", []unix.Timespec{{Sec: 5}, {Sec: 123456789}}))
+	}},
+	{"set xattr", func(t *testing.T, m string) { must(t, unix.Lsetxattr(m+"/files/text-4095", "user.new", []byte("v"), 0)) }},
+	{"new symlink", func(t *testing.T, m string) { must(t, os.Symlink("files/text-4096", m+"/newlink")) }},
+	{"new hard link", func(t *testing.T, m string) {
+		w(t, m+"/hl-a", []byte("linked"))
+		must(t, os.Link(m+"/hl-a", m+"/hl-b"))
+	}},
+	{"new empty dir", func(t *testing.T, m string) { must(t, os.Mkdir(m+"/emptynew", 0o755)) }},
+	{"big new file", func(t *testing.T, m string) {
+		b := make([]byte, 3<<20+17)
+		for i := range b {
+			b[i] = byte(i * 7 / 13)
+		}
+		w(t, m+"/bignew", b)
+	}},
+	{"new fifo", func(t *testing.T, m string) { must(t, unix.Mkfifo(m+"/fifonew", 0o600)) }},
+}
+
+func TestFoldEquivalence(t *testing.T) {
+	for _, base := range []string{"ours", "mksquashfs"} {
+		t.Run(base, func(t *testing.T) {
+			src := buildSource(t)
+			image := filepath.Join(t.TempDir(), "base.sqfs")
+			if base == "ours" {
+				writeImage(t, src, image, codec.Config{ID: codec.Gzip})
+			} else {
+				run(t, "mksquashfs", src, image, "-noappend", "-quiet", "-no-progress")
+			}
+			s := mountStack(t, image)
+			for _, c := range changes {
+				if c.name == "delete dir" || c.name == "replace dir" || c.name == "rename dir" {
+					if _, err := os.Lstat(s.merged + map[string]string{"delete dir": "/deep", "replace dir": "/bigdir", "rename dir": "/names"}[c.name]); err != nil {
+						t.Fatalf("%s: the all-cases tree lacks the directory: %v", c.name, err)
+					}
+				}
+				c.do(t, s.merged)
+			}
+			img2, st := foldStack(t, s, fold.Options{})
+			t.Logf("fold: %+v", st)
+			if !st.Reuse || st.ReusedFiles == 0 {
+				t.Errorf("no data was reused: %+v", st)
+			}
+			checkImage(t, img2, s.merged)
+
+			// A second round on the new image.
+			s2 := mountStack(t, img2)
+			w(t, s2.merged+"/second", []byte("round two"))
+			must(t, os.Remove(s2.merged+"/files/text-8192"))
+			must(t, os.Chmod(s2.merged+"/files/text-131072", 0o600))
+			img3, _ := foldStack(t, s2, fold.Options{})
+			checkImage(t, img3, s2.merged)
+
+			// Removing one name of a hard link in the lower: overlayfs
+			// keeps showing the lower inode's stale link count of 2;
+			// the new image tells the truth.
+			s3 := mountStack(t, img3)
+			must(t, os.Remove(s3.merged+"/hl-b"))
+			img4, _ := foldStack(t, s3, fold.Options{})
+			dir := t.TempDir()
+			privileged.MountSquashfs(t, img4, dir)
+			var hl unix.Stat_t
+			must(t, unix.Lstat(dir+"/hl-a", &hl))
+			if hl.Nlink != 1 {
+				t.Errorf("hl-a: nlink %d in the new image, want 1", hl.Nlink)
+			}
+			if _, err := os.Lstat(dir + "/hl-b"); !os.IsNotExist(err) {
+				t.Errorf("hl-b survived its removal: %v", err)
+			}
+		})
+	}
+}
+
+func TestHasChanges(t *testing.T) {
+	src := t.TempDir()
+	w(t, src+"/a", []byte("a"))
+	image := filepath.Join(t.TempDir(), "base.sqfs")
+	writeImage(t, src, image, codec.Config{ID: codec.Gzip})
+	s := mountStack(t, image)
+	r, err := squash.OpenFile(image)
+	must(t, err)
+	defer r.Close()
+	changed, err := fold.HasChanges(r.Reader, s.upper)
+	must(t, err)
+	if changed {
+		t.Fatal("a fresh overlay reports changes")
+	}
+	w(t, s.merged+"/b", []byte("b"))
+	if changed, err = fold.HasChanges(r.Reader, s.upper); err != nil || !changed {
+		t.Fatalf("a new file is not a change: %v %v", changed, err)
+	}
+}
+
+func TestFoldNewCodec(t *testing.T) {
+	src := buildSource(t)
+	image := filepath.Join(t.TempDir(), "base.sqfs")
+	writeImage(t, src, image, codec.Config{ID: codec.Gzip})
+	s := mountStack(t, image)
+	w(t, s.merged+"/added", []byte("x"))
+	img2, st := foldStack(t, s, fold.Options{Codec: codec.Config{ID: codec.Zstd}})
+	if st.Reuse {
+		t.Error("blocks reused across compressors")
+	}
+	checkImage(t, img2, s.merged)
+}
