@@ -8,7 +8,6 @@ import (
 	"hash"
 	"io"
 	"io/fs"
-	"os"
 	"path"
 	"runtime"
 	"strings"
@@ -63,7 +62,7 @@ type WriteStats struct {
 // depends only on what was added and in which order, never on scheduling.
 // Close writes the metadata tables and the superblock.
 type Writer struct {
-	out       *os.File
+	out       Output
 	opts      WriterOptions
 	cfg       codec.Config
 	blockSize int
@@ -161,9 +160,16 @@ type job struct {
 	done   chan struct{}
 }
 
-// NewWriter starts an image on out, which must be empty and seekable; the
-// caller closes out after Close.
-func NewWriter(out *os.File, opts WriterOptions) (*Writer, error) {
+// Output is where a Writer puts the image: an *os.File, or a wrapper of one
+// (tests inject write failures that way).
+type Output interface {
+	io.WriterAt
+	Truncate(size int64) error
+}
+
+// NewWriter starts an image on out, which should be empty; the caller
+// closes out after Close.
+func NewWriter(out Output, opts WriterOptions) (*Writer, error) {
 	cfg := opts.Codec
 	if cfg.ID == 0 {
 		cfg.ID = codec.Gzip
@@ -612,4 +618,3 @@ func (w *Writer) flushFragment() {
 	w.frag = nil
 	w.fragCount++
 }
-

@@ -108,7 +108,7 @@ func HasChanges(r *squash.Reader, upper string) (bool, error) {
 
 // Fold writes the merged view of r (whose bytes are readable from data) and
 // the upper directory to out.
-func Fold(r *squash.Reader, data io.ReaderAt, upper string, out *os.File, opts Options) (Stats, error) {
+func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, opts Options) (Stats, error) {
 	old := r.Codec()
 	cfg := opts.Codec
 	if cfg.ID == 0 {

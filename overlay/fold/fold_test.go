@@ -173,7 +173,9 @@ var changes = []change{
 	{"touch", func(t *testing.T, m string) {
 		must(t, unix.UtimesNano(m+"/files/text-2", []unix.Timespec{{Sec: 5}, {Sec: 123456789}}))
 	}},
-	{"set xattr", func(t *testing.T, m string) { must(t, unix.Lsetxattr(m+"/files/text-4095", "user.new", []byte("v"), 0)) }},
+	{"set xattr", func(t *testing.T, m string) {
+		must(t, unix.Lsetxattr(m+"/files/text-4095", "user.new", []byte("v"), 0))
+	}},
 	{"new symlink", func(t *testing.T, m string) { must(t, os.Symlink("files/text-4096", m+"/newlink")) }},
 	{"new hard link", func(t *testing.T, m string) {
 		w(t, m+"/hl-a", []byte("linked"))

@@ -1,0 +1,134 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// loopMajor is the block major of loop devices.
+const loopMajor = 7
+
+// loopAttempts bounds the retries when another process grabs the device
+// LOOP_CTL_GET_FREE gave us before we configure it.
+const loopAttempts = 50
+
+// AttachLoop binds image to a free loop device with autoclear, read-only
+// if readOnly, and returns the device path and an open fd of it. The
+// caller must keep f open until mount(2) has returned and close it then:
+// autoclear detaches the device on the last close, which is the mount's
+// release once the mount holds it, but is immediate before.
+func AttachLoop(image string, readOnly bool) (dev string, f *os.File, err error) {
+	mode := os.O_RDWR
+	if readOnly {
+		mode = os.O_RDONLY
+	}
+	img, err := os.OpenFile(image, mode|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("attach %s: %w", image, err)
+	}
+	// The loop device keeps its own reference to the file.
+	defer img.Close()
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", nil, fmt.Errorf("attach %s: %w", image, err)
+	}
+	defer ctl.Close()
+
+	info := unix.LoopInfo64{Flags: unix.LO_FLAGS_AUTOCLEAR}
+	if readOnly {
+		info.Flags |= unix.LO_FLAGS_READ_ONLY
+	}
+	// lo_file_name is what losetup -l shows; the kernel keeps 63 bytes.
+	copy(info.File_name[:len(info.File_name)-1], image)
+
+	var lastErr error
+	for attempt := range loopAttempts {
+		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return "", nil, fmt.Errorf("attach %s: find a free loop device: %w", image, err)
+		}
+		dev = fmt.Sprintf("/dev/loop%d", n)
+		f, err := openLoopDevice(dev, n, mode)
+		if err != nil {
+			return "", nil, fmt.Errorf("attach %s: %w", image, err)
+		}
+		err = configureLoop(f, img, &info)
+		if err == nil {
+			return dev, f, nil
+		}
+		f.Close()
+		if !errors.Is(err, unix.EBUSY) {
+			return "", nil, fmt.Errorf("attach %s to %s: %w", image, dev, err)
+		}
+		lastErr = err
+		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+	}
+	return "", nil, fmt.Errorf("attach %s: no free loop device after %d tries: %w", image, loopAttempts, lastErr)
+}
+
+// configureLoop binds img in one step with LOOP_CONFIGURE (Linux 5.8+),
+// or with LOOP_SET_FD + LOOP_SET_STATUS64 on kernels without it. The old
+// way leaves a short window in which the device is bound but has no
+// autoclear; only a crash right then would leak it.
+func configureLoop(f, img *os.File, info *unix.LoopInfo64) error {
+	cfg := unix.LoopConfig{Fd: uint32(img.Fd()), Info: *info}
+	err := unix.IoctlLoopConfigure(int(f.Fd()), &cfg)
+	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOTTY) {
+		return err
+	}
+	if err := unix.IoctlSetInt(int(f.Fd()), unix.LOOP_SET_FD, int(img.Fd())); err != nil {
+		return err
+	}
+	// READ_ONLY follows from img's open mode under LOOP_SET_FD;
+	// SET_STATUS64 can only add AUTOCLEAR and set the name.
+	old := *info
+	old.Flags &^= unix.LO_FLAGS_READ_ONLY
+	if err := unix.IoctlLoopSetStatus64(int(f.Fd()), &old); err != nil {
+		_ = unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
+		return fmt.Errorf("set loop status: %w", err)
+	}
+	return nil
+}
+
+// openLoopDevice opens /dev/loopN, creating the node when devtmpfs has not
+// (a fresh initramfs, some containers): loop-control creates the device in
+// the kernel whether or not a node exists.
+func openLoopDevice(dev string, n, mode int) (*os.File, error) {
+	f, err := os.OpenFile(dev, mode|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		err = unix.Mknod(dev, unix.S_IFBLK|0o660, int(unix.Mkdev(loopMajor, uint32(n))))
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create %s: %w", dev, err)
+		}
+		f, err = os.OpenFile(dev, mode|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", dev, err)
+	}
+	return f, nil
+}
+
+// loopBackingFile returns the file a loop device is bound to ("" if none),
+// from sysfs, which needs no open of the device.
+func loopBackingFile(dev string) string {
+	var n int
+	if _, err := fmt.Sscanf(dev, "/dev/loop%d", &n); err != nil {
+		return ""
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/loop/backing_file", n))
+	if err != nil {
+		return ""
+	}
+	return string(trimNewline(b))
+}
+
+func trimNewline(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == 0) {
+		b = b[:len(b)-1]
+	}
+	return b
+}

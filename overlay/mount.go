@@ -1,0 +1,595 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/squash"
+)
+
+// ErrBusy is matched (errors.Is) by the errors of Umount and Remount when
+// processes still use the target.
+var ErrBusy = errors.New("target busy")
+
+type busyErr string
+
+func (e busyErr) Error() string        { return string(e) }
+func (e busyErr) Is(target error) bool { return target == ErrBusy }
+
+// fsSource names our mounts in the mount table, so that `mount` and
+// `findmnt` show who made them.
+const fsSource = "squashportage"
+
+// MountOptions tune Mount.
+type MountOptions struct {
+	// Root is prepended to the spec's image, target and upper directory:
+	// at boot the real root is mounted at e.g. /newroot. StateDir is not
+	// under Root: the init moves /run, mounts included, into the new root.
+	Root string
+	// StateDir holds the records, locks and private mount points
+	// (default DefaultStateDir).
+	StateDir string
+	// Force mounts over a target that is not empty, hiding its contents.
+	Force bool
+	// Log reports progress; nil is quiet.
+	Log func(format string, args ...any)
+}
+
+// ImagePath is the image as reachable now (under Root).
+func (st *State) ImagePath() string { return st.Path(st.Image) }
+
+// TargetPath is the target as reachable now (under Root).
+func (st *State) TargetPath() string { return st.Path(st.Target) }
+
+// LowerPath is the squashfs mount point as reachable now.
+func (st *State) LowerPath() string {
+	if st.UpperKind == KindNone {
+		return st.Path(st.Lower)
+	}
+	return st.Lower
+}
+
+// UpperPath is the overlay's upper directory as reachable now ("" for ro).
+func (st *State) UpperPath() string {
+	if st.UpperKind == KindDir {
+		return st.Path(st.Upper)
+	}
+	return st.Upper
+}
+
+// WorkPath is the overlay's work directory as reachable now ("" for ro).
+func (st *State) WorkPath() string {
+	if st.UpperKind == KindDir {
+		return st.Path(st.Work)
+	}
+	return st.Work
+}
+
+// StateDir is the directory the record was loaded from or saved to.
+func (st *State) StateDir() string {
+	if st.dir == "" {
+		return DefaultStateDir
+	}
+	return st.dir
+}
+
+// Mount mounts spec.Image read-only and, unless spec.ReadOnly, an overlay
+// with a writable upper over it at spec.Target, and records it. On failure
+// it undoes every step it made.
+func Mount(spec Spec, opts MountOptions) (*State, error) {
+	if err := spec.validate(); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", spec, err)
+	}
+	stateDir := opts.StateDir
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	unlock, err := LockWith(stateDir, spec.Target, LockOptions{Op: "mount"})
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", spec, err)
+	}
+	defer unlock()
+	if old, err := Load(stateDir, spec.Target); err == nil {
+		return nil, fmt.Errorf("mount %s: target %s is already managed by squashportage (image %s, since %s); run `squashportage umount %s` first",
+			spec, spec.Target, old.Image, old.MountedAt.Format(time.DateTime), spec.Target)
+	} else if !errors.Is(err, ErrNotManaged) {
+		return nil, fmt.Errorf("mount %s: %w", spec, err)
+	}
+	st := &State{
+		ID: ID(spec.Target), Spec: spec, Image: spec.Image, Target: spec.Target,
+		Root: opts.Root, dir: stateDir,
+	}
+	var u undo
+	if err := mountLayers(st, opts.Force, logger(opts.Log), &u); err != nil {
+		u.run()
+		return nil, fmt.Errorf("mount %s: %w", spec, err)
+	}
+	if err := st.Save(stateDir); err != nil {
+		u.run()
+		return nil, fmt.Errorf("mount %s: %w", spec, err)
+	}
+	return st, nil
+}
+
+func logger(f func(string, ...any)) func(string, ...any) {
+	if f == nil {
+		return func(string, ...any) {}
+	}
+	return f
+}
+
+// undo collects the reversal of each step, run last-first on failure.
+type undo []func()
+
+func (u *undo) push(f func()) { *u = append(*u, f) }
+
+func (u *undo) run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
+	}
+	*u = nil
+}
+
+// mountLayers checks the image and target of st and mounts them, filling
+// in st's loop device, directories and time.
+func mountLayers(st *State, force bool, log func(string, ...any), u *undo) error {
+	image, target := st.ImagePath(), st.TargetPath()
+	if err := checkImage(image); err != nil {
+		return err
+	}
+	if err := checkTarget(target, force); err != nil {
+		return err
+	}
+	if st.Spec.ReadOnly {
+		dev, err := mountSquashfs(image, target, st.Spec.Exec, u)
+		if err != nil {
+			return err
+		}
+		log("mounted %s (%s) read-only at %s", image, dev, target)
+		st.Loop, st.Lower, st.UpperKind = dev, st.Target, KindNone
+		st.RW, st.Upper, st.Work = "", "", ""
+		st.MountedAt = time.Now().UTC()
+		return nil
+	}
+
+	base := filepath.Join(st.StateDir(), st.ID)
+	lower := filepath.Join(base, "lower")
+	if err := makeDirs(u, base, lower); err != nil {
+		return err
+	}
+	dev, err := mountSquashfs(image, lower, st.Spec.Exec, u)
+	if err != nil {
+		return err
+	}
+	log("mounted %s (%s) at %s", image, dev, lower)
+	st.Loop, st.Lower = dev, lower
+
+	if err := prepareUpper(st, base, log, u); err != nil {
+		return err
+	}
+	upper, work := st.UpperPath(), st.WorkPath()
+	fresh, err := isEmptyDir(upper)
+	if err != nil {
+		return fmt.Errorf("upper %s: %w", upper, err)
+	}
+	if fresh {
+		// overlayfs shows the upper root's owner, mode and times as the
+		// target's: make them the image root's. A disk upper that already
+		// holds changes keeps its own, which the user may have changed.
+		if err := copyDirMeta(lower, upper); err != nil {
+			return err
+		}
+	}
+	data := "lowerdir=" + ovlEscape(lower) + ",upperdir=" + ovlEscape(upper) + ",workdir=" + ovlEscape(work)
+	flags := uintptr(unix.MS_NODEV | unix.MS_NOSUID)
+	if !st.Spec.Exec {
+		flags |= unix.MS_NOEXEC
+	}
+	if err := mountWithLog(fsSource, target, "overlay", flags, data); err != nil {
+		return fmt.Errorf("mount overlay at %s (%s): %w", target, data, err)
+	}
+	u.push(func() { _ = unix.Unmount(target, unix.MNT_DETACH) })
+	log("mounted overlay at %s (upper %s)", target, upper)
+	st.MountedAt = time.Now().UTC()
+	return nil
+}
+
+// prepareUpper makes the upper and work directories: on a fresh tmpfs, or
+// in the spec's directory on disk.
+func prepareUpper(st *State, base string, log func(string, ...any), u *undo) error {
+	if st.Spec.Upper == UpperTmpfs {
+		rw := filepath.Join(base, "rw")
+		if err := makeDirs(u, rw); err != nil {
+			return err
+		}
+		flags := uintptr(unix.MS_NODEV | unix.MS_NOSUID)
+		if !st.Spec.Exec {
+			flags |= unix.MS_NOEXEC
+		}
+		data := "mode=0755,size=" + st.Spec.Size
+		if err := mountWithLog(fsSource, rw, "tmpfs", flags, data); err != nil {
+			return fmt.Errorf("mount tmpfs at %s (%s): %w", rw, data, err)
+		}
+		u.push(func() { _ = unix.Unmount(rw, unix.MNT_DETACH) })
+		log("mounted tmpfs (%s) at %s", data, rw)
+		st.UpperKind, st.RW = KindTmpfs, rw
+		st.Upper, st.Work = filepath.Join(rw, "upper"), filepath.Join(rw, "work")
+		for _, d := range []string{st.Upper, st.Work} {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				return fmt.Errorf("create %s: %w", d, err)
+			}
+		}
+		return nil
+	}
+	st.UpperKind, st.RW = KindDir, st.Spec.Upper
+	st.Upper, st.Work = filepath.Join(st.Spec.Upper, "upper"), filepath.Join(st.Spec.Upper, "work")
+	dir := st.Path(st.Spec.Upper)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("upper directory: %w", err)
+	}
+	var devs [2]uint64
+	for i, d := range []string{st.UpperPath(), st.WorkPath()} {
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+		var s unix.Stat_t
+		if err := unix.Lstat(d, &s); err != nil {
+			return fmt.Errorf("upper directory: %w", err)
+		}
+		if s.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fmt.Errorf("upper directory: %s is not a directory", d)
+		}
+		devs[i] = s.Dev
+	}
+	if devs[0] != devs[1] {
+		return fmt.Errorf("upper directory: %s and %s are on different filesystems; overlayfs needs them on one", st.UpperPath(), st.WorkPath())
+	}
+	log("using upper %s", st.UpperPath())
+	return nil
+}
+
+// makeDirs creates dirs that do not exist yet, and on undo removes those
+// it created (if empty: never anything a mount left behind).
+func makeDirs(u *undo, dirs ...string) error {
+	for _, d := range dirs {
+		err := os.Mkdir(d, 0o755)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+		u.push(func() { _ = os.Remove(d) })
+	}
+	return nil
+}
+
+// mountSquashfs mounts image at dir read-only through a self-clearing
+// loop device.
+func mountSquashfs(image, dir string, exec bool, u *undo) (string, error) {
+	dev, f, err := AttachLoop(image, true)
+	if err != nil {
+		return "", err
+	}
+	// Until mount(2) returns, f is what keeps the device attached.
+	defer f.Close()
+	flags := uintptr(unix.MS_RDONLY | unix.MS_NODEV | unix.MS_NOSUID)
+	if !exec {
+		flags |= unix.MS_NOEXEC
+	}
+	if err := mountWithLog(dev, dir, "squashfs", flags, ""); err != nil {
+		return "", fmt.Errorf("mount %s (%s) at %s: %w", image, dev, dir, err)
+	}
+	u.push(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return dev, nil
+}
+
+// mountWithLog is mount(2) whose error carries what the kernel logged
+// about it: EINVAL alone does not say which overlayfs option it disliked.
+func mountWithLog(source, target, fstype string, flags uintptr, data string) error {
+	kmsg := openKmsg()
+	err := unix.Mount(source, target, fstype, flags, data)
+	if kmsg != nil {
+		defer kmsg.Close()
+		if err != nil {
+			if lines := readKmsg(kmsg); len(lines) > 0 {
+				return fmt.Errorf("%w (kernel: %s)", err, strings.Join(lines, "; "))
+			}
+		}
+	}
+	return err
+}
+
+// openKmsg opens /dev/kmsg at its end, or returns nil when unreadable.
+func openKmsg() *os.File {
+	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	if _, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_END); err != nil {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// readKmsg returns the messages of overlayfs, squashfs, tmpfs and loop
+// logged since openKmsg; other processes' noise is left out.
+func readKmsg(f *os.File) []string {
+	var out []string
+	buf := make([]byte, 8192)
+	for range 100 {
+		n, err := unix.Read(int(f.Fd()), buf)
+		if errors.Is(err, unix.EPIPE) {
+			continue
+		}
+		if err != nil || n <= 0 {
+			break
+		}
+		_, msg, _ := strings.Cut(string(buf[:n]), ";")
+		msg, _, _ = strings.Cut(msg, "\n")
+		for _, k := range []string{"overlayfs", "squashfs", "SQUASHFS", "tmpfs", "loop"} {
+			if strings.Contains(msg, k) {
+				out = append(out, msg)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// checkImage refuses anything our reader does not take for a squashfs
+// image, before a loop device is spent on it.
+func checkImage(image string) error {
+	fi, err := os.Stat(image)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("image %s: no such file", image)
+	}
+	if err != nil {
+		return fmt.Errorf("image %s: %w", image, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("image %s: not a regular file", image)
+	}
+	r, err := squash.OpenFile(image)
+	if err != nil {
+		return fmt.Errorf("image %s: not a squashfs image (%w)", image, err)
+	}
+	return r.Close()
+}
+
+// checkTarget wants an existing directory, empty unless force: whatever
+// is in it would be hidden by the mount, which looks like data loss.
+func checkTarget(target string, force bool) error {
+	fi, err := os.Stat(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("target %s: no such directory (create it first)", target)
+	}
+	if err != nil {
+		return fmt.Errorf("target %s: %w", target, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("target %s: not a directory", target)
+	}
+	if force {
+		return nil
+	}
+	f, err := os.Open(target)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", target, err)
+	}
+	defer f.Close()
+	// Enough to name the first few in order, not a whole tree's worth.
+	names, err := f.Readdirnames(10000)
+	if err != nil && len(names) == 0 {
+		return nil // io.EOF: empty
+	}
+	sort.Strings(names)
+	list := strings.Join(names[:min(5, len(names))], ", ")
+	if len(names) > 5 {
+		list += ", ..."
+	}
+	return fmt.Errorf("target %s is not empty (%s): the mount would hide its contents; move them away or use --force", target, list)
+}
+
+// ovlEscape escapes a path for overlayfs's options, where ',' separates
+// options, ':' lower layers, and '\' escapes both (and itself): the state
+// directory names carry systemd's \x escapes.
+func ovlEscape(p string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `:`, `\:`).Replace(p)
+}
+
+func isEmptyDir(dir string) (bool, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(1)
+	return len(names) == 0, nil
+}
+
+// copyDirMeta gives dst the owner, permission bits and times of src.
+func copyDirMeta(src, dst string) error {
+	var s unix.Stat_t
+	if err := unix.Stat(src, &s); err != nil {
+		return fmt.Errorf("stat image root %s: %w", src, err)
+	}
+	if err := os.Lchown(dst, int(s.Uid), int(s.Gid)); err != nil {
+		return fmt.Errorf("upper root: %w", err)
+	}
+	// After chown, which clears set-id bits.
+	if err := unix.Chmod(dst, s.Mode&0o7777); err != nil {
+		return fmt.Errorf("upper root: chmod %s: %w", dst, err)
+	}
+	ts := []unix.Timespec{s.Atim, s.Mtim}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("upper root: set times of %s: %w", dst, err)
+	}
+	return nil
+}
+
+// UmountOptions tune Umount.
+type UmountOptions struct {
+	// Lazy detaches busy mounts (MNT_DETACH) instead of refusing.
+	Lazy     bool
+	StateDir string
+}
+
+// Umount takes down the mounts of target and forgets it. A busy target is
+// refused, listing the processes that use it, unless opts.Lazy. The loop
+// device detaches itself when the squashfs is finally released.
+func Umount(target string, opts UmountOptions) error {
+	stateDir := opts.StateDir
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	target = filepath.Clean(target)
+	unlock, err := LockWith(stateDir, target, LockOptions{Op: "umount"})
+	if err != nil {
+		return fmt.Errorf("umount %s: %w", target, err)
+	}
+	defer unlock()
+	st, err := Load(stateDir, target)
+	if err != nil {
+		return fmt.Errorf("umount %s: %w", target, err)
+	}
+	st.dir = stateDir
+	if err := unmountLayers(st, opts.Lazy); err != nil {
+		return fmt.Errorf("umount %s: %w", target, err)
+	}
+	if err := removeState(stateDir, target); err != nil {
+		return fmt.Errorf("umount %s: %w", target, err)
+	}
+	return nil
+}
+
+// unmountLayers unmounts the target, then what it was built of. Only the
+// target can be busy with users; once it is gone, the private mounts below
+// the state dir are detached whatever holds them.
+func unmountLayers(st *State, lazy bool) error {
+	target := st.TargetPath()
+	m, mounted, err := mountAt(target)
+	if err != nil {
+		return err
+	}
+	want := "overlay"
+	if st.UpperKind == KindNone {
+		want = "squashfs"
+	}
+	if mounted && m.FSType != want {
+		return fmt.Errorf("%s has a %s mounted over it, not squashportage's %s: unmount that first", target, m.FSType, want)
+	}
+	if mounted {
+		flags := 0
+		if lazy {
+			flags = unix.MNT_DETACH
+		}
+		err := unix.Unmount(target, flags)
+		if errors.Is(err, unix.EBUSY) {
+			return busyErr(fmt.Sprintf("%s is busy (use --lazy to detach it anyway); %s", target, describeHolders(target)))
+		}
+		if err != nil {
+			return fmt.Errorf("unmount %s: %w", target, err)
+		}
+	}
+	if st.UpperKind == KindNone {
+		return nil
+	}
+	var errs []error
+	if st.UpperKind == KindTmpfs {
+		errs = append(errs, unmountPrivate(st.RW))
+	}
+	errs = append(errs, unmountPrivate(st.Lower))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Dir(st.Lower)) // STATEDIR/ID, now empty
+	return nil
+}
+
+// unmountPrivate detaches and removes one of our mount points under the
+// state dir; a mount point that is not mounted any more is just removed.
+func unmountPrivate(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if _, mounted, err := mountAt(dir); err != nil {
+		return err
+	} else if mounted {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("unmount %s: %w", dir, err)
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Remount swaps st's mounts onto newImage (written by persist) with an
+// empty upper: the changes the upper held are in the new image. When the
+// target is in use it changes nothing and returns an error matching
+// ErrBusy, and the new image is picked up at the next mount. The caller
+// holds the target's lock.
+func Remount(st *State, newImage string) error {
+	if !filepath.IsAbs(newImage) {
+		return fmt.Errorf("remount %s: image %s is not an absolute path", st.Target, newImage)
+	}
+	if err := checkImage(st.Path(newImage)); err != nil {
+		return fmt.Errorf("remount %s: %w", st.Target, err)
+	}
+	if err := unmountLayers(st, false); err != nil {
+		return fmt.Errorf("remount %s: %w", st.Target, err)
+	}
+	if st.UpperKind == KindDir {
+		// The overlay is gone, so nothing writes here any more.
+		for _, d := range []string{st.UpperPath(), st.WorkPath()} {
+			if err := emptyDir(d); err != nil {
+				return fmt.Errorf("remount %s: target left unmounted: %w", st.Target, err)
+			}
+		}
+	}
+	oldImage := st.Image
+	st.Image = newImage
+	var u undo
+	err := mountLayers(st, true, func(string, ...any) {}, &u)
+	if err != nil && oldImage != newImage {
+		u.run()
+		st.Image = oldImage
+		if err2 := mountLayers(st, true, func(string, ...any) {}, &u); err2 == nil {
+			return fmt.Errorf("remount %s on %s: %w (mounted %s again)", st.Target, newImage, err, oldImage)
+		}
+	}
+	if err != nil {
+		u.run()
+		_ = removeState(st.StateDir(), st.Target)
+		return fmt.Errorf("remount %s on %s: %w; target left unmounted", st.Target, newImage, err)
+	}
+	if err := st.Save(st.StateDir()); err != nil {
+		return fmt.Errorf("remount %s: %w", st.Target, err)
+	}
+	return nil
+}
+
+// emptyDir removes everything inside dir, keeping dir.
+func emptyDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("empty %s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("empty %s: %w", dir, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,403 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/overlay/fold"
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/codec"
+)
+
+// PersistOptions tune Persist.
+type PersistOptions struct {
+	DryRun  bool // say what would be written, write nothing
+	Force   bool // persist even below the threshold or on battery
+	Workers int
+	Log     func(format string, args ...any)
+	// Output wraps the new image's file; tests inject write failures here.
+	Output func(*os.File) squash.Output
+	// PowerRoot is where /etc/killpower and /sys/class/power_supply are
+	// looked up ("" is /); tests point it elsewhere.
+	PowerRoot string
+}
+
+// PersistResult says what Persist did.
+type PersistResult struct {
+	Target    string
+	Image     string
+	Written   bool   // a new image replaced the old one
+	Skipped   string // why nothing was written, when nothing was
+	Stats     fold.Stats
+	Pending   int64 // bytes of regular files in the upper
+	OldSize   int64
+	NewSize   int64
+	Duration  time.Duration
+	Remounted bool   // the overlay now runs on the new image with an empty upper
+	Busy      string // why the remount was left to the next boot
+}
+
+// Persist folds the changes of a managed mount into a new image, crash-safely:
+// the new image is written beside IMAGE under a temporary name, synced,
+// verified, and renamed over IMAGE, the previous generation staying as
+// IMAGE.old; at every instant IMAGE is a complete image, old or new. The
+// upper is left alone unless the overlay can be remounted on the new image.
+func Persist(st *State, opts PersistOptions) (PersistResult, error) {
+	start := time.Now()
+	log := logger(opts.Log)
+	res := PersistResult{Target: st.Target, Image: st.Image}
+	switch {
+	case st.Spec.ReadOnly:
+		res.Skipped = "mounted read-only (ro): nothing to persist"
+		return res, nil
+	case st.Spec.Persist == PersistNever:
+		res.Skipped = "persist=never: changes are discarded at unmount"
+		return res, nil
+	}
+	unlock, err := LockWith(st.StateDir(), st.Target, LockOptions{Op: "persist", Wait: 10 * time.Second})
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+
+	image := st.ImagePath()
+	if _, err := os.Lstat(st.UpperPath()); err != nil {
+		return res, fmt.Errorf("persist %s: the upper %s is gone (was the overlay unmounted behind squashportage's back, or a persist killed while remounting?): %w; mount it again with 'squashportage mount'", st.Target, st.UpperPath(), err)
+	}
+	// Fold against the image the overlay really runs on: after a persist
+	// whose remount was left to the next boot, IMAGE is already newer than
+	// the mounted lower, and the upper's changes are relative to the lower.
+	base, baseName, err := openLower(st)
+	if err != nil {
+		return res, err
+	}
+	defer base.Close()
+	r, err := squash.NewReader(base, base.size)
+	if err != nil {
+		return res, fmt.Errorf("persist %s: read image %s: %w", st.Target, baseName, err)
+	}
+	res.OldSize = base.size
+	changed, err := fold.HasChanges(r, st.UpperPath())
+	if err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	if !changed {
+		res.Skipped = "no changes"
+		return res, nil
+	}
+	if res.Pending, err = pendingBytes(st.UpperPath()); err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	if !opts.Force {
+		if why := unwise(opts.PowerRoot); why != "" {
+			res.Skipped = why + keptOrLost(st)
+			return res, nil
+		}
+		if st.Spec.Threshold > 0 && res.Pending < st.Spec.Threshold {
+			res.Skipped = fmt.Sprintf("%d bytes pending, below threshold=%d", res.Pending, st.Spec.Threshold) + keptOrLost(st)
+			return res, nil
+		}
+	}
+	cfg := r.Codec()
+	if st.Spec.Comp != 0 && st.Spec.Comp != cfg.ID {
+		cfg = codec.Config{ID: st.Spec.Comp}
+	}
+	if st.Spec.Block != 0 {
+		cfg.BlockSize = st.Spec.Block
+	}
+	if opts.DryRun {
+		res.Skipped = fmt.Sprintf("dry run: would write %s (%s, %d KiB blocks) with %d bytes of changes", image, cfg.ID, blockOr(cfg.BlockSize, r)>>10, res.Pending)
+		return res, nil
+	}
+
+	tmp := image + ".new"
+	_ = os.Remove(tmp) // a leftover of a persist that died
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	fail := func(err error) (PersistResult, error) {
+		f.Close()
+		os.Remove(tmp)
+		return res, fmt.Errorf("persist %s: %w (the image and the changes are untouched)", st.Target, err)
+	}
+	var out squash.Output = f
+	if opts.Output != nil {
+		out = opts.Output(f)
+	}
+	log("persist %s: folding %s into %s", st.Target, st.UpperPath(), image)
+	res.Stats, err = fold.Fold(r, base, st.UpperPath(), out, fold.Options{
+		Codec:    codec.Config{ID: cfg.ID, BlockSize: cfg.BlockSize, Options: cfg.Options},
+		Workers:  opts.Workers,
+		MkfsTime: uint32(time.Now().Unix()),
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("sync %s: %w", tmp, err))
+	}
+	if err := verifyImage(f); err != nil {
+		return fail(fmt.Errorf("verify %s: %w", tmp, err))
+	}
+	if fi, err := f.Stat(); err == nil {
+		res.NewSize = fi.Size()
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	if err := rotate(image, tmp, st.Spec.Keep); err != nil {
+		os.Remove(tmp)
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	res.Written = true
+	res.Duration = time.Since(start)
+	st.LastPersist = time.Now()
+	st.LastPersistResult = fmt.Sprintf("ok: %s, %d bytes (%d reused files, %d new bytes) in %v",
+		st.Image, res.NewSize, res.Stats.ReusedFiles, res.Stats.NewBytes, res.Duration.Round(time.Millisecond))
+	if err := st.Save(st.StateDir()); err != nil {
+		log("persist %s: record state: %v", st.Target, err)
+	}
+
+	err = Remount(st, st.Image)
+	switch {
+	case err == nil:
+		res.Remounted = true
+	case errors.Is(err, ErrBusy):
+		res.Busy = err.Error()
+		log("persist %s: %v; the new image is used from the next mount", st.Target, err)
+	default:
+		return res, fmt.Errorf("persist %s: image written, but %w", st.Target, err)
+	}
+	return res, nil
+}
+
+func blockOr(bs int, r *squash.Reader) int {
+	if bs != 0 {
+		return bs
+	}
+	return int(r.Superblock().BlockSize)
+}
+
+func keptOrLost(st *State) string {
+	if st.UpperKind == KindDir {
+		return "; the changes stay in " + st.UpperPath()
+	}
+	return "; WARNING: the changes live in RAM (tmpfs) and are lost at shutdown unless persisted with --force"
+}
+
+// lowerFile is the mounted image, read through its loop device when there
+// is one, so that persist folds against exactly what the overlay shows.
+type lowerFile struct {
+	*os.File
+	size int64
+}
+
+func openLower(st *State) (*lowerFile, string, error) {
+	if st.Loop != "" {
+		if f, err := os.Open(st.Loop); err == nil {
+			if size, err := deviceSize(f); err == nil && size > 0 && sameBacking(st) {
+				return &lowerFile{f, size}, st.Loop, nil
+			}
+			f.Close()
+		}
+	}
+	f, err := os.Open(st.ImagePath())
+	if err != nil {
+		return nil, "", fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, "", fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	return &lowerFile{f, fi.Size()}, st.ImagePath(), nil
+}
+
+// sameBacking checks that the loop device still serves this mount's image
+// (a reused loop number after a crash would serve another file).
+func sameBacking(st *State) bool {
+	name := filepath.Base(st.Loop)
+	b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file")
+	if err != nil {
+		return false
+	}
+	backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
+	img := st.ImagePath()
+	return backing == img || backing == img+".old" || strings.HasPrefix(backing, img+".old.")
+}
+
+func deviceSize(f *os.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if fi.Mode()&fs.ModeDevice == 0 {
+		return fi.Size(), nil
+	}
+	n, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKGETSIZE64)
+	return int64(n), err
+}
+
+// pendingBytes sums the sizes of the regular files in the upper.
+func pendingBytes(upper string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n, err
+}
+
+// unwise says why squashing now would be unwise: the UPS has asked for a
+// power-off (NUT's killpower flag), or the machine runs on battery.
+func unwise(root string) string {
+	for _, p := range []string{"/etc/killpower", "/etc/nut/killpower"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			return p + " exists (the UPS is about to cut power): not persisting"
+		}
+	}
+	supplies, _ := filepath.Glob(filepath.Join(root, "/sys/class/power_supply/*"))
+	onMains, onBattery := false, false
+	for _, s := range supplies {
+		typ := readTrim(filepath.Join(s, "type"))
+		switch typ {
+		case "Mains", "USB":
+			if readTrim(filepath.Join(s, "online")) == "1" {
+				onMains = true
+			}
+		case "Battery":
+			if readTrim(filepath.Join(s, "status")) == "Discharging" {
+				onBattery = true
+			}
+		}
+	}
+	if onBattery && !onMains {
+		return "running on battery: not persisting"
+	}
+	return ""
+}
+
+func readTrim(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}
+
+// verifyImage reads the new image back with our reader: every table,
+// inode, directory and block. A persist must never rename a bad image
+// over a good one.
+func verifyImage(f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	r, err := squash.NewReader(f, fi.Size())
+	if err != nil {
+		return err
+	}
+	return r.Verify(context.Background(), nil)
+}
+
+// rotate installs tmp as image, keeping keep-1 previous generations as
+// image.old, image.old.2, ...; image exists and is complete at every
+// instant, and the directory is synced so the renames survive a power cut.
+func rotate(image, tmp string, keep int) error {
+	dir := filepath.Dir(image)
+	if keep >= 2 {
+		for k := keep - 1; k >= 3; k-- {
+			if err := renameIfExists(oldName(image, k-1), oldName(image, k)); err != nil {
+				return err
+			}
+		}
+		if keep >= 3 {
+			if err := renameIfExists(oldName(image, 1), oldName(image, 2)); err != nil {
+				return err
+			}
+		}
+		// image.old becomes a second name of the current image before the
+		// new one replaces it, so that no moment lacks either.
+		t := image + ".old.tmp"
+		_ = os.Remove(t)
+		if err := os.Link(image, t); err != nil {
+			if err := copyFile(image, t); err != nil {
+				return fmt.Errorf("keep previous generation: %w", err)
+			}
+		}
+		if err := os.Rename(t, oldName(image, 1)); err != nil {
+			os.Remove(t)
+			return fmt.Errorf("keep previous generation: %w", err)
+		}
+	}
+	if err := os.Rename(tmp, image); err != nil {
+		return fmt.Errorf("install new image: %w", err)
+	}
+	return syncDir(dir)
+}
+
+func oldName(image string, k int) string {
+	if k == 1 {
+		return image + ".old"
+	}
+	return image + ".old." + strconv.Itoa(k)
+}
+
+func renameIfExists(from, to string) error {
+	err := os.Rename(from, to)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,420 @@
+package overlay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/internal/testtree"
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/sourcetree"
+)
+
+// portageImage writes a small Portage-like tree and its image (made by our
+// writer) and returns both.
+func portageImage(t *testing.T, scale float64) (src, image string) {
+	t.Helper()
+	src = filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testtree.GeneratePortage(src, testtree.PortageOptions{Scale: scale, Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	image = filepath.Join(t.TempDir(), "gentoo.sqfs")
+	tree, err := sourcetree.Scan([]string{src}, sourcetree.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := squash.NewWriter(f, squash.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tree.Write(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	return src, image
+}
+
+func copyTo(t *testing.T, from, to string) {
+	t.Helper()
+	if out, err := exec.Command("cp", "-a", from, to).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v\n%s", err, out)
+	}
+}
+
+// syncChanges edits the tree through the overlay the way emerge --sync does.
+func syncChanges(t *testing.T, target string) {
+	t.Helper()
+	if _, err := testtree.MutatePortage(target, 0.05, 11); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(target, "NEWS"), "persist me\n")
+}
+
+// imageEquals mounts image and tells whether it shows exactly the tree at dir.
+func imageEquals(t *testing.T, image, dir string) bool {
+	t.Helper()
+	mnt := t.TempDir()
+	m := privileged.MountSquashfs(t, image, mnt)
+	defer m.Unmount()
+	return len(testtree.CompareWith(dir, mnt, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 1})) == 0
+}
+
+func sameBytes(t *testing.T, a, b string) bool {
+	t.Helper()
+	x, err := os.ReadFile(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Equal(x, y)
+}
+
+func TestPersistNothingChanged(t *testing.T) {
+	e := newEnv(t)
+	img := makeImage(t, testFiles)
+	st := e.mount(img + ":" + e.target)
+	res, err := Persist(st, PersistOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Written || res.Skipped != "no changes" {
+		t.Fatalf("persist with no change: %+v", res)
+	}
+	if _, err := os.Stat(img + ".old"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("persist with no change made %s.old: %v", img, err)
+	}
+}
+
+func TestPersistTwice(t *testing.T) {
+	e := newEnv(t)
+	src, img := portageImage(t, 0.01)
+	st := e.mount(img + ":" + e.target)
+	syncChanges(t, e.target)
+	view1 := filepath.Join(t.TempDir(), "view1")
+	copyTo(t, e.target, view1)
+
+	res, err := Persist(st, PersistOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Written || !res.Remounted || res.Stats.ReusedFiles == 0 {
+		t.Fatalf("first persist: %+v", res)
+	}
+	if !imageEquals(t, img, view1) {
+		t.Fatal("the new image does not show the overlay's view")
+	}
+	if !imageEquals(t, img+".old", src) {
+		t.Fatal("IMAGE.old is not the previous image")
+	}
+	if ents, _ := os.ReadDir(st.UpperPath()); len(ents) != 0 {
+		t.Fatalf("upper not emptied by the remount: %d entries", len(ents))
+	}
+	if readFile(t, filepath.Join(e.target, "NEWS")) != "persist me\n" {
+		t.Fatal("change not visible after the remount")
+	}
+
+	st, err = Load(e.stateDir, e.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(e.target, "NEWS"), "second\n")
+	if err := os.RemoveAll(filepath.Join(e.target, "eclass")); err != nil {
+		t.Fatal(err)
+	}
+	view2 := filepath.Join(t.TempDir(), "view2")
+	copyTo(t, e.target, view2)
+	if _, err := Persist(st, PersistOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !imageEquals(t, img, view2) || !imageEquals(t, img+".old", view1) {
+		t.Fatal("second persist: IMAGE or IMAGE.old wrong")
+	}
+	st, _ = Load(e.stateDir, e.target)
+	if res, err := Persist(st, PersistOptions{}); err != nil || res.Written {
+		t.Fatalf("third persist without changes: %+v %v", res, err)
+	}
+}
+
+func TestPersistKeepGenerations(t *testing.T) {
+	e := newEnv(t)
+	img := makeImage(t, testFiles)
+	st := e.mount(img + ":" + e.target + ":keep=3")
+	for i := range 3 {
+		writeFile(t, filepath.Join(e.target, "gen"), fmt.Sprint(i))
+		if _, err := Persist(st, PersistOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		st, _ = Load(e.stateDir, e.target)
+	}
+	for _, name := range []string{img, img + ".old", img + ".old.2"} {
+		if _, err := os.Stat(name); err != nil {
+			t.Errorf("keep=3: %v", err)
+		}
+	}
+	if _, err := os.Stat(img + ".old.3"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("keep=3 kept a fourth generation: %v", err)
+	}
+}
+
+// failingOutput fails every write after limit bytes with err.
+type failingOutput struct {
+	f       *os.File
+	limit   int64
+	err     error
+	written int64
+}
+
+func (o *failingOutput) WriteAt(p []byte, off int64) (int, error) {
+	if o.written+int64(len(p)) > o.limit {
+		return 0, o.err
+	}
+	o.written += int64(len(p))
+	return o.f.WriteAt(p, off)
+}
+
+func (o *failingOutput) Truncate(n int64) error { return o.f.Truncate(n) }
+
+func TestPersistWriteFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   error
+		limit int64
+	}{
+		{"EIO early", syscall.EIO, 0},
+		{"EIO late", syscall.EIO, 200 << 10},
+		{"ENOSPC", syscall.ENOSPC, 100 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			_, img := portageImage(t, 0.01)
+			orig := filepath.Join(t.TempDir(), "orig.sqfs")
+			copyTo(t, img, orig)
+			st := e.mount(img + ":" + e.target)
+			syncChanges(t, e.target)
+			view := filepath.Join(t.TempDir(), "view")
+			copyTo(t, e.target, view)
+			_, err := Persist(st, PersistOptions{Output: func(f *os.File) squash.Output {
+				return &failingOutput{f: f, limit: tc.limit, err: tc.err}
+			}})
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("persist error %v, want %v", err, tc.err)
+			}
+			if !strings.Contains(err.Error(), "untouched") {
+				t.Errorf("error does not say the image is untouched: %v", err)
+			}
+			checkUntouched(t, img, orig, e.target, view)
+		})
+	}
+}
+
+// checkUntouched asserts that a failed persist left IMAGE byte for byte as
+// it was, no temporary file, and the overlay still showing every change.
+func checkUntouched(t *testing.T, img, orig, target, view string) {
+	t.Helper()
+	if !sameBytes(t, img, orig) {
+		t.Error("IMAGE changed by a failed persist")
+	}
+	if _, err := os.Stat(img + ".new"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary image left behind: %v", err)
+	}
+	if d := testtree.CompareWith(view, target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 5}); len(d) > 0 {
+		t.Errorf("the overlay lost changes: %v", d)
+	}
+}
+
+// TestPersistDiskFull writes the image on a tmpfs too small for a second
+// generation: the kernel's own ENOSPC.
+func TestPersistDiskFull(t *testing.T) {
+	e := newEnv(t)
+	_, img0 := portageImage(t, 0.01)
+	fi, err := os.Stat(img0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := filepath.Join(e.dir, "small")
+	if err := os.Mkdir(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	size := fi.Size() + fi.Size()/2
+	if err := unix.Mount("tmpfs", small, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(small, unix.MNT_DETACH)
+	img := filepath.Join(small, "gentoo.sqfs")
+	copyTo(t, img0, img)
+	st := e.mount(img + ":" + e.target)
+	syncChanges(t, e.target)
+	view := filepath.Join(t.TempDir(), "view")
+	copyTo(t, e.target, view)
+	_, err = Persist(st, PersistOptions{})
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("persist on a full disk: %v, want ENOSPC", err)
+	}
+	checkUntouched(t, img, img0, e.target, view)
+	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPersistCorruptImage(t *testing.T) {
+	e := newEnv(t)
+	_, img := portageImage(t, 0.01)
+	st := e.mount(img + ":" + e.target)
+	syncChanges(t, e.target)
+	view := filepath.Join(t.TempDir(), "view")
+	copyTo(t, e.target, view)
+	// Damage the tables at the end of the image, as a failing disk would;
+	// the page cache must not hide it.
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := f.Stat()
+	junk := bytes.Repeat([]byte{0xA5}, 64<<10)
+	if _, err := f.WriteAt(junk, fi.Size()-int64(len(junk))-4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	corrupt := filepath.Join(t.TempDir(), "corrupt.sqfs")
+	copyTo(t, img, corrupt)
+	exec.Command("sh", "-c", "echo 3 > /proc/sys/vm/drop_caches").Run()
+	_, err = Persist(st, PersistOptions{})
+	if err == nil {
+		t.Fatal("persist of a corrupt image succeeded")
+	}
+	t.Logf("persist of a corrupt image: %v", err)
+	if _, err := os.Stat(img + ".new"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temporary image left behind: %v", err)
+	}
+	if !sameBytes(t, img, corrupt) {
+		t.Error("IMAGE changed by a failed persist")
+	}
+	if d := testtree.CompareWith(filepath.Join(st.UpperPath(), "NEWS"), filepath.Join(view, "NEWS"), testtree.CompareOptions{}); len(d) > 0 {
+		t.Errorf("upper lost changes: %v", d)
+	}
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds squashportage once for tests that run it as a process.
+func binary(t *testing.T) string {
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sp-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "squashportage")
+		out, err := exec.Command("go", "build", "-o", binPath, "../init").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// TestPersistKilled kills `squashportage persist` with SIGKILL at many
+// moments: IMAGE must always mount and show the old or the new view, and
+// whatever IMAGE lacks must still be in the overlay.
+func TestPersistKilled(t *testing.T) {
+	bin := binary(t)
+	src, img0 := portageImage(t, 0.03)
+	var sawOld, sawNew int
+	finished := false
+	for _, delay := range []time.Duration{0, 5, 20, 50, 100, 200, 350, 500, 800, 1200, 2000, 4000} {
+		if finished {
+			break
+		}
+		delay *= time.Millisecond
+		done := t.Run(fmt.Sprint(delay), func(t *testing.T) {
+			e := newEnv(t)
+			img := filepath.Join(e.dir, "gentoo.sqfs")
+			copyTo(t, img0, img)
+			st := e.mount(img + ":" + e.target)
+			syncChanges(t, e.target)
+			view := filepath.Join(t.TempDir(), "view")
+			copyTo(t, e.target, view)
+
+			cmd := exec.Command(bin, "persist", "--state-dir", e.stateDir, e.target)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(delay)
+			cmd.Process.Kill()
+			if err := cmd.Wait(); err == nil {
+				finished = true // the persist completed before the kill
+			}
+
+			switch {
+			case imageEquals(t, img, view):
+				sawNew++
+			case imageEquals(t, img, src):
+				sawOld++
+				// IMAGE is old: the changes must still be in the overlay.
+				if d := testtree.CompareWith(view, e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 5}); len(d) > 0 {
+					t.Fatalf("killed at %v: IMAGE is old and the overlay lost changes: %v", delay, d)
+				}
+			default:
+				t.Fatalf("killed at %v: IMAGE is neither the old nor the new view\n%s", delay, out.String())
+			}
+			// A later persist finishes the job and cleans up after the dead
+			// one, unless the kill came during the remount, after IMAGE
+			// was replaced: then the mount is gone and persist says so.
+			st, err := Load(e.stateDir, e.target)
+			if err == nil {
+				if _, err := Persist(st, PersistOptions{}); err != nil {
+					if !strings.Contains(err.Error(), "is gone") {
+						t.Fatalf("persist after a kill: %v", err)
+					}
+					Umount(e.target, UmountOptions{StateDir: e.stateDir, Lazy: true})
+				}
+			}
+			if !imageEquals(t, img, view) {
+				t.Fatal("after the kill and a new persist, IMAGE is not the new view")
+			}
+			if _, err := os.Stat(img + ".new"); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("temporary image left behind after a full persist: %v", err)
+			}
+		})
+		if !done {
+			break
+		}
+	}
+	t.Logf("IMAGE was old after %d kills, new after %d", sawOld, sawNew)
+	if sawOld == 0 || sawNew == 0 {
+		t.Errorf("the kills did not cover both outcomes (old %d, new %d)", sawOld, sawNew)
+	}
+}

@@ -1,0 +1,177 @@
+// Package extract writes the contents of a SquashFS image to a directory with
+// all of its metadata, the job of unsquashfs.
+//
+// Images are untrusted: an entry name that could leave the destination
+// ("..", "a/b", "") is refused, a directory that appears twice (a loop) is
+// refused, and every entry is created relative to an open descriptor of its
+// parent with O_NOFOLLOW semantics, so neither a symlink from the image nor
+// one already present in the destination is ever followed.
+package extract
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/squashportage/squashportage/squash"
+)
+
+// Options tune Extract. The zero value extracts the whole image, refusing to
+// overwrite anything already present.
+type Options struct {
+	// Paths limits extraction to these image paths and their subtrees. Each
+	// component may be a path.Match pattern (unsquashfs's extract files).
+	// Parent directories are created with their image metadata. A path that
+	// matches nothing is an error.
+	Paths []string
+	// Force replaces existing non-directories (and symlinks where the image
+	// has a directory), like unsquashfs -f. Existing directories are reused
+	// whether or not Force is set.
+	Force bool
+	// NoXattrs skips extended attributes.
+	NoXattrs bool
+	// NoOwner skips chown. Ownership is only ever set when running as root,
+	// because nobody else may give files away.
+	NoOwner bool
+	// Workers writes regular files' contents on that many goroutines; 0 or 1
+	// writes them in order on the calling goroutine.
+	Workers int
+	// Progress, if set, is called as work is done, in units of file data
+	// bytes plus one per entry; total is known before the first call. Calls
+	// are serialized.
+	Progress func(done, total int64)
+	// Info, if set, is called with each entry's slash path relative to the
+	// destination ("" for the destination itself) as it is created.
+	Info func(path string)
+	// Warn, if set, receives problems unsquashfs also treats as warnings:
+	// device nodes that may not be created (not root) and xattrs the
+	// destination filesystem refuses. If nil, those are errors.
+	Warn func(error)
+}
+
+// Extract writes the image read by r (or the parts Options.Paths select) into
+// dest, creating dest if it does not exist. dest itself must not be a
+// symlink; it receives the metadata of the image's root directory.
+func Extract(r *squash.Reader, dest string, opts Options) error {
+	return extract(readerSource{r: r, frags: &fragCache{}}, dest, opts)
+}
+
+// dirent is one directory entry as the image lists it.
+type dirent struct {
+	name string
+	ino  *squash.Inode
+}
+
+// source is what extraction needs from an image. It exists so tests can feed
+// listings no honest writer would produce.
+type source interface {
+	// root returns the root directory's inode.
+	root() (*squash.Inode, error)
+	// readDir lists a directory inode as stored, names unchecked.
+	readDir(dir *squash.Inode) ([]dirent, error)
+	// open returns the contents of the regular file ino found at name.
+	open(name string, ino *squash.Inode) (io.ReadCloser, error)
+	// xattrs returns an inode's extended attributes.
+	xattrs(ino *squash.Inode) ([]squash.Xattr, error)
+	// blockSize is the image's data block size: the granularity of holes.
+	blockSize() int
+}
+
+// readerSource adapts a *squash.Reader to source. Listings are read by
+// inode, not by path, so nothing about them depends on path lookup.
+type readerSource struct {
+	r     *squash.Reader
+	frags *fragCache
+}
+
+func (s readerSource) root() (*squash.Inode, error) { return s.r.Root() }
+
+func (s readerSource) readDir(dir *squash.Inode) ([]dirent, error) {
+	ents, err := s.r.ReadDirInode(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dirent, 0, len(ents))
+	for _, e := range ents {
+		ino, err := s.r.InodeAt(e.Ref)
+		if err != nil {
+			return nil, fmt.Errorf("entry %q: %w", e.Name, err)
+		}
+		if basicType(ino.Type) != e.Type {
+			return nil, fmt.Errorf("entry %q of type %d points at an inode of type %d", e.Name, e.Type, ino.Type)
+		}
+		out = append(out, dirent{name: e.Name, ino: ino})
+	}
+	return out, nil
+}
+
+func (s readerSource) open(_ string, ino *squash.Inode) (io.ReadCloser, error) {
+	return newFileData(s.r, s.frags, ino)
+}
+
+func (s readerSource) xattrs(ino *squash.Inode) ([]squash.Xattr, error) { return s.r.Xattrs(ino) }
+
+func (s readerSource) blockSize() int { return int(s.r.Superblock().BlockSize) }
+
+// CheckName reports why an entry name from an image may not be created in a
+// directory: it must be one non-empty path component.
+func CheckName(name string) error {
+	switch {
+	case name == "":
+		return errors.New("empty entry name")
+	case name == "." || name == "..":
+		return fmt.Errorf("entry name %q refers to a directory itself", name)
+	case strings.ContainsRune(name, '/'):
+		return fmt.Errorf("entry name %q contains '/'", name)
+	case strings.ContainsRune(name, 0):
+		return fmt.Errorf("entry name %q contains NUL", name)
+	}
+	return nil
+}
+
+// basicType folds extended inode types onto the basic ones.
+func basicType(t uint16) uint16 {
+	if t > squash.TypeSocket {
+		return t - 7
+	}
+	return t
+}
+
+// unixPerm returns the 12 permission bits of a Go file mode.
+func unixPerm(m fs.FileMode) uint32 {
+	p := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p
+}
+
+// isRoot is asked once per extraction, not cached globally, so tests that
+// change credentials see the truth.
+func isRoot() bool { return os.Geteuid() == 0 }
+
+// Walk calls fn for the root ("") and every entry Options.Paths-style paths
+// select, in the order Extract creates them (pre-order, listing order),
+// after validating the whole selection as Extract does. Listing tools use
+// it to show exactly what extraction would write.
+func Walk(r *squash.Reader, paths []string, fn func(rel string, ino *squash.Inode) error) error {
+	nodes, _, err := plan(readerSource{r: r, frags: &fragCache{}}, paths)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		if err := fn(n.rel, n.ino); err != nil {
+			return err
+		}
+	}
+	return nil
+}

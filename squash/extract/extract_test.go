@@ -1,0 +1,380 @@
+package extract
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/testtree"
+	"github.com/squashportage/squashportage/squash"
+)
+
+func TestCheckName(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true},
+		{"..a", true},
+		{"a..", true},
+		{"...", true},
+		{" ", true},
+		{"", false},
+		{".", false},
+		{"..", false},
+		{"a/b", false},
+		{"/", false},
+		{"/etc", false},
+		{"a\x00b", false},
+	} {
+		err := CheckName(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("CheckName(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}
+
+func TestParsePaths(t *testing.T) {
+	for _, tc := range []struct {
+		in      []string
+		want    [][]string // nil: everything
+		wantErr bool
+	}{
+		{in: nil, want: nil},
+		{in: []string{"/"}, want: nil},
+		{in: []string{"a", "/b/c/", "./d"}, want: [][]string{{"a"}, {"b", "c"}, {"d"}}},
+		{in: []string{"a/*.txt"}, want: [][]string{{"a", "*.txt"}}},
+		{in: []string{"a/../../etc"}, wantErr: true},
+		{in: []string{"a/["}, wantErr: true},
+		{in: []string{"a\x00"}, wantErr: true},
+	} {
+		pats, err := parsePaths(tc.in)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("parsePaths(%q): err %v, want error %v", tc.in, err, tc.wantErr)
+			continue
+		}
+		var got [][]string
+		for _, p := range pats {
+			got = append(got, p.comps)
+		}
+		if strings.Join(flatten(got), "|") != strings.Join(flatten(tc.want), "|") || (got == nil) != (tc.want == nil) {
+			t.Errorf("parsePaths(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func flatten(x [][]string) []string {
+	var out []string
+	for _, c := range x {
+		out = append(out, strings.Join(c, "/"))
+	}
+	return out
+}
+
+// outsideDir is a directory the hostile cases try to write into; it must
+// stay empty.
+func outsideDir(t *testing.T) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "outside")
+	if err := os.Mkdir(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ents, _ := os.ReadDir(d)
+		if len(ents) != 0 {
+			t.Errorf("something was written outside the destination: %v", ents)
+		}
+	})
+	return d
+}
+
+func TestHostileListings(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		build func(m *memSource, outside string)
+		want  string // error substring
+	}{
+		{"dotdot", func(m *memSource, _ string) { m.add(1, "..", m.file(2, "x")) }, "refers to a directory"},
+		{"dot", func(m *memSource, _ string) { m.add(1, ".", m.dir(2, 0o755)) }, "refers to a directory"},
+		{"slash", func(m *memSource, _ string) { m.add(1, "../../x", m.file(2, "x")) }, "contains '/'"},
+		{"absolute", func(m *memSource, _ string) { m.add(1, "/tmp/x", m.file(2, "x")) }, "contains '/'"},
+		{"empty", func(m *memSource, _ string) { m.add(1, "", m.file(2, "x")) }, "empty entry name"},
+		{"nul", func(m *memSource, _ string) { m.add(1, "a\x00", m.file(2, "x")) }, "NUL"},
+		{"symlink then dir of same name", func(m *memSource, out string) {
+			m.add(1, "a", m.symlink(2, out))
+			m.add(1, "a", m.dir(3, 0o755))
+			m.add(3, "passwd", m.file(4, "owned"))
+		}, "twice"},
+		{"nested dotdot", func(m *memSource, _ string) {
+			m.add(1, "d", m.dir(2, 0o755))
+			m.add(2, "..", m.dir(3, 0o755))
+			m.add(3, "x", m.file(4, "owned"))
+		}, "refers to a directory"},
+		{"directory loop", func(m *memSource, _ string) {
+			m.add(1, "d", m.dir(2, 0o755))
+			m.add(2, "up", m.rootIno)
+		}, "loop"},
+		{"symlink target with NUL", func(m *memSource, _ string) { m.add(1, "l", m.symlink(2, "a\x00b")) }, "bad target"},
+		{"unknown type", func(m *memSource, _ string) {
+			m.add(1, "q", &squash.Inode{Type: 99, Number: 2, XattrIndex: squash.NoXattr})
+		}, "unknown inode type"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := outsideDir(t)
+			m := newMem()
+			tc.build(m, out)
+			dest := filepath.Join(t.TempDir(), "dest")
+			err := extract(m, dest, Options{Force: true})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("extract: %v, want error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A symlink the extraction itself made is never followed: the image has
+// link "a" -> outside, and a hard-link group whose first member is in a
+// directory; nothing ends up outside.
+func TestSymlinkFromImageNotFollowed(t *testing.T) {
+	out := outsideDir(t)
+	m := newMem()
+	m.add(1, "a", m.symlink(2, out))
+	m.add(1, "b", m.dir(3, 0o755))
+	f := m.file(4, "data")
+	m.add(3, "f", f)
+	m.add(1, "c", f) // hard link
+	dest := filepath.Join(t.TempDir(), "dest")
+	if err := extract(m, dest, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if tgt, err := os.Readlink(filepath.Join(dest, "a")); err != nil || tgt != out {
+		t.Errorf("symlink a: %q, %v", tgt, err)
+	}
+	var s1, s2 unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dest, "b/f"), &s1); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lstat(filepath.Join(dest, "c"), &s2); err != nil {
+		t.Fatal(err)
+	}
+	if s1.Ino != s2.Ino || s1.Nlink != 2 {
+		t.Errorf("b/f and c are not one inode with 2 links: %d/%d nlink %d", s1.Ino, s2.Ino, s1.Nlink)
+	}
+}
+
+// A symlink already in the destination where the image has a directory is
+// refused without Force and replaced with it, never followed.
+func TestPreexistingSymlinkInDest(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		t.Run(map[bool]string{false: "noforce", true: "force"}[force], func(t *testing.T) {
+			out := outsideDir(t)
+			m := newMem()
+			m.add(1, "sub", m.dir(2, 0o755))
+			m.add(2, "file", m.file(3, "hello"))
+			dest := t.TempDir()
+			if err := os.Symlink(out, filepath.Join(dest, "sub")); err != nil {
+				t.Fatal(err)
+			}
+			err := extract(m, dest, Options{Force: force})
+			if !force {
+				if err == nil || !strings.Contains(err.Error(), "not a directory") {
+					t.Fatalf("extract without force: %v, want 'not a directory' error", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Lstat(filepath.Join(dest, "sub"))
+			if err != nil || !fi.IsDir() {
+				t.Fatalf("sub is not a directory: %v %v", fi, err)
+			}
+			if b, err := os.ReadFile(filepath.Join(dest, "sub/file")); err != nil || string(b) != "hello" {
+				t.Errorf("sub/file = %q, %v", b, err)
+			}
+		})
+	}
+}
+
+func TestExistingEntries(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		existing func(t *testing.T, p string)
+		force    bool
+		wantErr  bool
+	}{
+		{"file noforce", func(t *testing.T, p string) { mustWrite(t, p, "old") }, false, true},
+		{"file force", func(t *testing.T, p string) { mustWrite(t, p, "old") }, true, false},
+		{"symlink to outside force", func(t *testing.T, p string) {
+			if err := os.Symlink(filepath.Join(outsideDir(t), "victim"), p); err != nil {
+				t.Fatal(err)
+			}
+		}, true, false},
+		{"symlink to outside noforce", func(t *testing.T, p string) {
+			if err := os.Symlink(filepath.Join(outsideDir(t), "victim"), p); err != nil {
+				t.Fatal(err)
+			}
+		}, false, true},
+		{"empty dir force", func(t *testing.T, p string) { mustMkdir(t, p) }, true, false},
+		{"full dir force", func(t *testing.T, p string) { mustMkdir(t, p); mustWrite(t, p+"/x", "") }, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMem()
+			m.add(1, "f", m.file(2, "new"))
+			dest := t.TempDir()
+			tc.existing(t, filepath.Join(dest, "f"))
+			err := extract(m, dest, Options{Force: tc.force})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("extract: %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil {
+				if b, err := os.ReadFile(filepath.Join(dest, "f")); err != nil || string(b) != "new" {
+					t.Errorf("f = %q, %v", b, err)
+				}
+			}
+		})
+	}
+}
+
+func TestDestIsSymlink(t *testing.T) {
+	out := outsideDir(t)
+	dest := filepath.Join(t.TempDir(), "dest")
+	if err := os.Symlink(out, dest); err != nil {
+		t.Fatal(err)
+	}
+	m := newMem()
+	m.add(1, "f", m.file(2, "x"))
+	if err := extract(m, dest, Options{Force: true}); err == nil {
+		t.Fatal("extract into a symlinked destination succeeded")
+	}
+}
+
+func mustWrite(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustMkdir(t *testing.T, p string) {
+	t.Helper()
+	if err := os.Mkdir(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// subsetImage is a small listing for path selection tests.
+func subsetImage() *memSource {
+	m := newMem()
+	m.add(1, "a", m.dir(2, 0o750))
+	m.add(2, "x.txt", m.file(3, "x"))
+	m.add(2, "y.dat", m.file(4, "y"))
+	m.add(2, "deep", m.dir(5, 0o755))
+	m.add(5, "z", m.file(6, "z"))
+	m.add(1, "b", m.file(7, "b"))
+	return m
+}
+
+func TestSubsetExtraction(t *testing.T) {
+	for _, tc := range []struct {
+		paths   []string
+		want    []string
+		wantErr bool
+	}{
+		{paths: nil, want: []string{"a", "a/deep", "a/deep/z", "a/x.txt", "a/y.dat", "b"}},
+		{paths: []string{"b"}, want: []string{"b"}},
+		{paths: []string{"/a/deep"}, want: []string{"a", "a/deep", "a/deep/z"}},
+		{paths: []string{"a/*.txt", "b"}, want: []string{"a", "a/x.txt", "b"}},
+		{paths: []string{"a/deep/z"}, want: []string{"a", "a/deep", "a/deep/z"}},
+		{paths: []string{"nope"}, wantErr: true},
+		{paths: []string{"b/c"}, wantErr: true},
+	} {
+		t.Run(strings.Join(tc.paths, ","), func(t *testing.T) {
+			dest := t.TempDir()
+			var infos []string
+			err := extract(subsetImage(), dest, Options{Paths: tc.paths, Info: func(p string) { infos = append(infos, p) }})
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("extract: %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			var got []string
+			filepath.WalkDir(dest, func(p string, d fs.DirEntry, err error) error {
+				if p != dest {
+					got = append(got, strings.TrimPrefix(p, dest+"/"))
+				}
+				return err
+			})
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("extracted %q, want %q", got, tc.want)
+			}
+			if len(infos) != len(tc.want)+1 {
+				t.Errorf("Info called for %q", infos)
+			}
+			if fi, err := os.Stat(filepath.Join(dest, "a")); err == nil && fi.Mode().Perm() != 0o750 {
+				t.Errorf("parent a has mode %v, want its image mode 0750", fi.Mode())
+			}
+		})
+	}
+}
+
+func TestProgress(t *testing.T) {
+	var last, total int64
+	calls := 0
+	err := extract(subsetImage(), t.TempDir(), Options{Progress: func(d, tot int64) {
+		if d < last {
+			t.Errorf("progress went back: %d after %d", d, last)
+		}
+		last, total = d, tot
+		calls++
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last != total || total != 7+4 {
+		t.Errorf("progress ended at %d/%d, want 11/11", last, total)
+	}
+}
+
+// The writer reproduces a real tree with every kind of entry and metadata
+// when fed from that tree, sequentially and with workers.
+func TestExtractAllCasesFromTree(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for devices and ownership")
+	}
+	src := filepath.Join(t.TempDir(), "src")
+	mustMkdir(t, src)
+	testtree.BuildAllCases(t, src, testtree.AllCasesOptions{})
+	// The image test covers several workers; this one the sequential path.
+	for _, workers := range []int{0} {
+		dest := filepath.Join(t.TempDir(), "dest")
+		var warns []error
+		err := extract(newOSSource(src), dest, Options{Workers: workers, Warn: func(err error) { warns = append(warns, err) }})
+		if err != nil {
+			t.Fatalf("workers=%d: %v", workers, err)
+		}
+		if len(warns) > 0 {
+			t.Errorf("workers=%d: warnings: %v", workers, warns)
+		}
+		testtree.AssertEqual(t, src, dest, testtree.CompareOptions{})
+		checkSparse(t, dest)
+	}
+}
+
+// checkSparse makes sure an all-zero file was extracted as a hole.
+func checkSparse(t *testing.T, dest string) {
+	t.Helper()
+	var st unix.Stat_t
+	p := filepath.Join(dest, "sparse/hole-all")
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Size == 0 || st.Blocks*512 >= st.Size/2 {
+		t.Errorf("%s: size %d but %d bytes allocated, want a hole", p, st.Size, st.Blocks*512)
+	}
+}

@@ -1,0 +1,547 @@
+package extract
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/squash"
+)
+
+// extractor carries the state of one extraction.
+type extractor struct {
+	src   source
+	opts  Options
+	root  int  // descriptor of the destination directory
+	chown bool // set ownership (root only)
+	proc  bool // /proc/self/fd is usable for path-based xattr calls
+
+	links map[uint32]string // inode number -> rel path of its first copy
+
+	mu    sync.Mutex // guards done, err and Progress calls
+	done  int64
+	total int64
+	err   error
+
+	jobs chan fileJob
+	wg   sync.WaitGroup
+}
+
+// fileJob is a created, empty regular file whose contents and metadata are
+// still to be written.
+type fileJob struct {
+	fd int
+	n  *node
+}
+
+func extract(src source, dest string, opts Options) error {
+	nodes, total, err := plan(src, opts.Paths)
+	if err != nil {
+		return err
+	}
+	root, err := openDest(dest)
+	if err != nil {
+		return err
+	}
+	x := &extractor{
+		src:   src,
+		opts:  opts,
+		root:  root,
+		chown: !opts.NoOwner && isRoot(),
+		links: map[uint32]string{},
+		total: total,
+	}
+	if _, err := os.Stat("/proc/self/fd"); err == nil {
+		x.proc = true
+	}
+	if opts.Workers > 1 {
+		x.jobs = make(chan fileJob, opts.Workers*2)
+		for range opts.Workers {
+			x.wg.Add(1)
+			go x.worker(src.blockSize())
+		}
+	}
+	runErr := x.run(nodes)
+	if x.jobs != nil {
+		close(x.jobs)
+		x.wg.Wait()
+	}
+	if runErr != nil {
+		return runErr
+	}
+	return x.failed()
+}
+
+// openDest creates dest if needed and opens it without following a final
+// symlink: the caller named dest, but a symlink there is more likely a trap
+// than an intention.
+func openDest(dest string) (int, error) {
+	if dest == "" {
+		return -1, errors.New("empty destination")
+	}
+	if parent := filepath.Dir(dest); parent != "." {
+		if err := os.MkdirAll(parent, 0o755); err != nil {
+			return -1, fmt.Errorf("create destination's parent: %w", err)
+		}
+	}
+	if err := unix.Mkdir(dest, 0o700); err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, fmt.Errorf("create destination %s: %w", dest, err)
+	}
+	fd, err := unix.Open(dest, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+			return -1, fmt.Errorf("destination %s exists and is not a directory", dest)
+		}
+		return -1, fmt.Errorf("open destination %s: %w", dest, err)
+	}
+	return fd, nil
+}
+
+// dirFrame is an open directory on the walk stack.
+type dirFrame struct {
+	fd int
+	n  *node
+}
+
+func (x *extractor) run(nodes []*node) error {
+	stack := []dirFrame{{fd: x.root, n: nodes[0]}}
+	// On error, close what is still open without touching metadata.
+	defer func() {
+		for _, f := range stack {
+			unix.Close(f.fd)
+		}
+	}()
+	x.info(nodes[0])
+	x.advance(1)
+	for _, n := range nodes[1:] {
+		if err := x.failed(); err != nil {
+			return err
+		}
+		for len(stack) > n.depth {
+			top := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if err := x.finishDir(top); err != nil {
+				return err
+			}
+		}
+		parent := stack[len(stack)-1].fd
+		x.info(n)
+		fd, err := x.create(parent, n)
+		if err != nil {
+			return err
+		}
+		if fd >= 0 {
+			stack = append(stack, dirFrame{fd: fd, n: n})
+		}
+	}
+	// Wait for file contents before the root's times are set, so nothing
+	// extract does afterwards can disturb what it set.
+	for len(stack) > 0 {
+		top := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if err := x.finishDir(top); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *extractor) info(n *node) {
+	if x.opts.Info != nil {
+		x.opts.Info(n.rel)
+	}
+}
+
+func (x *extractor) advance(k int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.done += k
+	if x.opts.Progress != nil {
+		x.opts.Progress(x.done, x.total)
+	}
+}
+
+func (x *extractor) fail(err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.err == nil {
+		x.err = err
+	}
+}
+
+func (x *extractor) failed() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.err
+}
+
+// warn reports a tolerable error, or returns it when nobody listens.
+func (x *extractor) warn(err error) error {
+	if x.opts.Warn == nil {
+		return err
+	}
+	x.opts.Warn(err)
+	return nil
+}
+
+// create makes n in the directory parent. For a directory it returns its
+// open descriptor (metadata pending until finishDir); otherwise -1.
+func (x *extractor) create(parent int, n *node) (int, error) {
+	ino := n.ino
+	typ := basicType(ino.Type)
+	if typ != squash.TypeDir {
+		if first, ok := x.links[ino.Number]; ok {
+			err := x.retry(parent, n, func() error { return x.link(first, parent, n.name) })
+			if err != nil {
+				return -1, fmt.Errorf("hard link %q to %q: %w", n.rel, first, err)
+			}
+			x.advance(1)
+			return -1, nil
+		}
+		x.links[ino.Number] = n.rel
+	}
+	perm := uint32(0o600)
+	switch typ {
+	case squash.TypeDir:
+		fd, err := x.makeDir(parent, n)
+		if err != nil {
+			return -1, err
+		}
+		x.advance(1)
+		return fd, nil
+	case squash.TypeFile:
+		var fd int
+		err := x.retry(parent, n, func() error {
+			var err error
+			fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
+			return err
+		})
+		if err != nil {
+			return -1, fmt.Errorf("create %q: %w", n.rel, err)
+		}
+		x.advance(1)
+		job := fileJob{fd: fd, n: n}
+		if x.jobs != nil {
+			x.jobs <- job
+			return -1, nil
+		}
+		buf := make([]byte, x.src.blockSize())
+		return -1, x.writeFile(job, buf)
+	case squash.TypeSymlink:
+		if ino.Target == "" || strings.ContainsRune(ino.Target, 0) {
+			return -1, fmt.Errorf("symlink %q: bad target %q", n.rel, ino.Target)
+		}
+		err := x.retry(parent, n, func() error { return unix.Symlinkat(ino.Target, parent, n.name) })
+		if err != nil {
+			return -1, fmt.Errorf("create symlink %q: %w", n.rel, err)
+		}
+	case squash.TypeBlockDev, squash.TypeCharDev, squash.TypeFifo, squash.TypeSocket:
+		mode := map[uint16]uint32{
+			squash.TypeBlockDev: unix.S_IFBLK,
+			squash.TypeCharDev:  unix.S_IFCHR,
+			squash.TypeFifo:     unix.S_IFIFO,
+			squash.TypeSocket:   unix.S_IFSOCK,
+		}[typ] | perm
+		var dev uint64
+		if typ == squash.TypeBlockDev || typ == squash.TypeCharDev {
+			major, minor := squash.DecodeDev(ino.Rdev)
+			dev = unix.Mkdev(major, minor)
+		}
+		err := x.retry(parent, n, func() error { return unix.Mknodat(parent, n.name, mode, int(dev)) })
+		if err != nil {
+			err = fmt.Errorf("create %q: %w", n.rel, err)
+			if errors.Is(err, unix.EPERM) && mode&unix.S_IFMT != unix.S_IFIFO && mode&unix.S_IFMT != unix.S_IFSOCK {
+				// Only root may make device nodes; unsquashfs skips them.
+				delete(x.links, ino.Number)
+				x.advance(1)
+				return -1, x.warn(err)
+			}
+			return -1, err
+		}
+	default:
+		return -1, fmt.Errorf("%q: unknown inode type %d", n.rel, ino.Type)
+	}
+	if err := x.setMetaAt(parent, n); err != nil {
+		return -1, err
+	}
+	x.advance(1)
+	return -1, nil
+}
+
+// retry runs create; if the name is taken and Force is set, it removes the
+// existing entry (never following it) and tries once more.
+func (x *extractor) retry(parent int, n *node, create func() error) error {
+	err := create()
+	if !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	if !x.opts.Force {
+		return fmt.Errorf("%w (use force to overwrite)", err)
+	}
+	if err := removeAt(parent, n.name); err != nil {
+		return fmt.Errorf("remove existing entry: %w", err)
+	}
+	return create()
+}
+
+// removeAt unlinks a name, or removes it if it is an empty directory.
+func removeAt(parent int, name string) error {
+	err := unix.Unlinkat(parent, name, 0)
+	if errors.Is(err, unix.EISDIR) {
+		err = unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
+	}
+	return err
+}
+
+// makeDir creates (or reuses) directory n and opens it. The directory is
+// created owner-only writable so it can be filled even when the image
+// marks it read-only; its real mode comes in finishDir.
+func (x *extractor) makeDir(parent int, n *node) (int, error) {
+	err := unix.Mkdirat(parent, n.name, 0o700)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return -1, fmt.Errorf("create directory %q: %w", n.rel, err)
+	}
+	fd, err := unix.Openat(parent, n.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == nil {
+		return fd, nil
+	}
+	if !errors.Is(err, unix.ELOOP) && !errors.Is(err, unix.ENOTDIR) {
+		return -1, fmt.Errorf("open directory %q: %w", n.rel, err)
+	}
+	// Something that is not a directory (maybe a symlink) holds the name.
+	if !x.opts.Force {
+		return -1, fmt.Errorf("create directory %q: exists and is not a directory (use force to replace it)", n.rel)
+	}
+	if err := unix.Unlinkat(parent, n.name, 0); err != nil {
+		return -1, fmt.Errorf("replace %q with a directory: %w", n.rel, err)
+	}
+	if err := unix.Mkdirat(parent, n.name, 0o700); err != nil {
+		return -1, fmt.Errorf("create directory %q: %w", n.rel, err)
+	}
+	fd, err = unix.Openat(parent, n.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open directory %q: %w", n.rel, err)
+	}
+	return fd, nil
+}
+
+// link makes name in newParent a hard link to the entry at rel path first,
+// resolving first's directory component by component without following
+// symlinks.
+func (x *extractor) link(first string, newParent int, name string) error {
+	dir, base := "", first
+	if i := strings.LastIndexByte(first, '/'); i >= 0 {
+		dir, base = first[:i], first[i+1:]
+	}
+	oldParent, err := openBeneath(x.root, dir)
+	if err != nil {
+		return err
+	}
+	if oldParent != x.root {
+		defer unix.Close(oldParent)
+	}
+	return unix.Linkat(oldParent, base, newParent, name, 0)
+}
+
+// openBeneath opens the directory at slash path rel below root, refusing
+// symlinks at every step. It returns root itself for "".
+func openBeneath(root int, rel string) (int, error) {
+	if rel == "" {
+		return root, nil
+	}
+	cur := root
+	for _, c := range strings.Split(rel, "/") {
+		next, err := unix.Openat(cur, c, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if cur != root {
+			unix.Close(cur)
+		}
+		if err != nil {
+			return -1, fmt.Errorf("open %q: %w", rel, err)
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+func (x *extractor) worker(blockSize int) {
+	defer x.wg.Done()
+	buf := make([]byte, blockSize)
+	for job := range x.jobs {
+		if x.failed() != nil {
+			unix.Close(job.fd)
+			continue
+		}
+		if err := x.writeFile(job, buf); err != nil {
+			x.fail(err)
+		}
+	}
+}
+
+// writeFile fills a created file, leaving holes where the image has zero
+// blocks, then sets its metadata through the descriptor. It closes job.fd.
+func (x *extractor) writeFile(job fileJob, buf []byte) (err error) {
+	n := job.n
+	defer func() {
+		if cerr := unix.Close(job.fd); cerr != nil && err == nil {
+			err = fmt.Errorf("close %q: %w", n.rel, cerr)
+		}
+	}()
+	size := int64(n.ino.Size)
+	if size > 0 {
+		f, err := x.src.open(n.imagePath(), n.ino)
+		if err != nil {
+			return fmt.Errorf("open %q in image: %w", n.rel, err)
+		}
+		defer f.Close()
+		var off int64
+		for off < size {
+			k := int(min(int64(len(buf)), size-off))
+			if _, err := io.ReadFull(f, buf[:k]); err != nil {
+				return fmt.Errorf("read %q at %d: %w", n.rel, off, err)
+			}
+			if !allZero(buf[:k]) {
+				if err := pwriteAll(job.fd, buf[:k], off); err != nil {
+					return fmt.Errorf("write %q at %d: %w", n.rel, off, err)
+				}
+			}
+			off += int64(k)
+			x.advance(int64(k))
+		}
+		// Trailing holes were never written: the size comes from truncate.
+		if err := unix.Ftruncate(job.fd, size); err != nil {
+			return fmt.Errorf("truncate %q: %w", n.rel, err)
+		}
+	}
+	return x.setMetaFd(job.fd, n)
+}
+
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		w, err := unix.Pwrite(fd, b, off)
+		if err != nil {
+			return err
+		}
+		if w == 0 {
+			return io.ErrShortWrite
+		}
+		b, off = b[w:], off+int64(w)
+	}
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// finishDir sets a directory's metadata once everything inside it exists,
+// then closes it.
+func (x *extractor) finishDir(f dirFrame) error {
+	err := x.setMetaFd(f.fd, f.n)
+	if cerr := unix.Close(f.fd); cerr != nil && err == nil {
+		err = fmt.Errorf("close directory %q: %w", f.n.rel, cerr)
+	}
+	return err
+}
+
+// setMetaFd applies owner, mode, xattrs and times through a descriptor of a
+// regular file or directory. The mode comes after chown, which clears
+// setuid and setgid.
+func (x *extractor) setMetaFd(fd int, n *node) error {
+	ino := n.ino
+	name := n.rel
+	if name == "" {
+		name = "."
+	}
+	if x.chown {
+		if err := unix.Fchown(fd, int(ino.UID), int(ino.GID)); err != nil {
+			return fmt.Errorf("chown %q: %w", name, err)
+		}
+	}
+	if err := unix.Fchmod(fd, unixPerm(ino.Mode)); err != nil {
+		return fmt.Errorf("chmod %q: %w", name, err)
+	}
+	if err := x.setXattrs(n, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
+		return err
+	}
+	tv := unix.NsecToTimeval(int64(ino.Mtime) * 1e9)
+	if err := unix.Futimes(fd, []unix.Timeval{tv, tv}); err != nil {
+		return fmt.Errorf("set times of %q: %w", name, err)
+	}
+	return nil
+}
+
+// setMetaAt applies metadata to a symlink or special file by name, never
+// following a symlink (and never opening a device or fifo).
+func (x *extractor) setMetaAt(parent int, n *node) error {
+	ino := n.ino
+	if x.chown {
+		if err := unix.Fchownat(parent, n.name, int(ino.UID), int(ino.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return fmt.Errorf("chown %q: %w", n.rel, err)
+		}
+	}
+	if basicType(ino.Type) != squash.TypeSymlink {
+		// Linux has no lchmod; the entry was just created by us as a
+		// non-symlink in a directory we hold open.
+		if err := unix.Fchmodat(parent, n.name, unixPerm(ino.Mode), 0); err != nil {
+			return fmt.Errorf("chmod %q: %w", n.rel, err)
+		}
+	}
+	err := x.setXattrs(n, func(k string, v []byte) error {
+		if !x.proc {
+			return unix.ENOTSUP
+		}
+		// The magic link names the parent we hold; only the last component
+		// is looked up, and lsetxattr does not follow it.
+		p := "/proc/self/fd/" + strconv.Itoa(parent) + "/" + n.name
+		return unix.Lsetxattr(p, k, v, 0)
+	})
+	if err != nil {
+		return err
+	}
+	ts := unix.NsecToTimespec(int64(ino.Mtime) * 1e9)
+	if err := unix.UtimesNanoAt(parent, n.name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("set times of %q: %w", n.rel, err)
+	}
+	return nil
+}
+
+func (x *extractor) setXattrs(n *node, set func(k string, v []byte) error) error {
+	if x.opts.NoXattrs || n.ino.XattrIndex == squash.NoXattr {
+		return nil
+	}
+	xs, err := x.src.xattrs(n.ino)
+	if err != nil {
+		return fmt.Errorf("read xattrs of %q: %w", n.rel, err)
+	}
+	for _, xa := range xs {
+		if err := set(xa.Name, xa.Value); err != nil {
+			err = fmt.Errorf("set xattr %s on %q: %w", xa.Name, n.rel, err)
+			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) {
+				if err := x.warn(err); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package squash
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+)
+
+// Verify reads and decodes everything in the image: every table, every
+// metadata block of the inode and directory tables, every inode reachable
+// from the root, every directory listing, every data and fragment block. It
+// returns the first fault found, with its location. progress, if not nil,
+// is called with the number of inodes checked so far and the total.
+func (r *Reader) Verify(ctx context.Context, progress func(done, total int64)) error {
+	v := &verifier{
+		r:        r,
+		ctx:      ctx,
+		progress: progress,
+		seen:     make(map[uint64]uint32),
+		numbers:  make(map[uint32]uint64),
+		dirs:     make(map[uint64]bool),
+		inodeBlk: make(map[uint64]bool),
+		out:      make([]byte, r.sb.BlockSize),
+		raw:      make([]byte, r.sb.BlockSize),
+	}
+	return v.run()
+}
+
+type verifier struct {
+	r        *Reader
+	ctx      context.Context
+	progress func(done, total int64)
+
+	seen     map[uint64]uint32 // inode refs checked, to their numbers
+	numbers  map[uint32]uint64 // inode numbers seen, to their refs
+	dirs     map[uint64]bool   // directory inodes entered
+	inodeBlk map[uint64]bool   // start positions of inode table blocks
+	out, raw []byte
+	done     int64
+}
+
+func (v *verifier) run() error {
+	r := v.r
+	sb := &r.sb
+	// The tables each end where the next known structure starts.
+	ends := []uint64{sb.InodeTable, sb.DirTable, sb.IDTable, r.size}
+	if len(r.fragIndex) > 0 {
+		ends = append(ends, r.fragIndex[0], sb.FragmentTable)
+	}
+	if len(r.exportIndex) > 0 {
+		ends = append(ends, r.exportIndex[0], sb.ExportTable)
+	}
+	if sb.XattrTable != NoTable {
+		ends = append(ends, r.xattrStart, sb.XattrTable)
+		if len(r.xattrIndex) > 0 {
+			ends = append(ends, r.xattrIndex[0])
+		}
+	}
+	ends = append(ends, r.idIndex...)
+	sort.Slice(ends, func(i, j int) bool { return ends[i] < ends[j] })
+	next := func(pos uint64) uint64 {
+		for _, e := range ends {
+			if e > pos {
+				return e
+			}
+		}
+		return r.size
+	}
+	if err := v.metaRun("inode table", sb.InodeTable, next(sb.InodeTable), v.inodeBlk); err != nil {
+		return err
+	}
+	if err := v.metaRun("directory table", sb.DirTable, next(sb.DirTable), nil); err != nil {
+		return err
+	}
+
+	for i := uint32(0); i < sb.Fragments; i++ {
+		fe, err := r.Fragment(i)
+		if err != nil {
+			return err
+		}
+		if BlockSize(fe.Size) == 0 {
+			return corruptf("fragment %d: empty block", i)
+		}
+		if _, err := r.decodeDataBlockInto(v.out, fe.Start, fe.Size, v.raw); err != nil {
+			return fmt.Errorf("fragment %d at %#x: %w", i, fe.Start, err)
+		}
+		if err := v.ctx.Err(); err != nil {
+			return err
+		}
+	}
+
+	root, err := r.Root()
+	if err != nil {
+		return err
+	}
+	if err := v.walk(root); err != nil {
+		return err
+	}
+	if uint32(len(v.numbers)) != sb.Inodes {
+		return corruptf("superblock counts %d inodes, the tree holds %d", sb.Inodes, len(v.numbers))
+	}
+
+	if r.exportIndex != nil {
+		for n := uint32(1); n <= sb.Inodes; n++ {
+			ref, err := r.ExportRef(n)
+			if err != nil {
+				return err
+			}
+			if want, ok := v.numbers[n]; !ok || want != ref {
+				return corruptf("export table: inode %d at %#x, the tree has it at %#x", n, ref, want)
+			}
+		}
+	}
+	return nil
+}
+
+// metaRun decodes the chain of metadata blocks from start, which must end
+// exactly at end.
+func (v *verifier) metaRun(name string, start, end uint64, starts map[uint64]bool) error {
+	pos := start
+	for pos < end {
+		if starts != nil {
+			starts[pos-start] = true
+		}
+		b, err := v.r.readMetaBlock(pos)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		pos = b.next
+	}
+	if pos != end {
+		return corruptf("%s: last block ends at %#x, past the next table at %#x", name, pos, end)
+	}
+	return nil
+}
+
+type walkItem struct {
+	ino  *Inode
+	path string
+}
+
+func (v *verifier) walk(root *Inode) error {
+	stack := []walkItem{{root, "/"}}
+	v.dirs[root.Ref] = true
+	if err := v.checkInode(root, "/"); err != nil {
+		return err
+	}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ents, err := v.r.readDir(it.ino)
+		if err != nil {
+			return fmt.Errorf("directory %s: %w", it.path, err)
+		}
+		if err := v.checkDirIndex(it.ino); err != nil {
+			return fmt.Errorf("directory %s: %w", it.path, err)
+		}
+		for _, e := range ents {
+			p := path.Join(it.path, e.Name)
+			ino, err := v.r.InodeAt(e.Ref)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			if basicType(ino.Type) != e.Type {
+				return corruptf("%s: entry of type %d, inode of type %d", p, e.Type, ino.Type)
+			}
+			if ino.Number != e.Number {
+				return corruptf("%s: entry says inode %d, inode says %d", p, e.Number, ino.Number)
+			}
+			if e.Type == TypeDir {
+				if v.dirs[e.Ref] {
+					return corruptf("%s: directory reached twice (loop or hard link)", p)
+				}
+				v.dirs[e.Ref] = true
+				if ino.Parent != it.ino.Number {
+					return corruptf("%s: parent inode %d, but it is in %d", p, ino.Parent, it.ino.Number)
+				}
+				stack = append(stack, walkItem{ino, p})
+			}
+			if err := v.checkInode(ino, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (v *verifier) checkInode(ino *Inode, p string) error {
+	if n, ok := v.seen[ino.Ref]; ok {
+		if n != ino.Number {
+			return corruptf("%s: inode %#x decoded with two numbers", p, ino.Ref)
+		}
+		return nil
+	}
+	if ref, ok := v.numbers[ino.Number]; ok && ref != ino.Ref {
+		return corruptf("inode %d (%s): number also used by inode at %#x", ino.Number, p, ref)
+	}
+	if !v.inodeBlk[ino.Ref>>16] {
+		return corruptf("inode %d (%s): reference %#x is not at a metadata block start", ino.Number, p, ino.Ref)
+	}
+	v.seen[ino.Ref] = ino.Number
+	v.numbers[ino.Number] = ino.Ref
+	if err := v.ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := v.r.Xattrs(ino); err != nil {
+		return fmt.Errorf("inode %d (%s): %w", ino.Number, p, err)
+	}
+	if basicType(ino.Type) == TypeFile {
+		if err := v.checkFile(ino); err != nil {
+			return fmt.Errorf("inode %d (%s): %w", ino.Number, p, err)
+		}
+	}
+	v.done++
+	if v.progress != nil {
+		v.progress(v.done, int64(v.r.sb.Inodes))
+	}
+	return nil
+}
+
+func (v *verifier) checkFile(ino *Inode) error {
+	bs := uint64(v.r.sb.BlockSize)
+	pos := ino.BlocksStart
+	for i, w := range ino.BlockSizes {
+		want := min(bs, ino.Size-uint64(i)*bs)
+		if BlockSize(w) != 0 {
+			n, err := v.r.decodeDataBlockInto(v.out[:want], pos, w, v.raw)
+			if err != nil {
+				return fmt.Errorf("data block %d at %#x: %w", i, pos, err)
+			}
+			if uint64(n) != want {
+				return corruptf("data block %d at %#x: decoded %d bytes, want %d", i, pos, n, want)
+			}
+		}
+		pos += uint64(BlockSize(w))
+		if i%64 == 63 {
+			if err := v.ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	if uint64(len(ino.BlockSizes))*bs < ino.Size {
+		if _, err := v.r.fragmentTail(ino); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkDirIndex makes sure each index point of an extended directory lands
+// on a header whose first name is the one the index records, since lookups
+// trust the index to skip the rest of the listing.
+func (v *verifier) checkDirIndex(dir *Inode) error {
+	for i, x := range dir.DirIndex {
+		if i > 0 {
+			p := dir.DirIndex[i-1]
+			if x.Index <= p.Index || x.Start < p.Start || x.Name <= p.Name {
+				return corruptf("directory index %d (%q at %d) not after %q at %d", i, x.Name, x.Index, p.Name, p.Index)
+			}
+		}
+		var first string
+		err := v.r.scanDir(dir, x.Index, x.Start, func(e DirEntry) bool {
+			first = e.Name
+			return false
+		})
+		if err != nil {
+			return fmt.Errorf("directory index %d: %w", i, err)
+		}
+		if first != x.Name {
+			return corruptf("directory index %d names %q, the listing has %q there", i, x.Name, first)
+		}
+	}
+	return nil
+}

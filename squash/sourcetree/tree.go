@@ -1,0 +1,405 @@
+// Package sourcetree turns mksquashfs SOURCE arguments into a sorted,
+// deterministic list of image entries and feeds them to a squash.Writer.
+//
+// Scan walks the sources once (lstat only, symlinks are never followed) and
+// keeps everything it needs in memory; Write then reads file data with a pool
+// of prefetching goroutines so that many small files (a Portage tree) are not
+// bottlenecked on one open/read/close at a time.
+package sourcetree
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/squash"
+)
+
+// Options control how sources become image entries. The zero value gives
+// mksquashfs's defaults.
+type Options struct {
+	// KeepAsDirectory makes a single source directory an entry of the root
+	// instead of the root itself (mksquashfs -keep-as-directory).
+	KeepAsDirectory bool
+
+	// NoXattrs skips reading extended attributes altogether.
+	NoXattrs bool
+
+	// Excludes are the -e / -ef entries. Without Wildcards or Regex they are
+	// paths: absolute or starting with ./ or ../ are taken as given, anything
+	// else is relative to each source; the files they name (by device and
+	// inode, as mksquashfs does) are left out. With Wildcards or Regex they
+	// are patterns over image paths; see the package's exclude.go.
+	Excludes  []string
+	Wildcards bool
+	Regex     bool
+
+	// OmitPaths are files left out by identity whatever the exclude mode,
+	// e.g. the output image when it lies inside a source. Missing paths are
+	// ignored.
+	OmitPaths []string
+
+	AllRoot   bool    // every uid and gid becomes 0
+	ForceUID  *uint32 // takes precedence over AllRoot
+	ForceGID  *uint32 // takes precedence over AllRoot
+	AllTime   *uint32 // every mtime becomes this
+	ClampTime *uint32 // mtimes later than this become this (SOURCE_DATE_EPOCH)
+
+	// RootTime is the mtime of the root directory that Scan makes up when
+	// there are several sources (or a file, or KeepAsDirectory). mksquashfs
+	// uses the current time there; nil does the same. AllTime and ClampTime
+	// still apply on top.
+	RootTime *uint32
+
+	// Warn receives non-fatal problems (skipped xattr namespaces, renamed
+	// duplicate sources). Nil discards them.
+	Warn func(msg string)
+
+	// OnAdd, if set, is called by Write just before each entry is added
+	// (mksquashfs -info).
+	OnAdd func(h *squash.Header)
+}
+
+// Tree is the scanned, sorted result; entries are in Add order.
+type Tree struct {
+	entries []entry
+	files   int
+	dirs    int
+	bytes   int64
+	onAdd   func(h *squash.Header)
+}
+
+// entry is one image entry plus where its data comes from.
+type entry struct {
+	hdr squash.Header
+	src string // filesystem path; "" for the made-up root
+}
+
+// Stats returns totals for progress reporting: non-directory entries (hard
+// links not counted twice), directories including the root, and the number
+// of regular-file bytes Write will read.
+func (t *Tree) Stats() (files, dirs int, bytes int64) {
+	return t.files, t.dirs, t.bytes
+}
+
+// Len returns the number of entries Write adds, hard links included.
+func (t *Tree) Len() int { return len(t.entries) }
+
+// devIno identifies a file for hard-link detection and path excludes.
+type devIno struct{ dev, ino uint64 }
+
+// scanner holds the state of one Scan.
+type scanner struct {
+	opts     Options
+	ex       *excluder
+	links    map[devIno]string
+	tree     *Tree
+	xattrBuf []byte
+	linkBuf  []byte
+}
+
+// Scan lstats the sources and everything below them and returns the entries
+// in a deterministic order. Source semantics follow mksquashfs: a single
+// directory becomes the root (taking its metadata) unless KeepAsDirectory;
+// otherwise each source becomes a root entry named by its base name, with
+// _1, _2, ... appended to repeated names in argument order.
+func Scan(sources []string, opts Options) (*Tree, error) {
+	if len(sources) == 0 {
+		return nil, errors.New("no source given")
+	}
+	ex, err := newExcluder(sources, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &scanner{
+		opts:  opts,
+		ex:    ex,
+		links: make(map[devIno]string),
+		tree:  &Tree{onAdd: opts.OnAdd},
+	}
+
+	var st unix.Stat_t
+	if len(sources) == 1 && !opts.KeepAsDirectory {
+		if err := unix.Lstat(sources[0], &st); err != nil {
+			return nil, fmt.Errorf("source: %w", &fs.PathError{Op: "lstat", Path: sources[0], Err: err})
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			hdr, err := s.header(sources[0], "", &st)
+			if err != nil {
+				return nil, err
+			}
+			s.add(hdr, sources[0], &st)
+			if err := s.scanDir(sources[0], "", rootMatch(ex)); err != nil {
+				return nil, err
+			}
+			return s.tree, nil
+		}
+	}
+
+	root := squash.Header{
+		Mode: fs.ModeDir | 0o777,
+		UID:  uint32(os.Getuid()),
+		GID:  uint32(os.Getgid()),
+	}
+	if opts.RootTime != nil {
+		root.Mtime = *opts.RootTime
+	} else {
+		root.Mtime = clampUnix(time.Now().Unix())
+	}
+	s.fixOwnerTime(&root)
+	s.add(root, "", nil)
+
+	type top struct{ name, src string }
+	tops := make([]top, 0, len(sources))
+	used := make(map[string]bool, len(sources))
+	for _, src := range sources {
+		name := sourceName(src)
+		if used[name] {
+			// mksquashfs keeps counting until it finds a free name.
+			base := name
+			for i := 1; used[name]; i++ {
+				name = base + "_" + strconv.Itoa(i)
+			}
+			s.warn(fmt.Sprintf("source directory entry %s already used, using %s for %s", base, name, src))
+		}
+		used[name] = true
+		tops = append(tops, top{name, src})
+	}
+	sort.Slice(tops, func(i, j int) bool { return tops[i].name < tops[j].name })
+
+	rm := rootMatch(ex)
+	for _, tp := range tops {
+		if err := unix.Lstat(tp.src, &st); err != nil {
+			return nil, fmt.Errorf("source: %w", &fs.PathError{Op: "lstat", Path: tp.src, Err: err})
+		}
+		if err := s.child(tp.src, tp.name, tp.name, &st, rm); err != nil {
+			return nil, err
+		}
+	}
+	return s.tree, nil
+}
+
+// sourceName is the root entry name mksquashfs gives a source: its base
+// name, resolving "." and ".." so that they still get a real name.
+func sourceName(src string) string {
+	name := filepath.Base(src)
+	if name == "." || name == ".." || name == "/" {
+		if abs, err := filepath.Abs(src); err == nil {
+			name = filepath.Base(abs)
+		}
+	}
+	if name == "/" || name == "." {
+		name = "root"
+	}
+	return name
+}
+
+func (s *scanner) warn(msg string) {
+	if s.opts.Warn != nil {
+		s.opts.Warn(msg)
+	}
+}
+
+// scanDir adds the sorted children of the directory at fsPath (image path
+// imgPath) and recurses into subdirectories right after their own entry.
+func (s *scanner) scanDir(fsPath, imgPath string, m matchState) error {
+	d, err := os.Open(fsPath)
+	if err != nil {
+		return fmt.Errorf("reading directory: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		d.Close()
+		return fmt.Errorf("reading directory: %w", err)
+	}
+	// Byte order (strcmp) so the image does not depend on the order the OS
+	// returns entries in; Go string comparison is exactly that.
+	sort.Strings(names)
+	dfd := int(d.Fd())
+	var st unix.Stat_t
+	for _, name := range names {
+		childFS := fsPath + "/" + name
+		if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			d.Close()
+			return fmt.Errorf("scanning: %w", &fs.PathError{Op: "lstat", Path: childFS, Err: err})
+		}
+		childImg := name
+		if imgPath != "" {
+			childImg = imgPath + "/" + name
+		}
+		if err := s.child(childFS, childImg, name, &st, m); err != nil {
+			d.Close()
+			return err
+		}
+	}
+	if err := d.Close(); err != nil {
+		return fmt.Errorf("closing directory %s: %w", fsPath, err)
+	}
+	return nil
+}
+
+// child adds one entry below a directory (unless excluded) and recurses
+// into it if it is a directory.
+func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchState) error {
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	if s.ex.excludedID(devIno{uint64(st.Dev), st.Ino}) {
+		return nil
+	}
+	excluded, sub := s.ex.match(m, name, isDir)
+	if excluded {
+		return nil
+	}
+	if !isDir && st.Nlink > 1 {
+		key := devIno{uint64(st.Dev), st.Ino}
+		if first, ok := s.links[key]; ok {
+			s.tree.entries = append(s.tree.entries, entry{hdr: squash.Header{Name: imgPath, Link: first}})
+			return nil
+		}
+		s.links[key] = imgPath
+	}
+	hdr, err := s.header(fsPath, imgPath, st)
+	if err != nil {
+		return err
+	}
+	s.add(hdr, fsPath, st)
+	if isDir {
+		return s.scanDir(fsPath, imgPath, sub)
+	}
+	return nil
+}
+
+func (s *scanner) add(hdr squash.Header, src string, st *unix.Stat_t) {
+	t := s.tree
+	t.entries = append(t.entries, entry{hdr: hdr, src: src})
+	switch {
+	case hdr.Mode.IsDir():
+		t.dirs++
+	case hdr.Mode.IsRegular():
+		t.files++
+		t.bytes += hdr.Size
+	default:
+		t.files++
+	}
+}
+
+// header builds the image header of the file at fsPath from its lstat data.
+func (s *scanner) header(fsPath, imgPath string, st *unix.Stat_t) (squash.Header, error) {
+	h := squash.Header{
+		Name:  imgPath,
+		Mode:  fileMode(st.Mode),
+		UID:   st.Uid,
+		GID:   st.Gid,
+		Mtime: clampUnix(st.Mtim.Sec),
+	}
+	s.fixOwnerTime(&h)
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		h.Size = st.Size
+	case unix.S_IFLNK:
+		target, err := s.readlink(fsPath, st.Size)
+		if err != nil {
+			return h, err
+		}
+		h.Target = target
+	case unix.S_IFBLK, unix.S_IFCHR:
+		h.Major = unix.Major(uint64(st.Rdev))
+		h.Minor = unix.Minor(uint64(st.Rdev))
+	}
+	if !s.opts.NoXattrs {
+		xs, err := s.readXattrs(fsPath)
+		if err != nil {
+			return h, err
+		}
+		h.Xattrs = xs
+	}
+	return h, nil
+}
+
+// fixOwnerTime applies the ownership and time overrides.
+func (s *scanner) fixOwnerTime(h *squash.Header) {
+	o := &s.opts
+	if o.AllRoot {
+		h.UID, h.GID = 0, 0
+	}
+	if o.ForceUID != nil {
+		h.UID = *o.ForceUID
+	}
+	if o.ForceGID != nil {
+		h.GID = *o.ForceGID
+	}
+	if o.AllTime != nil {
+		h.Mtime = *o.AllTime
+	} else if o.ClampTime != nil && h.Mtime > *o.ClampTime {
+		h.Mtime = *o.ClampTime
+	}
+}
+
+func (s *scanner) readlink(path string, size int64) (string, error) {
+	n := int(size) + 1
+	if n < 256 {
+		n = 256
+	}
+	for {
+		if len(s.linkBuf) < n {
+			s.linkBuf = make([]byte, n)
+		}
+		got, err := unix.Readlink(path, s.linkBuf[:n])
+		if err != nil {
+			return "", fmt.Errorf("scanning: %w", &fs.PathError{Op: "readlink", Path: path, Err: err})
+		}
+		// A full buffer may mean truncation (the target changed or the
+		// filesystem reports st_size 0); retry bigger.
+		if got < n {
+			return string(s.linkBuf[:got]), nil
+		}
+		n *= 2
+	}
+}
+
+// clampUnix converts seconds since the epoch to the 32-bit unsigned field.
+func clampUnix(sec int64) uint32 {
+	if sec < 0 {
+		return 0
+	}
+	if sec > math.MaxUint32 {
+		return math.MaxUint32
+	}
+	return uint32(sec)
+}
+
+// fileMode converts st_mode to Go's FileMode (type, permission and special bits).
+func fileMode(m uint32) fs.FileMode {
+	mode := fs.FileMode(m & 0o777)
+	switch m & unix.S_IFMT {
+	case unix.S_IFDIR:
+		mode |= fs.ModeDir
+	case unix.S_IFLNK:
+		mode |= fs.ModeSymlink
+	case unix.S_IFBLK:
+		mode |= fs.ModeDevice
+	case unix.S_IFCHR:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFIFO:
+		mode |= fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		mode |= fs.ModeSocket
+	}
+	if m&unix.S_ISUID != 0 {
+		mode |= fs.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		mode |= fs.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		mode |= fs.ModeSticky
+	}
+	return mode
+}

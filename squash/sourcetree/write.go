@@ -1,0 +1,293 @@
+package sourcetree
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/squashportage/squashportage/squash"
+)
+
+// Prefetch tuning. Small files dominate a Portage tree; reading them ahead
+// on several goroutines hides open/read/close latency behind compression.
+const (
+	prefetchMaxFile = 1 << 20  // files up to this size are read ahead whole
+	prefetchBudget  = 64 << 20 // bytes of prefetched data in flight at most
+	prefetchWorkers = 8
+	prefetchAhead   = 4096 // files in flight at most (bounds empty files too)
+)
+
+// adder is what Write needs of a squash.Writer; tests supply their own.
+type adder interface {
+	Add(h *squash.Header, data io.Reader) error
+}
+
+// Write adds every entry to w in the order Scan produced (each directory,
+// then its children recursively, children sorted by name). progress, if not
+// nil, is called with the cumulative number of file bytes handed to w; it
+// runs on the calling goroutine.
+func (t *Tree) Write(w *squash.Writer, progress func(bytesDone int64)) error {
+	return t.write(w, progress)
+}
+
+// job is one small file read ahead of the Add loop.
+type job struct {
+	e    *entry
+	buf  []byte
+	err  error
+	done chan struct{}
+}
+
+func (t *Tree) write(w adder, progress func(int64)) error {
+	if progress == nil {
+		progress = func(int64) {}
+	}
+	p := newPrefetcher(t.entries)
+	defer p.stop()
+
+	var done int64
+	for i := range t.entries {
+		e := &t.entries[i]
+		h := e.hdr // Add may keep the pointer; give it its own copy
+		if t.onAdd != nil {
+			t.onAdd(&h)
+		}
+		switch {
+		case h.Link != "" || !h.Mode.IsRegular():
+			if err := w.Add(&h, nil); err != nil {
+				return fmt.Errorf("adding %s: %w", displayName(&h), err)
+			}
+		case isSmall(e):
+			j := <-p.order
+			if j.e != e {
+				return fmt.Errorf("internal error: prefetch out of order at %s", e.src)
+			}
+			<-j.done
+			if j.err != nil {
+				return j.err
+			}
+			err := w.Add(&h, bytes.NewReader(j.buf))
+			p.release(j)
+			if err != nil {
+				return fmt.Errorf("adding %s: %w", e.src, err)
+			}
+			done += h.Size
+			progress(done)
+		default:
+			if err := addLarge(w, &h, e.src, done, progress); err != nil {
+				return err
+			}
+			done += h.Size
+			progress(done)
+		}
+	}
+	return nil
+}
+
+func displayName(h *squash.Header) string {
+	if h.Name == "" {
+		return "/"
+	}
+	return h.Name
+}
+
+func isSmall(e *entry) bool {
+	return e.hdr.Link == "" && e.hdr.Mode.IsRegular() && e.hdr.Size <= prefetchMaxFile
+}
+
+// addLarge streams a big file straight from disk into the writer.
+func addLarge(w adder, h *squash.Header, src string, base int64, progress func(int64)) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("reading file: %w", err)
+	}
+	defer f.Close()
+	r := &exactReader{f: f, name: src, left: h.Size, onRead: func(n int64) { progress(base + n) }}
+	if err := w.Add(h, r); err != nil {
+		return fmt.Errorf("adding %s: %w", src, err)
+	}
+	if r.left != 0 {
+		return fmt.Errorf("adding %s: writer stopped %d bytes before the end of the file", src, r.left)
+	}
+	return nil
+}
+
+// errSizeChanged marks files that grew or shrank between Scan and Write.
+var errSizeChanged = errors.New("file size changed during mksquashfs")
+
+// exactReader yields exactly the size Scan saw, failing if the file now has
+// fewer or more bytes: the inode size is fixed when the header is added.
+type exactReader struct {
+	f      *os.File
+	name   string
+	left   int64
+	read   int64
+	onRead func(n int64)
+}
+
+func (r *exactReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		var one [1]byte
+		if n, _ := r.f.Read(one[:]); n > 0 {
+			return 0, fmt.Errorf("%s: %w (it grew)", r.name, errSizeChanged)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.f.Read(p)
+	r.left -= int64(n)
+	r.read += int64(n)
+	if n > 0 && r.onRead != nil {
+		r.onRead(r.read)
+	}
+	if err == io.EOF {
+		if r.left > 0 {
+			return n, fmt.Errorf("%s: %w (it shrank)", r.name, errSizeChanged)
+		}
+		err = nil
+	}
+	if err != nil {
+		return n, fmt.Errorf("reading %s: %w", r.name, err)
+	}
+	return n, nil
+}
+
+// prefetcher reads small files ahead of the Add loop. A dispatcher walks the
+// entries in order, reserves buffer budget, and hands each file to a worker;
+// order delivers the jobs to the Add loop in entry order.
+type prefetcher struct {
+	order chan *job
+	jobs  chan *job
+	quit  chan struct{}
+	wg    sync.WaitGroup
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	budget int64
+	closed bool
+}
+
+func newPrefetcher(entries []entry) *prefetcher {
+	p := &prefetcher{
+		order:  make(chan *job, prefetchAhead),
+		jobs:   make(chan *job, prefetchAhead),
+		quit:   make(chan struct{}),
+		budget: prefetchBudget,
+	}
+	p.cond = sync.NewCond(&p.mu)
+	p.wg.Add(1 + prefetchWorkers)
+	go p.dispatch(entries)
+	for range prefetchWorkers {
+		go p.work()
+	}
+	return p
+}
+
+func (p *prefetcher) dispatch(entries []entry) {
+	defer p.wg.Done()
+	defer close(p.jobs)
+	for i := range entries {
+		e := &entries[i]
+		if !isSmall(e) {
+			continue
+		}
+		if !p.acquire(e.hdr.Size) {
+			return
+		}
+		j := &job{e: e, done: make(chan struct{})}
+		select {
+		case p.jobs <- j:
+		case <-p.quit:
+			return
+		}
+		select {
+		case p.order <- j:
+		case <-p.quit:
+			return
+		}
+	}
+}
+
+func (p *prefetcher) work() {
+	defer p.wg.Done()
+	for j := range p.jobs {
+		select {
+		case <-p.quit:
+			j.err = errors.New("prefetch stopped")
+		default:
+			j.buf, j.err = p.readSmall(j.e.src, j.e.hdr.Size)
+		}
+		close(j.done)
+	}
+}
+
+// readSmall reads a whole file that Scan found to be size bytes long.
+func (p *prefetcher) readSmall(name string, size int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading file: %w", err)
+	}
+	defer f.Close()
+	// Buffers are not recycled: the writer may hold on to what it was given
+	// (fragment packing, duplicate checks), so each file gets its own.
+	buf := make([]byte, size+1)
+	// One byte more than expected so a grown file is noticed in the same read.
+	n, err := io.ReadFull(f, buf)
+	switch {
+	case err == nil:
+		return nil, fmt.Errorf("%s: %w (it grew)", name, errSizeChanged)
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		if int64(n) != size {
+			return nil, fmt.Errorf("%s: %w (it shrank)", name, errSizeChanged)
+		}
+		return buf[:size], nil
+	default:
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+}
+
+// acquire blocks until size bytes of budget are free; false once stopped.
+func (p *prefetcher) acquire(size int64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.budget < size && !p.closed {
+		p.cond.Wait()
+	}
+	if p.closed {
+		return false
+	}
+	p.budget -= size
+	return true
+}
+
+// release returns a consumed job's budget.
+func (p *prefetcher) release(j *job) {
+	size := j.e.hdr.Size
+	j.buf = nil
+	p.mu.Lock()
+	p.budget += size
+	p.mu.Unlock()
+	p.cond.Signal()
+}
+
+// stop ends the dispatcher and workers, whether or not all jobs were used.
+func (p *prefetcher) stop() {
+	close(p.quit)
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	p.cond.Broadcast()
+	// Drain so a dispatcher blocked on a full channel can see quit; workers
+	// finish their current file and exit when jobs closes.
+	go func() {
+		for range p.order {
+		}
+	}()
+	p.wg.Wait()
+	close(p.order)
+}

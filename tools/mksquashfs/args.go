@@ -1,0 +1,404 @@
+package mksquashfs
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os/user"
+	"strconv"
+	"strings"
+
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/codec"
+	"github.com/squashportage/squashportage/squash/sourcetree"
+)
+
+// config is a parsed command line.
+type config struct {
+	sources []string
+	dest    string
+
+	writer squash.WriterOptions
+	tree   sourcetree.Options
+
+	mkfsTimeSet bool // -mkfs-time or SOURCE_DATE_EPOCH; otherwise the current time
+	noAppend    bool
+	quiet       bool
+	noProgress  bool
+	progress    bool
+	info        bool
+	help        bool
+	version     bool
+
+	notes []string // accepted-but-ignored options, reported unless -quiet
+}
+
+// usageError is a command-line mistake: reported with a pointer to -help.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(format, a...)} }
+
+// unsupported are mksquashfs 4.5 options squashportage knowingly lacks; they
+// get a clearer message than "unknown option".
+var unsupported = map[string]bool{
+	"-tar": true, "-no-strip": true, "-tarstyle": true, "-cpiostyle": true, "-cpiostyle0": true,
+	"-sort": true, "-p": true, "-pf": true, "-action": true, "-log-action": true,
+	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
+	"-true-action-file": true, "-false-action-file": true, "-root-becomes": true,
+	"-recover": true, "-recovery-path": true, "-offset": true, "-o": true, "-nopad": true,
+	"-throttle": true, "-limit": true, "-one-file-system": true, "-no-hardlinks": true,
+	"-tailends": true, "-root-time": true, "-root-mode": true, "-root-uid": true, "-root-gid": true,
+	"-Xstrategy": true, "-Xalgorithm": true, "-not-reproducible": true, "-exit-on-error": true,
+	"-no-sparse": true,
+}
+
+// xopt remembers a compressor option until the compressor and block size
+// are both known, since mksquashfs lets them come in any order.
+type xopt struct {
+	name, value string
+}
+
+// parseArgs parses "SOURCE... DEST [options]" the way mksquashfs does:
+// positionals end at the first argument starting with "-", and "-e" takes
+// every argument after it as an exclude. getenv looks up SOURCE_DATE_EPOCH.
+func parseArgs(args []string, getenv func(string) (string, bool)) (*config, error) {
+	c := &config{}
+	i := 0
+	var pos []string
+	for i < len(args) && !strings.HasPrefix(args[i], "-") {
+		pos = append(pos, args[i])
+		i++
+	}
+
+	var (
+		comp            = codec.Gzip
+		blockSize       = squash.DefaultBlockSize
+		xopts           []xopt
+		excludeFiles    []string
+		mkfsTime        *uint32
+		allTime         *uint32
+		forceUID        *uint32
+		forceGID        *uint32
+		wildcards, rgx  bool
+		excludes        []string
+		processors      int
+		noXattrs        bool
+		noExports       bool
+		keepAsDirectory bool
+		allRoot         bool
+	)
+	next := func(opt string) (string, error) {
+		if i+1 >= len(args) {
+			return "", usagef("%s: missing argument", opt)
+		}
+		i++
+		return args[i], nil
+	}
+
+	for ; i < len(args); i++ {
+		opt := args[i]
+		var val string
+		var err error
+		switch opt {
+		case "-comp", "-b", "-Xcompression-level", "-Xwindow-size", "-Xdict-size", "-Xbcj",
+			"-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
+			"-processors", "-mem":
+			if val, err = next(opt); err != nil {
+				return nil, err
+			}
+		}
+		switch opt {
+		case "-help", "-h":
+			c.help = true
+		case "-version":
+			c.version = true
+		case "-comp":
+			if comp, err = codec.ParseID(val); err != nil {
+				return nil, usagef("-comp: %v", err)
+			}
+		case "-b":
+			if blockSize, err = parseBlockSize(val); err != nil {
+				return nil, err
+			}
+		case "-Xcompression-level", "-Xwindow-size", "-Xdict-size", "-Xbcj":
+			xopts = append(xopts, xopt{opt, val})
+		case "-Xhc":
+			xopts = append(xopts, xopt{opt, ""})
+		case "-noI", "-noInodeCompression":
+			c.writer.UncompressedInodes = true
+		case "-noD", "-noDataCompression":
+			c.writer.UncompressedData = true
+		case "-noF", "-noFragmentCompression":
+			c.writer.UncompressedFragments = true
+		case "-noX", "-noXattrCompression":
+			c.writer.UncompressedXattrs = true
+		case "-noId", "-noIdTableCompression":
+			c.notes = append(c.notes, opt+" ignored: the id table is always compressed unless -noI")
+		case "-no-fragments":
+			c.writer.NoFragments = true
+		case "-always-use-fragments":
+			c.writer.AlwaysFragments = true
+		case "-no-duplicates":
+			c.writer.NoDuplicates = true
+		case "-exports":
+			noExports = false
+		case "-no-exports":
+			noExports = true
+		case "-xattrs":
+			noXattrs = false
+		case "-no-xattrs":
+			noXattrs = true
+		case "-noappend":
+			c.noAppend = true
+		case "-e":
+			excludes = append(excludes, args[i+1:]...)
+			i = len(args)
+		case "-ef":
+			excludeFiles = append(excludeFiles, val)
+		case "-wildcards":
+			wildcards = true
+		case "-regex":
+			rgx = true
+		case "-keep-as-directory":
+			keepAsDirectory = true
+		case "-all-root", "-root-owned":
+			allRoot = true
+		case "-force-uid":
+			if forceUID, err = lookupID(opt, val, false); err != nil {
+				return nil, err
+			}
+		case "-force-gid":
+			if forceGID, err = lookupID(opt, val, true); err != nil {
+				return nil, err
+			}
+		case "-all-time":
+			if allTime, err = parseTime(opt, val); err != nil {
+				return nil, err
+			}
+		case "-mkfs-time", "-fstime":
+			if mkfsTime, err = parseTime(opt, val); err != nil {
+				return nil, err
+			}
+		case "-processors":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 {
+				return nil, usagef("-processors: %q is not a positive number", val)
+			}
+			processors = n
+		case "-mem":
+			if _, err := parseSize(val, "KMG"); err != nil {
+				return nil, usagef("-mem: %q is not a size (a number with an optional K, M or G suffix)", val)
+			}
+			c.notes = append(c.notes, "-mem ignored: memory use is bounded internally")
+		case "-quiet":
+			c.quiet = true
+		case "-no-progress":
+			c.noProgress = true
+		case "-progress":
+			c.progress = true
+		case "-info":
+			c.info = true
+		case "-reproducible", "-no-recovery":
+			// Always the case here: images are reproducible and no
+			// recovery file is ever written.
+		default:
+			if unsupported[opt] {
+				return nil, usagef("option %s is not supported by squashportage", opt)
+			}
+			if !strings.HasPrefix(opt, "-") {
+				return nil, usagef("unexpected argument %q after the options (SOURCE... DEST must come first)", opt)
+			}
+			return nil, usagef("unknown option %s", opt)
+		}
+	}
+	if c.help || c.version {
+		return c, nil
+	}
+	if len(pos) < 2 {
+		return nil, usagef("need at least one SOURCE and a DEST")
+	}
+	c.sources, c.dest = pos[:len(pos)-1], pos[len(pos)-1]
+
+	cfg := codec.Config{ID: comp, BlockSize: blockSize}
+	for _, x := range xopts {
+		if err := applyXopt(&cfg, x); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, usagef("compressor options: %v", err)
+	}
+	c.writer.Codec = cfg
+	c.writer.Workers = processors
+	c.writer.NoExports = noExports
+	c.writer.NoXattrs = noXattrs
+
+	if epoch, ok := getenv("SOURCE_DATE_EPOCH"); ok {
+		if mkfsTime != nil || allTime != nil {
+			return nil, usagef("SOURCE_DATE_EPOCH and -mkfs-time/-all-time can't be used together to set timestamps")
+		}
+		t, err := parseTime("SOURCE_DATE_EPOCH", epoch)
+		if err != nil {
+			return nil, err
+		}
+		mkfsTime = t
+		c.tree.ClampTime = t
+	}
+	if mkfsTime != nil {
+		c.writer.MkfsTime = *mkfsTime
+		c.mkfsTimeSet = true
+	}
+
+	for _, ef := range excludeFiles {
+		list, err := sourcetree.ReadExcludeFile(ef)
+		if err != nil {
+			return nil, fmt.Errorf("-ef: %w", err)
+		}
+		excludes = append(excludes, list...)
+	}
+	c.tree.Excludes = excludes
+	c.tree.Wildcards = wildcards
+	c.tree.Regex = rgx
+	c.tree.KeepAsDirectory = keepAsDirectory
+	c.tree.NoXattrs = noXattrs
+	c.tree.AllRoot = allRoot
+	c.tree.ForceUID = forceUID
+	c.tree.ForceGID = forceGID
+	c.tree.AllTime = allTime
+	return c, nil
+}
+
+// xoptOwners says which compressors take each -X option.
+var xoptOwners = map[string][]codec.ID{
+	"-Xcompression-level": {codec.Gzip, codec.Zstd},
+	"-Xwindow-size":       {codec.Gzip},
+	"-Xdict-size":         {codec.XZ},
+	"-Xbcj":               {codec.XZ},
+	"-Xhc":                {codec.LZ4},
+}
+
+func applyXopt(cfg *codec.Config, x xopt) error {
+	owned := false
+	for _, id := range xoptOwners[x.name] {
+		owned = owned || id == cfg.ID
+	}
+	if !owned {
+		return usagef("%s is not an option of compressor %s (see -help for each compressor's options)", x.name, cfg.ID)
+	}
+	o := &cfg.Options
+	switch x.name {
+	case "-Xcompression-level":
+		n, err := strconv.Atoi(x.value)
+		if err != nil || n < 1 {
+			return usagef("-Xcompression-level: %q is not a positive number", x.value)
+		}
+		o.Level = n
+	case "-Xwindow-size":
+		n, err := strconv.Atoi(x.value)
+		if err != nil || n < 8 || n > 15 {
+			return usagef("-Xwindow-size: %q is not a number from 8 to 15", x.value)
+		}
+		o.WindowSize = n
+	case "-Xdict-size":
+		n, err := parseDictSize(x.value, cfg.BlockSize)
+		if err != nil {
+			return err
+		}
+		o.DictSize = n
+	case "-Xbcj":
+		f, err := codec.ParseFilters(x.value)
+		if err != nil {
+			return usagef("-Xbcj: %v", err)
+		}
+		o.Filters |= f
+	case "-Xhc":
+		o.HC = true
+	}
+	return nil
+}
+
+// parseDictSize accepts "N", "NK", "NM" or a percentage of the block size
+// ("50%", "37.5%").
+func parseDictSize(s string, blockSize int) (int, error) {
+	bad := usagef("-Xdict-size: %q is not a size (bytes with an optional K or M suffix, or a percentage of the block size)", s)
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f <= 0 || f > 100 {
+			return 0, bad
+		}
+		return int(float64(blockSize) * f / 100), nil
+	}
+	n, err := parseSize(s, "KM")
+	if err != nil || n > math.MaxInt32 {
+		return 0, bad
+	}
+	return int(n), nil
+}
+
+// parseBlockSize accepts bytes with an optional K or M suffix; the result
+// must be a power of two from 4K to 1M.
+func parseBlockSize(s string) (int, error) {
+	n, err := parseSize(s, "KM")
+	if err != nil || n < squash.MinBlockSize || n > squash.MaxBlockSize || n&(n-1) != 0 {
+		return 0, usagef("-b: %q is not a valid block size (a power of two from 4K to 1M, e.g. 4096, 64K, 1M)", s)
+	}
+	return int(n), nil
+}
+
+// parseSize parses a decimal number with an optional single-letter suffix
+// (case-insensitive) from suffixes, meaning K, M or G binary multiples.
+func parseSize(s, suffixes string) (int64, error) {
+	mult := int64(1)
+	if s != "" {
+		last := strings.ToUpper(s[len(s)-1:])
+		if strings.Contains(suffixes, last) {
+			mult = map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[last]
+			s = s[:len(s)-1]
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, errors.New("bad size")
+	}
+	return n * mult, nil
+}
+
+func parseTime(opt, s string) (*uint32, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return nil, usagef("%s: %q is not a time (seconds since 1970-01-01, 0 to 4294967295)", opt, s)
+	}
+	t := uint32(n)
+	return &t, nil
+}
+
+// lookupID takes a number or a user/group name. os/user reads /etc/passwd
+// and /etc/group itself when built without cgo, as the static binary is.
+func lookupID(opt, s string, group bool) (*uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		id := uint32(n)
+		return &id, nil
+	}
+	var idStr string
+	if group {
+		g, err := user.LookupGroup(s)
+		if err != nil {
+			return nil, usagef("%s: %q is neither a number nor a known group", opt, s)
+		}
+		idStr = g.Gid
+	} else {
+		u, err := user.Lookup(s)
+		if err != nil {
+			return nil, usagef("%s: %q is neither a number nor a known user", opt, s)
+		}
+		idStr = u.Uid
+	}
+	n, err := strconv.ParseUint(idStr, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s has non-numeric id %q", opt, s, idStr)
+	}
+	id := uint32(n)
+	return &id, nil
+}

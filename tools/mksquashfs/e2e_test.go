@@ -1,0 +1,192 @@
+package mksquashfs
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// buildSource makes a small tree with the entry kinds mksquashfs handles.
+func buildSource(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "src")
+	files := map[string]string{
+		"zeta":             "last\n",
+		"alpha":            "first\n",
+		"dir/b.gz":         "gz",
+		"dir/sub/c.gz":     "deep gz",
+		"dir/sub/keep.txt": strings.Repeat("keep me ", 1000),
+		"big.bin":          strings.Repeat("0123456789", 300_000), // > 1 MiB: streamed, not prefetched
+		"dup1":             "same content",
+		"dup2":             "same content",
+		".hidden.gz":       "dot",
+	}
+	for name, data := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustDo(t, os.MkdirAll(filepath.Join(dir, "empty"), 0o700))
+	mustDo(t, os.Symlink("alpha", filepath.Join(dir, "link")))
+	mustDo(t, os.Link(filepath.Join(dir, "alpha"), filepath.Join(dir, "dir/hard")))
+	mustDo(t, os.Chmod(filepath.Join(dir, "zeta"), 0o4755))
+	return dir
+}
+
+func mustDo(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// listing is unsquashfs -lls output minus the extraction directory name.
+func listing(t *testing.T, img string) string {
+	t.Helper()
+	out, err := exec.Command("unsquashfs", "-lls", "-d", "R", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("unsquashfs -lls %s: %v\n%s", img, err, out)
+	}
+	return string(out)
+}
+
+// extract unpacks img and returns the directory.
+func extract(t *testing.T, img string) string {
+	t.Helper()
+	d := filepath.Join(t.TempDir(), "x")
+	if out, err := exec.Command("unsquashfs", "-no-progress", "-d", d, img).CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs %s: %v\n%s", img, err, out)
+	}
+	return d
+}
+
+func TestEndToEndAgainstMksquashfs(t *testing.T) {
+	for _, tool := range []string{"mksquashfs", "unsquashfs", "diff"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	src := buildSource(t)
+	other := filepath.Join(filepath.Dir(src), "other")
+	mustDo(t, os.MkdirAll(filepath.Join(other, "dir"), 0o755))
+	mustDo(t, os.WriteFile(filepath.Join(other, "dir", "o"), []byte("other"), 0o644))
+
+	// Fixed times: a made-up root would otherwise get the current time,
+	// which differs between the two runs.
+	fixed := []string{"-all-time", "1000000", "-mkfs-time", "1000000"}
+	tests := []struct {
+		name    string
+		sources []string
+		opts    []string
+	}{
+		{"defaults", []string{src}, nil},
+		{"keep as directory", []string{src}, append([]string{"-keep-as-directory"}, fixed...)},
+		{"several sources", []string{src, filepath.Join(src, "dir"), filepath.Join(other, "dir")}, fixed},
+		{"owner and time", []string{src}, append([]string{"-all-root", "-force-gid", "7"}, fixed...)},
+		{"wildcard excludes", []string{src}, []string{"-wildcards", "-e", "... *.gz", "empty"}},
+		{"plain excludes", []string{src}, []string{"-e", "dir/sub", "big.bin"}},
+		{"xz no fragments", []string{src}, []string{"-comp", "xz", "-no-fragments", "-b", "64K"}},
+		{"uncompressed", []string{src}, []string{"-noI", "-noD", "-noF", "-noX", "-no-duplicates", "-no-exports"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			ours, ref := filepath.Join(tmp, "ours.img"), filepath.Join(tmp, "ref.img")
+			common := append([]string{"-no-progress", "-quiet"}, tc.opts...)
+			refArgs := append(append(append([]string{}, tc.sources...), ref, "-noappend"), common...)
+			if out, err := exec.Command("mksquashfs", refArgs...).CombinedOutput(); err != nil {
+				t.Fatalf("mksquashfs: %v\n%s", err, out)
+			}
+			var stdout, stderr bytes.Buffer
+			args := append(append(append([]string{}, tc.sources...), ours), common...)
+			if code := Main(args, &stdout, &stderr); code != 0 {
+				t.Fatalf("Main(%q) = %d\n%s%s", args, code, stdout.String(), stderr.String())
+			}
+			if got, want := listing(t, ours), listing(t, ref); got != want {
+				t.Errorf("listing differs from mksquashfs\nours:\n%s\nmksquashfs:\n%s", got, want)
+			}
+			if out, err := exec.Command("diff", "-r", "--no-dereference", extract(t, ours), extract(t, ref)).CombinedOutput(); err != nil {
+				t.Errorf("contents differ from mksquashfs: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+func TestEndToEndDest(t *testing.T) {
+	if _, err := exec.LookPath("unsquashfs"); err != nil {
+		t.Skip("unsquashfs not installed")
+	}
+	src := buildSource(t)
+	tmp := t.TempDir()
+	img := filepath.Join(tmp, "img")
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := Main(args, &out, &errb)
+		return code, out.String() + errb.String()
+	}
+
+	if code, out := run(src, img, "-mkfs-time", "77"); code != 0 || !strings.Contains(out, "Number of files") {
+		t.Fatalf("first run = %d: %s", code, out)
+	}
+	if code, out := run(src, img); code == 0 || !strings.Contains(out, "add -noappend") {
+		t.Errorf("existing image without -noappend = %d: %s", code, out)
+	}
+	if code, out := run(src, img, "-noappend", "-quiet"); code != 0 || out != "" {
+		t.Errorf("-noappend -quiet = %d: %q", code, out)
+	}
+
+	notImg := filepath.Join(tmp, "notimg")
+	mustDo(t, os.WriteFile(notImg, []byte("precious"), 0o644))
+	if code, out := run(src, notImg); code == 0 || !strings.Contains(out, "not a squashfs image") {
+		t.Errorf("non-image DEST = %d: %s", code, out)
+	}
+	if b, _ := os.ReadFile(notImg); string(b) != "precious" {
+		t.Errorf("non-image DEST was modified")
+	}
+
+	// The image inside its own source must not include itself.
+	inside := filepath.Join(src, "self.img")
+	mustDo(t, os.WriteFile(inside, []byte("old"), 0o644))
+	if code, out := run(src, inside, "-noappend", "-quiet"); code != 0 {
+		t.Fatalf("image inside source = %d: %s", code, out)
+	}
+	if l := listing(t, inside); strings.Contains(l, "self.img") {
+		t.Errorf("image contains itself:\n%s", l)
+	}
+
+	// A file that grows while being read (procfs reports size 0) fails the
+	// run, and the partial DEST is removed.
+	bad := filepath.Join(tmp, "bad.img")
+	if code, out := run("/proc/self/status", bad, "-quiet"); code == 0 || !strings.Contains(out, "/proc/self/status") {
+		t.Errorf("growing file = %d: %s", code, out)
+	}
+	if _, err := os.Stat(bad); !os.IsNotExist(err) {
+		t.Errorf("partial image left behind: %v", err)
+	}
+
+	// SOURCE_DATE_EPOCH sets the creation time and clamps file times.
+	t.Setenv("SOURCE_DATE_EPOCH", "86400")
+	sde := filepath.Join(tmp, "sde.img")
+	if code, out := run(src, sde, "-quiet"); code != 0 {
+		t.Fatalf("SOURCE_DATE_EPOCH run = %d: %s", code, out)
+	}
+	out, err := exec.Command("unsquashfs", "-s", sde).CombinedOutput()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := time.Unix(86400, 0).Format("Mon Jan 2 15:04:05 2006")
+	if !strings.Contains(strings.Join(strings.Fields(string(out)), " "), want) {
+		t.Errorf("creation time is not %s:\n%s", want, out)
+	}
+	if l := listing(t, sde); !strings.Contains(l, "1970-01-02") || strings.Contains(l, time.Now().Format("2006-")) {
+		t.Errorf("file times not clamped:\n%s", l)
+	}
+}

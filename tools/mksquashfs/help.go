@@ -1,0 +1,88 @@
+package mksquashfs
+
+const helpText = `Usage: squashportage mksquashfs SOURCE... DEST [options] [-e EXCLUDE...]
+
+Builds a SquashFS 4.0 image DEST from SOURCE files and directories. Options
+follow mksquashfs 4.5 and come after SOURCE... DEST. A single SOURCE
+directory becomes the image root; with several sources (or files, or
+-keep-as-directory) each becomes an entry of the root named after its last
+path component, repeated names getting _1, _2, ... suffixes. Entries are
+stored sorted by name, so the same input always gives the same image.
+
+Compression:
+  -comp NAME              compressor: gzip (default), xz, zstd, lz4
+  -b SIZE                 data block size, a power of two from 4K to 1M;
+                          K or M suffix allowed (default 128K)
+  -Xcompression-level N   gzip: 1..9 (default 9); zstd: 1..22 (default 15)
+  -Xwindow-size N         gzip: window size 8..15 (default 15)
+  -Xdict-size SIZE        xz: dictionary size, bytes with K/M suffix or a
+                          percentage of the block size (100%, 50%, 37.5%...);
+                          must be 2^n or 2^n+2^(n-1), 8K..block size
+  -Xbcj F1,F2,...         xz: also try these branch filters, keeping the
+                          smallest result: x86, arm, armthumb, powerpc,
+                          sparc, ia64
+  -Xhc                    lz4: high compression
+  -noI, -noInodeCompression        store inode and directory tables
+                                   uncompressed
+  -noD, -noDataCompression         store data blocks uncompressed
+  -noF, -noFragmentCompression     store fragment blocks uncompressed
+  -noX, -noXattrCompression        store extended attributes uncompressed
+  -noId, -noIdTableCompression     accepted and ignored
+
+Layout:
+  -no-fragments           never pack file tails into fragment blocks
+  -always-use-fragments   pack tails of files larger than a block too
+  -no-duplicates          do not look for identical files
+  -exports                make the image exportable via NFS (default)
+  -no-exports             leave out the NFS export table
+  -xattrs                 store extended attributes (default); only the
+                          user., trusted. and security. namespaces
+  -no-xattrs              do not store extended attributes
+  -noappend               overwrite DEST if it exists. Appending to an
+                          existing image is not supported, so this is
+                          required whenever DEST already exists
+
+Selecting files:
+  -keep-as-directory      with a single SOURCE directory, make it an entry
+                          of the root instead of the root itself
+  -e EXCLUDE...           leave out these files; takes all remaining
+                          arguments, so it must come last
+  -ef FILE                leave out the files listed in FILE, one per line
+  -wildcards              excludes are shell patterns (*, ?, [...]) over
+                          paths in the image, matched a directory level at a
+                          time; "... PATTERN" matches in any directory, and a
+                          "..." path component matches any number of levels
+  -regex                  excludes are regular expressions, one per path
+                          component
+                          Without -wildcards/-regex an exclude names a file:
+                          paths starting with /, ./ or ../ are taken from the
+                          current directory, others from each SOURCE.
+
+Ownership and times:
+  -all-root, -root-owned  make every file owned by root (uid and gid 0)
+  -force-uid USER         set every file's owner (number or user name)
+  -force-gid GROUP        set every file's group (number or group name)
+  -all-time TIME          set every file's time (seconds since 1970)
+  -mkfs-time TIME, -fstime TIME
+                          set the image creation time (default: now)
+                          SOURCE_DATE_EPOCH in the environment sets the
+                          creation time and clamps later file times to it;
+                          it cannot be combined with -all-time/-mkfs-time.
+
+Running:
+  -processors N           compress with N goroutines (default: all CPUs)
+  -mem SIZE               accepted and ignored (memory is bounded internally)
+  -info                   print each file as it is added (hides the progress
+                          bar unless -progress)
+  -progress               show the progress bar even with -info
+  -no-progress            do not show the progress bar (it is only ever
+                          drawn when standard error is a terminal)
+  -quiet                  print nothing but errors
+  -reproducible, -no-recovery
+                          accepted for compatibility; always in effect
+  -version                print the version
+  -help, -h               print this help
+
+Not supported: appending, -sort, pseudo files (-p, -pf), actions, -tar and
+cpio input, -root-becomes, -offset, recovery files.
+`

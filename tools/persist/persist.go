@@ -1,0 +1,142 @@
+// Package persist is `squashportage persist`: it folds the changes of
+// managed overlays into new images.
+package persist
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/squashportage/squashportage/overlay"
+)
+
+const usage = `Usage: squashportage persist [--dry-run] [--force] [--json] [--state-dir DIR] [TARGET...]
+
+Writes the merged view of each managed overlay (all of them without
+TARGET) into a new squashfs image, when its upper holds changes:
+
+  - unchanged files keep their compressed blocks, copied verbatim in their
+    old order: the cost is what changed, not the tree;
+  - the new image is written beside IMAGE as IMAGE.new, synced, verified
+    by reading back every table and block, and renamed over IMAGE; the
+    previous image stays as IMAGE.old (keep=N in the spec keeps more);
+    a power cut at any instant leaves IMAGE complete, old or new;
+  - then the overlay is remounted on the new image with an empty upper,
+    freeing the RAM; if the target is busy, that waits for the next boot.
+
+Nothing is written when the upper is empty, when the spec says
+persist=never or ro, below threshold=, when /etc/killpower or
+/etc/nut/killpower exists, or on battery (unless --force).
+On any failure the image and the upper stay as they were.
+
+Options:
+  --dry-run        say what would be written
+  --force          persist even below the threshold, on battery, or
+                   with a killpower flag
+  --json           print the results as JSON
+  --processors N   compression goroutines (default: all CPUs)
+  --state-dir DIR  where mounts are recorded (default ` + overlay.DefaultStateDir + `)
+  -v, --verbose    tell each step
+  -h, --help       show this help
+
+Exit status: 0 done (or nothing to do), 1 a persist failed, 2 bad usage.
+`
+
+// Main runs the command with args and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("persist", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	dry := fs.Bool("dry-run", false, "")
+	force := fs.Bool("force", false, "")
+	asJSON := fs.Bool("json", false, "")
+	procs := fs.Int("processors", runtime.NumCPU(), "")
+	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
+	var verbose bool
+	fs.BoolVar(&verbose, "v", false, "")
+	fs.BoolVar(&verbose, "verbose", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			io.WriteString(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "squashportage persist: %v (see squashportage persist --help)\n", err)
+		return 2
+	}
+	if *procs < 1 {
+		fmt.Fprintf(stderr, "squashportage persist: --processors must be at least 1\n")
+		return 2
+	}
+	var states []*overlay.State
+	if fs.NArg() == 0 {
+		all, err := overlay.List(*stateDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
+			return 1
+		}
+		states = all
+		if len(states) == 0 && !*asJSON {
+			fmt.Fprintln(stdout, "squashportage persist: no managed mounts")
+		}
+	}
+	for _, t := range fs.Args() {
+		st, err := overlay.Load(*stateDir, t)
+		if err != nil {
+			fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
+			return 1
+		}
+		states = append(states, st)
+	}
+	opts := overlay.PersistOptions{DryRun: *dry, Force: *force, Workers: *procs}
+	if verbose {
+		opts.Log = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	}
+	status := 0
+	var results []result
+	for _, st := range states {
+		res, err := overlay.Persist(st, opts)
+		r := result{PersistResult: res}
+		if err != nil {
+			r.Error = err.Error()
+			status = 1
+			if !*asJSON {
+				fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
+			}
+		} else if !*asJSON {
+			fmt.Fprintln(stdout, describe(res))
+		}
+		results = append(results, r)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if results == nil {
+			results = []result{}
+		}
+		enc.Encode(results)
+	}
+	return status
+}
+
+type result struct {
+	overlay.PersistResult
+	Error string `json:",omitempty"`
+}
+
+func describe(r overlay.PersistResult) string {
+	if !r.Written {
+		return fmt.Sprintf("%s: %s", r.Target, r.Skipped)
+	}
+	s := fmt.Sprintf("%s: wrote %s (%d bytes, was %d) in %v: %d files reused (%.1f MB copied), %.1f MB new data, %d fragment blocks kept, %d repacked",
+		r.Target, r.Image, r.NewSize, r.OldSize, r.Duration.Round(1e6), r.Stats.ReusedFiles,
+		float64(r.Stats.ReusedBytes)/1e6, float64(r.Stats.NewBytes)/1e6, r.Stats.FragmentsKept, r.Stats.FragmentsRepacked)
+	switch {
+	case r.Remounted:
+		s += "; remounted with an empty upper"
+	case r.Busy != "":
+		s += "; " + r.Busy + ": the new image is used from the next mount"
+	}
+	return s
+}

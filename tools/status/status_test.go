@@ -1,0 +1,124 @@
+package status
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/overlay"
+)
+
+func TestMain(m *testing.M) { privileged.Main(m) }
+
+func TestMainCLI(t *testing.T) {
+	src := t.TempDir()
+	for _, f := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(src, f), []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "img.sqfs")
+	if out, err := exec.Command("mksquashfs", src, img, "-noappend", "-quiet", "-no-progress", "-comp", "zstd").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	stateDir := dir + "/state"
+	target := dir + "/repo"
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	noPortage := func() overlay.PortageDirs {
+		return overlay.PortageDirs{DistDir: "/var/cache/distfiles", PkgDir: "/var/cache/binpkgs", Source: "defaults"}
+	}
+	call := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(append([]string{"--state-dir", stateDir}, args...), &stdout, &stderr, noPortage)
+		return code, stdout.String(), stderr.String()
+	}
+
+	if code, out, _ := call(); code != 0 || !strings.Contains(out, "nothing mounted by squashportage") {
+		t.Errorf("empty: exit %d, %q", code, out)
+	}
+	if code, _, errOut := call("--bogus"); code != 2 || !strings.Contains(errOut, "unknown option --bogus") {
+		t.Errorf("--bogus: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := call("extra"); code != 2 || !strings.Contains(errOut, `unexpected argument "extra"`) {
+		t.Errorf("extra: exit %d, %q", code, errOut)
+	}
+	if code, out, _ := call("--help"); code != 0 || !strings.Contains(out, "Usage: squashportage status") || !strings.Contains(out, "IMAGE:TARGET") {
+		t.Errorf("--help: exit %d, %q", code, out)
+	}
+
+	sp, err := overlay.ParseSpec(img + ":" + target + ":size=4m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := overlay.Mount(sp, overlay.MountOptions{StateDir: stateDir}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := overlay.Umount(target, overlay.UmountOptions{StateDir: stateDir, Lazy: true}); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := os.WriteFile(target+"/a", []byte("changed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(target+"/c", []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(target + "/b"); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := call()
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "TARGET") {
+		t.Fatalf("table:\n%s", out)
+	}
+	fields := strings.Fields(lines[1])
+	// TARGET IMAGE COMP SIZE UPPER USED/LIMIT (PCT) CHANGED NEW DELETED PENDING LAST
+	want := []string{target, img, "zstd"}
+	for i, w := range want {
+		if fields[i] != w {
+			t.Errorf("column %d = %q, want %q\n%s", i, fields[i], w, out)
+		}
+	}
+	if fields[4] != "tmpfs" || !strings.HasSuffix(fields[5], "/4.0M") || fields[7] != "1" || fields[8] != "1" || fields[9] != "1" || fields[10] != "10B" || fields[11] != "never" {
+		t.Errorf("row %q", fields)
+	}
+
+	code, out, errOut = call("--json")
+	if code != 0 {
+		t.Fatalf("--json: exit %d: %s", code, errOut)
+	}
+	var got output
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, out)
+	}
+	if len(got.Mounts) != 1 || got.Mounts[0].Changed != 1 || got.Mounts[0].New != 1 || got.Mounts[0].Deleted != 1 ||
+		got.Mounts[0].UpperLimit != 4<<20 || got.Mounts[0].Compressor != "zstd" || len(got.Warnings) != 0 {
+		t.Errorf("--json: %+v", got)
+	}
+
+	// DISTDIR inside the target.
+	var stdout, stderr bytes.Buffer
+	inside := func() overlay.PortageDirs {
+		return overlay.PortageDirs{DistDir: target + "/distfiles", PkgDir: "/var/cache/binpkgs", Source: "/etc/portage/make.conf"}
+	}
+	if code := run([]string{"--state-dir", stateDir}, &stdout, &stderr, inside); code != 0 {
+		t.Fatalf("exit %d: %s", code, &stderr)
+	}
+	w := "warning: DISTDIR=" + target + "/distfiles (from /etc/portage/make.conf) is inside " + target
+	if !strings.Contains(stdout.String(), w) || !strings.Contains(stdout.String(), "DISTDIR=/var/cache/distfiles") {
+		t.Errorf("no DISTDIR warning in\n%s", &stdout)
+	}
+}

@@ -1,0 +1,109 @@
+// Package umount is `squashportage umount`: it takes down mounts made by
+// `squashportage mount` (without persisting: that is `persist`'s job).
+package umount
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/squashportage/squashportage/overlay"
+)
+
+const usage = `Usage: squashportage umount [--lazy] [--state-dir DIR] TARGET...
+       squashportage umount [--lazy] [--state-dir DIR] --all
+
+Unmounts the overlay at each TARGET, its upper (a tmpfs upper and the
+changes in it are gone: persist first to keep them) and the squashfs
+image below it. A TARGET in use is refused, naming the processes that use
+it.
+
+Options:
+  --all            unmount every target squashportage mounted
+  --lazy           detach busy targets anyway; they go away when the last
+                   process stops using them
+  --state-dir DIR  where mounts are recorded (default ` + overlay.DefaultStateDir + `)
+  -h, --help       show this help
+
+`
+
+// Main runs the command with args (without the command name) and returns
+// the exit status: 0 done, 1 an unmount failed, 2 bad usage.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("umount", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	all := fs.Bool("all", false, "")
+	lazy := fs.Bool("lazy", false, "")
+	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
+	targets, err := parseInterleaved(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		io.WriteString(stdout, usage+overlay.SpecHelp)
+		return 0
+	}
+	if err == nil && *all == (len(targets) > 0) {
+		err = errors.New("give either TARGET... or --all")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "squashportage umount: %v (see squashportage umount --help)\n", err)
+		return 2
+	}
+	for _, t := range targets {
+		if !filepath.IsAbs(t) {
+			fmt.Fprintf(stderr, "squashportage umount: target %q is not an absolute path\n", t)
+			return 2
+		}
+	}
+	if *all {
+		states, err := overlay.List(*stateDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "squashportage umount: %v\n", err)
+			return 1
+		}
+		for _, st := range states {
+			targets = append(targets, st.Target)
+		}
+		// Deepest first, in case one target lies inside another.
+		sort.Sort(sort.Reverse(sort.StringSlice(targets)))
+	}
+	status := 0
+	for _, t := range targets {
+		if err := overlay.Umount(t, overlay.UmountOptions{Lazy: *lazy, StateDir: *stateDir}); err != nil {
+			fmt.Fprintf(stderr, "squashportage umount: %v\n", err)
+			status = 1
+			continue
+		}
+		fmt.Fprintf(stdout, "unmounted %s\n", t)
+	}
+	return status
+}
+
+// parseInterleaved parses flags anywhere among the arguments, as users
+// expect of `umount TARGET --lazy`; everything after "--" is an argument.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var tail []string
+	for i, a := range args {
+		if a == "--" {
+			args, tail = args[:i], args[i+1:]
+			break
+		}
+	}
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
+				return nil, fmt.Errorf("unknown option --%s", strings.TrimLeft(name, "-"))
+			}
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return append(rest, tail...), nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+}

@@ -1,0 +1,415 @@
+// Package unsquashfs is the "squashportage unsquashfs" subcommand: extract,
+// list, cat and describe SquashFS images with unsquashfs 4.5's command line.
+package unsquashfs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/extract"
+)
+
+// config is a parsed command line.
+type config struct {
+	image      string
+	paths      []string
+	dest       string
+	force      bool
+	list       int // 0 none, 1 -ls, 2 -lls
+	numeric    bool
+	linfo      bool
+	info       bool
+	cat        bool
+	stat       bool
+	noProgress bool
+	quiet      bool
+	noXattrs   bool
+	processors int
+	utc        bool
+	help       bool
+	version    bool
+}
+
+// usageError is a bad command line, reported with a pointer to -help.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files to extract or cat]
+	-v[ersion]		print version information
+	-cat			cat the files on the command line to stdout
+	-d[est] <pathname>	extract to <pathname>, default "squashfs-root"
+	-f[orce]		if file already exists then overwrite
+	-q[uiet]		no verbose output
+	-n[o-progress]		don't display the progress bar
+	-no[-xattrs]		don't extract xattrs in file system
+	-x[attrs]		extract xattrs in file system (default)
+	-p[rocessors] <number>	use <number> processors to write files
+	-i[nfo]			print files as they are extracted
+	-li[nfo]		print files as they are extracted with file
+				attributes (like ls -l output)
+	-l[s]			list filesystem, but don't extract files
+	-ll[s]			list filesystem with file attributes (like
+				ls -l output), but don't extract files
+	-lln[umeric]		same as -lls but with numeric uids and gids
+	-s[tat]			display filesystem superblock information
+	-UTC			use UTC rather than local time zone when
+				displaying time
+	-e[f] <extract file>	list of directories or files to extract.
+				One per line
+	-extract-file <file>	synonym for -ef
+	-h[elp]			output this options text to stdout
+
+Files to extract may use shell wildcards (*, ?, [...]) in each component.
+Entry names that could escape the destination are refused, and no symlink,
+from the image or already in the destination, is ever followed.
+`
+
+// parseArgs reads options up to the image name; the rest are paths, as in
+// unsquashfs.
+func parseArgs(args []string) (*config, error) {
+	c := &config{dest: "squashfs-root", processors: runtime.NumCPU()}
+	i := 0
+	value := func(opt string) (string, error) {
+		if i+1 >= len(args) {
+			return "", usagef("%s: missing argument", opt)
+		}
+		i++
+		return args[i], nil
+	}
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			break
+		}
+		var err error
+		switch a {
+		case "-v", "-version":
+			c.version = true
+		case "-h", "-help", "--help":
+			c.help = true
+		case "-cat":
+			c.cat = true
+		case "-d", "-dest":
+			c.dest, err = value(a)
+			if err == nil && c.dest == "" {
+				err = usagef("%s: empty pathname", a)
+			}
+		case "-f", "-force":
+			c.force = true
+		case "-q", "-quiet":
+			c.quiet = true
+		case "-n", "-no-progress":
+			c.noProgress = true
+		case "-no", "-no-xattrs":
+			c.noXattrs = true
+		case "-x", "-xattrs":
+			c.noXattrs = false
+		case "-p", "-processors":
+			var v string
+			if v, err = value(a); err == nil {
+				c.processors, err = strconv.Atoi(v)
+				if err != nil || c.processors < 1 {
+					err = usagef("%s: %q is not a positive number", a, v)
+				}
+			}
+		case "-i", "-info":
+			c.info = true
+		case "-li", "-linfo":
+			c.info, c.linfo = true, true
+		case "-l", "-ls":
+			c.list = 1
+		case "-ll", "-lls":
+			c.list = 2
+		case "-lln", "-llnumeric":
+			c.list, c.numeric = 2, true
+		case "-s", "-stat":
+			c.stat = true
+		case "-UTC":
+			c.utc = true
+		case "-e", "-ef", "-extract-file":
+			var f string
+			if f, err = value(a); err == nil {
+				var ps []string
+				ps, err = readExtractFile(f)
+				c.paths = append(c.paths, ps...)
+			}
+		default:
+			err = usagef("unknown option %s", a)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.help || c.version {
+		return c, nil
+	}
+	if i >= len(args) {
+		return nil, usagef("no image given")
+	}
+	c.image = args[i]
+	c.paths = append(c.paths, args[i+1:]...)
+	if c.cat && len(c.paths) == 0 {
+		return nil, usagef("-cat: no files given")
+	}
+	if n := b2i(c.cat) + b2i(c.stat) + b2i(c.list > 0); n > 1 {
+		return nil, usagef("-cat, -stat and the listing options exclude each other")
+	}
+	return c, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// readExtractFile reads one path per line, skipping blank lines.
+func readExtractFile(name string) ([]string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("extract file: %w", err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("extract file %s: %w", name, err)
+	}
+	return out, nil
+}
+
+// Main runs "squashportage unsquashfs" and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	c, err := parseArgs(args)
+	if err != nil {
+		var ue *usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "unsquashfs: %v; see 'squashportage unsquashfs -help'\n", err)
+		} else {
+			fmt.Fprintf(stderr, "unsquashfs: %v\n", err)
+		}
+		return 1
+	}
+	if c.help {
+		io.WriteString(stdout, helpText)
+		return 0
+	}
+	if c.version {
+		fmt.Fprintln(stdout, "squashportage unsquashfs (SquashFS 4.0, unsquashfs 4.5 compatible options)")
+		return 0
+	}
+	if err := run(c, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "unsquashfs: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func run(c *config, stdout, stderr io.Writer) error {
+	rc, err := squash.OpenFile(c.image)
+	if err != nil {
+		return err // names the image already
+	}
+	defer rc.Close()
+	r := rc.Reader
+	loc := time.Local
+	if c.utc {
+		loc = time.UTC
+	}
+	switch {
+	case c.stat:
+		return printStat(stdout, c.image, r, loc)
+	case c.cat:
+		return catFiles(stdout, r, c.paths)
+	case c.list > 0:
+		bw := bufio.NewWriter(stdout)
+		l := newLister(c.dest, c.list == 2, c.numeric, loc)
+		err := extract.Walk(r, c.paths, func(rel string, ino *squash.Inode) error {
+			_, err := io.WriteString(bw, l.line(rel, ino))
+			return err
+		})
+		if ferr := bw.Flush(); err == nil {
+			err = ferr
+		}
+		return err
+	}
+	return doExtract(c, r, stdout, stderr, loc)
+}
+
+func catFiles(stdout io.Writer, r *squash.Reader, paths []string) error {
+	for _, p := range paths {
+		name := strings.Trim(p, "/")
+		if name == "" {
+			name = "."
+		}
+		f, err := r.Open(name)
+		if err != nil {
+			return fmt.Errorf("cat %s: %w", p, err)
+		}
+		fi, err := f.Stat()
+		if err == nil && !fi.Mode().IsRegular() {
+			err = fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
+		}
+		if err == nil {
+			_, err = io.Copy(stdout, f)
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("cat %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// counts tallies what an extraction creates, for unsquashfs's summary.
+type counts struct {
+	inodes, blocks                                            int64
+	files, dirs, symlinks, devices, fifos, sockets, hardlinks int64
+}
+
+func tally(r *squash.Reader, paths []string) (counts, error) {
+	var n counts
+	seen := map[uint32]bool{}
+	err := extract.Walk(r, paths, func(_ string, ino *squash.Inode) error {
+		// unsquashfs's "inodes to write" counts non-directory entries,
+		// hard links included.
+		if basicType(ino.Type) != squash.TypeDir {
+			n.inodes++
+		}
+		if seen[ino.Number] {
+			n.hardlinks++
+			return nil
+		}
+		seen[ino.Number] = true
+		switch ino.Type {
+		case squash.TypeDir, squash.TypeLDir:
+			n.dirs++
+		case squash.TypeFile, squash.TypeLFile:
+			n.files++
+			n.blocks += int64(len(ino.BlockSizes))
+			if ino.Fragment != squash.NoFragment {
+				n.blocks++
+			}
+		case squash.TypeSymlink, squash.TypeLSymlink:
+			n.symlinks++
+		case squash.TypeBlockDev, squash.TypeLBlock, squash.TypeCharDev, squash.TypeLChar:
+			n.devices++
+		case squash.TypeFifo, squash.TypeLFifo:
+			n.fifos++
+		case squash.TypeSocket, squash.TypeLSocket:
+			n.sockets++
+		}
+		return nil
+	})
+	return n, err
+}
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("created %d %s", n, one)
+	}
+	return fmt.Sprintf("created %d %s", n, many)
+}
+
+func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.Location) error {
+	n, err := tally(r, c.paths)
+	if err != nil {
+		return err
+	}
+	if !c.quiet {
+		fmt.Fprintf(stdout, "Parallel unsquashfs: Using %d processor%s\n", c.processors, map[bool]string{true: "", false: "s"}[c.processors == 1])
+		fmt.Fprintf(stdout, "%d inodes (%d blocks) to write\n\n", n.inodes, n.blocks)
+	}
+	opts := extract.Options{
+		Paths:    c.paths,
+		Force:    c.force,
+		NoXattrs: c.noXattrs,
+		Workers:  c.processors,
+		Warn: func(err error) {
+			fmt.Fprintf(stderr, "unsquashfs: warning: %v\n", err)
+		},
+	}
+	var bar *Bar
+	if !c.quiet && !c.noProgress && IsTerminal(stderr) {
+		bar = NewBar(stderr, "B")
+		opts.Progress = bar.Update
+	}
+	if c.info {
+		l := newLister(c.dest, c.linfo, false, loc)
+		bw := bufio.NewWriter(stdout)
+		defer bw.Flush()
+		opts.Info = func(rel string) {
+			if !c.linfo {
+				io.WriteString(bw, l.path(rel)+"\n")
+				return
+			}
+			// Info gives only the path; the long form needs the inode.
+			ino, err := lstat(r, rel)
+			if err != nil {
+				io.WriteString(bw, l.path(rel)+"\n")
+				return
+			}
+			io.WriteString(bw, l.line(rel, ino))
+		}
+	}
+	err = extract.Extract(r, c.dest, opts)
+	if bar != nil {
+		bar.Done()
+	}
+	if err != nil {
+		return err
+	}
+	if !c.quiet {
+		fmt.Fprintln(stdout)
+		for _, s := range []string{
+			plural(n.files, "file", "files"),
+			plural(n.dirs, "directory", "directories"),
+			plural(n.symlinks, "symlink", "symlinks"),
+			plural(n.devices, "device", "devices"),
+			plural(n.fifos, "fifo", "fifos"),
+			plural(n.sockets, "socket", "sockets"),
+			plural(n.hardlinks, "hardlink", "hardlinks"),
+		} {
+			fmt.Fprintln(stdout, s)
+		}
+	}
+	return nil
+}
+
+func lstat(r *squash.Reader, rel string) (*squash.Inode, error) {
+	if rel == "" {
+		rel = "."
+	}
+	fi, err := r.Lstat(rel)
+	if err != nil {
+		return nil, err
+	}
+	ino, ok := fi.Sys().(*squash.Inode)
+	if !ok {
+		return nil, fmt.Errorf("%s: no inode", rel)
+	}
+	return ino, nil
+}

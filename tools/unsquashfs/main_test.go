@@ -1,0 +1,242 @@
+package unsquashfs
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/testtree"
+)
+
+func TestParseArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+		check   func(c *config) bool
+	}{
+		{args: []string{"img"}, check: func(c *config) bool { return c.image == "img" && c.dest == "squashfs-root" }},
+		{args: []string{"-d", "out", "-f", "img", "a", "b/c"}, check: func(c *config) bool {
+			return c.dest == "out" && c.force && strings.Join(c.paths, ",") == "a,b/c"
+		}},
+		{args: []string{"-dest", "o", "-force", "-n", "-q", "-no-xattrs", "-p", "3", "img"}, check: func(c *config) bool {
+			return c.dest == "o" && c.noProgress && c.quiet && c.noXattrs && c.processors == 3
+		}},
+		{args: []string{"-lls", "img"}, check: func(c *config) bool { return c.list == 2 && !c.numeric }},
+		{args: []string{"-lln", "img"}, check: func(c *config) bool { return c.list == 2 && c.numeric }},
+		{args: []string{"-ls", "img"}, check: func(c *config) bool { return c.list == 1 }},
+		{args: []string{"-cat", "img", "f"}, check: func(c *config) bool { return c.cat && c.paths[0] == "f" }},
+		{args: []string{"-s", "img"}, check: func(c *config) bool { return c.stat }},
+		{args: []string{"-help"}, check: func(c *config) bool { return c.help }},
+		{args: []string{"img", "-f"}, check: func(c *config) bool { return !c.force && c.paths[0] == "-f" }},
+		{args: []string{}, wantErr: "no image"},
+		{args: []string{"-bogus", "img"}, wantErr: "unknown option -bogus"},
+		{args: []string{"-d"}, wantErr: "missing argument"},
+		{args: []string{"-p", "zero", "img"}, wantErr: "not a positive number"},
+		{args: []string{"-p", "0", "img"}, wantErr: "not a positive number"},
+		{args: []string{"-cat", "img"}, wantErr: "no files"},
+		{args: []string{"-cat", "-s", "img", "f"}, wantErr: "exclude each other"},
+		{args: []string{"-ef", "/nonexistent/list", "img"}, wantErr: "extract file"},
+	} {
+		c, err := parseArgs(tc.args)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("parseArgs(%q) = %v, want error containing %q", tc.args, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !tc.check(c) {
+			t.Errorf("parseArgs(%q) = %+v, %v", tc.args, c, err)
+		}
+	}
+}
+
+func TestBadCommandLines(t *testing.T) {
+	for _, args := range [][]string{{}, {"-bogus", "x"}, {"/nonexistent/image"}, {"-s", "/etc/hostname"}} {
+		var out, errb bytes.Buffer
+		if rc := Main(args, &out, &errb); rc == 0 || errb.Len() == 0 {
+			t.Errorf("Main(%q) = %d, stderr %q; want failure with a message", args, rc, errb.String())
+		}
+	}
+}
+
+// image builds the all-cases tree and its mksquashfs image.
+func image(t *testing.T) (src, img string) {
+	t.Helper()
+	if _, err := exec.LookPath("unsquashfs"); err != nil {
+		t.Skip("squashfs-tools not installed")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	src = filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testtree.BuildAllCases(t, src, testtree.AllCasesOptions{})
+	img = filepath.Join(t.TempDir(), "img.sqfs")
+	if out, err := exec.Command("mksquashfs", src, img, "-quiet", "-no-progress").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	return src, img
+}
+
+func runOK(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if rc := Main(args, &out, &errb); rc != 0 {
+		t.Fatalf("Main(%q) = %d: %s", args, rc, errb.String())
+	}
+	return out.String(), errb.String()
+}
+
+func reference(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("unsquashfs", args...).Output()
+	if err != nil {
+		t.Fatalf("unsquashfs %q: %v", args, err)
+	}
+	return string(out)
+}
+
+func TestAgainstUnsquashfs(t *testing.T) {
+	src, img := image(t)
+	for _, args := range [][]string{
+		{"-lls", "-UTC"},
+		{"-lln", "-UTC"},
+		{"-ls"},
+		{"-s", "-UTC"},
+		{"-ls", "-d", "prefix"},
+		{"-lls", "-UTC", "owners", "special/chr-*"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			var ours, theirs []string
+			for _, a := range args {
+				if a == "owners" || strings.HasPrefix(a, "special/") {
+					continue
+				}
+				ours, theirs = append(ours, a), append(theirs, a)
+			}
+			var paths []string
+			for _, a := range args {
+				if a == "owners" || strings.HasPrefix(a, "special/") {
+					paths = append(paths, a)
+				}
+			}
+			got, _ := runOK(t, append(append(ours, img), paths...)...)
+			want := reference(t, append(append(theirs, img), paths...)...)
+			if got != want {
+				t.Errorf("output differs from unsquashfs:\n%s", diffLines(want, got))
+			}
+		})
+	}
+
+	t.Run("cat", func(t *testing.T) {
+		got, _ := runOK(t, "-cat", img, "files/text-131073", "/hardlinks/pair-a")
+		a, _ := os.ReadFile(filepath.Join(src, "files/text-131073"))
+		b, _ := os.ReadFile(filepath.Join(src, "hardlinks/pair-a"))
+		if got != string(a)+string(b) {
+			t.Errorf("-cat output of %d bytes differs from the files (%d+%d)", len(got), len(a), len(b))
+		}
+		var out, errb bytes.Buffer
+		if rc := Main([]string{"-cat", img, "files"}, &out, &errb); rc == 0 {
+			t.Error("-cat of a directory succeeded")
+		}
+	})
+
+	t.Run("extract", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "out")
+		got, _ := runOK(t, "-n", "-d", dest, "-p", "2", img)
+		refDest := filepath.Join(t.TempDir(), "ref")
+		want := reference(t, "-n", "-p", "2", "-d", refDest, img)
+		if got != want {
+			t.Errorf("summary differs from unsquashfs:\n%s", diffLines(want, got))
+		}
+		// mksquashfs does not keep hardlinks/symlink-b linked to -a.
+		testtree.AssertEqual(t, refDest, dest, testtree.CompareOptions{})
+		// Without -f, a second extraction must refuse to overwrite.
+		var out, errb bytes.Buffer
+		if rc := Main([]string{"-q", "-d", dest, img}, &out, &errb); rc == 0 {
+			t.Error("extracting over an existing tree without -f succeeded")
+		}
+		if _, errs := runOK(t, "-q", "-f", "-d", dest, img); errs != "" {
+			t.Errorf("-f extraction wrote to stderr: %s", errs)
+		}
+		testtree.AssertEqual(t, refDest, dest, testtree.CompareOptions{})
+	})
+
+	t.Run("subset and info", func(t *testing.T) {
+		dest := filepath.Join(t.TempDir(), "out")
+		list := filepath.Join(t.TempDir(), "list")
+		if err := os.WriteFile(list, []byte("owners/u00*\n\nsparse\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := runOK(t, "-q", "-i", "-d", dest, "-ef", list, img, "symlinks")
+		want := reference(t, "-q", "-i", "-d", dest+"2", "-ef", list, img, "symlinks")
+		want = strings.ReplaceAll(want, dest+"2", dest)
+		if got != want {
+			t.Errorf("-i output differs from unsquashfs:\n%s", diffLines(want, got))
+		}
+		if _, err := os.Lstat(filepath.Join(dest, "owners/u001")); err != nil {
+			t.Error(err)
+		}
+		if _, err := os.Lstat(filepath.Join(dest, "owners/u100")); err == nil {
+			t.Error("owners/u100 extracted but not selected")
+		}
+	})
+}
+
+// TestExtractOverSymlinkCLI: the destination holds sub -> outside and the
+// image has sub/file; -f replaces the link, without it the run fails, and
+// nothing is ever written outside.
+func TestExtractOverSymlinkCLI(t *testing.T) {
+	if _, err := exec.LookPath("mksquashfs"); err != nil {
+		t.Skip("squashfs-tools not installed")
+	}
+	src := t.TempDir()
+	os.Mkdir(filepath.Join(src, "sub"), 0o755)
+	os.WriteFile(filepath.Join(src, "sub/file"), []byte("x"), 0o644)
+	img := filepath.Join(t.TempDir(), "i.sqfs")
+	if out, err := exec.Command("mksquashfs", src, img, "-quiet", "-no-progress").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	outside := t.TempDir()
+	dest := t.TempDir()
+	os.Symlink(outside, filepath.Join(dest, "sub"))
+	var out, errb bytes.Buffer
+	if rc := Main([]string{"-q", "-d", dest, img}, &out, &errb); rc == 0 {
+		t.Error("extraction over a symlink succeeded without -f")
+	}
+	runOK(t, "-q", "-f", "-d", dest, img)
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dest, "sub"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		t.Errorf("sub was not replaced by a directory: %v", err)
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Errorf("wrote outside the destination: %v", ents)
+	}
+}
+
+func diffLines(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	n := 0
+	for i := 0; i < max(len(w), len(g)) && n < 10; i++ {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			b.WriteString("- " + wl + "\n+ " + gl + "\n")
+			n++
+		}
+	}
+	return b.String()
+}

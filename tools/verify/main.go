@@ -1,0 +1,89 @@
+// Package verify is the "squashportage verify" subcommand: read every table
+// and block of an image and report the first fault.
+package verify
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/tools/unsquashfs"
+)
+
+const usage = "usage: squashportage verify [-q] [-n] IMAGE\n" +
+	"Reads every metadata table and data block of IMAGE and checks that they\n" +
+	"decode and agree. Exit status 0 if the image is sound, 1 otherwise.\n" +
+	"  -q, --quiet        print nothing on success\n" +
+	"  -n, --no-progress  no progress bar\n"
+
+// Main runs "squashportage verify" and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	var image string
+	quiet, noProgress := false, false
+	for i, a := range args {
+		switch {
+		case a == "-h" || a == "-help" || a == "--help":
+			io.WriteString(stdout, usage)
+			return 0
+		case a == "-q" || a == "-quiet" || a == "--quiet":
+			quiet = true
+		case a == "-n" || a == "-no-progress" || a == "--no-progress":
+			noProgress = true
+		case a == "--":
+			if i+1 < len(args) && image == "" && i+2 == len(args) {
+				image = args[i+1]
+			} else {
+				fmt.Fprint(stderr, "verify: expected exactly one image\n"+usage)
+				return 1
+			}
+			return run(image, quiet, noProgress, stdout, stderr)
+		case strings.HasPrefix(a, "-") && a != "-":
+			fmt.Fprintf(stderr, "verify: unknown option %s\n%s", a, usage)
+			return 1
+		default:
+			if image != "" {
+				fmt.Fprint(stderr, "verify: expected exactly one image\n"+usage)
+				return 1
+			}
+			image = a
+		}
+	}
+	if image == "" {
+		fmt.Fprint(stderr, "verify: no image given\n"+usage)
+		return 1
+	}
+	return run(image, quiet, noProgress, stdout, stderr)
+}
+
+func run(image string, quiet, noProgress bool, stdout, stderr io.Writer) int {
+	rc, err := squash.OpenFile(image)
+	if err != nil {
+		fmt.Fprintf(stderr, "verify: %v\n", err)
+		return 1
+	}
+	defer rc.Close()
+	var progress func(done, total int64)
+	var bar *unsquashfs.Bar
+	if !quiet && !noProgress && unsquashfs.IsTerminal(stderr) {
+		bar = unsquashfs.NewBar(stderr, "")
+		progress = bar.Update
+	}
+	start := time.Now()
+	err = rc.Verify(context.Background(), progress)
+	if bar != nil {
+		bar.Done()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "verify: %s: FAULT: %v\n", image, err)
+		return 1
+	}
+	if !quiet {
+		sb := rc.Superblock()
+		fmt.Fprintf(stdout, "%s: OK: %d inodes, %d fragments, %d bytes, %s, block size %d (%.1fs)\n",
+			image, sb.Inodes, sb.Fragments, sb.BytesUsed, sb.Compression, sb.BlockSize, time.Since(start).Seconds())
+	}
+	return 0
+}
