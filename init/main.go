@@ -46,6 +46,9 @@ func commands() map[string]command {
 }
 
 func main() {
+	if isPID1() {
+		runPID1() // never returns
+	}
 	os.Exit(run(os.Args, os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,57 @@
+# squashportage build and test entry points. Tests need root: they mount
+# squashfs images on loop devices in a private mount namespace.
+
+GO       ?= go
+BIN      := bin/squashportage
+# Set FUZZ= (empty) to run `make test` without the bounded fuzz run.
+FUZZ     ?= fuzz
+FUZZTIME ?= 60s
+# Fuzz targets as package:Func pairs; add new ones here.
+FUZZ_TARGETS ?= ./squash:FuzzReader
+BENCH_SCALE ?= 1
+
+# make initramfs: bin/initramfs.cpio.gz with squashportage as /init. With
+# KMODULES=/lib/modules/RELEASE it also carries squashfs, loop, overlay and
+# MODULES (e.g. MODULES="virtio_pci virtio_blk"), with their dependencies;
+# without, the kernel must have them built in. BUSYBOX= (empty) leaves out
+# the rescue shell; the default takes /bin/busybox if it is static.
+INITRAMFS ?= bin/initramfs.cpio.gz
+KMODULES  ?=
+MODULES   ?=
+BUSYBOX   ?= auto
+
+.PHONY: build test vet unit fuzz bench clean initramfs e2e
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./init
+
+test: vet unit $(FUZZ) e2e
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -count=1 -timeout 30m ./...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME); \
+	done
+
+initramfs: build
+	$(GO) run ./boot/cmd/mkinitramfs -o $(INITRAMFS) -init $(BIN) -busybox "$(BUSYBOX)" \
+		$(if $(KMODULES),-kmodules $(KMODULES)) -modules "$(MODULES)"
+
+# Boots a Debian kernel under QEMU with our initramfs (boot/e2e); needs
+# qemu-system-x86, busybox-static, e2fsprogs, kmod, and fails without them.
+e2e: build
+	$(GO) vet -tags e2e ./boot/e2e
+	E2E_BINARY=$(abspath $(BIN)) $(GO) test -tags e2e -count=1 -timeout 20m -run E2E -v ./boot/e2e
+
+bench:
+	BENCH_SCALE=$(BENCH_SCALE) bash testdata/bench.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,136 @@
+package kmod
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+	"golang.org/x/sys/unix"
+)
+
+// Loader loads modules from one modules directory (/lib/modules/RELEASE).
+type Loader struct {
+	Dir string
+	Dep *Dep
+	// SysModule is /sys/module, where loaded and (many) built-in modules
+	// appear; a field so tests can point it elsewhere.
+	SysModule string
+	// Log reports each module loaded or skipped.
+	Log func(format string, args ...any)
+}
+
+// NewLoader reads dir/modules.dep.
+func NewLoader(dir string, log func(string, ...any)) (*Loader, error) {
+	f, err := os.Open(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		return nil, fmt.Errorf("opening modules.dep: %w", err)
+	}
+	defer f.Close()
+	d, err := ParseDep(f)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = func(string, ...any) {}
+	}
+	return &Loader{Dir: dir, Dep: d, SysModule: "/sys/module", Log: log}, nil
+}
+
+// Load loads the named modules with their dependencies. A module missing
+// from modules.dep is assumed to be built in (it is logged, not an error);
+// it returns the errors of the modules that failed to load, after trying
+// them all, since one broken module must not stop the others.
+func (l *Loader) Load(names ...string) error {
+	var errs []error
+	for _, n := range names {
+		if !l.Dep.Has(n) {
+			l.Log("module %s: not in the initramfs, assuming it is built in", n)
+			continue
+		}
+		files, err := l.Dep.Order([]string{n})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, f := range files {
+			if err := l.loadFile(f); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadFile loads one module file unless a module of that name is present.
+func (l *Loader) loadFile(file string) error {
+	name := Name(file)
+	if l.loaded(name) {
+		return nil
+	}
+	err := insert(filepath.Join(l.Dir, file))
+	switch {
+	case errors.Is(err, unix.EEXIST):
+		return nil
+	case err != nil:
+		return fmt.Errorf("module %s: %w", name, err)
+	}
+	l.Log("loaded module %s", name)
+	return nil
+}
+
+// loaded checks /proc/modules' view through /sys/module/NAME/initstate,
+// which exists for loadable modules only (built-ins may have /sys/module/NAME
+// for their parameters, and are caught by EEXIST or not in modules.dep).
+func (l *Loader) loaded(name string) bool {
+	_, err := os.Stat(filepath.Join(l.SysModule, name, "initstate"))
+	return err == nil
+}
+
+// insert loads one module file. Plain .ko files go through finit_module so
+// the kernel reads (and may verify) the file itself; compressed ones are
+// decompressed here, since the kernel's own in-kernel decompression
+// (MODULE_INIT_COMPRESSED_FILE) is not enabled everywhere.
+func insert(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r io.Reader
+	switch {
+	case strings.HasSuffix(path, ".ko"):
+		if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil {
+			return fmt.Errorf("finit_module %s: %w", path, err)
+		}
+		return nil
+	case strings.HasSuffix(path, ".ko.xz"):
+		xr, err := xz.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("decompressing %s: %w", path, err)
+		}
+		r = xr
+	case strings.HasSuffix(path, ".ko.zst"):
+		zr, err := zstd.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("decompressing %s: %w", path, err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return fmt.Errorf("%s: unsupported module format", path)
+	}
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, r); err != nil {
+		return fmt.Errorf("decompressing %s: %w", path, err)
+	}
+	if err := unix.InitModule(buf.Bytes(), ""); err != nil {
+		return fmt.Errorf("init_module %s: %w", path, err)
+	}
+	return nil
+}
