@@ -147,7 +147,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	if err := f.Sync(); err != nil {
 		return fail(fmt.Errorf("sync %s: %w", tmp, err))
 	}
-	if err := verifyImage(f); err != nil {
+	if err := verifyImage(f, res.Stats.ReusedEnd); err != nil {
 		return fail(fmt.Errorf("verify %s: %w", tmp, err))
 	}
 	if fi, err := f.Stat(); err == nil {
@@ -304,9 +304,10 @@ func readTrim(p string) string {
 }
 
 // verifyImage reads the new image back with our reader: every table,
-// inode, directory and block. A persist must never rename a bad image
-// over a good one.
-func verifyImage(f *os.File) error {
+// inode, directory and new block (blocks copied verbatim from the mounted
+// image, below reusedEnd, are only bounds-checked). A persist must never
+// rename a bad image over a good one.
+func verifyImage(f *os.File, reusedEnd uint64) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -315,7 +316,7 @@ func verifyImage(f *os.File) error {
 	if err != nil {
 		return err
 	}
-	return r.Verify(context.Background(), nil)
+	return r.VerifyWith(context.Background(), squash.VerifyOptions{TrustedBelow: reusedEnd})
 }
 
 // rotate installs tmp as image, keeping keep-1 previous generations as

@@ -25,7 +25,7 @@ import (
 func needMksquashfs(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("mksquashfs"); err != nil {
-		t.Skip("mksquashfs not installed")
+		t.Fatal("mksquashfs not installed")
 	}
 }
 
@@ -489,7 +489,7 @@ func TestReadMksquashfs(t *testing.T) {
 			img := buildImage(t, src, tc.args...)
 			rc, err := OpenFile(img)
 			if err != nil && strings.Contains(err.Error(), "not supported") {
-				t.Skipf("codec: %v", err)
+				t.Fatalf("codec: %v", err)
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -671,7 +671,7 @@ func TestFSConformance(t *testing.T) {
 func TestAgainstUnsquashfs(t *testing.T) {
 	needMksquashfs(t)
 	if _, err := exec.LookPath("unsquashfs"); err != nil {
-		t.Skip("unsquashfs not installed")
+		t.Fatal("unsquashfs not installed")
 	}
 	src := buildFullTree(t, false)
 	for _, args := range [][]string{{"-comp", "xz"}, {"-comp", "lz4", "-b", "4096"}} {

@@ -55,6 +55,9 @@ type Header struct {
 type WriteStats struct {
 	Inodes, Files, Dirs, Fragments, Duplicates int
 	BytesIn, BytesOut                          int64
+	// CopiedEnd is the position just after the last block copied verbatim
+	// (CopyRun, CopyFragment); 0 when none was.
+	CopiedEnd int64
 }
 
 // Writer writes a SquashFS image. Entries are fed with Add; file data is
@@ -281,6 +284,7 @@ func (w *Writer) output() {
 			if err := w.emit(j.raw); err != nil {
 				w.fail(err)
 			}
+			w.stats.CopiedEnd = w.pos
 		case jobData, jobFragment:
 			data, word := j.out, uint32(len(j.out))
 			if j.pre {
@@ -295,6 +299,9 @@ func (w *Writer) output() {
 			}
 			if err := w.emit(data); err != nil {
 				w.fail(err)
+			}
+			if j.pre {
+				w.stats.CopiedEnd = w.pos
 			}
 		}
 		w.release(j)

@@ -42,12 +42,7 @@ func (w *Writer) Close() error {
 	if err != nil {
 		return err
 	}
-	t := &tableWriter{
-		w:      w,
-		enc:    enc,
-		inodes: newMetaWriter(enc, w.opts.UncompressedInodes),
-		dirs:   newMetaWriter(enc, w.opts.UncompressedInodes),
-	}
+	t := &tableWriter{w: w, enc: enc, inodes: &metaStream{}, dirs: &metaStream{}}
 	var count uint32
 	numberInodes(root, &count)
 	t.count = count
@@ -140,13 +135,17 @@ func primary(n *node) *node {
 type tableWriter struct {
 	w      *Writer
 	enc    codec.Encoder
-	inodes *metaWriter
-	dirs   *metaWriter
+	inodes *metaStream
+	dirs   *metaStream
 	count  uint32
-	refs   []uint64 // by inode number - 1, for the export table
+	refs   []uint64 // virtual inode refs by inode number - 1, for the export table
 	scr    []byte
 	list   []byte
 }
+
+// Inode references are virtual until the tables are compressed: block
+// index << 16 | offset.
+func vref(block int, off uint16) uint64 { return uint64(block)<<16 | uint64(off) }
 
 func (t *tableWriter) writeDir(d *node) error {
 	for _, c := range d.children {
@@ -180,14 +179,15 @@ func (t *tableWriter) begin(n *node, typ uint16) []byte {
 }
 
 func (t *tableWriter) end(n *node, b []byte) error {
-	n.ref = t.inodes.ref()
+	n.ref = vref(t.inodes.pos())
 	n.written = true
 	if t.refs == nil {
 		t.refs = make([]uint64, t.count)
 	}
 	t.refs[n.number-1] = n.ref
 	t.scr = b
-	return t.inodes.write(b)
+	t.inodes.write(b)
+	return nil
 }
 
 func (t *tableWriter) writeInode(n *node) error {
@@ -267,7 +267,7 @@ func (t *tableWriter) writeInode(n *node) error {
 func (t *tableWriter) writeDirInode(d *node) error {
 	le := binary.LittleEndian
 	dirBlock, dirOff := t.dirs.pos()
-	startAbs := t.dirs.absPos()
+	startAbs := uint64(len(t.dirs.buf))
 	type pendingIndex struct {
 		index uint32
 		block uint64 // uncompressed block number in the directory table
@@ -298,7 +298,8 @@ func (t *tableWriter) writeDirInode(d *node) error {
 			hdrAt, hdrCount, hdrBlock, hdrBase = len(l), 0, iblock, p.number
 			hdrMeta = (startAbs + uint64(len(l))) / MetadataSize
 			l = le.AppendUint32(l, 0)
-			l = le.AppendUint32(l, uint32(iblock))
+			t.dirs.patches = append(t.dirs.patches, patch{at: int(startAbs) + len(l), block: int(iblock)})
+			l = le.AppendUint32(l, 0) // the inode block's position, patched
 			l = le.AppendUint32(l, p.number)
 			delta = 0
 		}
@@ -313,41 +314,41 @@ func (t *tableWriter) writeDirInode(d *node) error {
 		le.PutUint32(l[hdrAt:], hdrCount-1)
 	}
 	t.list = l
-	if err := t.dirs.write(l); err != nil {
-		return err
-	}
+	t.dirs.write(l)
 	size := uint64(len(l)) + 3
 	parent := t.count + 1
 	if d.parent != nil {
 		parent = d.parent.number
 	}
 	nlink := 2 + d.subdirs
-	if len(index) > 0 || size > 0xffff || d.xattr != NoXattr || dirBlock > 0xffffffff {
+	// Fields naming directory blocks are patched once those blocks are
+	// compressed; at is their offset in the inode being built.
+	base := len(t.inodes.buf)
+	dirPatch := func(at int, block int) {
+		t.inodes.patches = append(t.inodes.patches, patch{at: base + at, block: block})
+	}
+	if len(index) > 0 || size > 0xffff || d.xattr != NoXattr {
 		b := t.begin(d, TypeLDir)
 		b = le.AppendUint32(b, nlink)
 		b = le.AppendUint32(b, uint32(size))
-		b = le.AppendUint32(b, uint32(dirBlock))
+		dirPatch(len(b), dirBlock)
+		b = le.AppendUint32(b, 0)
 		b = le.AppendUint32(b, parent)
 		b = le.AppendUint16(b, uint16(len(index)))
 		b = le.AppendUint16(b, dirOff)
 		b = le.AppendUint32(b, d.xattr)
 		for _, ix := range index {
-			// A block of the listing is either finished, with a known
-			// position, or the one still being filled, which starts at
-			// the end of the finished ones.
-			pos := uint64(len(t.dirs.out))
-			if ix.block < uint64(len(t.dirs.blockStarts)) {
-				pos = t.dirs.blockStarts[ix.block]
-			}
 			b = le.AppendUint32(b, ix.index)
-			b = le.AppendUint32(b, uint32(pos))
+			dirPatch(len(b), int(ix.block))
+			b = le.AppendUint32(b, 0)
 			b = le.AppendUint32(b, uint32(len(ix.name)-1))
 			b = append(b, ix.name...)
 		}
 		return t.end(d, b)
 	}
 	b := t.begin(d, TypeDir)
-	b = le.AppendUint32(b, uint32(dirBlock))
+	dirPatch(len(b), dirBlock)
+	b = le.AppendUint32(b, 0)
 	b = le.AppendUint32(b, nlink)
 	b = le.AppendUint16(b, uint16(size))
 	b = le.AppendUint16(b, dirOff)
@@ -398,7 +399,6 @@ func (t *tableWriter) finish(root *node) error {
 		Fragments:    w.fragCount,
 		Compression:  w.cfg.ID,
 		VersionMajor: 4,
-		RootInode:    root.ref,
 		XattrTable:   NoTable,
 		ExportTable:  NoTable,
 	}
@@ -406,20 +406,21 @@ func (t *tableWriter) finish(root *node) error {
 		sb.BlockLog++
 	}
 
-	inodes, err := t.inodes.finish()
+	enc2, err := w.cfg.NewEncoder()
 	if err != nil {
 		return err
 	}
+	tabs, err := compressPair([2]*metaStream{t.inodes, t.dirs}, [2]codec.Encoder{t.enc, enc2}, w.opts.UncompressedInodes)
+	if err != nil {
+		return err
+	}
+	sb.RootInode = tabs.ref(0, root.ref)
 	sb.InodeTable = pos
-	if err := put(inodes); err != nil {
-		return err
-	}
-	dirs, err := t.dirs.finish()
-	if err != nil {
+	if err := put(tabs.out[0]); err != nil {
 		return err
 	}
 	sb.DirTable = pos
-	if err := put(dirs); err != nil {
+	if err := put(tabs.out[1]); err != nil {
 		return err
 	}
 
@@ -435,7 +436,7 @@ func (t *tableWriter) finish(root *node) error {
 	if !w.opts.NoExports {
 		e = e[:0]
 		for _, r := range t.refs {
-			e = le.AppendUint64(e, r)
+			e = le.AppendUint64(e, tabs.ref(0, r))
 		}
 		if sb.ExportTable, err = lookup(e, false); err != nil {
 			return err

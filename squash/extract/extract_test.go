@@ -345,7 +345,7 @@ func TestProgress(t *testing.T) {
 // when fed from that tree, sequentially and with workers.
 func TestExtractAllCasesFromTree(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for devices and ownership")
+		t.Fatal("needs root for devices and ownership")
 	}
 	src := filepath.Join(t.TempDir(), "src")
 	mustMkdir(t, src)

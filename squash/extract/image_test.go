@@ -16,7 +16,7 @@ import (
 func mksquashfs(t *testing.T, dir string, args ...string) *squash.ReadCloser {
 	t.Helper()
 	if _, err := exec.LookPath("mksquashfs"); err != nil {
-		t.Skip("mksquashfs not installed")
+		t.Fatal("mksquashfs not installed")
 	}
 	img := filepath.Join(t.TempDir(), "img.sqfs")
 	cmd := exec.Command("mksquashfs", append([]string{dir, img, "-no-progress", "-quiet", "-processors", "1"}, args...)...)
@@ -33,7 +33,7 @@ func mksquashfs(t *testing.T, dir string, args ...string) *squash.ReadCloser {
 
 func TestExtractMksquashfsImage(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for devices and ownership")
+		t.Fatal("needs root for devices and ownership")
 	}
 	src := filepath.Join(t.TempDir(), "src")
 	mustMkdir(t, src)

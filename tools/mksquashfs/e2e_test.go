@@ -71,7 +71,7 @@ func extract(t *testing.T, img string) string {
 func TestEndToEndAgainstMksquashfs(t *testing.T) {
 	for _, tool := range []string{"mksquashfs", "unsquashfs", "diff"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
+			t.Fatalf("%s not installed", tool)
 		}
 	}
 	src := buildSource(t)
@@ -122,7 +122,7 @@ func TestEndToEndAgainstMksquashfs(t *testing.T) {
 
 func TestEndToEndDest(t *testing.T) {
 	if _, err := exec.LookPath("unsquashfs"); err != nil {
-		t.Skip("unsquashfs not installed")
+		t.Fatal("unsquashfs not installed")
 	}
 	src := buildSource(t)
 	tmp := t.TempDir()

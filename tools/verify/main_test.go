@@ -12,7 +12,7 @@ import (
 func smallImage(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("mksquashfs"); err != nil {
-		t.Skip("mksquashfs not installed")
+		t.Fatal("mksquashfs not installed")
 	}
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "f"), bytes.Repeat([]byte("squash"), 50000), 0o644)

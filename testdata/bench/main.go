@@ -1,0 +1,311 @@
+// Command bench measures squashportage against squashfs-tools on the same
+// trees, in the same run, and prints the ratios (make bench):
+//
+//   - writer: our mksquashfs and Debian's, run alternately, on a generated
+//     Portage-like tree and on the Linux kernel sources from Debian's
+//     linux-source package, for gzip, xz, zstd and lz4 at their defaults,
+//     128 KiB blocks, 2 processors: wall time, CPU time, peak RSS, size;
+//   - persist: a Portage image mounted with an overlay, about 1% of the tree
+//     changed the way emerge --sync does, then `squashportage persist`
+//     against a full mksquashfs rebuild of the merged view, and the rsync
+//     delta from the old image to each new one.
+//
+// It needs root (mounts), squashfs-tools and rsync. Trees are cached in
+// BENCH_DIR (default /var/tmp/squashportage-bench).
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	dir := flag.String("dir", envOr("BENCH_DIR", "/var/tmp/squashportage-bench"), "work directory (trees are cached here)")
+	bin := flag.String("bin", "bin/squashportage", "squashportage binary")
+	scale := flag.Float64("scale", 1, "Portage tree scale (1 is about 160k files)")
+	runs := flag.Int("runs", 1, "runs of each writer (the median is reported)")
+	only := flag.String("only", "writer,persist", "parts to run: writer, persist")
+	trees := flag.String("trees", "portage,linux", "trees for the writer part")
+	comps := flag.String("comps", "gzip,xz,zstd,lz4", "compressors for the writer part")
+	pcomps := flag.String("persist-comps", "gzip,xz", "compressors for the persist part")
+	flag.Parse()
+	b := &bench{dir: *dir, runs: *runs}
+	var err error
+	if b.bin, err = filepath.Abs(*bin); err != nil {
+		fail(err)
+	}
+	if err := os.MkdirAll(b.dir, 0o755); err != nil {
+		fail(err)
+	}
+	portage := filepath.Join(b.dir, fmt.Sprintf("portage-%g", *scale))
+	if err := b.portage(portage, *scale); err != nil {
+		fail(err)
+	}
+	if strings.Contains(*only, "writer") {
+		for _, tree := range strings.Split(*trees, ",") {
+			src := portage
+			if tree == "linux" {
+				if src, err = b.linux(); err != nil {
+					fail(err)
+				}
+			}
+			b.writer(tree, src, strings.Split(*comps, ","))
+		}
+	}
+	if strings.Contains(*only, "persist") {
+		for _, c := range strings.Split(*pcomps, ",") {
+			if err := b.persist(portage, c); err != nil {
+				fail(err)
+			}
+		}
+	}
+}
+
+type bench struct {
+	dir  string
+	bin  string
+	runs int
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+func (b *bench) portage(dir string, scale float64) error {
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return nil
+	}
+	os.RemoveAll(dir)
+	fmt.Printf("generating a Portage-like tree (scale %g) in %s\n", scale, dir)
+	cmd := exec.Command("go", "run", "./testdata/gentree", "-o", dir, "-scale", fmt.Sprint(scale))
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, ".complete"), nil, 0o644)
+}
+
+// linux unpacks the kernel sources of Debian's linux-source package.
+func (b *bench) linux() (string, error) {
+	dir := filepath.Join(b.dir, "linux")
+	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
+		return b.linuxTree(dir)
+	}
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	fmt.Println("fetching Debian's linux-source package")
+	sh := `set -e; cd "$1"; pkg=$(apt-cache depends linux-source | awk '/Depends: linux-source-/{print $2; exit}'); apt-get download "$pkg"; dpkg-deb -x "$pkg"_*.deb x; tar -xf x/usr/src/linux-source-*.tar.* ; rm -rf x "$pkg"_*.deb`
+	cmd := exec.Command("sh", "-c", sh, "sh", dir)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("linux-source: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".complete"), nil, 0o644); err != nil {
+		return "", err
+	}
+	return b.linuxTree(dir)
+}
+
+func (b *bench) linuxTree(dir string) (string, error) {
+	m, _ := filepath.Glob(filepath.Join(dir, "linux-source-*"))
+	if len(m) != 1 {
+		return "", fmt.Errorf("no linux-source-* directory in %s", dir)
+	}
+	return m[0], nil
+}
+
+// result is one measured command.
+type result struct {
+	wall, cpu time.Duration
+	rss       int64 // KiB
+	size      int64
+}
+
+func measure(out string, name string, args ...string) (result, error) {
+	os.Remove(out)
+	cmd := exec.Command(name, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return result{}, fmt.Errorf("%s %s: %v\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	r := result{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), rss: ru.Maxrss}
+	if fi, err := os.Stat(out); err == nil {
+		r.size = fi.Size()
+	}
+	return r, nil
+}
+
+func median(rs []result) result {
+	// Few runs: sort by wall time and take the middle one.
+	for i := 1; i < len(rs); i++ {
+		for j := i; j > 0 && rs[j].wall < rs[j-1].wall; j-- {
+			rs[j], rs[j-1] = rs[j-1], rs[j]
+		}
+	}
+	return rs[len(rs)/2]
+}
+
+func (b *bench) writer(tree, src string, comps []string) {
+	fmt.Printf("\n### Writer on the %s tree (%s), 128 KiB blocks, 2 processors, median of %d\n\n", tree, src, b.runs)
+	fmt.Println("| comp | ours wall | mksquashfs wall | time ratio | ours CPU | mksquashfs CPU | ours RSS | mksquashfs RSS | ours size | mksquashfs size | size ratio |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, c := range comps {
+		img := filepath.Join(b.dir, "w.sqfs")
+		var ours, theirs []result
+		for range b.runs {
+			common := []string{src, img, "-comp", c, "-b", "128K", "-processors", "2", "-noappend", "-quiet", "-no-progress"}
+			o, err := measure(img, b.bin, append([]string{"mksquashfs"}, common...)...)
+			if err != nil {
+				fail(err)
+			}
+			ours = append(ours, o)
+			t, err := measure(img, "mksquashfs", common...)
+			if err != nil {
+				fail(err)
+			}
+			theirs = append(theirs, t)
+		}
+		o, t := median(ours), median(theirs)
+		fmt.Printf("| %s | %.1f s | %.1f s | %.2f | %.1f s | %.1f s | %d MB | %d MB | %.1f MB | %.1f MB | %.3f |\n",
+			c, o.wall.Seconds(), t.wall.Seconds(), o.wall.Seconds()/t.wall.Seconds(),
+			o.cpu.Seconds(), t.cpu.Seconds(), o.rss>>10, t.rss>>10,
+			float64(o.size)/1e6, float64(t.size)/1e6, float64(o.size)/float64(t.size))
+		os.Remove(img)
+	}
+}
+
+// persist times squashportage persist after an emerge --sync-like change
+// against a full mksquashfs rebuild of the same merged view.
+func (b *bench) persist(portage, comp string) error {
+	work := filepath.Join(b.dir, "persist-"+comp)
+	os.RemoveAll(work)
+	if err := os.MkdirAll(filepath.Join(work, "target"), 0o755); err != nil {
+		return err
+	}
+	img := filepath.Join(work, "gentoo.sqfs")
+	state := filepath.Join(work, "state")
+	target := filepath.Join(work, "target")
+	if _, err := measure(img, b.bin, "mksquashfs", portage, img, "-comp", comp, "-noappend", "-quiet", "-no-progress", "-e", ".complete"); err != nil {
+		return err
+	}
+	base := filepath.Join(work, "base.sqfs")
+	if err := run("cp", img, base); err != nil {
+		return err
+	}
+	// A private mount namespace keeps the bench's mounts to itself.
+	script := `set -e
+bin=$1; img=$2; state=$3; target=$4; work=$5; comp=$6
+$bin mount --state-dir $state $img:$target:size=2g >/dev/null
+go run ./testdata/gentree -o $target -mutate 0.01 >&2
+/usr/bin/time -f 'PERSIST %e %U %S %M' $bin persist --state-dir $state $target >&2
+mkdir -p $work/merged
+$bin umount --state-dir $state $target >/dev/null
+$bin mount --state-dir $state $img:$target >/dev/null
+/usr/bin/time -f 'REBUILD %e %U %S %M' mksquashfs $target $work/rebuild.sqfs -comp $comp -noappend -quiet -no-progress -processors 2 >&2
+$bin umount --state-dir $state $target >/dev/null
+`
+	cmd := exec.Command("unshare", "-m", "--propagation", "private", "bash", "-c", script, "bash", b.bin, img, state, target, work, comp)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	cmd.Stdout = os.Stdout
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("persist bench: %v\n%s", err, stderr.String())
+	}
+	times := map[string][]float64{}
+	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 5 && (f[0] == "PERSIST" || f[0] == "REBUILD") {
+			for _, x := range f[1:] {
+				v, _ := strconv.ParseFloat(x, 64)
+				times[f[0]] = append(times[f[0]], v)
+			}
+		}
+	}
+	p, r := times["PERSIST"], times["REBUILD"]
+	if len(p) != 4 || len(r) != 4 {
+		return fmt.Errorf("persist bench: no timings in\n%s", stderr.String())
+	}
+	// A second full build of the base tree shows what two rebuilds differ by.
+	rebuildBase := filepath.Join(work, "rebuild-base.sqfs")
+	if err := run("mksquashfs", portage, rebuildBase, "-comp", comp, "-noappend", "-quiet", "-no-progress", "-processors", "2", "-e", ".complete"); err != nil {
+		return err
+	}
+	dPersist, err := rsyncLiteral(base, img)
+	if err != nil {
+		return err
+	}
+	dRebuild, err := rsyncLiteral(rebuildBase, filepath.Join(work, "rebuild.sqfs"))
+	if err != nil {
+		return err
+	}
+	sizeOf := func(p string) float64 { fi, _ := os.Stat(p); return float64(fi.Size()) }
+	fmt.Printf("\n### Persist after a 1%% sync-like change (%s)\n\n", comp)
+	fmt.Println("| | persist | full mksquashfs rebuild | ratio |")
+	fmt.Println("|---|---|---|---|")
+	fmt.Printf("| wall time | %.2f s | %.2f s | %.1fx faster |\n", p[0], r[0], r[0]/p[0])
+	fmt.Printf("| CPU time | %.2f s | %.2f s | |\n", p[1]+p[2], r[1]+r[2])
+	fmt.Printf("| peak RSS | %.0f MB | %.0f MB | |\n", p[3]/1024, r[3]/1024)
+	fmt.Printf("| image size | %.1f MB | %.1f MB | %.3f |\n", sizeOf(img)/1e6, sizeOf(filepath.Join(work, "rebuild.sqfs"))/1e6, sizeOf(img)/sizeOf(filepath.Join(work, "rebuild.sqfs")))
+	fmt.Printf("| rsync delta from the previous image | %.1f MB (%.1f%%) | %.1f MB (%.1f%%) between two full builds | |\n",
+		float64(dPersist)/1e6, 100*float64(dPersist)/sizeOf(img), float64(dRebuild)/1e6, 100*float64(dRebuild)/sizeOf(filepath.Join(work, "rebuild.sqfs")))
+	return nil
+}
+
+func run(name string, args ...string) error {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v\n%s", name, err, out)
+	}
+	return nil
+}
+
+var literalRE = regexp.MustCompile(`Literal data: ([\d,]+) bytes`)
+
+// rsyncLiteral is the data rsync must send to turn old into new: the
+// literal bytes of its delta.
+func rsyncLiteral(old, new string) (int64, error) {
+	tmp, err := os.MkdirTemp("", "rsync-delta")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp)
+	dst := filepath.Join(tmp, "img")
+	if err := run("cp", old, dst); err != nil {
+		return 0, err
+	}
+	out, err := exec.Command("rsync", "--no-whole-file", "--inplace", "--stats", "--only-write-batch="+filepath.Join(tmp, "batch"), new, dst).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("rsync: %v\n%s", err, out)
+	}
+	m := literalRE.FindSubmatch(out)
+	if m == nil {
+		return 0, errors.New("rsync printed no literal data figure")
+	}
+	return strconv.ParseInt(strings.ReplaceAll(string(m[1]), ",", ""), 10, 64)
+}
