@@ -50,6 +50,24 @@ e2e: build
 	$(GO) vet -tags e2e ./boot/e2e
 	E2E_BINARY=$(abspath $(BIN)) $(GO) test -tags e2e -count=1 -timeout 20m -run E2E -v ./boot/e2e
 
+# make demo: the README's walk-through (testdata/demo). Installs what it
+# needs with apt-get when missing (root, Debian), then builds a
+# Portage-like image with our writer, boots it twice under QEMU, persists a
+# change in the first boot and shows it in the second. Everything lands in
+# bin/demo; the kernel is cached like e2e's (E2E_CACHE).
+DEMO_PKGS ?= qemu-system-x86 busybox-static e2fsprogs kmod squashfs-tools
+.PHONY: demo
+demo: build
+	@missing=; for p in $(DEMO_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ] || ! apt-cache show linux-image-cloud-amd64 >/dev/null 2>&1; then \
+		echo "==> apt-get:$${missing:- no package missing, updating the package lists}"; \
+		apt-get update -qq && \
+		{ [ -z "$$missing" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; }; \
+	fi
+	$(GO) run ./testdata/demo -bin $(BIN)
+
 bench:
 	BENCH_SCALE=$(BENCH_SCALE) bash testdata/bench.sh
 

@@ -144,12 +144,15 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	if err != nil {
 		return fail(err)
 	}
+	log("persist %s: image written in %v", st.Target, time.Since(start).Round(time.Millisecond))
 	if err := f.Sync(); err != nil {
 		return fail(fmt.Errorf("sync %s: %w", tmp, err))
 	}
+	log("persist %s: synced at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	if err := verifyImage(f, res.Stats.ReusedEnd); err != nil {
 		return fail(fmt.Errorf("verify %s: %w", tmp, err))
 	}
+	log("persist %s: verified at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	if fi, err := f.Stat(); err == nil {
 		res.NewSize = fi.Size()
 	}
@@ -170,7 +173,9 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		log("persist %s: record state: %v", st.Target, err)
 	}
 
+	log("persist %s: installed at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	err = Remount(st, st.Image)
+	log("persist %s: remount done at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	switch {
 	case err == nil:
 		res.Remounted = true

@@ -87,3 +87,58 @@ func (m *metaWriter) finish() ([]byte, error) {
 	}
 	return m.out, nil
 }
+
+// compressLookup compresses a lookup table (fixed-size entries, no
+// references inside) as metadata blocks, spreading the blocks over workers
+// since they are independent. It returns the blocks and where each starts.
+func compressLookup(cfg codec.Config, data []byte, workers int, uncompressed bool) ([]byte, []uint64, error) {
+	n := (len(data) + MetadataSize - 1) / MetadataSize
+	parts := make([][]byte, n)
+	errs := make(chan error, workers)
+	next := make(chan int, n)
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	workers = max(1, min(workers, n))
+	for range workers {
+		go func() {
+			enc, err := cfg.NewEncoder()
+			if err != nil {
+				errs <- err
+				return
+			}
+			m := newMetaWriter(enc, uncompressed)
+			for i := range next {
+				m.out = nil
+				if err := m.write(data[i*MetadataSize : min((i+1)*MetadataSize, len(data))]); err != nil {
+					errs <- err
+					return
+				}
+				out, err := m.finish()
+				if err != nil {
+					errs <- err
+					return
+				}
+				parts[i] = out
+			}
+			errs <- nil
+		}()
+	}
+	var first error
+	for range workers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, nil, first
+	}
+	var out []byte
+	starts := make([]uint64, n)
+	for i, p := range parts {
+		starts[i] = uint64(len(out))
+		out = append(out, p...)
+	}
+	return out, starts, nil
+}

@@ -130,7 +130,7 @@ func NewReader(r io.ReaderAt, size int64) (*Reader, error) {
 		return nil, corruptf("superblock: directory table %#x before inode table %#x", sb.DirTable, sb.InodeTable)
 	}
 
-	rd.meta = newReaderLRU[uint64, metaBlock](metaCacheBlocks)
+	rd.meta = newReaderLRU[uint64, metaBlock](metaCacheSize(*sb))
 	rd.data = newReaderLRU[uint64, dataBlock](dataCacheBlocks)
 	rd.dirs = newReaderLRU[dirKey, []DirEntry](dirCacheEntries)
 
@@ -183,6 +183,25 @@ func NewReader(r io.ReaderAt, size int64) (*Reader, error) {
 
 // Superblock returns a copy of the image's superblock.
 func (r *Reader) Superblock() Superblock { return r.sb }
+
+// metaCacheSize sizes the metadata block cache so that the inode and
+// directory tables of a large tree (a Portage tree's are ~10 MB decoded)
+// fit whole: walking the tree then decodes each block once. Compressed
+// tables expand about 4x; the cap bounds memory (8 KiB a block) for
+// hostile superblocks.
+func metaCacheSize(sb Superblock) int {
+	end := sb.FragmentTable
+	for _, p := range []uint64{sb.ExportTable, sb.IDTable, sb.XattrTable} {
+		if p != NoTable && p > sb.DirTable && p < end {
+			end = p
+		}
+	}
+	if end == NoTable || end <= sb.InodeTable {
+		return metaCacheBlocks
+	}
+	blocks := (end - sb.InodeTable) / 2048
+	return int(max(metaCacheBlocks, min(blocks, 8192)))
+}
 
 // Codec returns the compressor configuration of the image.
 func (r *Reader) Codec() codec.Config { return r.cfg }

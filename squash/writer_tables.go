@@ -38,7 +38,7 @@ func (w *Writer) Close() error {
 	if err != nil {
 		return err
 	}
-	enc, err := w.cfg.NewEncoder()
+	enc, err := w.metaConfig().NewEncoder()
 	if err != nil {
 		return err
 	}
@@ -50,6 +50,16 @@ func (w *Writer) Close() error {
 		return err
 	}
 	return t.finish(root)
+}
+
+// metaConfig is the compressor configuration of the metadata tables.
+func (w *Writer) metaConfig() codec.Config {
+	if w.opts.MetadataLevel == 0 {
+		return w.cfg
+	}
+	c := w.cfg
+	c.Options.Level = w.opts.MetadataLevel
+	return c
 }
 
 // buildTree links every entry to its parent and sorts each directory.
@@ -371,11 +381,7 @@ func (t *tableWriter) finish(root *node) error {
 	// lookup writes a table of fixed-size entries as metadata blocks
 	// followed by the list of their positions, which the superblock points to.
 	lookup := func(entries []byte, uncompressed bool) (uint64, error) {
-		m := newMetaWriter(t.enc, uncompressed)
-		if err := m.write(entries); err != nil {
-			return 0, err
-		}
-		blocks, err := m.finish()
+		blocks, starts, err := compressLookup(w.metaConfig(), entries, w.opts.Workers, uncompressed)
 		if err != nil {
 			return 0, err
 		}
@@ -383,8 +389,8 @@ func (t *tableWriter) finish(root *node) error {
 		if err := put(blocks); err != nil {
 			return 0, err
 		}
-		idx := make([]byte, 0, 8*len(m.blockStarts))
-		for _, s := range m.blockStarts {
+		idx := make([]byte, 0, 8*len(starts))
+		for _, s := range starts {
 			idx = le.AppendUint64(idx, base+s)
 		}
 		at := pos
@@ -406,7 +412,7 @@ func (t *tableWriter) finish(root *node) error {
 		sb.BlockLog++
 	}
 
-	enc2, err := w.cfg.NewEncoder()
+	enc2, err := w.metaConfig().NewEncoder()
 	if err != nil {
 		return err
 	}

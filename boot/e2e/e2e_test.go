@@ -9,11 +9,9 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,13 +20,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/squashportage/squashportage/boot/initramfs"
 	"github.com/squashportage/squashportage/internal/testtree"
+	"github.com/squashportage/squashportage/internal/vmtest"
 	"github.com/squashportage/squashportage/tools/mksquashfs"
 )
 
 const (
-	busyboxPath = "/bin/busybox"
+	busyboxPath = vmtest.Busybox
 	rootUUID    = "5e1f7a2c-0b3d-4c6e-9f80-a1b2c3d4e5f6"
 	rootLabel   = "e2e-root"
 	imagePath   = "/var/cache/squashportage/gentoo.sqfs"
@@ -184,18 +182,13 @@ func expect(t *testing.T, log string, patterns ...string) {
 	}
 }
 
-// cacheDir keeps the downloaded kernel between runs: E2E_CACHE, else the
-// user's cache directory. Outside the work tree so the 100 MB of kernel
-// and modules can never be committed by accident.
+// cacheDir keeps the downloaded kernel between runs (E2E_CACHE, else
+// the user's cache directory).
 func cacheDir(t *testing.T) string {
 	t.Helper()
-	dir := os.Getenv("E2E_CACHE")
-	if dir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			t.Fatalf("no cache directory (set E2E_CACHE): %v", err)
-		}
-		dir = filepath.Join(base, "squashportage", "e2e")
+	dir, err := vmtest.CacheDir()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
@@ -244,27 +237,15 @@ func squashportageBinary(t *testing.T, root, dir string) string {
 
 func buildInitramfs(t *testing.T, e *env, bin, busybox string) string {
 	t.Helper()
-	a, err := initramfs.Build(initramfs.Options{
-		Init:     bin,
-		Busybox:  busybox,
-		KModules: e.kernel.Modules,
-		Modules:  []string{"virtio_pci", "virtio_blk"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if err := a.WriteGzip(&buf); err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(e.dir, "initramfs.cpio.gz")
 	if busybox == "" {
 		p = filepath.Join(e.dir, "initramfs-bare.cpio.gz")
 	}
-	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+	n, err := vmtest.WriteInitramfs(p, e.kernel, bin, busybox)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("initramfs: %d bytes, kernel %s", buf.Len(), e.kernel.Release)
+	t.Logf("initramfs: %d bytes, kernel %s", n, e.kernel.Release)
 	return p
 }
 
@@ -274,24 +255,9 @@ func buildInitramfs(t *testing.T, e *env, bin, busybox string) string {
 func buildRootDir(t *testing.T, dir, bin string) string {
 	t.Helper()
 	root := filepath.Join(dir, "root")
-	for _, d := range []string{"bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "run", "tmp", "etc", "var/cache/squashportage", targetPath} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	copyFile(t, busyboxPath, filepath.Join(root, "bin/busybox"), 0o755)
-	for _, app := range strings.Fields(run(t, "", busyboxPath, "--list")) {
-		if app == "busybox" || app == "init" {
-			continue
-		}
-		if err := os.Symlink("busybox", filepath.Join(root, "bin", app)); err != nil && !os.IsExist(err) {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(root, "sbin/init"), []byte(realInit), 0o755); err != nil {
+	if err := vmtest.LayoutRoot(root, bin, realInit, "var/cache/squashportage", targetPath); err != nil {
 		t.Fatal(err)
 	}
-	copyFile(t, bin, filepath.Join(root, "usr/bin/squashportage"), 0o755)
 
 	tree := filepath.Join(dir, "tree")
 	if err := os.Mkdir(tree, 0o755); err != nil {
@@ -313,31 +279,14 @@ func buildRootDir(t *testing.T, dir, bin string) string {
 	return root
 }
 
-func copyFile(t *testing.T, src, dst string, perm os.FileMode) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, perm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // disk makes an ext4 image of the root template without mounting
 // anything (mkfs.ext4 -d).
 func (e *env) disk(t *testing.T, name string) string {
 	t.Helper()
 	img := filepath.Join(e.dir, "disk-"+name+".img")
-	run(t, "", "mkfs.ext4", "-q", "-F", "-U", rootUUID, "-L", rootLabel, "-d", e.rootDir, img, "128M")
+	if err := vmtest.MakeDisk(img, e.rootDir, rootUUID, rootLabel, "128M"); err != nil {
+		t.Fatal(err)
+	}
 	return img
 }
 
@@ -356,28 +305,13 @@ func (e *env) bootWith(t *testing.T, initrd, disk, cmdline string) string {
 		dir = e.dir
 	}
 	serial := filepath.Join(dir, t.Name()[strings.LastIndex(t.Name(), "/")+1:]+".console")
-	os.Remove(serial)
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-m", "512", "-smp", "1", "-accel", "tcg",
-		"-kernel", e.kernel.Image, "-initrd", initrd,
-		"-append", "console=ttyS0 panic=-1 "+cmdline,
-		"-drive", "file="+disk+",format=raw,if=virtio",
-		"-serial", "file:"+serial, "-monitor", "none")
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	wall := time.Since(start)
-	b, _ := os.ReadFile(serial)
-	log := strings.ReplaceAll(string(b), "\r\n", "\n")
-	if ctx.Err() != nil {
-		t.Fatalf("boot did not finish within %s; console:\n%s", bootTimeout, log)
-	}
+	res, err := vmtest.Boot{Kernel: e.kernel, Initrd: initrd, Disk: disk, Cmdline: cmdline,
+		Timeout: bootTimeout, Console: serial}.Run(context.Background())
+	log := res.Log
 	if err != nil {
-		t.Fatalf("qemu: %v\n%s\nconsole:\n%s", err, out, log)
+		t.Fatalf("%v\nconsole:\n%s", err, log)
 	}
-	t.Logf("boot took %s wall; handover: %s", wall.Round(100*time.Millisecond), handoverLine(log))
+	t.Logf("boot took %s wall; handover: %s", res.Wall.Round(100*time.Millisecond), handoverLine(log))
 	for _, l := range strings.Split(log, "\n") {
 		if strings.HasPrefix(l, "squashportage: error") {
 			t.Logf("console: %s", l)
@@ -390,61 +324,25 @@ func (e *env) bootWith(t *testing.T, initrd, disk, cmdline string) string {
 // line contains trigger, types input into it.
 func (e *env) bootTyping(t *testing.T, disk, cmdline, trigger, input string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-m", "512", "-smp", "1", "-accel", "tcg",
-		"-kernel", e.kernel.Image, "-initrd", e.initramfs,
-		"-append", "console=ttyS0 panic=-1 "+cmdline,
-		"-drive", "file="+disk+",format=raw,if=virtio",
-		"-serial", "stdio", "-monitor", "none")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("qemu: %v", err)
-	}
-	var log strings.Builder
-	sc := bufio.NewScanner(stdout)
-	typed := false
-	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
-		log.WriteString(line + "\n")
-		if !typed && strings.Contains(line, trigger) {
-			typed = true
-			// Give the shell a moment to open the terminal.
-			time.Sleep(time.Second)
-			io.WriteString(stdin, input)
-		}
-	}
-	err = cmd.Wait()
-	stdin.Close()
+	b := vmtest.Boot{Kernel: e.kernel, Initrd: e.initramfs, Disk: disk, Cmdline: cmdline,
+		Timeout: bootTimeout, Trigger: trigger, Input: input}
 	if dir := os.Getenv("E2E_LOGDIR"); dir != "" {
-		os.WriteFile(filepath.Join(dir, "rescue-shell.console"), []byte(log.String()), 0o644)
+		b.Console = filepath.Join(dir, "rescue-shell.console")
 	}
-	if ctx.Err() != nil {
-		t.Fatalf("boot did not finish within %s; console:\n%s", bootTimeout, log.String())
-	}
+	res, err := b.Run(context.Background())
 	if err != nil {
-		t.Fatalf("qemu: %v\nconsole:\n%s", err, log.String())
+		t.Fatalf("%v\nconsole:\n%s", err, res.Log)
 	}
-	if !typed {
-		t.Fatalf("console never showed %q; console:\n%s", trigger, log.String())
+	if !res.Typed {
+		t.Fatalf("console never showed %q; console:\n%s", trigger, res.Log)
 	}
-	return log.String()
+	return res.Log
 }
 
 func handoverLine(log string) string {
-	m := regexp.MustCompile(`squashportage: starting \S+.* after (\S+) in the initramfs \((\S+) since the kernel started\)`).FindStringSubmatch(log)
-	if m == nil {
+	in, since, ok := vmtest.Handover(log)
+	if !ok {
 		return "(no handover line)"
 	}
-	return fmt.Sprintf("%s in the initramfs, init started %s after kernel start", m[1], m[2])
+	return fmt.Sprintf("%s in the initramfs, init started %s after kernel start", in, since)
 }

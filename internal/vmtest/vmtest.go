@@ -75,7 +75,7 @@ var kernelDep = regexp.MustCompile(`Depends: (linux-image-(\d+\.\d+\S*-cloud-amd
 // kernelPackage reads `apt-cache depends linux-image-cloud-amd64`.
 func kernelPackage(out string) (pkg, release string, ok bool) {
 	m := kernelDep.FindStringSubmatch(out + "\n")
-	if m == nil || strings.HasSuffix(m[2], "-unsigned-cloud-amd64") {
+	if m == nil {
 		return "", "", false
 	}
 	return m[1], m[2], true

@@ -1,0 +1,17 @@
+package vmtest
+
+import "testing"
+
+func TestKernelPackage(t *testing.T) {
+	for _, tt := range []struct{ out, pkg, release string }{
+		{"linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-56-cloud-amd64\n", "linux-image-6.1.0-56-cloud-amd64", "6.1.0-56-cloud-amd64"},
+		{"linux-image-cloud-amd64\n  Depends: linux-image-6.12.48+deb13-cloud-amd64", "linux-image-6.12.48+deb13-cloud-amd64", "6.12.48+deb13-cloud-amd64"},
+		{"linux-image-cloud-amd64\n  Depends: linux-image-6.12.48+deb13-cloud-amd64-unsigned\n", "", ""},
+		{"W: Unable to locate package linux-image-cloud-amd64\n", "", ""},
+	} {
+		pkg, release, ok := kernelPackage(tt.out)
+		if pkg != tt.pkg || release != tt.release || ok != (tt.pkg != "") {
+			t.Errorf("kernelPackage(%q) = %q, %q, %v; want %q, %q", tt.out, pkg, release, ok, tt.pkg, tt.release)
+		}
+	}
+}
