@@ -68,8 +68,13 @@ demo: build
 	fi
 	$(GO) run ./testdata/demo -bin $(BIN)
 
-bench:
-	BENCH_SCALE=$(BENCH_SCALE) bash testdata/bench.sh
+# Our writer against mksquashfs (Portage-like tree and Linux sources, four
+# compressors) and persist against a full rebuild; see testdata/bench.
+# BENCH_ARGS passes flags, e.g. BENCH_ARGS="-trees portage -comps gzip".
+bench: build
+	@command -v mksquashfs >/dev/null && command -v rsync >/dev/null || \
+		apt-get install -y --no-install-recommends squashfs-tools rsync xz-utils
+	$(GO) run ./testdata/bench -bin $(BIN) -scale $(BENCH_SCALE) $(BENCH_ARGS)
 
 clean:
 	rm -rf bin

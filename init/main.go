@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/squashportage/squashportage/tools/convert"
 	"github.com/squashportage/squashportage/tools/info"
 	"github.com/squashportage/squashportage/tools/mksquashfs"
 	"github.com/squashportage/squashportage/tools/mount"
@@ -34,6 +35,7 @@ type command struct {
 // before it in run, new tools are one line here.
 func commands() map[string]command {
 	return map[string]command{
+		"convert":    {"turn an existing tree into a verified image to mount in its place", convert.Main, false},
 		"mksquashfs": {"build a squashfs image from files (mksquashfs 4.5 options)", mksquashfs.Main, true},
 		"unsquashfs": {"list or extract a squashfs image (unsquashfs 4.5 options)", unsquashfs.Main, true},
 		"verify":     {"check a squashfs image: every table and every block", verify.Main, false},

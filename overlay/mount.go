@@ -165,15 +165,21 @@ func mountLayers(st *State, force bool, log func(string, ...any), u *undo) error
 	if err := makeDirs(u, base, lower); err != nil {
 		return err
 	}
-	dev, err := mountSquashfs(image, lower, st.Spec.Exec, u)
+	if err := prepareUpper(st, base, log, u); err != nil {
+		return err
+	}
+	lowerImage, err := lowerFor(st, log)
 	if err != nil {
 		return err
 	}
-	log("mounted %s (%s) at %s", image, dev, lower)
-	st.Loop, st.Lower = dev, lower
-
-	if err := prepareUpper(st, base, log, u); err != nil {
+	dev, err := mountSquashfs(lowerImage, lower, st.Spec.Exec, u)
+	if err != nil {
 		return err
+	}
+	log("mounted %s (%s) at %s", lowerImage, dev, lower)
+	st.Loop, st.Lower = dev, lower
+	if err := recordBase(st, lowerImage); err != nil {
+		return fmt.Errorf("upper %s: record base image: %w", st.Spec.Upper, err)
 	}
 	upper, work := st.UpperPath(), st.WorkPath()
 	fresh, err := isEmptyDir(upper)

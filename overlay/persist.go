@@ -2,6 +2,8 @@ package overlay
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -90,6 +92,12 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	changed, err := fold.HasChanges(r, st.UpperPath())
 	if err != nil {
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	// The mounted lower may be an older generation than IMAGE (a persist
+	// that could not swap a busy mount); the view then differs from IMAGE
+	// even with an empty upper.
+	if !changed && !sameImage(base.File, image) {
+		changed = true
 	}
 	if !changed {
 		res.Skipped = "no changes"
@@ -253,6 +261,17 @@ func deviceSize(f *os.File) (int64, error) {
 	}
 	n, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKGETSIZE64)
 	return int64(n), err
+}
+
+// sameImage tells whether the mounted lower is the generation at image.
+func sameImage(lower *os.File, image string) bool {
+	sb := make([]byte, 96)
+	if _, err := lower.ReadAt(sb, 0); err != nil {
+		return false
+	}
+	id, err := imageID(image)
+	sum := sha256.Sum256(sb)
+	return err == nil && id == hex.EncodeToString(sum[:16])
 }
 
 // pendingBytes sums the sizes of the regular files in the upper.

@@ -418,3 +418,53 @@ func TestPersistKilled(t *testing.T) {
 		t.Errorf("the kills did not cover both outcomes (old %d, new %d)", sawOld, sawNew)
 	}
 }
+
+// TestPersistBusyDiskUpper: a persist that cannot remount a busy target
+// leaves a disk upper whose changes are relative to the previous image. A
+// file created before that persist and deleted after it leaves no whiteout,
+// so over the new image it would come back; the next mount must use the
+// old generation as the lower until a persist folds the upper again.
+func TestPersistBusyDiskUpper(t *testing.T) {
+	e := newEnv(t)
+	img := makeImage(t, testFiles)
+	upperDir := filepath.Join(e.dir, "changes")
+	spec := img + ":" + e.target + ":upper=" + upperDir
+	st := e.mount(spec)
+	writeFile(t, filepath.Join(e.target, "new1"), "x")
+
+	holder := exec.Command("sleep", "60")
+	holder.Dir = e.target
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Persist(st, PersistOptions{})
+	holder.Process.Kill()
+	holder.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Written || res.Busy == "" {
+		t.Fatalf("persist of a busy target: %+v", res)
+	}
+	if err := os.Remove(filepath.Join(e.target, "new1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+		t.Fatal(err)
+	}
+	st = e.mount(spec)
+	if _, err := os.Lstat(filepath.Join(e.target, "new1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a deleted file came back after the remount: %v", err)
+	}
+	if _, err := Persist(st, PersistOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mnt := t.TempDir()
+	privileged.MountSquashfs(t, img, mnt)
+	if _, err := os.Lstat(filepath.Join(mnt, "new1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the new image holds a deleted file: %v", err)
+	}
+	if readFile(t, filepath.Join(mnt, "a.txt")) != "alpha\n" {
+		t.Fatal("the new image lost a.txt")
+	}
+}

@@ -245,8 +245,10 @@ func (d *demo) run() error {
 		if err := vmtest.CopyFile(d.built, filepath.Join(root, image), 0o644); err != nil {
 			return err
 		}
-		_, err := d.sh("mkfs.ext4", "-q", "-F", "-U", rootUUID, "-L", rootLabel, "-d", root, d.disk, "128M")
-		return err
+		if _, err := d.sh("mkfs.ext4", "-q", "-F", "-U", rootUUID, "-L", rootLabel, "-d", root, d.disk, "128M"); err != nil {
+			return err
+		}
+		return os.RemoveAll(root)
 	})
 	if err != nil {
 		return err
