@@ -75,8 +75,8 @@ func (w *Writer) CopyFragment(src io.ReaderAt, e FragmentEntry) (uint32, error) 
 		w.bufs.Put(&buf)
 		return 0, fmt.Errorf("copy fragment at %d: %w", e.Start, err)
 	}
-	// The fragment being filled keeps its index; the copy takes the next.
-	w.flushFragment()
+	// Fragments being filled get their indices when flushed; the copy
+	// takes the next one now.
 	idx := w.fragCount
 	w.fragCount++
 	w.submit(&job{kind: jobFragment, index: idx, raw: buf, pre: true, word: e.Size})
@@ -102,7 +102,7 @@ func (w *Writer) AddReused(h *Header, r Reused) error {
 	}
 	f := &fileRec{size: r.Size, sizes: r.Sizes, sparse: r.Sparse, frag: r.Fragment, fragOff: r.FragOffset, run: r.Run}
 	if len(r.Tail) > 0 {
-		w.addTail(f, r.Tail)
+		w.addTail(f, h.Name, r.Tail)
 	}
 	return w.add(h, f)
 }

@@ -21,11 +21,13 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	if w.err() == nil {
-		w.flushFragment()
-	} else if w.frag != nil {
-		b := w.frag[:0]
-		w.bufs.Put(&b)
-		w.frag = nil
+		w.flushFragments()
+	} else {
+		for _, fb := range w.frags {
+			b := fb.data[:0]
+			w.bufs.Put(&b)
+		}
+		w.frags = nil
 	}
 	close(w.work)
 	close(w.queue)
@@ -97,6 +99,9 @@ func (w *Writer) buildTree() (*node, error) {
 		p.children = append(p.children, n)
 		if n.link == nil && n.hdr.Mode.IsDir() {
 			p.subdirs++
+		}
+		if n.file != nil && n.file.fragBuf != nil {
+			n.file.frag = n.file.fragBuf.index
 		}
 		if n.file != nil && n.file.run != nil {
 			n.file.start, n.file.hasStart = n.file.run.start, n.file.run.started
