@@ -89,10 +89,12 @@ func TestOptionsBlob(t *testing.T) {
 		want []byte
 	}{
 		// mksquashfs 4.5 writes nothing for default gzip, xz and zstd.
-		{Config{ID: Gzip, BlockSize: 131072}, nil},
+		// Our default level (8) is not the format's (9): say it.
+		{Config{ID: Gzip, BlockSize: 131072}, []byte{8, 0, 0, 0, 15, 0, 0, 0}},
+		{Config{ID: Gzip, BlockSize: 131072, Options: Options{Level: 9}}, nil},
 		{Config{ID: Gzip, BlockSize: 131072, Options: Options{Level: 9, WindowSize: 15}}, nil},
 		{Config{ID: Gzip, BlockSize: 131072, Options: Options{Level: 6}}, []byte{6, 0, 0, 0, 15, 0, 0, 0}},
-		{Config{ID: Gzip, BlockSize: 131072, Options: Options{WindowSize: 10}}, []byte{9, 0, 0, 0, 10, 0, 0, 0}},
+		{Config{ID: Gzip, BlockSize: 131072, Options: Options{WindowSize: 10}}, []byte{8, 0, 0, 0, 10, 0, 0, 0}},
 		{Config{ID: XZ, BlockSize: 131072}, nil},
 		{Config{ID: XZ, BlockSize: 131072, Options: Options{DictSize: 131072}}, nil},
 		{Config{ID: XZ, BlockSize: 131072, Options: Options{DictSize: 65536}}, []byte{0, 0, 1, 0, 0, 0, 0, 0}},
@@ -132,7 +134,7 @@ func TestFromImage(t *testing.T) {
 		want Options
 		err  string
 	}{
-		{Gzip, nil, Options{}, ""},
+		{Gzip, nil, Options{Level: 9}, ""}, // no options: made at the format's default
 		{Gzip, []byte{6, 0, 0, 0, 12, 0, 0x1f, 0}, Options{Level: 6, WindowSize: 12}, ""},
 		{Gzip, []byte{0, 0, 0, 0, 15, 0, 0, 0}, Options{}, "compression level 0"},
 		{Gzip, []byte{9, 0, 0, 0, 16, 0, 0, 0}, Options{}, "window size 16"},

@@ -13,7 +13,9 @@ Compression:
   -comp NAME              compressor: gzip (default), xz, zstd, lz4
   -b SIZE                 data block size, a power of two from 4K to 1M;
                           K or M suffix allowed (default 128K)
-  -Xcompression-level N   gzip: 1..9 (default 9); zstd: 1..22 (default 15)
+  -Xcompression-level N   gzip: 1..9 (default 8, which compresses as well as
+                          C zlib -9 and faster; mksquashfs's default is 9);
+                          zstd: 1..22 (default 15)
   -Xwindow-size N         gzip: window size 8..15 (default 15)
   -Xdict-size SIZE        xz: dictionary size, bytes with K/M suffix or a
                           percentage of the block size (100%, 50%, 37.5%...);
