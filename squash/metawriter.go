@@ -7,8 +7,7 @@ import (
 	"github.com/squashportage/squashportage/squash/codec"
 )
 
-// metaWriter builds one metadata table (inodes, directories, a lookup table)
-// in memory as a stream chopped into 8 KiB blocks, each compressed on its own.
+// metaWriter builds one metadata table (xattrs, a lookup table) in memory as a stream chopped into 8 KiB blocks, each compressed on its own.
 // Tables are small next to the data (a few MB for a Portage tree), so keeping
 // them in memory until Close is cheap and lets positions be known at once.
 type metaWriter struct {
@@ -34,12 +33,6 @@ func (m *metaWriter) pos() (block uint64, offset uint16) {
 func (m *metaWriter) ref() uint64 {
 	b, o := m.pos()
 	return b<<16 | uint64(o)
-}
-
-// absPos is the uncompressed stream offset of the next byte, used to tell
-// which block a listing position falls in.
-func (m *metaWriter) absPos() uint64 {
-	return uint64(len(m.blockStarts))*MetadataSize + uint64(len(m.buf))
 }
 
 func (m *metaWriter) write(p []byte) error {
