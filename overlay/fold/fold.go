@@ -12,12 +12,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -61,6 +64,7 @@ type Stats struct {
 
 // entry is one entry of the merged view, in the order it is added.
 type entry struct {
+	link      linkKey // identity for hard links; zero for directories
 	hdr       squash.Header
 	old       *squash.Inode // data from the old image
 	oldPath   string
@@ -68,18 +72,41 @@ type entry struct {
 }
 
 type folder struct {
-	r        *squash.Reader
-	upper    string
-	ents     []entry
-	oldLinks map[uint32]string // old inode number -> first merged path
-	upLinks  map[[2]uint64]string
-	live     map[tailKey]uint32
-	dead     map[tailKey]uint32
-	stats    Stats
-	xbuf     []byte
+	r       *squash.Reader
+	upper   string
+	ents    []entry
+	workers int
+	live    map[tailKey]uint32
+	dead    map[tailKey]uint32
+	stats   Stats
+	xbuf    []byte
 }
 
 type tailKey struct{ frag, off uint32 }
+
+// linkKey identifies an inode: by number in the old image, by device and
+// inode number in the upper.
+type linkKey struct {
+	old  bool
+	a, b uint64
+}
+
+// resolveLinks turns every later name of an inode into a hard link to its
+// first name in the merged order.
+func (f *folder) resolveLinks() {
+	first := make(map[linkKey]string)
+	for i := range f.ents {
+		e := &f.ents[i]
+		if e.link == (linkKey{}) {
+			continue
+		}
+		if name, ok := first[e.link]; ok {
+			*e = entry{hdr: squash.Header{Name: e.hdr.Name, Link: name}}
+			continue
+		}
+		first[e.link] = e.hdr.Name
+	}
+}
 
 // HasChanges reports whether the upper directory holds anything that the
 // image does not: an entry, or a root whose metadata differs.
@@ -121,12 +148,14 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 		cfg.BlockSize = old.BlockSize
 	}
 	f := &folder{
-		r:        r,
-		upper:    upper,
-		oldLinks: make(map[uint32]string),
-		upLinks:  make(map[[2]uint64]string),
-		live:     make(map[tailKey]uint32),
-		dead:     make(map[tailKey]uint32),
+		r:       r,
+		upper:   upper,
+		workers: max(1, opts.Workers),
+		live:    make(map[tailKey]uint32),
+		dead:    make(map[tailKey]uint32),
+	}
+	if opts.Workers == 0 {
+		f.workers = runtime.NumCPU()
 	}
 	f.stats.Reuse = cfg.ID == old.ID && cfg.BlockSize == old.BlockSize && cfg.Options == old.Options
 	root, err := r.Root()
@@ -137,6 +166,7 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 	if err := f.mergeDir("", root, "", upper); err != nil {
 		return f.stats, err
 	}
+	f.resolveLinks()
 
 	wopts := opts.Writer
 	wopts.Codec, wopts.Workers, wopts.MkfsTime = cfg, opts.Workers, opts.MkfsTime
@@ -214,32 +244,84 @@ func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath, upperDir s
 			return fmt.Errorf("image %s: %w", "/"+oldPath, err)
 		}
 	}
+	var tasks []childTask
 	i, j := 0, 0
 	for i < len(oldEnts) || j < len(upperNames) {
-		var oe *squash.DirEntry
-		var un string
+		var t childTask
 		switch {
 		case j == len(upperNames) || (i < len(oldEnts) && oldEnts[i].Name < upperNames[j]):
-			oe = &oldEnts[i]
+			t.oe = &oldEnts[i]
 			i++
 		case i == len(oldEnts) || upperNames[j] < oldEnts[i].Name:
-			un = upperNames[j]
+			t.un = upperNames[j]
 			j++
 		default:
-			oe, un = &oldEnts[i], upperNames[j]
+			t.oe, t.un = &oldEnts[i], upperNames[j]
 			i++
 			j++
 		}
-		child := join(name, firstNonEmpty(un, nameOf(oe)))
-		if un == "" {
-			if err := f.addOld(child, join(oldPath, oe.Name), oe); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := f.addUpper(child, oldPath, oe, filepath.Join(upperDir, un)); err != nil {
+		t.child = join(name, firstNonEmpty(t.un, nameOf(t.oe)))
+		t.oldParent, t.upperDir = oldPath, upperDir
+		tasks = append(tasks, t)
+	}
+	if name == "" && f.workers > 1 {
+		return f.runParallel(tasks)
+	}
+	for _, t := range tasks {
+		if err := f.run(t); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// childTask is one entry of a merged directory listing.
+type childTask struct {
+	child, un, oldParent, upperDir string
+	oe                             *squash.DirEntry
+}
+
+func (f *folder) run(t childTask) error {
+	if t.un == "" {
+		return f.addOld(t.child, join(t.oldParent, t.oe.Name), t.oe)
+	}
+	return f.addUpper(t.child, t.oldParent, t.oe, filepath.Join(t.upperDir, t.un))
+}
+
+// runParallel merges the root's children on several goroutines, each into
+// a folder of its own, and joins the results in order: the walk reads and
+// decodes the old image's whole metadata, which is most of a persist's
+// work before writing.
+func (f *folder) runParallel(tasks []childTask) error {
+	subs := make([]*folder, len(tasks))
+	errs := make([]error, len(tasks))
+	next := make(chan int, len(tasks))
+	for i := range tasks {
+		next <- i
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range f.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				sub := &folder{r: f.r, upper: f.upper, live: make(map[tailKey]uint32), dead: make(map[tailKey]uint32)}
+				errs[i] = sub.run(tasks[i])
+				subs[i] = sub
+			}
+		}()
+	}
+	wg.Wait()
+	for i, sub := range subs {
+		if errs[i] != nil {
+			return errs[i]
+		}
+		f.ents = append(f.ents, sub.ents...)
+		maps.Copy(f.live, sub.live)
+		maps.Copy(f.dead, sub.dead)
+		f.stats.FromUpper += sub.stats.FromUpper
+		f.stats.Deleted += sub.stats.Deleted
 	}
 	return nil
 }
@@ -276,16 +358,14 @@ func (f *folder) addOld(name, oldPath string, e *squash.DirEntry) error {
 	if ino.Mode.IsDir() {
 		return f.mergeDir(name, ino, oldPath, "")
 	}
-	if first, ok := f.oldLinks[ino.Number]; ok {
-		f.ents = append(f.ents, entry{hdr: squash.Header{Name: name, Link: first}})
-		return nil
-	}
-	f.oldLinks[ino.Number] = name
 	hdr, err := f.oldHeader(name, ino)
 	if err != nil {
 		return err
 	}
 	ent := entry{hdr: hdr}
+	if ino.Nlink > 1 {
+		ent.link = linkKey{old: true, a: uint64(ino.Number)}
+	}
 	if ino.Mode.IsRegular() {
 		ent.old, ent.oldPath = ino, oldPath
 		f.noteTail(f.live, ino)
@@ -361,15 +441,10 @@ func (f *folder) addUpper(name, oldParent string, oe *squash.DirEntry, up string
 		return err
 	}
 	hdr.Xattrs = withoutOverlay(xs)
-	key := [2]uint64{st.Dev, st.Ino}
-	if st.Nlink > 1 && mode != unix.S_IFDIR {
-		if first, ok := f.upLinks[key]; ok {
-			f.ents = append(f.ents, entry{hdr: squash.Header{Name: name, Link: first}})
-			return nil
-		}
-		f.upLinks[key] = name
-	}
 	ent := entry{hdr: hdr}
+	if st.Nlink > 1 {
+		ent.link = linkKey{a: st.Dev, b: st.Ino}
+	}
 	if mode == unix.S_IFREG {
 		if _, ok := xattrValue(xs, xattrMetacopy); ok {
 			// Metadata copied up, data still in the lower file.
