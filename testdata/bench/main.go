@@ -227,6 +227,7 @@ mkdir -p $work/merged
 $bin umount --state-dir $state $target >/dev/null
 $bin mount --state-dir $state $img:$target >/dev/null
 /usr/bin/time -f 'REBUILD %e %U %S %M' mksquashfs $target $work/rebuild.sqfs -comp $comp -noappend -quiet -no-progress -processors 2 >&2
+/usr/bin/time -f 'OURS %e %U %S %M' $bin mksquashfs $target $work/ours.sqfs -comp $comp -noappend -quiet -no-progress -processors 2 >&2
 $bin umount --state-dir $state $target >/dev/null
 `
 	cmd := exec.Command("unshare", "-m", "--propagation", "private", "bash", "-c", script, "bash", b.bin, img, state, target, work, comp)
@@ -240,15 +241,15 @@ $bin umount --state-dir $state $target >/dev/null
 	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 5 && (f[0] == "PERSIST" || f[0] == "REBUILD") {
+		if len(f) == 5 && (f[0] == "PERSIST" || f[0] == "REBUILD" || f[0] == "OURS") {
 			for _, x := range f[1:] {
 				v, _ := strconv.ParseFloat(x, 64)
 				times[f[0]] = append(times[f[0]], v)
 			}
 		}
 	}
-	p, r := times["PERSIST"], times["REBUILD"]
-	if len(p) != 4 || len(r) != 4 {
+	p, r, o := times["PERSIST"], times["REBUILD"], times["OURS"]
+	if len(p) != 4 || len(r) != 4 || len(o) != 4 {
 		return fmt.Errorf("persist bench: no timings in\n%s", stderr.String())
 	}
 	// A second full build of the base tree shows what two rebuilds differ by.
@@ -272,6 +273,8 @@ $bin umount --state-dir $state $target >/dev/null
 	fmt.Printf("| CPU time | %.2f s | %.2f s | |\n", p[1]+p[2], r[1]+r[2])
 	fmt.Printf("| peak RSS | %.0f MB | %.0f MB | |\n", p[3]/1024, r[3]/1024)
 	fmt.Printf("| image size | %.1f MB | %.1f MB | %.3f |\n", sizeOf(img)/1e6, sizeOf(filepath.Join(work, "rebuild.sqfs"))/1e6, sizeOf(img)/sizeOf(filepath.Join(work, "rebuild.sqfs")))
+	ours := filepath.Join(work, "ours.sqfs")
+	fmt.Printf("| against our own full rebuild (%.1f s) | %.1f MB | %.1f MB | %.3f |\n", o[0], sizeOf(img)/1e6, sizeOf(ours)/1e6, sizeOf(img)/sizeOf(ours))
 	fmt.Printf("| rsync delta from the previous image | %.1f MB (%.1f%%) | %.1f MB (%.1f%%) between two full builds | |\n",
 		float64(dPersist)/1e6, 100*float64(dPersist)/sizeOf(img), float64(dRebuild)/1e6, 100*float64(dRebuild)/sizeOf(filepath.Join(work, "rebuild.sqfs")))
 	return nil
