@@ -14,7 +14,17 @@ import (
 	"github.com/squashportage/squashportage/tools/unsquashfs"
 )
 
-const usage = "usage: squashportage info [--json] IMAGE\n"
+const usage = `Usage: squashportage info [--json] IMAGE
+
+Describes a squashfs image: the superblock (compressor and its options,
+block size, flags by name, creation time, bytes used, table positions)
+and counts of inodes, ids, fragments, and of files, directories,
+symlinks, devices, fifos and sockets found by walking the tree.
+
+Options:
+  --json      print JSON
+  -h, --help  show this help
+`
 
 // Report is what info prints; its JSON form is a stable interface.
 type Report struct {

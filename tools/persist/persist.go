@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 
 	"github.com/squashportage/squashportage/overlay"
 )
@@ -62,7 +63,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			io.WriteString(stdout, usage)
 			return 0
 		}
-		fmt.Fprintf(stderr, "squashportage persist: %v (see squashportage persist --help)\n", err)
+		msg := err.Error()
+		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+			msg = "unknown option --" + strings.TrimPrefix(name, "-")
+		}
+		fmt.Fprintf(stderr, "squashportage persist: %s (see squashportage persist --help)\n", msg)
 		return 2
 	}
 	if *procs < 1 {

@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer, portage func() overlay.Portage
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		io.WriteString(stdout, usage+overlay.SpecHelp)
+		io.WriteString(stdout, usage)
 		return 0
 	}
 	if err == nil && fs.NArg() > 0 {

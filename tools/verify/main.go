@@ -13,7 +13,7 @@ import (
 	"github.com/squashportage/squashportage/tools/unsquashfs"
 )
 
-const usage = "usage: squashportage verify [-q] [-n] IMAGE\n" +
+const usage = "Usage: squashportage verify [-q] [-n] IMAGE\n\n" +
 	"Reads every metadata table and data block of IMAGE and checks that they\n" +
 	"decode and agree. Exit status 0 if the image is sound, 1 otherwise.\n" +
 	"  -q, --quiet        print nothing on success\n" +
