@@ -176,6 +176,10 @@ var changes = []change{
 	{"set xattr", func(t *testing.T, m string) {
 		must(t, unix.Lsetxattr(m+"/files/text-4095", "user.new", []byte("v"), 0))
 	}},
+	{"remove xattr", func(t *testing.T, m string) {
+		must(t, unix.Lremovexattr(m+"/xattrs/same-1", "user.binary"))
+		must(t, unix.Lremovexattr(m+"/xattrs/same-2", "trusted.shared"))
+	}},
 	{"new symlink", func(t *testing.T, m string) { must(t, os.Symlink("files/text-4096", m+"/newlink")) }},
 	{"new hard link", func(t *testing.T, m string) {
 		w(t, m+"/hl-a", []byte("linked"))
