@@ -142,6 +142,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			c.writer.AlwaysFragments = true
 		case "-no-duplicates":
 			c.writer.NoDuplicates = true
+		case "-no-fragment-grouping":
+			c.writer.NoFragmentGrouping = true
 		case "-exports":
 			noExports = false
 		case "-no-exports":

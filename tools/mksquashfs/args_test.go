@@ -62,8 +62,8 @@ func TestParseArgs(t *testing.T) {
 		{"noId noted", []string{"-noId"}, nil, func(c *config) {
 			c.notes = []string{"-noId ignored: the id table is always compressed unless -noI"}
 		}},
-		{"fragments dups", []string{"-no-fragments", "-always-use-fragments", "-no-duplicates"}, nil, func(c *config) {
-			c.writer.NoFragments, c.writer.AlwaysFragments, c.writer.NoDuplicates = true, true, true
+		{"fragments dups", []string{"-no-fragments", "-always-use-fragments", "-no-duplicates", "-no-fragment-grouping"}, nil, func(c *config) {
+			c.writer.NoFragments, c.writer.AlwaysFragments, c.writer.NoDuplicates, c.writer.NoFragmentGrouping = true, true, true, true
 		}},
 		{"exports last wins", []string{"-no-exports", "-exports", "-no-exports"}, nil, func(c *config) { c.writer.NoExports = true }},
 		{"exports", []string{"-no-exports", "-exports"}, nil, func(c *config) {}},

@@ -35,6 +35,11 @@ Layout:
   -no-fragments           never pack file tails into fragment blocks
   -always-use-fragments   pack tails of files larger than a block too
   -no-duplicates          do not look for identical files
+  -no-fragment-grouping   pack tails into fragments in directory order, as
+                          mksquashfs does, instead of by kind of file:
+                          images grow 6-13% (Portage-like tree) but a
+                          sequential read of the whole tree in directory
+                          order is about twice as fast through the kernel
   -exports                make the image exportable via NFS (default)
   -no-exports             leave out the NFS export table
   -xattrs                 store extended attributes (default); only the
