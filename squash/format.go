@@ -333,3 +333,43 @@ func BlockSize(word uint32) uint32 { return word &^ dataUncompressed }
 
 // BlockCompressed reports whether a block's size word says it is compressed.
 func BlockCompressed(word uint32) bool { return word&dataUncompressed == 0 }
+
+// Unix st_mode file type bits.
+const (
+	unixTypeMask = 0o170000
+	unixSocket   = 0o140000
+	unixSymlink  = 0o120000
+	unixRegular  = 0o100000
+	unixBlock    = 0o060000
+	unixDir      = 0o040000
+	unixChar     = 0o020000
+	unixFifo     = 0o010000
+)
+
+// FileModeFromUnix converts a Unix st_mode (type, permission, setuid,
+// setgid and sticky bits) to Go's FileMode.
+func FileModeFromUnix(m uint32) fs.FileMode {
+	mode := goPerm(uint16(m & 0o7777))
+	switch m & unixTypeMask {
+	case unixDir:
+		mode |= fs.ModeDir
+	case unixSymlink:
+		mode |= fs.ModeSymlink
+	case unixChar:
+		mode |= fs.ModeDevice | fs.ModeCharDevice
+	case unixBlock:
+		mode |= fs.ModeDevice
+	case unixFifo:
+		mode |= fs.ModeNamedPipe
+	case unixSocket:
+		mode |= fs.ModeSocket
+	}
+	return mode
+}
+
+// UnixPerm returns the 12 Unix permission bits (setuid, setgid and sticky
+// included) of a Go file mode.
+func UnixPerm(m fs.FileMode) uint32 { return uint32(unixPerm(m)) }
+
+// BasicType folds an extended inode type onto its basic one.
+func BasicType(t uint16) uint16 { return basicType(t) }

@@ -132,7 +132,7 @@ func HasChanges(r *squash.Reader, upper string) (bool, error) {
 		return false, fmt.Errorf("upper %s: %w", upper, err)
 	}
 	perm := uint32(st.Mode) & 0o7777
-	return perm != unixPerm(root.Mode) || st.Uid != root.UID || st.Gid != root.GID ||
+	return perm != squash.UnixPerm(root.Mode) || st.Uid != root.UID || st.Gid != root.GID ||
 		uint32(st.Mtim.Sec) != root.Mtime, nil
 }
 
@@ -545,7 +545,7 @@ func (f *folder) upperHeader(name, p string) (squash.Header, []squash.Xattr, err
 	}
 	h := squash.Header{
 		Name:  name,
-		Mode:  goMode(st.Mode),
+		Mode:  squash.FileModeFromUnix(st.Mode),
 		UID:   st.Uid,
 		GID:   st.Gid,
 		Mtime: clampTime(st.Mtim.Sec),
@@ -577,48 +577,6 @@ func clampTime(s int64) uint32 {
 		return 0xffffffff
 	}
 	return uint32(s)
-}
-
-func goMode(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	if m&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	switch m & unix.S_IFMT {
-	case unix.S_IFDIR:
-		mode |= fs.ModeDir
-	case unix.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case unix.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case unix.S_IFBLK:
-		mode |= fs.ModeDevice
-	case unix.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case unix.S_IFSOCK:
-		mode |= fs.ModeSocket
-	}
-	return mode
-}
-
-func unixPerm(m fs.FileMode) uint32 {
-	p := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		p |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		p |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		p |= 0o1000
-	}
-	return p
 }
 
 // listXattrs reads every xattr of p, overlayfs's own included.

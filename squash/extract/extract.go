@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -100,7 +99,7 @@ func (s readerSource) readDir(dir *squash.Inode) ([]dirent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("entry %q: %w", e.Name, err)
 		}
-		if basicType(ino.Type) != e.Type {
+		if squash.BasicType(ino.Type) != e.Type {
 			return nil, fmt.Errorf("entry %q of type %d points at an inode of type %d", e.Name, e.Type, ino.Type)
 		}
 		out = append(out, dirent{name: e.Name, ino: ino})
@@ -130,29 +129,6 @@ func CheckName(name string) error {
 		return fmt.Errorf("entry name %q contains NUL", name)
 	}
 	return nil
-}
-
-// basicType folds extended inode types onto the basic ones.
-func basicType(t uint16) uint16 {
-	if t > squash.TypeSocket {
-		return t - 7
-	}
-	return t
-}
-
-// unixPerm returns the 12 permission bits of a Go file mode.
-func unixPerm(m fs.FileMode) uint32 {
-	p := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		p |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		p |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		p |= 0o1000
-	}
-	return p
 }
 
 // isRoot is asked once per extraction, not cached globally, so tests that

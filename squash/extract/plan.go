@@ -81,7 +81,7 @@ func plan(src source, paths []string) ([]*node, int64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("read root inode: %w", err)
 	}
-	if basicType(root.Type) != squash.TypeDir {
+	if squash.BasicType(root.Type) != squash.TypeDir {
 		return nil, 0, fmt.Errorf("root inode is not a directory (type %d)", root.Type)
 	}
 	p := &planner{
@@ -148,7 +148,7 @@ func (p *planner) walk(dir *node, pats []pattern, full bool) error {
 			}
 		}
 
-		isDir := basicType(e.ino.Type) == squash.TypeDir
+		isDir := squash.BasicType(e.ino.Type) == squash.TypeDir
 		if !isDir && !childFull {
 			// A pattern wanted to descend into a non-directory.
 			continue
@@ -156,7 +156,7 @@ func (p *planner) walk(dir *node, pats []pattern, full bool) error {
 		n := &node{rel: rel, name: e.name, depth: dir.depth + 1, ino: e.ino}
 		p.nodes = append(p.nodes, n)
 		p.total++
-		switch basicType(e.ino.Type) {
+		switch squash.BasicType(e.ino.Type) {
 		case squash.TypeDir:
 			if first, dup := p.dirs[e.ino.Number]; dup {
 				return fmt.Errorf("%q: directory inode %d already seen at %q (loop)", rel, e.ino.Number, first)

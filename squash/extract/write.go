@@ -195,7 +195,7 @@ func (x *extractor) warn(err error) error {
 // open descriptor (metadata pending until finishDir); otherwise -1.
 func (x *extractor) create(parent int, n *node) (int, error) {
 	ino := n.ino
-	typ := basicType(ino.Type)
+	typ := squash.BasicType(ino.Type)
 	if typ != squash.TypeDir {
 		if first, ok := x.links[ino.Number]; ok {
 			err := x.retry(parent, n, func() error { return x.link(first, parent, n.name) })
@@ -475,7 +475,7 @@ func (x *extractor) setMetaFd(fd int, n *node) error {
 			return fmt.Errorf("chown %q: %w", name, err)
 		}
 	}
-	if err := unix.Fchmod(fd, unixPerm(ino.Mode)); err != nil {
+	if err := unix.Fchmod(fd, squash.UnixPerm(ino.Mode)); err != nil {
 		return fmt.Errorf("chmod %q: %w", name, err)
 	}
 	if err := x.setXattrs(n, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
@@ -497,10 +497,10 @@ func (x *extractor) setMetaAt(parent int, n *node) error {
 			return fmt.Errorf("chown %q: %w", n.rel, err)
 		}
 	}
-	if basicType(ino.Type) != squash.TypeSymlink {
+	if squash.BasicType(ino.Type) != squash.TypeSymlink {
 		// Linux has no lchmod; the entry was just created by us as a
 		// non-symlink in a directory we hold open.
-		if err := unix.Fchmodat(parent, n.name, unixPerm(ino.Mode), 0); err != nil {
+		if err := unix.Fchmodat(parent, n.name, squash.UnixPerm(ino.Mode), 0); err != nil {
 			return fmt.Errorf("chmod %q: %w", n.rel, err)
 		}
 	}

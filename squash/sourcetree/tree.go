@@ -294,7 +294,7 @@ func (s *scanner) add(hdr squash.Header, src string, st *unix.Stat_t) {
 func (s *scanner) header(fsPath, imgPath string, st *unix.Stat_t) (squash.Header, error) {
 	h := squash.Header{
 		Name:  imgPath,
-		Mode:  fileMode(st.Mode),
+		Mode:  squash.FileModeFromUnix(st.Mode),
 		UID:   st.Uid,
 		GID:   st.Gid,
 		Mtime: clampUnix(st.Mtim.Sec),
@@ -373,33 +373,4 @@ func clampUnix(sec int64) uint32 {
 		return math.MaxUint32
 	}
 	return uint32(sec)
-}
-
-// fileMode converts st_mode to Go's FileMode (type, permission and special bits).
-func fileMode(m uint32) fs.FileMode {
-	mode := fs.FileMode(m & 0o777)
-	switch m & unix.S_IFMT {
-	case unix.S_IFDIR:
-		mode |= fs.ModeDir
-	case unix.S_IFLNK:
-		mode |= fs.ModeSymlink
-	case unix.S_IFBLK:
-		mode |= fs.ModeDevice
-	case unix.S_IFCHR:
-		mode |= fs.ModeDevice | fs.ModeCharDevice
-	case unix.S_IFIFO:
-		mode |= fs.ModeNamedPipe
-	case unix.S_IFSOCK:
-		mode |= fs.ModeSocket
-	}
-	if m&unix.S_ISUID != 0 {
-		mode |= fs.ModeSetuid
-	}
-	if m&unix.S_ISGID != 0 {
-		mode |= fs.ModeSetgid
-	}
-	if m&unix.S_ISVTX != 0 {
-		mode |= fs.ModeSticky
-	}
-	return mode
 }
