@@ -153,14 +153,19 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		return fail(err)
 	}
 	log("persist %s: image written in %v", st.Target, time.Since(start).Round(time.Millisecond))
-	if err := f.Sync(); err != nil {
-		return fail(fmt.Errorf("sync %s: %w", tmp, err))
+	// The disk writes the image back while our reader checks it: both
+	// must succeed before the rename, and neither needs the other.
+	synced := make(chan error, 1)
+	go func() { synced <- f.Sync() }()
+	verr := verifyImage(f, res.Stats.ReusedEnd)
+	serr := <-synced
+	if serr != nil {
+		return fail(fmt.Errorf("sync %s: %w", tmp, serr))
 	}
-	log("persist %s: synced at %v", st.Target, time.Since(start).Round(time.Millisecond))
-	if err := verifyImage(f, res.Stats.ReusedEnd); err != nil {
-		return fail(fmt.Errorf("verify %s: %w", tmp, err))
+	if verr != nil {
+		return fail(fmt.Errorf("verify %s: %w", tmp, verr))
 	}
-	log("persist %s: verified at %v", st.Target, time.Since(start).Round(time.Millisecond))
+	log("persist %s: synced and verified at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	if fi, err := f.Stat(); err == nil {
 		res.NewSize = fi.Size()
 	}
