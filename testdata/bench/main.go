@@ -234,6 +234,9 @@ func (b *bench) persist(portage, comp, baseWriter string) error {
 bin=$1; img=$2; state=$3; target=$4; work=$5; comp=$6
 $bin mount --state-dir $state $img:$target:size=2g >/dev/null
 go run ./testdata/gentree -o $target -mutate 0.01 >&2
+# The bench's own copies are still being written back; let them land so
+# persist's fsync waits for its image only.
+sync
 /usr/bin/time -f 'PERSIST %e %U %S %M' $bin persist --state-dir $state $target >&2
 mkdir -p $work/merged
 $bin umount --state-dir $state $target >/dev/null
