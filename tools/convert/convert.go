@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
 	"runtime"
 	"strconv"
@@ -76,7 +77,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var verbose bool
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&verbose, "verbose", false, "")
-	pos, err := parseInterleaved(fs, args)
+	pos, err := cliflag.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		io.WriteString(stdout, usage)
 		return 0
@@ -164,28 +165,4 @@ func parseBlock(v string) (int, error) {
 		return 0, errors.New("want a power of two from 4k to 1m")
 	}
 	return n, nil
-}
-
-// parseInterleaved lets options follow the arguments (convert DIR IMAGE
-// --comp zstd), as users type them; everything after "--" is an argument.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var tail []string
-	for i, a := range args {
-		if a == "--" {
-			args, tail = args[:i], args[i+1:]
-			break
-		}
-	}
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return append(pos, tail...), nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }

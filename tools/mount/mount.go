@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
 	"os"
 	"strings"
@@ -42,7 +43,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var verbose bool
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&verbose, "verbose", false, "")
-	rest, err := parseInterleaved(fs, args)
+	rest, err := cliflag.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		io.WriteString(stdout, usage+overlay.SpecHelp)
 		return 0
@@ -117,31 +118,4 @@ func describe(st *overlay.State) string {
 		parts = append(parts, "persist="+st.Spec.Persist)
 	}
 	return strings.Join(parts, ", ")
-}
-
-// parseInterleaved parses flags anywhere among the arguments, as users
-// expect of `mount SPEC --force`; everything after "--" is an argument.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var tail []string
-	for i, a := range args {
-		if a == "--" {
-			args, tail = args[:i], args[i+1:]
-			break
-		}
-	}
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
-				return nil, fmt.Errorf("unknown option --%s", strings.TrimLeft(name, "-"))
-			}
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return append(rest, tail...), nil
-		}
-		rest = append(rest, args[0])
-		args = args[1:]
-	}
 }

@@ -7,9 +7,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
 	"runtime"
-	"strings"
 
 	"github.com/squashportage/squashportage/overlay"
 )
@@ -58,16 +58,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var verbose bool
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&verbose, "verbose", false, "")
-	if err := fs.Parse(args); err != nil {
+	targets, err := cliflag.Parse(fs, args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stdout, usage)
 			return 0
 		}
-		msg := err.Error()
-		if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
-			msg = "unknown option --" + strings.TrimPrefix(name, "-")
-		}
-		fmt.Fprintf(stderr, "squashportage persist: %s (see squashportage persist --help)\n", msg)
+		fmt.Fprintf(stderr, "squashportage persist: %v (see squashportage persist --help)\n", err)
 		return 2
 	}
 	if *procs < 1 {
@@ -75,7 +72,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var states []*overlay.State
-	if fs.NArg() == 0 {
+	if len(targets) == 0 {
 		all, err := overlay.List(*stateDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
@@ -86,7 +83,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stdout, "squashportage persist: no managed mounts")
 		}
 	}
-	for _, t := range fs.Args() {
+	for _, t := range targets {
 		st, err := overlay.Load(*stateDir, t)
 		if err != nil {
 			fmt.Fprintf(stderr, "squashportage persist: %v\n", err)

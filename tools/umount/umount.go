@@ -6,10 +6,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
 	"path/filepath"
 	"sort"
-	"strings"
 
 	"github.com/squashportage/squashportage/overlay"
 )
@@ -39,7 +39,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	all := fs.Bool("all", false, "")
 	lazy := fs.Bool("lazy", false, "")
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
-	targets, err := parseInterleaved(fs, args)
+	targets, err := cliflag.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		io.WriteString(stdout, usage)
 		return 0
@@ -79,31 +79,4 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "unmounted %s\n", t)
 	}
 	return status
-}
-
-// parseInterleaved parses flags anywhere among the arguments, as users
-// expect of `umount TARGET --lazy`; everything after "--" is an argument.
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var tail []string
-	for i, a := range args {
-		if a == "--" {
-			args, tail = args[:i], args[i+1:]
-			break
-		}
-	}
-	var rest []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: "); ok {
-				return nil, fmt.Errorf("unknown option --%s", strings.TrimLeft(name, "-"))
-			}
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return append(rest, tail...), nil
-		}
-		rest = append(rest, args[0])
-		args = args[1:]
-	}
 }
