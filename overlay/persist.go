@@ -185,6 +185,9 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	if err := st.Save(st.StateDir()); err != nil {
 		log("persist %s: record state: %v", st.Target, err)
 	}
+	if err := recordLastPersist(image, st.LastPersist, st.LastPersistResult); err != nil {
+		log("persist %s: record last persist beside the image: %v", st.Target, err)
+	}
 
 	log("persist %s: installed at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	err = Remount(st, st.Image)
@@ -266,6 +269,33 @@ func deviceSize(f *os.File) (int64, error) {
 	}
 	n, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKGETSIZE64)
 	return int64(n), err
+}
+
+// The state under /run is gone after a reboot; a line beside the image
+// keeps the last persist for status.
+func lastPersistPath(image string) string { return image + ".persisted" }
+
+func recordLastPersist(image string, when time.Time, result string) error {
+	tmp := lastPersistPath(image) + ".tmp"
+	line := when.UTC().Format(time.RFC3339) + " " + result + "\n"
+	if err := os.WriteFile(tmp, []byte(line), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, lastPersistPath(image))
+}
+
+// readLastPersist reads what recordLastPersist wrote; zero when nothing.
+func readLastPersist(image string) (time.Time, string) {
+	b, err := os.ReadFile(lastPersistPath(image))
+	if err != nil {
+		return time.Time{}, ""
+	}
+	stamp, result, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
+	when, err := time.Parse(time.RFC3339, stamp)
+	if err != nil {
+		return time.Time{}, ""
+	}
+	return when, result
 }
 
 // sameImage tells whether the mounted lower is the generation at image.

@@ -157,6 +157,20 @@ func TestPersistTwice(t *testing.T) {
 	if res, err := Persist(st, PersistOptions{}); err != nil || res.Written {
 		t.Fatalf("third persist without changes: %+v %v", res, err)
 	}
+
+	// After an unmount and a new mount (a reboot), status still knows the
+	// last persist.
+	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+		t.Fatal(err)
+	}
+	st = e.mount(img + ":" + e.target)
+	rep, err := Status(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastPersist.IsZero() || !strings.HasPrefix(rep.LastPersistResult, "ok:") {
+		t.Errorf("status after a remount: last persist %v %q", rep.LastPersist, rep.LastPersistResult)
+	}
 }
 
 func TestPersistKeepGenerations(t *testing.T) {

@@ -54,6 +54,11 @@ func Status(st *State) (Report, error) {
 		UpperKind: st.UpperKind, Upper: st.Upper, Persist: st.Spec.Persist,
 		MountedAt: st.MountedAt, LastPersist: st.LastPersist, LastPersistResult: st.LastPersistResult,
 	}
+	if rep.LastPersist.IsZero() {
+		// Mounted since the last persist (a reboot): its record is beside
+		// the image.
+		rep.LastPersist, rep.LastPersistResult = readLastPersist(st.ImagePath())
+	}
 	img, err := squash.OpenFile(st.ImagePath())
 	if err != nil {
 		return rep, fmt.Errorf("status of %s: image %s: %w", st.Target, st.Image, err)
