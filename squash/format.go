@@ -339,7 +339,6 @@ const (
 	unixTypeMask = 0o170000
 	unixSocket   = 0o140000
 	unixSymlink  = 0o120000
-	unixRegular  = 0o100000
 	unixBlock    = 0o060000
 	unixDir      = 0o040000
 	unixChar     = 0o020000

@@ -630,7 +630,8 @@ const maxOpenFragments = 16
 // addTail packs a file's tail into the fragment block of its kind. Tails
 // of alike files (ebuilds with ebuilds, Manifests with Manifests, C with C)
 // compress markedly better together than interleaved in directory order:
-// on a Portage-like tree by 6% with xz, 10% with zstd, 13% with gzip. The
+// on the Portage-like tree of make bench, images shrank by 9.0% with gzip
+// (level 9), 5.6% with zstd, 2.2% with lz4 and 1.5% with xz. The
 // order stays a function of the Add order, so images stay reproducible.
 func (w *Writer) addTail(f *fileRec, name string, tail []byte) {
 	class := ""

@@ -37,7 +37,7 @@ Layout:
   -no-duplicates          do not look for identical files
   -no-fragment-grouping   pack tails into fragments in directory order, as
                           mksquashfs does, instead of by kind of file:
-                          images grow 6-13% (Portage-like tree) but a
+                          images grow 2-10% (Portage-like tree) but a
                           sequential read of the whole tree in directory
                           order is about twice as fast through the kernel
   -exports                make the image exportable via NFS (default)
