@@ -148,6 +148,9 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		Codec:    codec.Config{ID: cfg.ID, BlockSize: cfg.BlockSize, Options: cfg.Options},
 		Workers:  opts.Workers,
 		MkfsTime: uint32(time.Now().Unix()),
+		Log: func(format string, args ...any) {
+			log("persist %s: fold: "+format, append([]any{st.Target}, args...)...)
+		},
 	})
 	if err != nil {
 		return fail(err)
@@ -229,6 +232,10 @@ func openLower(st *State) (*lowerFile, string, error) {
 	if st.Loop != "" {
 		if f, err := os.Open(st.Loop); err == nil {
 			if size, err := deviceSize(f); err == nil && size > 0 && sameBacking(st) {
+				if bf, name := openBackingFile(f, st.Loop); bf != nil {
+					f.Close()
+					return bf, name, nil
+				}
 				return &lowerFile{f, size}, st.Loop, nil
 			}
 			f.Close()
@@ -257,6 +264,33 @@ func sameBacking(st *State) bool {
 	backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
 	img := st.ImagePath()
 	return backing == img || backing == img+".old" || strings.HasPrefix(backing, img+".old.")
+}
+
+// openBackingFile opens the very file loop device dev serves (same device
+// and inode, no offset or size limit): the same bytes as the device, but a
+// regular file, which lets the writer copy unchanged blocks inside the
+// kernel (copy_file_range) instead of through memory. nil when it cannot
+// be had.
+func openBackingFile(dev *os.File, loop string) (*lowerFile, string) {
+	info, err := unix.IoctlLoopGetStatus64(int(dev.Fd()))
+	if err != nil || info.Offset != 0 || info.Sizelimit != 0 {
+		return nil, ""
+	}
+	b, err := os.ReadFile("/sys/block/" + filepath.Base(loop) + "/loop/backing_file")
+	if err != nil {
+		return nil, ""
+	}
+	name := strings.TrimSpace(string(b))
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, ""
+	}
+	var fst unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &fst); err != nil || fst.Ino != info.Inode || fst.Dev != info.Device || fst.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil, ""
+	}
+	return &lowerFile{f, fst.Size}, name
 }
 
 func deviceSize(f *os.File) (int64, error) {

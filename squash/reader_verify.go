@@ -33,9 +33,7 @@ func (r *Reader) VerifyWith(ctx context.Context, opts VerifyOptions) error {
 		ctx:      ctx,
 		progress: opts.Progress,
 		trusted:  opts.TrustedBelow,
-		seen:     make(map[uint64]uint32),
-		numbers:  make(map[uint32]uint64),
-		dirs:     make(map[uint64]bool),
+		numbers:  newRefTable(r.sb.Inodes, r.size),
 		inodeBlk: make(map[uint64]bool),
 		out:      make([]byte, r.sb.BlockSize),
 		raw:      make([]byte, r.sb.BlockSize),
@@ -48,10 +46,8 @@ type verifier struct {
 	ctx      context.Context
 	progress func(done, total int64)
 
-	seen     map[uint64]uint32 // inode refs checked, to their numbers
-	numbers  map[uint32]uint64 // inode numbers seen, to their refs
-	dirs     map[uint64]bool   // directory inodes entered
-	inodeBlk map[uint64]bool   // start positions of inode table blocks
+	numbers  refTable        // inode numbers seen, to their refs
+	inodeBlk map[uint64]bool // start positions of inode table blocks
 	out, raw []byte
 	done     int64
 	trusted  uint64
@@ -120,8 +116,8 @@ func (v *verifier) run() error {
 	if err := v.walk(root); err != nil {
 		return err
 	}
-	if uint32(len(v.numbers)) != sb.Inodes {
-		return corruptf("superblock counts %d inodes, the tree holds %d", sb.Inodes, len(v.numbers))
+	if v.numbers.n != sb.Inodes {
+		return corruptf("superblock counts %d inodes, the tree holds %d", sb.Inodes, v.numbers.n)
 	}
 
 	if r.exportIndex != nil {
@@ -130,7 +126,7 @@ func (v *verifier) run() error {
 			if err != nil {
 				return err
 			}
-			if want, ok := v.numbers[n]; !ok || want != ref {
+			if want, ok := v.numbers.get(n); !ok || want != ref {
 				return corruptf("export table: inode %d at %#x, the tree has it at %#x", n, ref, want)
 			}
 		}
@@ -165,7 +161,6 @@ type walkItem struct {
 
 func (v *verifier) walk(root *Inode) error {
 	stack := []walkItem{{root, "/"}}
-	v.dirs[root.Ref] = true
 	if err := v.checkInode(root, "/"); err != nil {
 		return err
 	}
@@ -180,28 +175,30 @@ func (v *verifier) walk(root *Inode) error {
 			return fmt.Errorf("directory %s: %w", it.path, err)
 		}
 		for _, e := range ents {
-			p := path.Join(it.path, e.Name)
+			// Paths are only for messages and the directories still to
+			// walk: joining one per entry is a fifth of a verify.
+			p := func() string { return path.Join(it.path, e.Name) }
 			ino, err := v.r.InodeAt(e.Ref)
 			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
+				return fmt.Errorf("%s: %w", p(), err)
 			}
 			if basicType(ino.Type) != e.Type {
-				return corruptf("%s: entry of type %d, inode of type %d", p, e.Type, ino.Type)
+				return corruptf("%s: entry of type %d, inode of type %d", p(), e.Type, ino.Type)
 			}
 			if ino.Number != e.Number {
-				return corruptf("%s: entry says inode %d, inode says %d", p, e.Number, ino.Number)
+				return corruptf("%s: entry says inode %d, inode says %d", p(), e.Number, ino.Number)
 			}
 			if e.Type == TypeDir {
-				if v.dirs[e.Ref] {
-					return corruptf("%s: directory reached twice (loop or hard link)", p)
+				// Directories cannot be hard-linked: seeing one again is a loop.
+				if _, ok := v.numbers.get(ino.Number); ok {
+					return corruptf("%s: directory reached twice (loop or hard link)", p())
 				}
-				v.dirs[e.Ref] = true
 				if ino.Parent != it.ino.Number {
-					return corruptf("%s: parent inode %d, but it is in %d", p, ino.Parent, it.ino.Number)
+					return corruptf("%s: parent inode %d, but it is in %d", p(), ino.Parent, it.ino.Number)
 				}
-				stack = append(stack, walkItem{ino, p})
+				stack = append(stack, walkItem{ino, p()})
 			}
-			if err := v.checkInode(ino, p); err != nil {
+			if err := v.checkInodeLazy(ino, p); err != nil {
 				return err
 			}
 		}
@@ -210,29 +207,32 @@ func (v *verifier) walk(root *Inode) error {
 }
 
 func (v *verifier) checkInode(ino *Inode, p string) error {
-	if n, ok := v.seen[ino.Ref]; ok {
-		if n != ino.Number {
-			return corruptf("%s: inode %#x decoded with two numbers", p, ino.Ref)
+	return v.checkInodeLazy(ino, func() string { return p })
+}
+
+func (v *verifier) checkInodeLazy(ino *Inode, p func() string) error {
+	if ref, ok := v.numbers.get(ino.Number); ok {
+		if ref != ino.Ref {
+			return corruptf("inode %d (%s): number also used by inode at %#x", ino.Number, p(), ref)
 		}
-		return nil
+		return nil // a hard link to an inode already checked
 	}
-	if ref, ok := v.numbers[ino.Number]; ok && ref != ino.Ref {
-		return corruptf("inode %d (%s): number also used by inode at %#x", ino.Number, p, ref)
+	if ino.Number == 0 || ino.Number > v.r.sb.Inodes {
+		return corruptf("inode %d (%s): number out of range 1..%d", ino.Number, p(), v.r.sb.Inodes)
 	}
 	if !v.inodeBlk[ino.Ref>>16] {
-		return corruptf("inode %d (%s): reference %#x is not at a metadata block start", ino.Number, p, ino.Ref)
+		return corruptf("inode %d (%s): reference %#x is not at a metadata block start", ino.Number, p(), ino.Ref)
 	}
-	v.seen[ino.Ref] = ino.Number
-	v.numbers[ino.Number] = ino.Ref
+	v.numbers.set(ino.Number, ino.Ref)
 	if err := v.ctx.Err(); err != nil {
 		return err
 	}
 	if _, err := v.r.Xattrs(ino); err != nil {
-		return fmt.Errorf("inode %d (%s): %w", ino.Number, p, err)
+		return fmt.Errorf("inode %d (%s): %w", ino.Number, p(), err)
 	}
 	if basicType(ino.Type) == TypeFile {
 		if err := v.checkFile(ino); err != nil {
-			return fmt.Errorf("inode %d (%s): %w", ino.Number, p, err)
+			return fmt.Errorf("inode %d (%s): %w", ino.Number, p(), err)
 		}
 	}
 	v.done++
@@ -240,6 +240,45 @@ func (v *verifier) checkInode(ino *Inode, p string) error {
 		v.progress(v.done, int64(v.r.sb.Inodes))
 	}
 	return nil
+}
+
+// refTable maps inode numbers (1..count) to references: a slice when the
+// count is plausible for the image's size, else a map, so that a hostile
+// count cannot make Verify allocate out of proportion.
+type refTable struct {
+	s []uint64 // ref+1; 0 is unset
+	m map[uint32]uint64
+	n uint32 // numbers set
+}
+
+func newRefTable(count uint32, size uint64) refTable {
+	if uint64(count) <= size {
+		return refTable{s: make([]uint64, int64(count)+1)}
+	}
+	return refTable{m: make(map[uint32]uint64)}
+}
+
+func (t *refTable) get(n uint32) (uint64, bool) {
+	if t.s != nil {
+		if int64(n) >= int64(len(t.s)) || t.s[n] == 0 {
+			return 0, false
+		}
+		return t.s[n] - 1, true
+	}
+	ref, ok := t.m[n]
+	return ref, ok
+}
+
+func (t *refTable) set(n uint32, ref uint64) {
+	t.n++
+	if t.s != nil && int64(n) < int64(len(t.s)) {
+		t.s[n] = ref + 1
+		return
+	}
+	if t.m == nil {
+		t.m = make(map[uint32]uint64)
+	}
+	t.m[n] = ref
 }
 
 func (v *verifier) checkFile(ino *Inode) error {

@@ -29,6 +29,9 @@ type Reused struct {
 // CopyRun copies a file's compressed data blocks from src, an image with the
 // same compressor and block size, at this point of the data order. Reusing
 // blocks verbatim is what makes a persist cost what changed, not the tree.
+// Copies of consecutive source ranges are merged and done in one go when
+// the output reaches them (by copy_file_range between files), so errors
+// reading src may surface only at Close.
 func (w *Writer) CopyRun(src io.ReaderAt, start uint64, sizes []uint32) (*Run, error) {
 	if w.closed {
 		return nil, errors.New("copy run: writer is closed")
@@ -36,23 +39,17 @@ func (w *Writer) CopyRun(src io.ReaderAt, start uint64, sizes []uint32) (*Run, e
 	if err := w.err(); err != nil {
 		return nil, err
 	}
-	run := &Run{}
-	pos := start
+	var n uint64
 	for i, word := range sizes {
-		n := BlockSize(word)
-		if n == 0 {
-			continue
+		b := BlockSize(word)
+		if b > uint32(w.blockSize) {
+			return nil, fmt.Errorf("copy run at %d: block %d is %d bytes, over the block size", start, i, b)
 		}
-		if n > uint32(w.blockSize) {
-			return nil, fmt.Errorf("copy run at %d: block %d is %d bytes, over the block size", start, i, n)
-		}
-		buf := w.getBuf()[:n]
-		if _, err := src.ReadAt(buf, int64(pos)); err != nil {
-			w.bufs.Put(&buf)
-			return nil, fmt.Errorf("copy run at %d: block %d: %w", start, i, err)
-		}
-		w.submit(&job{kind: jobCopy, raw: buf, run: run})
-		pos += uint64(n)
+		n += uint64(b)
+	}
+	run := &Run{}
+	if n > 0 {
+		w.addSpan(src, start, n, copyPart{run: run})
 	}
 	return run, nil
 }
@@ -70,17 +67,99 @@ func (w *Writer) CopyFragment(src io.ReaderAt, e FragmentEntry) (uint32, error) 
 	if n == 0 || n > uint32(w.blockSize) {
 		return 0, fmt.Errorf("copy fragment at %d: bad size %d", e.Start, n)
 	}
-	buf := w.getBuf()[:n]
-	if _, err := src.ReadAt(buf, int64(e.Start)); err != nil {
-		w.bufs.Put(&buf)
-		return 0, fmt.Errorf("copy fragment at %d: %w", e.Start, err)
-	}
 	// Fragments being filled get their indices when flushed; the copy
-	// takes the next one now.
+	// takes the next one now, and the span keeps the order of indices
+	// because anything submitted later flushes it first.
 	idx := w.fragCount
 	w.fragCount++
-	w.submit(&job{kind: jobFragment, index: idx, raw: buf, pre: true, word: e.Size})
+	w.addSpan(src, e.Start, uint64(n), copyPart{frag: true, word: e.Size})
 	return idx, nil
+}
+
+// copySpan is a contiguous range of a source image to copy, and the runs
+// and fragment blocks it holds, in source order.
+type copySpan struct {
+	src      io.ReaderAt
+	off, end uint64
+	parts    []copyPart
+}
+
+type copyPart struct {
+	off  uint64 // in the source
+	run  *Run   // a run's first stored block, or
+	frag bool   // a fragment block with this size word
+	word uint32
+}
+
+// maxSpan bounds one span so that a failure reports a narrow range and
+// progress stays smooth.
+const maxSpan = 64 << 20
+
+func (w *Writer) addSpan(src io.ReaderAt, off, n uint64, p copyPart) {
+	p.off = off
+	if s := w.span; s == nil || s.src != src || s.end != off || s.end-s.off+n > maxSpan {
+		w.flushSpan()
+		w.span = &copySpan{src: src, off: off, end: off}
+	}
+	w.span.parts = append(w.span.parts, p)
+	w.span.end += n
+}
+
+func (w *Writer) flushSpan() {
+	if s := w.span; s != nil {
+		w.span = nil
+		w.submit(&job{kind: jobCopy, span: s})
+	}
+}
+
+// copySpan writes span s at the output position; run by the output
+// goroutine.
+func (w *Writer) copySpan(s *copySpan) error {
+	base := uint64(w.pos)
+	for _, p := range s.parts {
+		at := base + p.off - s.off
+		switch {
+		case p.frag:
+			w.fragTable = append(w.fragTable, FragmentEntry{Start: at, Size: p.word})
+		case !p.run.started:
+			p.run.start, p.run.started = at, true
+		}
+	}
+	if err := w.flushOut(); err != nil {
+		return err
+	}
+	n := int64(s.end - s.off)
+	done, err := copyFileRange(w.out, s.src, int64(s.off), w.pos, n)
+	if err == nil && done < n {
+		err = w.copyRange(s.src, int64(s.off)+done, w.pos+done, n-done)
+	}
+	if err != nil {
+		return fmt.Errorf("copy %d bytes at %d of the source image: %w", n, s.off, err)
+	}
+	w.pos += n
+	w.obufStart = w.pos
+	return nil
+}
+
+// copyRange copies through memory, for outputs and sources that are not
+// plain files (and for what copy_file_range left).
+func (w *Writer) copyRange(src io.ReaderAt, from, to, n int64) error {
+	buf := w.getBuf()[:w.blockSize]
+	defer w.bufs.Put(&buf)
+	for n > 0 {
+		b := buf[:min(int64(len(buf)), n)]
+		if _, err := src.ReadAt(b, from); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if _, err := w.out.WriteAt(b, to); err != nil {
+			return fmt.Errorf("write image: %w", err)
+		}
+		from, to, n = from+int64(len(b)), to+int64(len(b)), n-int64(len(b))
+	}
+	return nil
 }
 
 // AddReused adds a regular file whose data was copied with CopyRun and

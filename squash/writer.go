@@ -91,6 +91,7 @@ type Writer struct {
 	dups      map[dupKey]*fileRec
 	frags     []*fragBuf // fragment blocks being filled, least recently used first
 	fragCount uint32
+	span      *copySpan // blocks to copy, not yet submitted (see CopyRun)
 
 	// Pipeline: Add submits jobs to work (for the workers) and to queue (for
 	// the output goroutine, which takes them in submission order).
@@ -157,7 +158,7 @@ const (
 	jobFragment                // fragment block number index
 	jobStart                   // file's blocks begin here
 	jobRewind                  // file duplicated an earlier one: drop its blocks
-	jobCopy                    // a block copied verbatim from another image
+	jobCopy                    // a span of blocks copied verbatim from another image
 )
 
 type job struct {
@@ -168,9 +169,7 @@ type job struct {
 	out    []byte
 	stored bool // out is raw (uncompressed)
 	noComp bool
-	pre    bool   // raw is already in its on-disk form, with size word
-	word   uint32 // the size word of a pre block
-	run    *Run   // jobCopy: the run this block belongs to
+	span   *copySpan // jobCopy
 	err    error
 	done   chan struct{}
 }
@@ -290,18 +289,13 @@ func (w *Writer) output() {
 		case jobRewind:
 			w.rewind(int64(j.file.start))
 		case jobCopy:
-			if !j.run.started {
-				j.run.start, j.run.started = uint64(w.pos), true
-			}
-			if err := w.emit(j.raw); err != nil {
+			if err := w.copySpan(j.span); err != nil {
 				w.fail(err)
 			}
 			w.stats.CopiedEnd = w.pos
 		case jobData, jobFragment:
 			data, word := j.out, uint32(len(j.out))
-			if j.pre {
-				data, word = j.raw, j.word
-			} else if j.stored {
+			if j.stored {
 				data, word = j.raw, uint32(len(j.raw))|dataUncompressed
 			}
 			if j.kind == jobData {
@@ -311,9 +305,6 @@ func (w *Writer) output() {
 			}
 			if err := w.emit(data); err != nil {
 				w.fail(err)
-			}
-			if j.pre {
-				w.stats.CopiedEnd = w.pos
 			}
 		}
 		w.release(j)
@@ -377,7 +368,11 @@ func (w *Writer) getBuf() []byte {
 // submit hands a job to the workers (when it needs compressing) and to the
 // output goroutine, in order.
 func (w *Writer) submit(j *job) {
-	if (j.kind == jobData || j.kind == jobFragment) && !j.pre {
+	if j.kind != jobCopy {
+		// Copies queue before anything added after them.
+		w.flushSpan()
+	}
+	if j.kind == jobData || j.kind == jobFragment {
 		j.done = make(chan struct{})
 		j.out = w.getBuf()
 		w.work <- j

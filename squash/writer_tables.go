@@ -20,6 +20,7 @@ func (w *Writer) Close() error {
 		return errors.New("close: writer is already closed")
 	}
 	w.closed = true
+	w.flushSpan()
 	if w.err() == nil {
 		w.flushFragments()
 	} else {
