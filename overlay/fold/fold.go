@@ -8,11 +8,11 @@
 package fold
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -79,13 +79,16 @@ type folder struct {
 	upper   string
 	ents    []entry
 	workers int
-	live    map[tailKey]uint32
-	dead    map[tailKey]uint32
+	live    []tailUse // fragment tails of the files kept
+	dead    []tailUse // and of the files deleted or replaced
 	stats   Stats
 	xbuf    []byte
 }
 
-type tailKey struct{ frag, off uint32 }
+// tailUse is a file's tail in a fragment block of the old image. Slices
+// of them, sorted once, cost a fraction of maps filled per file; several
+// files share a tail only as duplicates or hard links.
+type tailUse struct{ frag, off, size uint32 }
 
 // linkKey identifies an inode: by number in the old image, by device and
 // inode number in the upper.
@@ -154,8 +157,6 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 		r:       r,
 		upper:   upper,
 		workers: max(1, opts.Workers),
-		live:    make(map[tailKey]uint32),
-		dead:    make(map[tailKey]uint32),
 	}
 	if opts.Workers == 0 {
 		f.workers = runtime.NumCPU()
@@ -276,6 +277,7 @@ func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath, upperDir s
 		}
 		t.child = join(name, firstNonEmpty(t.un, nameOf(t.oe)))
 		t.oldParent, t.upperDir = oldPath, upperDir
+		t.sameOld = name == oldPath
 		tasks = append(tasks, t)
 	}
 	if name == "" && f.workers > 1 {
@@ -292,11 +294,15 @@ func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath, upperDir s
 // childTask is one entry of a merged directory listing.
 type childTask struct {
 	child, un, oldParent, upperDir string
+	sameOld                        bool // the lower path is child too (no redirect above)
 	oe                             *squash.DirEntry
 }
 
 func (f *folder) run(t childTask) error {
 	if t.un == "" {
+		if t.sameOld {
+			return f.addOld(t.child, t.child, t.oe) // one string for both
+		}
 		return f.addOld(t.child, join(t.oldParent, t.oe.Name), t.oe)
 	}
 	return f.addUpper(t.child, t.oldParent, t.oe, filepath.Join(t.upperDir, t.un))
@@ -320,7 +326,7 @@ func (f *folder) runParallel(tasks []childTask) error {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				sub := &folder{r: f.r, upper: f.upper, live: make(map[tailKey]uint32), dead: make(map[tailKey]uint32)}
+				sub := &folder{r: f.r, upper: f.upper}
 				errs[i] = sub.run(tasks[i])
 				subs[i] = sub
 			}
@@ -332,8 +338,8 @@ func (f *folder) runParallel(tasks []childTask) error {
 			return errs[i]
 		}
 		f.ents = append(f.ents, sub.ents...)
-		maps.Copy(f.live, sub.live)
-		maps.Copy(f.dead, sub.dead)
+		f.live = append(f.live, sub.live...)
+		f.dead = append(f.dead, sub.dead...)
 		f.stats.FromUpper += sub.stats.FromUpper
 		f.stats.Deleted += sub.stats.Deleted
 	}
@@ -382,7 +388,7 @@ func (f *folder) addOld(name, oldPath string, e *squash.DirEntry) error {
 	}
 	if ino.Mode.IsRegular() {
 		ent.old, ent.oldPath = ino, oldPath
-		f.noteTail(f.live, ino)
+		f.live = f.noteTail(f.live, ino)
 	}
 	f.ents = append(f.ents, ent)
 	return nil
@@ -472,7 +478,7 @@ func (f *folder) addUpper(name, oldParent string, oe *squash.DirEntry, up string
 			}
 			ino := fi.Sys().(*squash.Inode)
 			ent.old, ent.oldPath = ino, lowerPath
-			f.noteTail(f.live, ino)
+			f.live = f.noteTail(f.live, ino)
 		} else {
 			ent.upperPath = up
 		}
@@ -493,7 +499,7 @@ func redirectPath(parent, redirect string) string {
 // blocks are mostly dead.
 func (f *folder) markDead(ino *squash.Inode) error {
 	if ino.Mode.IsRegular() {
-		f.noteTail(f.dead, ino)
+		f.dead = f.noteTail(f.dead, ino)
 		return nil
 	}
 	if !ino.Mode.IsDir() {
@@ -518,12 +524,34 @@ func (f *folder) markDead(ino *squash.Inode) error {
 	return nil
 }
 
-func (f *folder) noteTail(m map[tailKey]uint32, ino *squash.Inode) {
+func (f *folder) noteTail(uses []tailUse, ino *squash.Inode) []tailUse {
 	if ino.Fragment == squash.NoFragment {
-		return
+		return uses
 	}
 	bs := uint64(f.r.Superblock().BlockSize)
-	m[tailKey{ino.Fragment, ino.FragOffset}] = uint32(ino.Size % bs)
+	return append(uses, tailUse{ino.Fragment, ino.FragOffset, uint32(ino.Size % bs)})
+}
+
+// tailBytes sums the bytes of distinct tails per fragment block; tails in
+// skip (sorted, distinct) are left out. uses is sorted and deduplicated in
+// place and returned.
+func tailBytes(uses, skip []tailUse) ([]tailUse, map[uint32]uint64) {
+	slices.SortFunc(uses, cmpTail)
+	uses = slices.CompactFunc(uses, func(a, b tailUse) bool { return cmpTail(a, b) == 0 })
+	by := make(map[uint32]uint64)
+	for _, u := range uses {
+		if _, found := slices.BinarySearchFunc(skip, u, cmpTail); !found {
+			by[u.frag] += uint64(u.size)
+		}
+	}
+	return uses, by
+}
+
+func cmpTail(a, b tailUse) int {
+	if a.frag != b.frag {
+		return cmp.Compare(a.frag, b.frag)
+	}
+	return cmp.Compare(a.off, b.off)
 }
 
 func (f *folder) oldHeader(name string, ino *squash.Inode) (squash.Header, error) {
@@ -674,16 +702,9 @@ func (f *folder) write(w *squash.Writer, data io.ReaderAt) error {
 	frags := make(map[uint32]uint32)
 	keep := make(map[uint32]bool)
 	if f.stats.Reuse {
-		liveBy := make(map[uint32]uint64)
-		deadBy := make(map[uint32]uint64)
-		for k, n := range f.live {
-			liveBy[k.frag] += uint64(n)
-		}
-		for k, n := range f.dead {
-			if _, ok := f.live[k]; !ok {
-				deadBy[k.frag] += uint64(n)
-			}
-		}
+		var liveBy, deadBy map[uint32]uint64
+		f.live, liveBy = tailBytes(f.live, nil)
+		_, deadBy = tailBytes(f.dead, f.live)
 		// A fragment block stays while at least half of what it holds is
 		// alive: repacking costs compression, keeping costs space.
 		for frag, n := range liveBy {

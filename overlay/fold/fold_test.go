@@ -282,3 +282,49 @@ func TestFoldNewCodec(t *testing.T) {
 	}
 	checkImage(t, img2, s.merged)
 }
+
+// TestFoldFragmentReuse checks the rule for fragment blocks: one stays
+// while at least half of the tail bytes it holds are alive, and a block
+// mostly dead is repacked, its live tails compressed anew.
+func TestFoldFragmentReuse(t *testing.T) {
+	src := t.TempDir()
+	// Two directories of 40 files of 1000 bytes: with 4 KiB blocks, no
+	// grouping and the files in name order, each fragment block holds four
+	// tails of one directory.
+	for _, d := range []string{"a", "b"} {
+		must(t, os.Mkdir(src+"/"+d, 0o755))
+		for i := range 40 {
+			b := bytes.Repeat([]byte(fmt.Sprintf("%s%03d", d, i)), 250)
+			w(t, fmt.Sprintf("%s/%s/f%02d", src, d, i), b)
+		}
+	}
+	image := filepath.Join(t.TempDir(), "base.sqfs")
+	cfg := codec.Config{ID: codec.Gzip, BlockSize: 4096}
+	tree, err := sourcetree.Scan([]string{src}, sourcetree.Options{})
+	must(t, err)
+	f, err := os.Create(image)
+	must(t, err)
+	wr, err := squash.NewWriter(f, squash.WriterOptions{Codec: cfg, NoFragmentGrouping: true})
+	must(t, err)
+	must(t, tree.Write(wr, nil))
+	must(t, wr.Close())
+	must(t, f.Close())
+
+	s := mountStack(t, image)
+	// In a/, three of every four files go: their blocks are mostly dead.
+	// In b/, one file in four is rewritten: those blocks stay.
+	for i := range 40 {
+		if i%4 != 0 {
+			must(t, os.Remove(fmt.Sprintf("%s/a/f%02d", s.merged, i)))
+		}
+		if i%4 == 0 {
+			w(t, fmt.Sprintf("%s/b/f%02d", s.merged, i), []byte("changed"))
+		}
+	}
+	img2, st := foldStack(t, s, fold.Options{})
+	t.Logf("fold: %+v", st)
+	if st.FragmentsKept != 10 || st.FragmentsRepacked != 10 {
+		t.Errorf("kept %d and repacked %d fragment blocks, want 10 and 10 (b/ kept, a/ repacked)", st.FragmentsKept, st.FragmentsRepacked)
+	}
+	checkImage(t, img2, s.merged)
+}
