@@ -219,13 +219,20 @@ func NewWriter(out Output, opts WriterOptions) (*Writer, error) {
 		sha:       sha256.New(),
 	}
 	w.bufs.New = func() any { b := make([]byte, 0, cfg.BlockSize); return &b }
-	encs := make([]codec.Encoder, opts.Workers)
+	// Each worker has an encoder for data blocks and one for fragment
+	// blocks, the same one unless their settings differ (gzip's default).
+	encs := make([][2]codec.Encoder, opts.Workers)
 	for i := range encs {
 		enc, err := cfg.NewEncoder()
 		if err != nil {
 			return nil, err
 		}
-		encs[i] = enc
+		encs[i] = [2]codec.Encoder{enc, enc}
+		if packed := cfg.Packed(); packed != cfg {
+			if encs[i][1], err = packed.NewEncoder(); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// Data starts after the superblock and the compressor options.
 	w.pos = SuperblockSize
@@ -252,10 +259,14 @@ func (w *Writer) err() error {
 	return nil
 }
 
-func (w *Writer) worker(enc codec.Encoder) {
+func (w *Writer) worker(encs [2]codec.Encoder) {
 	defer w.workWG.Done()
 	for j := range w.work {
 		if !j.noComp {
+			enc := encs[0]
+			if j.kind == jobFragment {
+				enc = encs[1]
+			}
 			out, err := enc.Compress(j.out[:0], j.raw)
 			j.out, j.err = out, err
 		}

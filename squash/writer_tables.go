@@ -58,7 +58,7 @@ func (w *Writer) Close() error {
 // metaConfig is the compressor configuration of the metadata tables.
 func (w *Writer) metaConfig() codec.Config {
 	if w.opts.MetadataLevel == 0 {
-		return w.cfg
+		return w.cfg.Packed()
 	}
 	c := w.cfg
 	c.Options.Level = w.opts.MetadataLevel

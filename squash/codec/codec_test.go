@@ -89,12 +89,11 @@ func TestOptionsBlob(t *testing.T) {
 		want []byte
 	}{
 		// mksquashfs 4.5 writes nothing for default gzip, xz and zstd.
-		// Our default level (8) is not the format's (9): say it.
-		{Config{ID: Gzip, BlockSize: 131072}, []byte{8, 0, 0, 0, 15, 0, 0, 0}},
+		{Config{ID: Gzip, BlockSize: 131072}, nil},
 		{Config{ID: Gzip, BlockSize: 131072, Options: Options{Level: 9}}, nil},
 		{Config{ID: Gzip, BlockSize: 131072, Options: Options{Level: 9, WindowSize: 15}}, nil},
 		{Config{ID: Gzip, BlockSize: 131072, Options: Options{Level: 6}}, []byte{6, 0, 0, 0, 15, 0, 0, 0}},
-		{Config{ID: Gzip, BlockSize: 131072, Options: Options{WindowSize: 10}}, []byte{8, 0, 0, 0, 10, 0, 0, 0}},
+		{Config{ID: Gzip, BlockSize: 131072, Options: Options{WindowSize: 10}}, []byte{9, 0, 0, 0, 10, 0, 0, 0}},
 		{Config{ID: XZ, BlockSize: 131072}, nil},
 		{Config{ID: XZ, BlockSize: 131072, Options: Options{DictSize: 131072}}, nil},
 		{Config{ID: XZ, BlockSize: 131072, Options: Options{DictSize: 65536}}, []byte{0, 0, 1, 0, 0, 0, 0, 0}},
@@ -134,7 +133,7 @@ func TestFromImage(t *testing.T) {
 		want Options
 		err  string
 	}{
-		{Gzip, nil, Options{Level: 9}, ""}, // no options: made at the format's default
+		{Gzip, nil, Options{}, ""}, // no options: the format's default level, which is ours
 		{Gzip, []byte{6, 0, 0, 0, 12, 0, 0x1f, 0}, Options{Level: 6, WindowSize: 12}, ""},
 		{Gzip, []byte{0, 0, 0, 0, 15, 0, 0, 0}, Options{}, "compression level 0"},
 		{Gzip, []byte{9, 0, 0, 0, 16, 0, 0, 0}, Options{}, "window size 16"},
@@ -387,4 +386,24 @@ func compressFor(t testing.TB, c Config, in []byte) []byte {
 		t.Fatal(err)
 	}
 	return comp
+}
+
+func TestPacked(t *testing.T) {
+	for _, tc := range []struct {
+		in   Config
+		want int // level of the packed config
+	}{
+		{Config{ID: Gzip}, packedGzipLevel},
+		{Config{ID: Gzip, Options: Options{Level: 9}}, 9}, // asked for: every block
+		{Config{ID: Gzip, Options: Options{Level: 3}}, 3},
+		{Config{ID: Zstd}, 0},
+		{Config{ID: XZ}, 0},
+	} {
+		if got := tc.in.Packed().Options.Level; got != tc.want {
+			t.Errorf("%+v.Packed() level %d, want %d", tc.in, got, tc.want)
+		}
+	}
+	if b := (Config{ID: Gzip, BlockSize: 131072}).OptionsBlob(); b != nil {
+		t.Errorf("default gzip writes options %x; mksquashfs writes none", b)
+	}
 }

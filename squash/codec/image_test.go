@@ -29,7 +29,7 @@ func TestMksquashfsImages(t *testing.T) {
 		args []string
 		want Config
 	}{
-		{[]string{"-comp", "gzip"}, Config{ID: Gzip, Options: Options{Level: 9}}},
+		{[]string{"-comp", "gzip"}, Config{ID: Gzip}},
 		{[]string{"-comp", "gzip", "-Xcompression-level", "4", "-Xwindow-size", "12"}, Config{ID: Gzip, Options: Options{Level: 4, WindowSize: 12}}},
 		{[]string{"-comp", "lzo"}, Config{ID: LZO}},
 		{[]string{"-comp", "lzo", "-Xalgorithm", "lzo1x_1"}, Config{ID: LZO}},
@@ -40,7 +40,7 @@ func TestMksquashfsImages(t *testing.T) {
 		{[]string{"-comp", "lz4", "-Xhc"}, Config{ID: LZ4, Options: Options{HC: true}}},
 		{[]string{"-comp", "zstd"}, Config{ID: Zstd}},
 		{[]string{"-comp", "zstd", "-Xcompression-level", "3"}, Config{ID: Zstd, Options: Options{Level: 3}}},
-		{[]string{"-comp", "gzip", "-b", "4096"}, Config{ID: Gzip, Options: Options{Level: 9}}},
+		{[]string{"-comp", "gzip", "-b", "4096"}, Config{ID: Gzip}},
 	} {
 		name := strings.Join(tc.args, " ")
 		t.Run(name, func(t *testing.T) {
