@@ -42,7 +42,8 @@ type WriterOptions struct {
 	MkfsTime uint32 // superblock creation time
 
 	// MetadataLevel, when not 0, is the compression level (gzip, zstd) of
-	// the metadata tables instead of the data's. Persist rewrites all
+	// the metadata tables instead of the data's; for xz, any value asks
+	// for a fast greedy parse (codec.Options.Fast). Persist rewrites all
 	// metadata on every run, a few MB that gzip -9 compresses at a tenth of
 	// the speed of level 6 for a fraction of a percent of the image; the
 	// decoders need no level, so the image stays the same format.

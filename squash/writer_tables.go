@@ -61,7 +61,11 @@ func (w *Writer) metaConfig() codec.Config {
 		return w.cfg.Packed()
 	}
 	c := w.cfg
-	c.Options.Level = w.opts.MetadataLevel
+	if c.ID == codec.XZ {
+		c.Options.Fast = true // xz has no levels
+	} else {
+		c.Options.Level = w.opts.MetadataLevel
+	}
 	return c
 }
 

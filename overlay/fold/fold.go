@@ -219,6 +219,8 @@ func fastMetadataLevel(c codec.Config) int {
 		if c.Options.Level == 0 || c.Options.Level > 9 {
 			return 9
 		}
+	case codec.XZ:
+		return 1 // any: xz then takes a greedy parse (Options.Fast)
 	}
 	return 0
 }

@@ -48,11 +48,14 @@ func ParseID(name string) (ID, error) {
 // Options are a user's compressor settings (the -X options of mksquashfs 4.5).
 // Zero values mean "default".
 type Options struct {
-	Level      int    // gzip: 1..9 (default 8; images without options were made at 9); zstd: 1..22 (default 15)
+	Level      int    // gzip: 1..9 (default 9, see Packed); zstd: 1..22 (default 15)
 	WindowSize int    // gzip: 8..15 (default 15)
 	DictSize   int    // xz: bytes; 0 = block size; must be >= 8192, <= block size, and 2^n or 2^n+2^(n-1)
 	Filters    uint32 // xz BCJ filters, bit set: x86=1, powerpc=2, ia64=4, arm=8, armthumb=0x10, sparc=0x20
 	HC         bool   // lz4 high compression
+	// Fast asks xz, whose format has no level, for a quick greedy parse:
+	// for tables a persist rewrites each time. Not stored in the image.
+	Fast bool
 }
 
 // BCJ filter bits of Options.Filters, in the order mksquashfs tries them.
@@ -195,6 +198,9 @@ func (c Config) rejectForeign() error {
 	if o.HC && c.ID != LZ4 {
 		return bad("high compression (hc)")
 	}
+	if o.Fast && c.ID != XZ {
+		return bad("fast")
+	}
 	return nil
 }
 
@@ -217,7 +223,7 @@ func checkDictForm(d int) error {
 	return fmt.Errorf("xz: dictionary size %d invalid (must be 2^n or 2^n+2^(n-1))", d)
 }
 
-func (c Config) gzipLevel() int  { return orDefault(c.Options.Level, defGzipLevel) }
+func (c Config) gzipLevel() int { return orDefault(c.Options.Level, defGzipLevel) }
 
 // Packed returns the settings for blocks packed from many small pieces,
 // fragment blocks and metadata: the same as c except at gzip's default

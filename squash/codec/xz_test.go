@@ -206,3 +206,29 @@ func writeFile(t *testing.T, dir, name string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestXZFast checks the greedy parse persist uses for metadata: xz-utils
+// and our decoder read it, and only xz takes it.
+func TestXZFast(t *testing.T) {
+	xz := needTool(t, "xz")
+	for _, in := range [][]byte{textData(8192, 26), textData(131072, 27), randData(8192, 28), {}} {
+		enc, err := Config{ID: XZ, BlockSize: 131072, Options: Options{Fast: true}}.NewEncoder()
+		if err != nil {
+			t.Fatal(err)
+		}
+		comp, err := enc.Compress(nil, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out := runTool(t, comp, xz, "-d", "-c", "--format=xz"); !bytes.Equal(out, in) {
+			t.Fatalf("%d bytes: xz decoded different data", len(in))
+		}
+		back := make([]byte, len(in))
+		if n, err := newXZDecoder(131072).Decompress(back, comp); err != nil || !bytes.Equal(back[:n], in) {
+			t.Fatalf("%d bytes: self decode: %v", len(in), err)
+		}
+	}
+	if _, err := (Config{ID: Gzip, BlockSize: 131072, Options: Options{Fast: true}}).NewEncoder(); err == nil {
+		t.Error("gzip accepted the xz-only Fast option")
+	}
+}
