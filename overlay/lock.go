@@ -42,9 +42,7 @@ func Lock(stateDir, target string) (unlock func(), err error) {
 // holds "PID OP" for the error of the next taker. Locks are per open file,
 // so a process that holds one must not take it again.
 func LockWith(stateDir, target string, o LockOptions) (unlock func(), err error) {
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
+	stateDir = stateDirOr(stateDir)
 	if o.Op == "" {
 		o.Op = "squashportage"
 	}

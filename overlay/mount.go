@@ -89,9 +89,7 @@ func Mount(spec Spec, opts MountOptions) (*State, error) {
 		return nil, fmt.Errorf("mount %s: %w", spec, err)
 	}
 	stateDir := opts.StateDir
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
+	stateDir = stateDirOr(stateDir)
 	unlock, err := LockWith(stateDir, spec.Target, LockOptions{Op: "mount"})
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", spec, err)
@@ -455,9 +453,7 @@ type UmountOptions struct {
 // device detaches itself when the squashfs is finally released.
 func Umount(target string, opts UmountOptions) error {
 	stateDir := opts.StateDir
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
+	stateDir = stateDirOr(stateDir)
 	target = filepath.Clean(target)
 	unlock, err := LockWith(stateDir, target, LockOptions{Op: "umount"})
 	if err != nil {

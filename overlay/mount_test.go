@@ -501,3 +501,31 @@ func TestLockAcrossProcesses(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRelativeStateDir: a state directory given relative to the working
+// directory still lets persist swap the mount and umount clean it up (the
+// kernel reports mount points absolute).
+func TestRelativeStateDir(t *testing.T) {
+	e := newEnv(t)
+	t.Chdir(e.dir)
+	img := makeImage(t, testFiles)
+	sp, err := ParseSpec(img + ":" + e.target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := Mount(sp, MountOptions{StateDir: "state"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(e.target, "new"), "n")
+	res, err := Persist(st, PersistOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Written || !res.Remounted {
+		t.Fatalf("persist: %+v", res)
+	}
+	if err := Umount(e.target, UmountOptions{StateDir: "state"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -16,6 +16,20 @@ import (
 // do not survive a reboot either.
 const DefaultStateDir = "/run/squashportage"
 
+// stateDirOr returns the state directory to use for dir: the default for
+// "", else dir made absolute. Records hold mount points derived from it,
+// and the kernel reports mount points absolute; a relative one would not
+// be recognised as mounted when it is time to unmount.
+func stateDirOr(dir string) string {
+	if dir == "" {
+		return DefaultStateDir
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
+}
+
 // Upper kinds recorded in State.UpperKind.
 const (
 	KindTmpfs = "tmpfs" // upper and work on a tmpfs of their own
@@ -97,9 +111,7 @@ func statePath(stateDir, target string) string {
 // Save writes the record atomically (temp file + rename), so a crash or a
 // concurrent reader never sees half of it.
 func (st *State) Save(stateDir string) error {
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
+	stateDir = stateDirOr(stateDir)
 	if err := os.MkdirAll(stateDir, 0o755); err != nil {
 		return fmt.Errorf("save state of %s: %w", st.Target, err)
 	}
@@ -137,9 +149,7 @@ func (st *State) Save(stateDir string) error {
 // Load reads the record of target; an unknown target gives an error
 // wrapping ErrNotManaged.
 func Load(stateDir, target string) (*State, error) {
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
+	stateDir = stateDirOr(stateDir)
 	target = filepath.Clean(target)
 	st, err := loadFile(statePath(stateDir, target))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -167,9 +177,7 @@ func loadFile(path string) (*State, error) {
 // List reads every record in stateDir, sorted by target. A missing
 // stateDir means nothing is mounted.
 func List(stateDir string) ([]*State, error) {
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
+	stateDir = stateDirOr(stateDir)
 	ents, err := os.ReadDir(stateDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
