@@ -187,8 +187,9 @@ func (r *Reader) Superblock() Superblock { return r.sb }
 // metaCacheSize sizes the metadata block cache so that the inode and
 // directory tables of a large tree (a Portage tree's are ~10 MB decoded)
 // fit whole: walking the tree then decodes each block once. Compressed
-// tables expand about 4x; the cap bounds memory (8 KiB a block) for
-// hostile superblocks.
+// tables expand 4x (gzip) to 5x (xz, whose decoding costs most, on a
+// Portage tree); room for 8x is a few MB more. The cap bounds memory
+// (8 KiB a block) for hostile superblocks.
 func metaCacheSize(sb Superblock) int {
 	end := sb.FragmentTable
 	for _, p := range []uint64{sb.ExportTable, sb.IDTable, sb.XattrTable} {
@@ -199,7 +200,7 @@ func metaCacheSize(sb Superblock) int {
 	if end == NoTable || end <= sb.InodeTable {
 		return metaCacheBlocks
 	}
-	blocks := (end - sb.InodeTable) / 2048
+	blocks := (end - sb.InodeTable) / 1024
 	return int(max(metaCacheBlocks, min(blocks, 8192)))
 }
 
