@@ -5,15 +5,48 @@ import (
 	"fmt"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/squashportage/squashportage/squash/codec/zstdenc"
 )
 
 // windowFor is the largest window a squashfs zstd reader accepts: the kernel
 // sizes its window to max(block size, metadata block size).
 func windowFor(blockSize int) int { return max(blockSize, metadataSize) }
 
-type zstdEncoder struct{ enc *zstd.Encoder }
+// zstdEncoder compresses with our own encoder (squash/codec/zstdenc) at
+// mksquashfs's levels, where klauspost's best level is 5.8% larger than C
+// zstd -15 on 128 KiB kernel-source blocks and ours at its default 1.7%
+// larger, at twice C's speed; levels below 10, asked for speed, go to
+// klauspost's faster encoders.
+type zstdEncoder struct {
+	kp  *zstd.Encoder
+	own *zstdenc.Encoder
+}
+
+// ownZstdLevel maps a zstd level (1..22) to our encoder's effort, 0 for
+// levels left to klauspost.
+func ownZstdLevel(level int) int {
+	switch {
+	case level < 10:
+		return 0
+	case level < 12:
+		return 1
+	case level < 14:
+		return 2
+	case level < 15:
+		return 3
+	case level < 17:
+		return zstdenc.DefaultLevel // mksquashfs's default, 15
+	case level < 20:
+		return 5
+	}
+	return zstdenc.MaxLevel
+}
 
 func newZstdEncoder(c Config) (*zstdEncoder, error) {
+	if l := ownZstdLevel(c.zstdLevel()); l != 0 {
+		return &zstdEncoder{own: zstdenc.NewEncoder(l)}, nil
+	}
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(c.zstdLevel())),
 		zstd.WithEncoderConcurrency(1),
@@ -28,11 +61,14 @@ func newZstdEncoder(c Config) (*zstdEncoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zstd: new compressor: %w", err)
 	}
-	return &zstdEncoder{enc: enc}, nil
+	return &zstdEncoder{kp: enc}, nil
 }
 
 func (e *zstdEncoder) Compress(dst, src []byte) ([]byte, error) {
-	return e.enc.EncodeAll(src, dst), nil
+	if e.own != nil {
+		return e.own.Encode(dst, src), nil
+	}
+	return e.kp.EncodeAll(src, dst), nil
 }
 
 type zstdDecoder struct{ dec *zstd.Decoder }
