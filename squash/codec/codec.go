@@ -53,8 +53,10 @@ type Options struct {
 	DictSize   int    // xz: bytes; 0 = block size; must be >= 8192, <= block size, and 2^n or 2^n+2^(n-1)
 	Filters    uint32 // xz BCJ filters, bit set: x86=1, powerpc=2, ia64=4, arm=8, armthumb=0x10, sparc=0x20
 	HC         bool   // lz4 high compression
-	// Fast asks xz, whose format has no level, for a quick greedy parse:
-	// for tables a persist rewrites each time. Not stored in the image.
+	// Fast asks xz, whose format has no level, for a quick greedy parse
+	// (lzma2.Encoder.SetFast: on 8 KiB metadata blocks 3.6 times
+	// ulikunitz's speed at its size, 6 times our optimal parser's): for
+	// tables a persist rewrites each time. Not stored in the image.
 	Fast bool
 }
 

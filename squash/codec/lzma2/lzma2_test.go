@@ -307,6 +307,9 @@ func TestRandomStructured(t *testing.T) {
 	}
 	var xzInputs [][]byte
 	var xzDicts []int
+	// Fast-mode encoders are kept per dictionary size and reused, so their
+	// tables carry entries of earlier inputs that must be ignored.
+	fastEnc := map[int]*Encoder{}
 	for iter := 0; iter < n; iter++ {
 		size := r.IntN(1 << uint(4+r.IntN(14)))
 		b := make([]byte, 0, size)
@@ -357,6 +360,21 @@ func TestRandomStructured(t *testing.T) {
 			t.Fatalf("iter %d (size %d dict %d nice %d): mismatch", iter, len(b), dict, e.nice)
 		}
 		if dict >= 4096 && iter%10 == 0 {
+			xzInputs = append(xzInputs, enc, b)
+			xzDicts = append(xzDicts, dict)
+		}
+		fe := fastEnc[dict]
+		if fe == nil {
+			fe = NewEncoder(dict)
+			fe.SetFast(true)
+			fastEnc[dict] = fe
+		}
+		enc = fe.Encode(nil, b)
+		checkChunks(t, enc, len(b))
+		if got := decodeUlikunitz(t, enc, max(dict, 4096)); !bytes.Equal(got, b) {
+			t.Fatalf("iter %d (size %d dict %d fast): mismatch", iter, len(b), dict)
+		}
+		if dict >= 4096 && iter%10 == 5 {
 			xzInputs = append(xzInputs, enc, b)
 			xzDicts = append(xzDicts, dict)
 		}
@@ -426,10 +444,13 @@ func TestRawThenLZMA(t *testing.T) {
 func FuzzEncode(f *testing.F) {
 	f.Add([]byte("hello hello hello"), uint16(4095), uint8(64))
 	f.Add(bytes.Repeat([]byte{0, 1, 0, 1, 2}, 1000), uint16(100), uint8(8))
+	f.Add([]byte("metadata metadata metadata"), uint16(8191), uint8(65))
 	f.Fuzz(func(t *testing.T, data []byte, d uint16, nice uint8) {
 		dict := int(d) + 1
 		e := NewEncoder(dict)
 		e.SetNiceLen(int(nice))
+		// The low bit of nice picks the mode, keeping the corpus format.
+		e.SetFast(nice&1 != 0)
 		enc := e.Encode(nil, data)
 		checkChunks(t, enc, len(data))
 		if got := decodeUlikunitz(t, enc, max(dict, 4096)); !bytes.Equal(got, data) {
