@@ -451,3 +451,31 @@ func TestOnAdd(t *testing.T) {
 		t.Errorf("OnAdd saw %q", seen)
 	}
 }
+
+// TestDuplicatesBySize: only files sharing a size are hashed, and
+// duplicates are still found among them.
+func TestDuplicatesBySize(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"a": "same content", "b": "same content", // duplicates
+		"c": "same-size!!!", // same size as a, other bytes
+		"d": "unique size", "e": "",
+	} {
+		must(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644))
+	}
+	tree, err := Scan([]string{dir}, Options{})
+	must(t, err)
+	if got, want := tree.sharedSizes(), map[uint64]bool{12: true}; !reflect.DeepEqual(got, want) {
+		t.Errorf("shared sizes %v, want %v", got, want)
+	}
+	f, err := os.Create(filepath.Join(t.TempDir(), "img"))
+	must(t, err)
+	defer f.Close()
+	w, err := squash.NewWriter(f, squash.WriterOptions{})
+	must(t, err)
+	must(t, tree.Write(w, nil))
+	must(t, w.Close())
+	if d := w.Stats().Duplicates; d != 1 {
+		t.Errorf("%d duplicates found, want 1 (b of a)", d)
+	}
+}

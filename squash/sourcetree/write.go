@@ -30,7 +30,27 @@ type adder interface {
 // nil, is called with the cumulative number of file bytes handed to w; it
 // runs on the calling goroutine.
 func (t *Tree) Write(w *squash.Writer, progress func(bytesDone int64)) error {
+	w.OnlyDuplicateSizes(t.sharedSizes())
 	return t.write(w, progress)
+}
+
+// sharedSizes returns the sizes that two or more regular files (not hard
+// links of one) have: only those files can be duplicates.
+func (t *Tree) sharedSizes() map[uint64]bool {
+	seen := make(map[uint64]bool)
+	shared := make(map[uint64]bool)
+	for i := range t.entries {
+		h := &t.entries[i].hdr
+		if !h.Mode.IsRegular() || h.Link != "" || h.Size == 0 {
+			continue
+		}
+		sz := uint64(h.Size)
+		if seen[sz] {
+			shared[sz] = true
+		}
+		seen[sz] = true
+	}
+	return shared
 }
 
 // job is one small file read ahead of the Add loop.
