@@ -22,7 +22,7 @@ func xzRaw(tb testing.TB, data []byte, opts string) []byte {
 	tb.Helper()
 	path, err := exec.LookPath("xz")
 	if err != nil {
-		tb.Skip("xz not installed")
+		tb.Fatal("xz not installed (apt-get install xz-utils)")
 	}
 	cmd := exec.Command(path, "--format=raw", "--lzma2="+opts, "-c")
 	cmd.Stdin = bytes.NewReader(data)
