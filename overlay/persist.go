@@ -231,10 +231,11 @@ type lowerFile struct {
 func openLower(st *State) (*lowerFile, string, error) {
 	if st.Loop != "" {
 		if f, err := os.Open(st.Loop); err == nil {
-			if size, err := deviceSize(f); err == nil && size > 0 && sameBacking(st) {
-				if bf, name := openBackingFile(f, st.Loop); bf != nil {
+			backing, ok := loopBacking(st)
+			if size, err := deviceSize(f); err == nil && size > 0 && ok {
+				if bf := openBackingFile(f, backing); bf != nil {
 					f.Close()
-					return bf, name, nil
+					return bf, backing, nil
 				}
 				return &lowerFile{f, size}, st.Loop, nil
 			}
@@ -253,44 +254,39 @@ func openLower(st *State) (*lowerFile, string, error) {
 	return &lowerFile{f, fi.Size()}, st.ImagePath(), nil
 }
 
-// sameBacking checks that the loop device still serves this mount's image
-// (a reused loop number after a crash would serve another file).
-func sameBacking(st *State) bool {
-	name := filepath.Base(st.Loop)
-	b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file")
+// loopBacking returns the file the loop device serves, and whether it is
+// still this mount's image or one of its older generations (a reused loop
+// number after a crash would serve another file).
+func loopBacking(st *State) (string, bool) {
+	b, err := os.ReadFile("/sys/block/" + filepath.Base(st.Loop) + "/loop/backing_file")
 	if err != nil {
-		return false
+		return "", false
 	}
 	backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
 	img := st.ImagePath()
-	return backing == img || backing == img+".old" || strings.HasPrefix(backing, img+".old.")
+	return backing, backing == img || backing == img+".old" || strings.HasPrefix(backing, img+".old.")
 }
 
 // openBackingFile opens the very file loop device dev serves (same device
 // and inode, no offset or size limit): the same bytes as the device, but a
 // regular file, which lets the writer copy unchanged blocks inside the
 // kernel (copy_file_range) instead of through memory. nil when it cannot
-// be had.
-func openBackingFile(dev *os.File, loop string) (*lowerFile, string) {
+// be had (a deleted or replaced file fails the inode check).
+func openBackingFile(dev *os.File, name string) *lowerFile {
 	info, err := unix.IoctlLoopGetStatus64(int(dev.Fd()))
 	if err != nil || info.Offset != 0 || info.Sizelimit != 0 {
-		return nil, ""
+		return nil
 	}
-	b, err := os.ReadFile("/sys/block/" + filepath.Base(loop) + "/loop/backing_file")
-	if err != nil {
-		return nil, ""
-	}
-	name := strings.TrimSpace(string(b))
 	f, err := os.Open(name)
 	if err != nil {
-		return nil, ""
+		return nil
 	}
 	var fst unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &fst); err != nil || fst.Ino != info.Inode || fst.Dev != info.Device || fst.Mode&unix.S_IFMT != unix.S_IFREG {
 		f.Close()
-		return nil, ""
+		return nil
 	}
-	return &lowerFile{f, fst.Size}, name
+	return &lowerFile{f, fst.Size}
 }
 
 func deviceSize(f *os.File) (int64, error) {
