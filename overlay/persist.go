@@ -32,6 +32,12 @@ type PersistOptions struct {
 	// PowerRoot is where /etc/killpower and /sys/class/power_supply are
 	// looked up ("" is /); tests point it elsewhere.
 	PowerRoot string
+	// WriterWait is how long to wait for files open for writing in the
+	// target to be closed (0: DefaultWriterWait).
+	WriterWait time.Duration
+
+	// stackOnTop swaps as on kernels without MOVE_MOUNT_BENEATH (tests).
+	stackOnTop bool
 }
 
 // PersistResult says what Persist did.
@@ -45,8 +51,10 @@ type PersistResult struct {
 	OldSize   int64
 	NewSize   int64
 	Duration  time.Duration
-	Remounted bool   // the overlay now runs on the new image with an empty upper
-	Busy      string // why the remount was left to the next boot
+	Remounted bool // the overlay now runs on the new image with an empty upper
+	// Stacked: the kernel could not mount beneath (before 6.5), so the
+	// replaced overlay stays hidden under the new one until unmounted.
+	Stacked bool
 }
 
 // Persist folds the changes of a managed mount into a new image, crash-safely:
@@ -71,6 +79,18 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		return res, err
 	}
 	defer unlock()
+	// The record as it is now, under the lock: another persist or a
+	// remount may have changed it since the caller read it.
+	cur, err := Load(st.StateDir(), st.Target)
+	if err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	cur.Root = st.Root
+	*st = *cur
+	res.Image = st.Image
+	if err := reconcile(st, log); err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
 
 	image := st.ImagePath()
 	if _, err := os.Lstat(st.UpperPath()); err != nil {
@@ -116,6 +136,9 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 			return res, nil
 		}
 	}
+	if u := UpperUsage(st); u.Full && !opts.Force {
+		return res, fmt.Errorf("persist %s: the upper %s ran full (%s): writes may have failed with ENOSPC and files may be truncated; check the tree, then persist with --force to write it as it is", st.Target, st.UpperPath(), u)
+	}
 	cfg := r.Codec()
 	if st.Spec.Comp != 0 && st.Spec.Comp != cfg.ID {
 		cfg = codec.Config{ID: st.Spec.Comp}
@@ -126,6 +149,29 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	if opts.DryRun {
 		res.Skipped = fmt.Sprintf("dry run: would write %s (%s, %d KiB blocks) with %d bytes of changes", image, cfg.ID, blockOr(cfg.BlockSize, r)>>10, res.Pending)
 		return res, nil
+	}
+
+	// From here until the swap, nothing may change the upper: writers
+	// get EROFS, and a file open for writing is waited for.
+	wait := opts.WriterWait
+	if wait == 0 {
+		wait = DefaultWriterWait
+	}
+	if err := freeze(st, wait); err != nil {
+		return res, fmt.Errorf("persist %s: %w (nothing written)", st.Target, err)
+	}
+	log("persist %s: %s is read-only until the new image is mounted", st.Target, st.TargetPath())
+	swapped := false
+	defer func() {
+		if !swapped {
+			if err := thaw(st); err != nil {
+				log("persist %s: %v", st.Target, err)
+			}
+		}
+	}()
+	// Now that nothing writes, the upper is what gets folded.
+	if res.Pending, err = pendingBytes(st.UpperPath()); err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
 
 	tmp := image + ".new"
@@ -193,17 +239,19 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	}
 
 	log("persist %s: installed at %v", st.Target, time.Since(start).Round(time.Millisecond))
-	err = Remount(st, st.Image)
-	log("persist %s: remount done at %v", st.Target, time.Since(start).Round(time.Millisecond))
-	switch {
-	case err == nil:
-		res.Remounted = true
-	case errors.Is(err, ErrBusy):
-		res.Busy = err.Error()
-		log("persist %s: %v; the new image is used from the next mount", st.Target, err)
-	default:
-		return res, fmt.Errorf("persist %s: image written, but %w", st.Target, err)
+	res.Stacked, err = swapTo(st, st.Image, !opts.stackOnTop, log)
+	if err != nil {
+		// The old overlay, thawed, still shows the same view: its upper
+		// holds what the new image holds, relative to the old image it
+		// runs on, and the next persist folds against that one again.
+		return res, fmt.Errorf("persist %s: image written, but the overlay still runs on the old image: %w", st.Target, err)
 	}
+	swapped = true
+	res.Remounted = true
+	if err := st.Save(st.StateDir()); err != nil {
+		return res, fmt.Errorf("persist %s: image written and mounted, but %w", st.Target, err)
+	}
+	log("persist %s: new overlay in place at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	return res, nil
 }
 
@@ -306,12 +354,8 @@ func deviceSize(f *os.File) (int64, error) {
 func lastPersistPath(image string) string { return image + ".persisted" }
 
 func recordLastPersist(image string, when time.Time, result string) error {
-	tmp := lastPersistPath(image) + ".tmp"
 	line := when.UTC().Format(time.RFC3339) + " " + result + "\n"
-	if err := os.WriteFile(tmp, []byte(line), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, lastPersistPath(image))
+	return writeAtomic(lastPersistPath(image), []byte(line))
 }
 
 // readLastPersist reads what recordLastPersist wrote; zero when nothing.

@@ -14,7 +14,7 @@ import (
 	"github.com/squashportage/squashportage/overlay"
 )
 
-const usage = `Usage: squashportage persist [--dry-run] [--force] [--json] [--state-dir DIR] [TARGET...]
+const usage = `Usage: squashportage persist [--dry-run] [--force] [--json] [--wait D] [--state-dir DIR] [TARGET...]
 
 Writes the merged view of each managed overlay (all of them without
 TARGET) into a new squashfs image, when its upper holds changes:
@@ -25,20 +25,26 @@ TARGET) into a new squashfs image, when its upper holds changes:
     by reading back every table and block, and renamed over IMAGE; the
     previous image stays as IMAGE.old (keep=N in the spec keeps more);
     a power cut at any instant leaves IMAGE complete, old or new;
-  - then the overlay is remounted on the new image with an empty upper,
-    freeing the RAM; if the target is busy, that waits for the next boot.
+  - while it folds, the target is read-only (writers get EROFS; files
+    open for writing are waited for, up to --wait); then a new overlay on
+    the new image with an empty upper takes its place in one step, freeing
+    the RAM. Nothing written before, during or after is lost.
 
 Nothing is written when the upper is empty, when the spec says
 persist=never or ro, below threshold=, when /etc/killpower or
-/etc/nut/killpower exists, or on battery (unless --force).
+/etc/nut/killpower exists, or on battery (unless --force). When the
+upper ran full (writes may have failed with ENOSPC), persist refuses
+until --force says the tree was checked.
 On any failure the image and the upper stay as they were.
 
 Options:
   --dry-run        say what would be written
-  --force          persist even below the threshold, on battery, or
-                   with a killpower flag
+  --force          persist even below the threshold, on battery, with a
+                   killpower flag, or when the upper ran full
   --json           print the results as JSON
   --processors N   compression goroutines (default: all CPUs)
+  --wait DURATION  how long to wait for files open for writing in the
+                   target to be closed (default 30s), e.g. 2m
   --state-dir DIR  where mounts are recorded (default ` + overlay.DefaultStateDir + `)
   -v, --verbose    tell each step
   -h, --help       show this help
@@ -54,6 +60,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	force := fs.Bool("force", false, "")
 	asJSON := fs.Bool("json", false, "")
 	procs := fs.Int("processors", runtime.NumCPU(), "")
+	wait := fs.Duration("wait", overlay.DefaultWriterWait, "")
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
 	var verbose bool
 	fs.BoolVar(&verbose, "v", false, "")
@@ -91,7 +98,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		states = append(states, st)
 	}
-	opts := overlay.PersistOptions{DryRun: *dry, Force: *force, Workers: *procs}
+	opts := overlay.PersistOptions{DryRun: *dry, Force: *force, Workers: *procs, WriterWait: *wait}
 	if verbose {
 		opts.Log = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 	}
@@ -134,11 +141,8 @@ func describe(r overlay.PersistResult) string {
 	s := fmt.Sprintf("%s: wrote %s (%d bytes, was %d) in %v: %d files reused (%.1f MB copied), %.1f MB new data, %d fragment blocks kept, %d repacked",
 		r.Target, r.Image, r.NewSize, r.OldSize, r.Duration.Round(1e6), r.Stats.ReusedFiles,
 		float64(r.Stats.ReusedBytes)/1e6, float64(r.Stats.NewBytes)/1e6, r.Stats.FragmentsKept, r.Stats.FragmentsRepacked)
-	switch {
-	case r.Remounted:
+	if r.Remounted {
 		s += "; remounted with an empty upper"
-	case r.Busy != "":
-		s += "; " + r.Busy + ": the new image is used from the next mount"
 	}
 	return s
 }

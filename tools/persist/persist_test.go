@@ -61,7 +61,7 @@ func TestPersistCommand(t *testing.T) {
 	if _, err := overlay.Mount(spec, overlay.MountOptions{StateDir: state}); err != nil {
 		t.Fatal(err)
 	}
-	defer overlay.Umount(target, overlay.UmountOptions{StateDir: state, Lazy: true})
+	defer overlay.Umount(target, overlay.UmountOptions{StateDir: state, Lazy: true, Discard: true})
 	if err := os.WriteFile(filepath.Join(target, "cat/pkg/pkg-2.ebuild"), []byte("EAPI=8\n# new\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
