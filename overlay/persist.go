@@ -32,6 +32,9 @@ type PersistOptions struct {
 	// PowerRoot is where /etc/killpower and /sys/class/power_supply are
 	// looked up ("" is /); tests point it elsewhere.
 	PowerRoot string
+	// Progress, when set, is told how many entries of the new image are
+	// written.
+	Progress func(done, total int64)
 	// WriterWait is how long to wait for files open for writing in the
 	// target to be closed (0: DefaultWriterWait).
 	WriterWait time.Duration
@@ -40,21 +43,24 @@ type PersistOptions struct {
 	stackOnTop bool
 }
 
-// PersistResult says what Persist did.
+// PersistResult says what Persist did. Its JSON names and units (bytes)
+// are those of Report, status's.
 type PersistResult struct {
-	Target    string
-	Image     string
-	Written   bool   // a new image replaced the old one
-	Skipped   string // why nothing was written, when nothing was
-	Stats     fold.Stats
-	Pending   int64 // bytes of regular files in the upper
-	OldSize   int64
-	NewSize   int64
-	Duration  time.Duration
-	Remounted bool // the overlay now runs on the new image with an empty upper
+	Target  string     `json:"target"`
+	Image   string     `json:"image"`
+	Written bool       `json:"written"`           // a new image replaced the old one
+	Skipped string     `json:"skipped,omitempty"` // why nothing was written, when nothing was
+	Stats   fold.Stats `json:"stats"`
+	// PendingBytes: bytes of regular files in the upper.
+	PendingBytes int64         `json:"pending_bytes"`
+	OldImageSize int64         `json:"old_image_size"`
+	ImageSize    int64         `json:"image_size"`
+	Duration     time.Duration `json:"-"`
+	// Remounted: the overlay now runs on the new image with an empty upper.
+	Remounted bool `json:"remounted"`
 	// Stacked: the kernel could not mount beneath (before 6.5), so the
 	// replaced overlay stays hidden under the new one until unmounted.
-	Stacked bool
+	Stacked bool `json:"stacked,omitempty"`
 }
 
 // Persist folds the changes of a managed mount into a new image, crash-safely:
@@ -108,7 +114,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("persist %s: read image %s: %w", st.Target, baseName, err)
 	}
-	res.OldSize = base.size
+	res.OldImageSize = base.size
 	changed, err := fold.HasChanges(r, st.UpperPath())
 	if err != nil {
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
@@ -123,7 +129,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		res.Skipped = "no changes"
 		return res, nil
 	}
-	if res.Pending, err = pendingBytes(st.UpperPath()); err != nil {
+	if res.PendingBytes, err = pendingBytes(st.UpperPath()); err != nil {
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
 	if !opts.Force {
@@ -131,8 +137,8 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 			res.Skipped = why + keptOrLost(st)
 			return res, nil
 		}
-		if st.Spec.Threshold > 0 && res.Pending < st.Spec.Threshold {
-			res.Skipped = fmt.Sprintf("%d bytes pending, below threshold=%d", res.Pending, st.Spec.Threshold) + keptOrLost(st)
+		if st.Spec.Threshold > 0 && res.PendingBytes < st.Spec.Threshold {
+			res.Skipped = fmt.Sprintf("%d bytes pending, below threshold=%d", res.PendingBytes, st.Spec.Threshold) + keptOrLost(st)
 			return res, nil
 		}
 	}
@@ -147,7 +153,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		cfg.BlockSize = st.Spec.Block
 	}
 	if opts.DryRun {
-		res.Skipped = fmt.Sprintf("dry run: would write %s (%s, %d KiB blocks) with %d bytes of changes", image, cfg.ID, blockOr(cfg.BlockSize, r)>>10, res.Pending)
+		res.Skipped = fmt.Sprintf("dry run: would write %s (%s, %d KiB blocks) with %d bytes of changes", image, cfg.ID, blockOr(cfg.BlockSize, r)>>10, res.PendingBytes)
 		return res, nil
 	}
 
@@ -170,7 +176,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		}
 	}()
 	// Now that nothing writes, the upper is what gets folded.
-	if res.Pending, err = pendingBytes(st.UpperPath()); err != nil {
+	if res.PendingBytes, err = pendingBytes(st.UpperPath()); err != nil {
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
 
@@ -194,6 +200,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		Codec:    codec.Config{ID: cfg.ID, BlockSize: cfg.BlockSize, Options: cfg.Options},
 		Workers:  opts.Workers,
 		MkfsTime: uint32(time.Now().Unix()),
+		Progress: opts.Progress,
 		Log: func(format string, args ...any) {
 			log("persist %s: fold: "+format, append([]any{st.Target}, args...)...)
 		},
@@ -216,7 +223,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	}
 	log("persist %s: synced and verified at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	if fi, err := f.Stat(); err == nil {
-		res.NewSize = fi.Size()
+		res.ImageSize = fi.Size()
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
@@ -230,7 +237,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	res.Duration = time.Since(start)
 	st.LastPersist = time.Now()
 	st.LastPersistResult = fmt.Sprintf("ok: %s, %d bytes (%d reused files, %d new bytes) in %v",
-		st.Image, res.NewSize, res.Stats.ReusedFiles, res.Stats.NewBytes, res.Duration.Round(time.Millisecond))
+		st.Image, res.ImageSize, res.Stats.ReusedFiles, res.Stats.NewBytes, res.Duration.Round(time.Millisecond))
 	if err := st.Save(st.StateDir()); err != nil {
 		log("persist %s: record state: %v", st.Target, err)
 	}

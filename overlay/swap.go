@@ -321,7 +321,6 @@ func retireDiskUpper(st *State, image string, u *undo) error {
 	return syncDir(dir)
 }
 
-
 // moveInto puts a copy of the mount at staged in place of the top mount
 // at target. Beneath it and the old one detached where the kernel can
 // (processes inside the old one keep it, read-only, until they leave);

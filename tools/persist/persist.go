@@ -7,11 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
 	"runtime"
 
+	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
+	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage persist [--dry-run] [--force] [--json] [--wait D] [--state-dir DIR] [TARGET...]
@@ -99,14 +100,30 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		states = append(states, st)
 	}
 	opts := overlay.PersistOptions{DryRun: *dry, Force: *force, Workers: *procs, WriterWait: *wait}
-	if verbose {
-		opts.Log = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	// On a terminal a persist shows its phases and a bar while it writes
+	// (a comp= change recompresses everything: minutes on slow CPUs);
+	// elsewhere (a service's log) only -v makes it talk.
+	var bar *progress.Bar
+	if progress.IsTerminal(stderr) && !*asJSON {
+		bar = progress.NewBar(stderr, "")
+		opts.Progress = bar.Update
+	}
+	if verbose || bar != nil {
+		opts.Log = func(format string, a ...any) {
+			if bar != nil {
+				bar.Done()
+			}
+			fmt.Fprintf(stderr, format+"\n", a...)
+		}
 	}
 	status := 0
 	var results []result
 	for _, st := range states {
 		res, err := overlay.Persist(st, opts)
-		r := result{PersistResult: res}
+		if bar != nil {
+			bar.Done()
+		}
+		r := result{PersistResult: res, DurationSeconds: res.Duration.Seconds()}
 		if err != nil {
 			r.Error = err.Error()
 			status = 1
@@ -129,9 +146,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
+// result is one target's line of --json: PersistResult's fields, named
+// like status --json's, with the time in seconds.
 type result struct {
 	overlay.PersistResult
-	Error string `json:",omitempty"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	Error           string  `json:"error,omitempty"`
 }
 
 func describe(r overlay.PersistResult) string {
@@ -139,7 +159,7 @@ func describe(r overlay.PersistResult) string {
 		return fmt.Sprintf("%s: %s", r.Target, r.Skipped)
 	}
 	s := fmt.Sprintf("%s: wrote %s (%d bytes, was %d) in %v: %d files reused (%.1f MB copied), %.1f MB new data, %d fragment blocks kept, %d repacked",
-		r.Target, r.Image, r.NewSize, r.OldSize, r.Duration.Round(1e6), r.Stats.ReusedFiles,
+		r.Target, r.Image, r.ImageSize, r.OldImageSize, r.Duration.Round(1e6), r.Stats.ReusedFiles,
 		float64(r.Stats.ReusedBytes)/1e6, float64(r.Stats.NewBytes)/1e6, r.Stats.FragmentsKept, r.Stats.FragmentsRepacked)
 	if r.Remounted {
 		s += "; remounted with an empty upper"
