@@ -46,17 +46,21 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-// TestPersistCommand persists a real mount through the command line.
-func TestPersistCommand(t *testing.T) {
+// mounted mounts an image of n ebuilds made by mksquashfs; it returns
+// the image, the target and the state dir.
+func mounted(t *testing.T, n int) (img, target, state string) {
+	t.Helper()
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src")
 	os.MkdirAll(filepath.Join(src, "cat/pkg"), 0o755)
-	os.WriteFile(filepath.Join(src, "cat/pkg/pkg-1.ebuild"), []byte("EAPI=8\n"), 0o644)
-	img := filepath.Join(dir, "gentoo.sqfs")
+	for i := 1; i <= n; i++ {
+		os.WriteFile(filepath.Join(src, "cat/pkg", fmt.Sprintf("pkg-%d.ebuild", i)), []byte("EAPI=8\n"), 0o644)
+	}
+	img = filepath.Join(dir, "gentoo.sqfs")
 	if out, err := exec.Command("mksquashfs", src, img, "-noappend", "-quiet", "-no-progress").CombinedOutput(); err != nil {
 		t.Fatalf("mksquashfs: %v\n%s", err, out)
 	}
-	target, state := filepath.Join(dir, "target"), filepath.Join(dir, "state")
+	target, state = filepath.Join(dir, "target"), filepath.Join(dir, "state")
 	os.Mkdir(target, 0o755)
 	spec, err := overlay.ParseSpec(img + ":" + target)
 	if err != nil {
@@ -65,7 +69,15 @@ func TestPersistCommand(t *testing.T) {
 	if _, err := overlay.Mount(spec, overlay.MountOptions{StateDir: state}); err != nil {
 		t.Fatal(err)
 	}
-	defer overlay.Umount(target, overlay.UmountOptions{StateDir: state, Lazy: true, Discard: true})
+	t.Cleanup(func() {
+		overlay.Umount(target, overlay.UmountOptions{StateDir: state, Lazy: true, Discard: true})
+	})
+	return img, target, state
+}
+
+// TestPersistCommand persists a real mount through the command line.
+func TestPersistCommand(t *testing.T) {
+	img, target, state := mounted(t, 1)
 	if err := os.WriteFile(filepath.Join(target, "cat/pkg/pkg-2.ebuild"), []byte("EAPI=8\n# new\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -123,26 +135,7 @@ func openPty(t *testing.T) (master, slave *os.File) {
 // TestPersistTerminal: on a terminal, persist tells its phases and draws
 // a progress bar without -v.
 func TestPersistTerminal(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "src")
-	os.MkdirAll(filepath.Join(src, "cat/pkg"), 0o755)
-	for i := range 50 {
-		os.WriteFile(filepath.Join(src, "cat/pkg", fmt.Sprintf("pkg-%d.ebuild", i)), []byte("EAPI=8\n"), 0o644)
-	}
-	img := filepath.Join(dir, "gentoo.sqfs")
-	if out, err := exec.Command("mksquashfs", src, img, "-noappend", "-quiet", "-no-progress").CombinedOutput(); err != nil {
-		t.Fatalf("mksquashfs: %v\n%s", err, out)
-	}
-	target, state := filepath.Join(dir, "target"), filepath.Join(dir, "state")
-	os.Mkdir(target, 0o755)
-	spec, err := overlay.ParseSpec(img + ":" + target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := overlay.Mount(spec, overlay.MountOptions{StateDir: state}); err != nil {
-		t.Fatal(err)
-	}
-	defer overlay.Umount(target, overlay.UmountOptions{StateDir: state, Lazy: true, Discard: true})
+	img, target, state := mounted(t, 50)
 	os.WriteFile(filepath.Join(target, "cat/pkg/new.ebuild"), []byte("EAPI=8\n"), 0o644)
 
 	master, slave := openPty(t)
