@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/kmsg"
+	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/squash"
 )
 
@@ -312,7 +314,7 @@ func makeDirs(u *undo, dirs ...string) error {
 // mountSquashfs mounts image at dir read-only through a self-clearing
 // loop device.
 func mountSquashfs(image, dir string, exec bool, u *undo) (string, error) {
-	dev, f, err := AttachLoop(image, true)
+	dev, f, err := loopdev.Attach(image, true)
 	if err != nil {
 		return "", err
 	}
@@ -332,55 +334,15 @@ func mountSquashfs(image, dir string, exec bool, u *undo) (string, error) {
 // mountWithLog is mount(2) whose error carries what the kernel logged
 // about it: EINVAL alone does not say which overlayfs option it disliked.
 func mountWithLog(source, target, fstype string, flags uintptr, data string) error {
-	kmsg := openKmsg()
+	log := kmsg.Open()
+	defer log.Close()
 	err := unix.Mount(source, target, fstype, flags, data)
-	if kmsg != nil {
-		defer kmsg.Close()
-		if err != nil {
-			if lines := readKmsg(kmsg); len(lines) > 0 {
-				return fmt.Errorf("%w (kernel: %s)", err, strings.Join(lines, "; "))
-			}
+	if err != nil {
+		if lines := log.Lines(100, "overlayfs", "squashfs", "SQUASHFS", "tmpfs", "loop"); len(lines) > 0 {
+			return fmt.Errorf("%w (kernel: %s)", err, strings.Join(lines, "; "))
 		}
 	}
 	return err
-}
-
-// openKmsg opens /dev/kmsg at its end, or returns nil when unreadable.
-func openKmsg() *os.File {
-	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil
-	}
-	if _, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_END); err != nil {
-		f.Close()
-		return nil
-	}
-	return f
-}
-
-// readKmsg returns the messages of overlayfs, squashfs, tmpfs and loop
-// logged since openKmsg; other processes' noise is left out.
-func readKmsg(f *os.File) []string {
-	var out []string
-	buf := make([]byte, 8192)
-	for range 100 {
-		n, err := unix.Read(int(f.Fd()), buf)
-		if errors.Is(err, unix.EPIPE) {
-			continue
-		}
-		if err != nil || n <= 0 {
-			break
-		}
-		_, msg, _ := strings.Cut(string(buf[:n]), ";")
-		msg, _, _ = strings.Cut(msg, "\n")
-		for _, k := range []string{"overlayfs", "squashfs", "SQUASHFS", "tmpfs", "loop"} {
-			if strings.Contains(msg, k) {
-				out = append(out, msg)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // checkImage refuses anything our reader does not take for a squashfs

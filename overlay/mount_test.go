@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/loopdev"
 )
 
 func TestMountOverlay(t *testing.T) {
@@ -70,7 +72,7 @@ func TestMountOverlay(t *testing.T) {
 	if loaded.Image != img || loaded.Loop != st.Loop || loaded.UpperKind != KindTmpfs || loaded.Spec != st.Spec || loaded.MountedAt.IsZero() {
 		t.Errorf("state %+v", loaded)
 	}
-	if got := loopBackingFile(st.Loop); got != img {
+	if got, _ := loopdev.BackingFile(st.Loop); got != img {
 		t.Errorf("%s backing file %q, want %q", st.Loop, got, img)
 	}
 	list, err := List(e.stateDir)
@@ -321,7 +323,7 @@ func TestUmountLazy(t *testing.T) {
 		t.Error("target still mounted after lazy Umount")
 	}
 	// The holder keeps the detached tree, and with it the loop device.
-	if loopBackingFile(st.Loop) != img {
+	if got, _ := loopdev.BackingFile(st.Loop); got != img {
 		t.Errorf("%s detached while still in use", st.Loop)
 	}
 	_ = cmd.Process.Kill()

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/overlay/fold"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/codec"
@@ -288,9 +289,12 @@ func openLower(st *State) (*lowerFile, string, error) {
 		if f, err := os.Open(st.Loop); err == nil {
 			backing, ok := loopBacking(st)
 			if size, err := deviceSize(f); err == nil && size > 0 && ok {
-				if bf := openBackingFile(f, backing); bf != nil {
-					f.Close()
-					return bf, backing, nil
+				if bf := loopdev.OpenBacking(f, backing); bf != nil {
+					if fi, err := bf.Stat(); err == nil {
+						f.Close()
+						return &lowerFile{bf, fi.Size()}, backing, nil
+					}
+					bf.Close()
 				}
 				return &lowerFile{f, size}, st.Loop, nil
 			}
@@ -313,35 +317,12 @@ func openLower(st *State) (*lowerFile, string, error) {
 // still this mount's image or one of its older generations (a reused loop
 // number after a crash would serve another file).
 func loopBacking(st *State) (string, bool) {
-	b, err := os.ReadFile("/sys/block/" + filepath.Base(st.Loop) + "/loop/backing_file")
-	if err != nil {
+	backing, _ := loopdev.BackingFile(st.Loop)
+	if backing == "" {
 		return "", false
 	}
-	backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
 	img := st.ImagePath()
 	return backing, backing == img || backing == img+".old" || strings.HasPrefix(backing, img+".old.")
-}
-
-// openBackingFile opens the very file loop device dev serves (same device
-// and inode, no offset or size limit): the same bytes as the device, but a
-// regular file, which lets the writer copy unchanged blocks inside the
-// kernel (copy_file_range) instead of through memory. nil when it cannot
-// be had (a deleted or replaced file fails the inode check).
-func openBackingFile(dev *os.File, name string) *lowerFile {
-	info, err := unix.IoctlLoopGetStatus64(int(dev.Fd()))
-	if err != nil || info.Offset != 0 || info.Sizelimit != 0 {
-		return nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil
-	}
-	var fst unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &fst); err != nil || fst.Ino != info.Inode || fst.Dev != info.Device || fst.Mode&unix.S_IFMT != unix.S_IFREG {
-		f.Close()
-		return nil
-	}
-	return &lowerFile{f, fst.Size}
 }
 
 func deviceSize(f *os.File) (int64, error) {
