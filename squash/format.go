@@ -187,6 +187,13 @@ var xattrPrefixes = [...]string{"user.", "trusted.", "security."}
 // xattrOutOfLine marks a key whose value is a reference to another value.
 const xattrOutOfLine = 0x0100
 
+// StorableXattr reports whether an image can hold the attribute name:
+// only the user., trusted. and security. namespaces have an on-disk type.
+func StorableXattr(name string) bool {
+	_, _, ok := splitXattrName(name)
+	return ok
+}
+
 // splitXattrName returns the on-disk prefix type and the rest of the name.
 func splitXattrName(name string) (uint16, string, bool) {
 	for i, p := range xattrPrefixes {

@@ -341,3 +341,13 @@ func (m *mutator) addPackage(st *MutStats, r *rand.Rand, i uint64) error {
 	st.AddedPackages++
 	return nil
 }
+
+// readNames lists a directory's entries, sorted.
+func readNames(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	names := make([]string, len(ents))
+	for i, e := range ents {
+		names[i] = e.Name()
+	}
+	return names, err
+}

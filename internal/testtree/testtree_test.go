@@ -167,7 +167,7 @@ func TestCompareFindsEachChange(t *testing.T) {
 		})
 		os.Lchown(p("special/chr-255-255"), int(ds.Uid), int(ds.Gid))
 		unix.UtimesNanoAt(unix.AT_FDCWD, p("special/chr-255-255"), []unix.Timespec{ds.Atim, ds.Mtim}, unix.AT_SYMLINK_NOFOLLOW)
-		expect(`"special/chr-255-255": rdev 255:255 != 255:254`)
+		expect(`"special/chr-255-255": device 255:255 != 255:254`)
 
 		if err := unix.Lremovexattr(p("xattrs/overlay"), "trusted.overlay.redirect"); err != nil {
 			t.Fatal(err)

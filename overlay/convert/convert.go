@@ -18,7 +18,7 @@ import (
 
 	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/overlay"
-	"github.com/squashportage/squashportage/overlay/treecmp"
+	"github.com/squashportage/squashportage/internal/treecmp"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/codec"
 	"github.com/squashportage/squashportage/squash/sourcetree"
@@ -90,10 +90,6 @@ func (e *MismatchError) Error() string {
 	}
 	return b.String()
 }
-
-// storableXattrs are the namespaces a squashfs image can hold; others are
-// reported as warnings by the scan and not compared.
-var storableXattrs = []string{"user.", "trusted.", "security."}
 
 // maxWarnings keeps a tree full of unstorable xattrs from flooding the
 // output: the first few explain the problem.
@@ -324,7 +320,7 @@ func verifyMounted(image, dir string, comp codec.ID, workers int) (treecmp.Resul
 			_ = unix.Unmount(mnt, unix.MNT_DETACH)
 		}
 	}()
-	res, err := treecmp.Compare(dir, mnt, treecmp.Options{XattrPrefixes: storableXattrs, Workers: workers, MaxDiffs: 50})
+	res, err := treecmp.Compare(dir, mnt, treecmp.Options{Xattr: squash.StorableXattr, Workers: workers, MaxDiffs: 50})
 	if err != nil {
 		return res, fmt.Errorf("verify: %w", err)
 	}

@@ -9,7 +9,6 @@ package fold
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -25,6 +24,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/xattr"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/codec"
 )
@@ -84,7 +84,7 @@ type folder struct {
 	live    []tailUse // fragment tails of the files kept
 	dead    []tailUse // and of the files deleted or replaced
 	stats   Stats
-	xbuf    []byte
+	xattrs  xattr.Reader
 }
 
 // tailUse is a file's tail in a fragment block of the old image. Slices
@@ -625,54 +625,17 @@ func clampTime(s int64) uint32 {
 	return uint32(s)
 }
 
-// listXattrs reads every xattr of p, overlayfs's own included.
+// listXattrs reads every storable xattr of p, overlayfs's own included.
 func (f *folder) listXattrs(p string) ([]squash.Xattr, error) {
-	if f.xbuf == nil {
-		f.xbuf = make([]byte, 64<<10)
-	}
-	n, err := unix.Llistxattr(p, f.xbuf)
-	if errors.Is(err, unix.ERANGE) {
-		f.xbuf = make([]byte, 1<<20)
-		n, err = unix.Llistxattr(p, f.xbuf)
-	}
+	attrs, err := f.xattrs.All(p, squash.StorableXattr)
 	if err != nil {
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list xattrs of %s: %w", p, err)
+		return nil, fmt.Errorf("upper: %w", err)
 	}
-	if n == 0 {
-		return nil, nil
-	}
-	names := strings.Split(strings.TrimRight(string(f.xbuf[:n]), "\x00"), "\x00")
 	var xs []squash.Xattr
-	for _, name := range names {
-		if !strings.HasPrefix(name, "user.") && !strings.HasPrefix(name, "trusted.") && !strings.HasPrefix(name, "security.") {
-			continue
-		}
-		v, err := getXattr(p, name)
-		if err != nil {
-			return nil, err
-		}
-		xs = append(xs, squash.Xattr{Name: name, Value: v})
+	for _, a := range attrs {
+		xs = append(xs, squash.Xattr{Name: a.Name, Value: a.Value})
 	}
 	return xs, nil
-}
-
-func getXattr(p, name string) ([]byte, error) {
-	size := 256
-	for {
-		buf := make([]byte, size)
-		n, err := unix.Lgetxattr(p, name, buf)
-		if errors.Is(err, unix.ERANGE) && size < 1<<20 {
-			size *= 16
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("xattr %s of %s: %w", name, p, err)
-		}
-		return buf[:n], nil
-	}
 }
 
 func hasXattr(xs []squash.Xattr, name string) bool {

@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/xattr"
 	"github.com/squashportage/squashportage/squash"
 )
 
@@ -98,12 +99,12 @@ type devIno struct{ dev, ino uint64 }
 
 // scanner holds the state of one Scan.
 type scanner struct {
-	opts     Options
-	ex       *excluder
-	links    map[devIno]string
-	tree     *Tree
-	xattrBuf []byte
-	linkBuf  []byte
+	opts    Options
+	ex      *excluder
+	links   map[devIno]string
+	tree    *Tree
+	xattrs  xattr.Reader
+	linkBuf []byte
 }
 
 // Scan lstats the sources and everything below them and returns the entries

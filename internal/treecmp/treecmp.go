@@ -1,10 +1,11 @@
 // Package treecmp compares two directory trees entry by entry: type,
 // permissions, owner, mtime, size, content, symlink target, device
-// numbers, extended attributes and hard-link groups. Production code uses
-// it to prove that an image mounted by the kernel holds exactly the tree it
-// was made from before that tree is deleted, so it reports every property
-// a squashfs image can carry and nothing it cannot (access and change
-// times, directory sizes and link counts, sub-second times).
+// numbers, extended attributes, link counts and hard-link groups. convert
+// uses it to prove that an image mounted by the kernel holds exactly the
+// tree it was made from before that tree is deleted, so by default it
+// reports every property a squashfs image can carry and nothing it cannot
+// (access and change times, directory sizes and link counts, sub-second
+// times); the tests use it with their own Ignore options.
 package treecmp
 
 import (
@@ -21,6 +22,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/xattr"
 )
 
 // Diff is one difference between tree A and tree B.
@@ -41,11 +44,28 @@ func (d Diff) String() string {
 }
 
 // Options tune a comparison. The zero value compares everything listed in
-// the package comment, all xattrs, with one content worker per CPU.
+// the package comment but link counts, all xattrs, with one content
+// worker per CPU.
 type Options struct {
-	// XattrPrefixes limits the xattrs compared to names with one of these
-	// prefixes (e.g. the namespaces squashfs can store); nil compares all.
-	XattrPrefixes []string
+	// Xattr limits the xattrs compared to names it accepts (e.g.
+	// squash.StorableXattr); nil compares all.
+	Xattr func(name string) bool
+	// IgnoreXattrs skips xattrs altogether; IgnoreOverlayXattrs skips
+	// trusted.overlay.* and user.overlay.*, overlayfs's bookkeeping.
+	IgnoreXattrs, IgnoreOverlayXattrs bool
+	// IgnoreRootMeta skips mode, owner, times, xattrs and link count of the
+	// roots themselves, whose metadata often belongs to a mount point.
+	IgnoreRootMeta bool
+	// IgnoreDirMtime skips directory mtimes.
+	IgnoreDirMtime bool
+	// IgnoreOwner skips uid and gid.
+	IgnoreOwner bool
+	// IgnoreHardlinks skips the hard-link groups (and link counts).
+	IgnoreHardlinks bool
+	// Nlink compares link counts too; IgnoreDirNlink then leaves out
+	// directories', which some filesystems (btrfs, overlayfs) count
+	// differently.
+	Nlink, IgnoreDirNlink bool
 	// MaxDiffs stops collecting after that many differences; 0 means 100.
 	MaxDiffs int
 	// Workers compare file contents in parallel; 0 means runtime.NumCPU().
@@ -87,16 +107,16 @@ func Compare(a, b string, opts Options) (Result, error) {
 		opts.Workers = runtime.NumCPU()
 	}
 	c := &comparer{a: a, b: b, opts: opts, linksA: map[fileID][]string{}, linksB: map[fileID][]string{}}
-	jobs := make(chan string, 256)
+	jobs := make(chan job, 256)
 	var wg sync.WaitGroup
 	for range opts.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			bufA, bufB := make([]byte, chunk), make([]byte, chunk)
-			for rel := range jobs {
-				if err := sameContent(filepath.Join(a, rel), filepath.Join(b, rel), bufA, bufB); err != nil {
-					c.add(rel, err.Error(), "", "")
+			bufA, bufB, zero := make([]byte, chunk), make([]byte, chunk), make([]byte, chunk)
+			for j := range jobs {
+				if err := sameContent(filepath.Join(a, j.rel), filepath.Join(b, j.rel), j.size, bufA, bufB, zero); err != nil {
+					c.add(j.rel, err.Error(), "", "")
 				}
 			}
 		}()
@@ -105,7 +125,9 @@ func Compare(a, b string, opts Options) (Result, error) {
 	c.walk(".")
 	close(jobs)
 	wg.Wait()
-	c.compareLinkGroups()
+	if !opts.IgnoreHardlinks {
+		c.compareLinkGroups()
+	}
 	if opts.Progress != nil {
 		opts.Progress(c.entries)
 	}
@@ -119,10 +141,16 @@ const chunk = 256 << 10
 
 type fileID struct{ dev, ino uint64 }
 
+// job is a file whose contents a worker compares.
+type job struct {
+	rel  string
+	size int64
+}
+
 type comparer struct {
 	a, b string
 	opts Options
-	jobs chan<- string
+	jobs chan<- job
 
 	mu        sync.Mutex // guards diffs and truncated: workers add too
 	diffs     []Diff
@@ -130,6 +158,7 @@ type comparer struct {
 
 	entries int
 	bytes   int64
+	xattrs  xattr.Reader // the walk's only: workers compare contents
 	// linksA/B group the paths of non-directories by inode, so that hard
 	// links can be matched as groups (link counts may include links
 	// outside the tree, so they cannot be compared directly).
@@ -172,7 +201,9 @@ func (c *comparer) walk(rel string) {
 		c.add(rel, "type", typeName(ta), typeName(tb))
 		return
 	}
-	c.compareMeta(rel, pa, pb, &sa, &sb)
+	if !(rel == "." && c.opts.IgnoreRootMeta) {
+		c.compareMeta(rel, pa, pb, &sa, &sb)
+	}
 	switch ta {
 	case unix.S_IFDIR:
 		c.walkDir(rel, pa, pb)
@@ -182,7 +213,7 @@ func (c *comparer) walk(rel string) {
 			c.add(rel, "size", strconv.FormatInt(sa.Size, 10), strconv.FormatInt(sb.Size, 10))
 		} else if sa.Size > 0 {
 			c.bytes += sa.Size
-			c.jobs <- rel
+			c.jobs <- job{rel, sa.Size}
 		}
 	case unix.S_IFLNK:
 		la, errA := os.Readlink(pa)
@@ -198,26 +229,36 @@ func (c *comparer) walk(rel string) {
 			c.add(rel, "device", devString(sa.Rdev), devString(sb.Rdev))
 		}
 	}
-	ia, ib := fileID{sa.Dev, sa.Ino}, fileID{sb.Dev, sb.Ino}
-	c.linksA[ia] = append(c.linksA[ia], rel)
-	c.linksB[ib] = append(c.linksB[ib], rel)
+	if !c.opts.IgnoreHardlinks {
+		ia, ib := fileID{sa.Dev, sa.Ino}, fileID{sb.Dev, sb.Ino}
+		c.linksA[ia] = append(c.linksA[ia], rel)
+		c.linksB[ib] = append(c.linksB[ib], rel)
+	}
 }
 
 func (c *comparer) compareMeta(rel, pa, pb string, sa, sb *unix.Stat_t) {
 	if ma, mb := sa.Mode&^unix.S_IFMT, sb.Mode&^unix.S_IFMT; ma != mb {
 		c.add(rel, "mode", fmt.Sprintf("%04o", ma), fmt.Sprintf("%04o", mb))
 	}
-	if sa.Uid != sb.Uid {
-		c.add(rel, "uid", strconv.FormatUint(uint64(sa.Uid), 10), strconv.FormatUint(uint64(sb.Uid), 10))
+	if !c.opts.IgnoreOwner {
+		if sa.Uid != sb.Uid {
+			c.add(rel, "uid", strconv.FormatUint(uint64(sa.Uid), 10), strconv.FormatUint(uint64(sb.Uid), 10))
+		}
+		if sa.Gid != sb.Gid {
+			c.add(rel, "gid", strconv.FormatUint(uint64(sa.Gid), 10), strconv.FormatUint(uint64(sb.Gid), 10))
+		}
 	}
-	if sa.Gid != sb.Gid {
-		c.add(rel, "gid", strconv.FormatUint(uint64(sa.Gid), 10), strconv.FormatUint(uint64(sb.Gid), 10))
-	}
+	isDir := sa.Mode&unix.S_IFMT == unix.S_IFDIR
 	// Whole seconds only: squashfs stores no fractions.
-	if sa.Mtim.Sec != sb.Mtim.Sec {
+	if !(isDir && c.opts.IgnoreDirMtime) && sa.Mtim.Sec != sb.Mtim.Sec {
 		c.add(rel, "mtime", strconv.FormatInt(sa.Mtim.Sec, 10), strconv.FormatInt(sb.Mtim.Sec, 10))
 	}
-	c.compareXattrs(rel, pa, pb)
+	if c.opts.Nlink && !(isDir && c.opts.IgnoreDirNlink) && !(!isDir && c.opts.IgnoreHardlinks) && sa.Nlink != sb.Nlink {
+		c.add(rel, "nlink", strconv.FormatUint(uint64(sa.Nlink), 10), strconv.FormatUint(uint64(sb.Nlink), 10))
+	}
+	if !c.opts.IgnoreXattrs {
+		c.compareXattrs(rel, pa, pb)
+	}
 }
 
 func (c *comparer) compareXattrs(rel, pa, pb string) {
@@ -252,51 +293,21 @@ func (c *comparer) compareXattrs(rel, pa, pb string) {
 }
 
 func (c *comparer) wantXattr(name string) bool {
-	if c.opts.XattrPrefixes == nil {
-		return true
+	if c.opts.IgnoreOverlayXattrs && (strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.")) {
+		return false
 	}
-	for _, p := range c.opts.XattrPrefixes {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
+	return c.opts.Xattr == nil || c.opts.Xattr(name)
 }
 
 // readXattrs returns the wanted xattrs of path, not following symlinks.
 func (c *comparer) readXattrs(path string) (map[string]string, error) {
-	size, err := unix.Llistxattr(path, nil)
-	if errors.Is(err, unix.ENOTSUP) {
-		return nil, nil
-	}
+	attrs, err := c.xattrs.All(path, c.wantXattr)
 	if err != nil {
-		return nil, fmt.Errorf("listxattr: %w", err)
+		return nil, err
 	}
-	if size == 0 {
-		return nil, nil
-	}
-	buf := make([]byte, size)
-	n, err := unix.Llistxattr(path, buf)
-	if err != nil {
-		// ERANGE: attributes were added since the size query; the tree is
-		// changing under us, which is a difference worth reporting.
-		return nil, fmt.Errorf("listxattr: %w", err)
-	}
-	out := map[string]string{}
-	for name := range strings.SplitSeq(string(buf[:n]), "\x00") {
-		if name == "" || !c.wantXattr(name) {
-			continue
-		}
-		vs, err := unix.Lgetxattr(path, name, nil)
-		if err != nil {
-			return nil, fmt.Errorf("getxattr %s: %w", name, err)
-		}
-		v := make([]byte, vs)
-		vn, err := unix.Lgetxattr(path, name, v)
-		if err != nil {
-			return nil, fmt.Errorf("getxattr %s: %w", name, err)
-		}
-		out[name] = string(v[:vn])
+	out := make(map[string]string, len(attrs))
+	for _, a := range attrs {
+		out[a.Name] = string(a.Value)
 	}
 	return out, nil
 }
@@ -392,9 +403,10 @@ func readNames(dir string) ([]string, error) {
 	return names, nil
 }
 
-// sameContent compares two files whose sizes matched at lstat, and notices
-// when either has grown or shrunk since.
-func sameContent(pa, pb string, bufA, bufB []byte) error {
+// sameContent compares two files whose sizes matched at lstat, skipping
+// ranges that are holes in both (a 5 GiB sparse file costs only its
+// data), and notices when either has shrunk since.
+func sameContent(pa, pb string, size int64, bufA, bufB, zero []byte) error {
 	fa, err := os.Open(pa)
 	if err != nil {
 		return fmt.Errorf("content: %w", err)
@@ -405,30 +417,65 @@ func sameContent(pa, pb string, bufA, bufB []byte) error {
 		return fmt.Errorf("content: %w", err)
 	}
 	defer fb.Close()
-	var off int64
-	for {
-		na, errA := io.ReadFull(fa, bufA)
-		nb, errB := io.ReadFull(fb, bufB)
-		if errA != nil && !errors.Is(errA, io.EOF) && !errors.Is(errA, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("content: read A: %w", errA)
+	for off := int64(0); off < size; {
+		ha, hb := holeEnd(fa, off, size), holeEnd(fb, off, size)
+		if ha > off && hb > off {
+			off = min(ha, hb)
+			continue
 		}
-		if errB != nil && !errors.Is(errB, io.EOF) && !errors.Is(errB, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("content: read B: %w", errB)
+		n := min(int64(len(bufA)), size-off)
+		if ha > off {
+			n = min(n, ha-off)
 		}
-		if !bytes.Equal(bufA[:na], bufB[:nb]) {
-			n := min(na, nb)
-			for i := range n {
-				if bufA[i] != bufB[i] {
+		if hb > off {
+			n = min(n, hb-off)
+		}
+		a, b := bufA[:n], bufB[:n]
+		if ha > off {
+			a = zero[:n]
+		} else if err := readFull(fa, a, off); err != nil {
+			return fmt.Errorf("content: read A: %w", err)
+		}
+		if hb > off {
+			b = zero[:n]
+		} else if err := readFull(fb, b, off); err != nil {
+			return fmt.Errorf("content: read B: %w", err)
+		}
+		if !bytes.Equal(a, b) {
+			for i := range a {
+				if a[i] != b[i] {
 					return fmt.Errorf("content differs at offset %d", off+int64(i))
 				}
 			}
-			return fmt.Errorf("content length differs after offset %d", off+int64(n))
 		}
-		if na < len(bufA) {
-			return nil
-		}
-		off += int64(na)
+		off += n
 	}
+	return nil
+}
+
+// readFull reads len(b) bytes at off; a file that shrank says so.
+func readFull(f *os.File, b []byte, off int64) error {
+	n, err := f.ReadAt(b, off)
+	if errors.Is(err, io.EOF) && n < len(b) {
+		return fmt.Errorf("content length differs after offset %d", off+int64(n))
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+// holeEnd returns where the hole at off ends, or off itself if off holds
+// data. Filesystems without SEEK_DATA report everything as data.
+func holeEnd(f *os.File, off, size int64) int64 {
+	next, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		return size
+	}
+	if err != nil || next < off {
+		return off
+	}
+	return min(next, size)
 }
 
 func typeName(t uint32) string {

@@ -102,7 +102,7 @@ func TestCompare(t *testing.T) {
 		}, want: []string{"cat xattr user.test"}},
 		{name: "xattr outside the compared namespaces", mutate: func(t *testing.T, b string) {
 			chk(t, unix.Lsetxattr(filepath.Join(b, "cat"), "user.test", []byte("v"), 0))
-		}, opts: Options{XattrPrefixes: []string{"trusted.", "security."}}},
+		}, opts: Options{Xattr: func(n string) bool { return !strings.HasPrefix(n, "user.") }}},
 		{name: "max diffs truncates", mutate: func(t *testing.T, b string) {
 			for _, n := range []string{"x", "y", "z"} {
 				chk(t, os.WriteFile(filepath.Join(b, n), nil, 0o644))
