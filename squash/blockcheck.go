@@ -216,16 +216,23 @@ func (e *DamageError) Paths() []string {
 
 func (e *DamageError) Error() string {
 	var b strings.Builder
-	paths := e.Paths()
-	fmt.Fprintf(&b, "%s damaged, %s lost: %s", plural(len(e.Faults), "block"), plural(len(paths), "file"), listPaths(paths, 20))
+	fmt.Fprintf(&b, "%s damaged (", plural(len(e.Faults), "block"))
 	for i, f := range e.Faults {
 		if i == 5 {
-			fmt.Fprintf(&b, "; and %d more blocks", len(e.Faults)-i)
+			fmt.Fprintf(&b, "; and %d more", len(e.Faults)-i)
 			break
 		}
-		b.WriteString("; ")
-		b.WriteString(f.String())
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		if f.Fragment {
+			fmt.Fprintf(&b, "fragment %d at %#x: %v", f.Index, f.Pos, f.Err)
+		} else {
+			fmt.Fprintf(&b, "data block %d at %#x: %v", f.Index, f.Pos, f.Err)
+		}
 	}
+	paths := e.Paths()
+	fmt.Fprintf(&b, "), %s lost: %s", plural(len(paths), "file"), listPaths(paths, 200))
 	return b.String()
 }
 
