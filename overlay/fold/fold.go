@@ -187,6 +187,7 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 
 	wopts := opts.Writer
 	wopts.Codec, wopts.Workers, wopts.MkfsTime = cfg, opts.Workers, opts.MkfsTime
+	wopts.BlockSums = true // for the next fold's check
 	if wopts.MetadataLevel == 0 {
 		wopts.MetadataLevel = fastMetadataLevel(cfg)
 	}
@@ -884,9 +885,10 @@ func (f *folder) readTail(oldPath string, ino *squash.Inode) ([]byte, error) {
 	return tail, nil
 }
 
-// reuseCheck decodes the old image's blocks that a fold copies verbatim,
-// on workers beside the fold: an image damaged on disk must not be carried
-// forward, block for block, into the next one. Fragment blocks are queued
+// reuseCheck checks the old image's blocks that a fold copies verbatim, on
+// workers beside the fold: an image damaged on disk must not be carried
+// forward, block for block, into the next one. Against the block sums a
+// fold records after its image when there are some, else by decoding. Fragment blocks are queued
 // at once (they are known before the merge, and in a Portage tree they hold
 // most of the data), the runs of files once the merge has found them.
 type reuseCheck struct {
@@ -902,6 +904,9 @@ type reuseCheck struct {
 func startCheck(r *squash.Reader, workers int) *reuseCheck {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &reuseCheck{c: r.NewBlockChecker(ctx, workers), cancel: cancel, frags: make(chan struct{})}
+	if sums, ok := r.BlockSums(); ok {
+		k.c.UseSums(sums) // written by a fold: a read of each block, no decoding
+	}
 	go func() {
 		defer close(k.frags)
 		for i := range r.Superblock().Fragments {
