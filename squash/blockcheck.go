@@ -22,7 +22,8 @@ type BlockChecker struct {
 	pending sync.WaitGroup // jobs submitted and not yet done
 	closed  bool
 
-	sums map[uint64]uint32 // see UseSums
+	sums      map[uint64]uint32 // see UseSums
+	decodeAll bool              // decode summed blocks too
 
 	mu       sync.Mutex
 	faults   []BlockFault
@@ -153,7 +154,7 @@ func (c *BlockChecker) summed(pos uint64, word uint32, raw []byte) (bool, error)
 
 func (c *BlockChecker) decode(j blockJob, out, raw []byte) {
 	if j.frag {
-		if ok, err := c.summed(j.start, j.word, raw); ok {
+		if ok, err := c.summed(j.start, j.word, raw); ok && (err != nil || !c.decodeAll) {
 			if err != nil {
 				c.fault(BlockFault{Fragment: true, Index: j.index, Pos: j.start, Err: err})
 			}
@@ -173,7 +174,7 @@ func (c *BlockChecker) decode(j blockJob, out, raw []byte) {
 	for i, w := range j.sizes {
 		if BlockSize(w) != 0 && pos >= j.from {
 			ok, err := c.summed(pos, w, raw)
-			if !ok {
+			if err == nil && (!ok || c.decodeAll) {
 				want := min(bs, j.size-uint64(i)*bs)
 				var n int
 				n, err = c.r.decodeDataBlockInto(out[:want], pos, w, raw)

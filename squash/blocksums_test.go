@@ -3,9 +3,12 @@ package squash
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -90,6 +93,22 @@ func TestBlockSums(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := int(sumsStart(r.Superblock().BytesUsed))
+
+	// Verify holds the record to the blocks: a sum that disagrees with a
+	// sound block (the record's own CRC made to match) is a fault.
+	bad := bytes.Clone(raw)
+	ents := bad[start+sumsHeaderSize:]
+	ents[8] ^= 1
+	binary.LittleEndian.PutUint32(bad[start+16:], blockCRC(ents))
+	br, err := NewReader(bytes.NewReader(bad), int64(len(bad)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var de *DamageError
+	if err := br.Verify(context.Background(), nil); !errors.As(err, &de) || !strings.Contains(err.Error(), "CRC-32C") || len(de.Paths()) == 0 {
+		t.Errorf("Verify with a wrong sum = %v", err)
+	}
+
 	for _, at := range []int{start + sumsHeaderSize + 5, start + 1, 8} {
 		bad := bytes.Clone(raw)
 		bad[at] ^= 0x10

@@ -9,7 +9,8 @@ import (
 
 // Verify reads and decodes everything in the image: every table, every
 // metadata block of the inode and directory tables, every inode reachable
-// from the root, every directory listing, every data and fragment block. It
+// from the root, every directory listing, every data and fragment block,
+// and the block sums our writer may have recorded after the image. It
 // returns the first fault found in the tables or the tree, with its
 // location; data and fragment blocks that do not decode are all collected
 // into a *DamageError that names the files they belong to. progress, if not
@@ -41,6 +42,12 @@ func (r *Reader) VerifyWith(ctx context.Context, opts VerifyOptions) error {
 		numbers:  newRefTable(r.sb.Inodes, r.size),
 		inodeBlk: make(map[uint64]bool),
 		check:    r.NewBlockChecker(ctx, opts.Workers),
+	}
+	if sums, ok := r.BlockSums(); ok {
+		// A record of block sums must agree with the blocks, or the next
+		// fold would take sound blocks for damaged ones.
+		v.check.UseSums(sums)
+		v.check.decodeAll = true
 	}
 	err := v.run()
 	faults := v.check.Close()

@@ -14,8 +14,8 @@ import (
 // the first data block of the file dataFile and of the fragment block that
 // holds the tail of fragFile, in the image at img (paths in the image,
 // without a leading slash). It returns the files whose data the damaged
-// blocks held, with a leading slash and sorted: dataFile and every file
-// whose tail lives in that fragment block.
+// blocks held, with a leading slash and sorted: dataFile and its hard
+// links, and every file whose tail lives in that fragment block.
 func DamageBlocks(img, dataFile, fragFile string) ([]string, error) {
 	rc, err := squash.OpenFile(img)
 	if err != nil {
@@ -54,7 +54,7 @@ func DamageBlocks(img, dataFile, fragFile string) ([]string, error) {
 			return err
 		}
 		ino, err := inode(p)
-		if err == nil && ino.Fragment == tail.Fragment && uint64(len(ino.BlockSizes))*bs < ino.Size {
+		if err == nil && (ino.Number == data.Number || ino.Fragment == tail.Fragment && uint64(len(ino.BlockSizes))*bs < ino.Size) {
 			hit["/"+p] = true
 		}
 		return err

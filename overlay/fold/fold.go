@@ -1002,6 +1002,20 @@ func (f *folder) damaged() error {
 			}
 		}
 	}
+	// Later names of a hard link are links to the first one by now.
+	firsts := make(map[string][]int)
+	for j, bf := range named {
+		for _, p := range bf.Paths {
+			firsts[p] = append(firsts[p], j)
+		}
+	}
+	for i := range f.ents {
+		if l := f.ents[i].hdr.Link; l != "" {
+			for _, j := range firsts["/"+l] {
+				named[j].Paths = append(named[j].Paths, "/"+f.ents[i].hdr.Name)
+			}
+		}
+	}
 	var used []squash.BlockFault
 	for _, bf := range named {
 		if len(bf.Paths) > 0 {

@@ -83,6 +83,10 @@ func TestMainNamesDamagedFiles(t *testing.T) {
 		big = append(big, line(i)...)
 	}
 	add("dev-lang/big/data", big)
+	if err := os.Link(filepath.Join(src, "dev-lang/big/data"), filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	all = append(all, "/link")
 	// About 200 KiB of small files: two fragment blocks or more.
 	for i := range 70 {
 		var b []byte
@@ -99,7 +103,7 @@ func TestMainNamesDamagedFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(damaged) < 3 || len(damaged) == len(all) {
+	if len(damaged) < 3 || len(damaged) == len(all) || !slices.Contains(damaged, "/link") {
 		t.Fatalf("want a fragment holding some of the files, not all: %v", damaged)
 	}
 	var out, errb bytes.Buffer
