@@ -887,10 +887,11 @@ func (f *folder) readTail(oldPath string, ino *squash.Inode) ([]byte, error) {
 
 // reuseCheck checks the old image's blocks that a fold copies verbatim, on
 // workers beside the fold: an image damaged on disk must not be carried
-// forward, block for block, into the next one. Against the block sums a
-// fold records after its image when there are some, else by decoding. Fragment blocks are queued
-// at once (they are known before the merge, and in a Portage tree they hold
-// most of the data), the runs of files once the merge has found them.
+// forward, block for block, into the next one. Blocks are compared with the
+// block sums a fold records after its image when there are some, else
+// decoded. Fragment blocks are queued at once (they are known before the
+// merge, and in a Portage tree they hold most of the data), the runs of
+// files once the merge has found them.
 type reuseCheck struct {
 	c        *squash.BlockChecker
 	cancel   context.CancelFunc
