@@ -17,18 +17,9 @@ import (
 // damageFiles is a tree with a file of several blocks and small files
 // filling more than one fragment block.
 func damageFiles() map[string]string {
-	line := func(i int) string { return fmt.Sprintf("line %d of some ebuild-like text %x\n", i, i*i*7919) }
-	var big strings.Builder
-	for i := 0; big.Len() < 300<<10; i++ {
-		big.WriteString(line(i))
-	}
-	files := map[string]string{"dev-lang/big/data": big.String(), "unrelated.txt": "keep me\n"}
+	files := map[string]string{"dev-lang/big/data": string(testtree.Text(0, 300<<10)), "unrelated.txt": "keep me\n"}
 	for i := range 70 {
-		var b strings.Builder
-		for j := 0; b.Len() < 3000; j++ {
-			b.WriteString(line(i*1000 + j))
-		}
-		files[fmt.Sprintf("cat%d/pkg/file%02d", i%3, i)] = b.String()
+		files[fmt.Sprintf("cat%d/pkg/file%02d", i%3, i)] = string(testtree.Text(i+1, 3000))
 	}
 	return files
 }

@@ -10,6 +10,16 @@ import (
 	"github.com/squashportage/squashportage/squash"
 )
 
+// Text returns at least n bytes of distinct ebuild-like lines, the seed-th
+// such text: compressible, yet every block of it different.
+func Text(seed, n int) []byte {
+	var b []byte
+	for i := seed * 100000; len(b) < n; i++ {
+		b = fmt.Appendf(b, "line %d of some ebuild-like text %x\n", i, i*i*7919)
+	}
+	return b
+}
+
 // DamageBlocks writes garbage, as a failing disk would, over the middle of
 // the first data block of the file dataFile and of the fragment block that
 // holds the tail of fragFile, in the image at img (paths in the image,

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -25,14 +24,9 @@ import (
 // succeeds.
 func TestFoldDamagedFragment(t *testing.T) {
 	src := t.TempDir()
-	line := func(i int) string { return fmt.Sprintf("line %d of some ebuild-like text %x\n", i, i*i*7919) }
-	var big strings.Builder
-	for i := 0; big.Len() < 300<<10; i++ {
-		big.WriteString(line(i))
-	}
-	must(t, os.WriteFile(filepath.Join(src, "big"), []byte(big.String()), 0o644))
+	must(t, os.WriteFile(filepath.Join(src, "big"), testtree.Text(0, 300<<10), 0o644))
 	for i := range 10 {
-		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("small%d", i)), []byte(line(i)), 0o644))
+		must(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("small%d", i)), testtree.Text(i+1, 50), 0o644))
 	}
 	img := filepath.Join(t.TempDir(), "i.sqfs")
 	if out, err := exec.Command("mksquashfs", src, img, "-noappend", "-quiet", "-no-progress").CombinedOutput(); err != nil {

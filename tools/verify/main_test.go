@@ -77,23 +77,14 @@ func TestMainNamesDamagedFiles(t *testing.T) {
 		}
 		all = append(all, "/"+name)
 	}
-	line := func(i int) string { return fmt.Sprintf("line %d of some ebuild-like text %x\n", i, i*i*7919) }
-	var big []byte
-	for i := 0; len(big) < 300<<10; i++ {
-		big = append(big, line(i)...)
-	}
-	add("dev-lang/big/data", big)
+	add("dev-lang/big/data", testtree.Text(0, 300<<10))
 	if err := os.Link(filepath.Join(src, "dev-lang/big/data"), filepath.Join(src, "link")); err != nil {
 		t.Fatal(err)
 	}
 	all = append(all, "/link")
 	// About 200 KiB of small files: two fragment blocks or more.
 	for i := range 70 {
-		var b []byte
-		for j := 0; len(b) < 3000; j++ {
-			b = append(b, line(i*1000+j)...)
-		}
-		add(fmt.Sprintf("cat%d/pkg/file%02d", i%3, i), b)
+		add(fmt.Sprintf("cat%d/pkg/file%02d", i%3, i), testtree.Text(i+1, 3000))
 	}
 	img := filepath.Join(t.TempDir(), "i.sqfs")
 	if out, err := exec.Command("mksquashfs", src, img, "-quiet", "-no-progress").CombinedOutput(); err != nil {
