@@ -50,8 +50,11 @@ func IsCorrupt(err error) bool { return errors.Is(err, errCorrupt) }
 type Reader struct {
 	ra   io.ReaderAt
 	size uint64 // bytes_used: nothing is read past it
-	sb   Superblock
-	cfg  codec.Config
+	// fileSize is the size given to NewReader: only the block sum record
+	// is read past bytes_used.
+	fileSize int64
+	sb       Superblock
+	cfg      codec.Config
 
 	decoders sync.Pool // of codec.Decoder; decoders are not goroutine-safe
 
@@ -106,7 +109,7 @@ func NewReader(r io.ReaderAt, size int64) (*Reader, error) {
 	if err := readFullAt(r, buf[:], 0); err != nil {
 		return nil, fmt.Errorf("squashfs: reading superblock: %w", err)
 	}
-	rd := &Reader{ra: r}
+	rd := &Reader{ra: r, fileSize: size}
 	if err := rd.sb.UnmarshalBinary(buf[:]); err != nil {
 		return nil, err
 	}

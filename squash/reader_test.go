@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -746,7 +747,9 @@ func TestVerifyReportsCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = r.Verify(context.Background(), nil)
-	if err == nil || !strings.Contains(err.Error(), "(/big): data block 1 at") {
+	var de *DamageError
+	if !errors.As(err, &de) || len(de.Faults) != 1 || de.Faults[0].Fragment || de.Faults[0].Index != 1 ||
+		!slices.Equal(de.Paths(), []string{"/big"}) || !strings.Contains(err.Error(), "data block 1 at") || !IsCorrupt(err) {
 		t.Fatalf("Verify = %v, want a data block 1 fault in /big", err)
 	}
 	t.Logf("Verify: %v", err)

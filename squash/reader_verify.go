@@ -9,9 +9,12 @@ import (
 
 // Verify reads and decodes everything in the image: every table, every
 // metadata block of the inode and directory tables, every inode reachable
-// from the root, every directory listing, every data and fragment block. It
-// returns the first fault found, with its location. progress, if not nil,
-// is called with the number of inodes checked so far and the total.
+// from the root, every directory listing, every data and fragment block,
+// and the block sums our writer may have recorded after the image. It
+// returns the first fault found in the tables or the tree, with its
+// location; data and fragment blocks that do not decode are all collected
+// into a *DamageError that names the files they belong to. progress, if not
+// nil, is called with the number of inodes checked so far and the total.
 func (r *Reader) Verify(ctx context.Context, progress func(done, total int64)) error {
 	return r.VerifyWith(ctx, VerifyOptions{Progress: progress})
 }
@@ -24,6 +27,9 @@ type VerifyOptions struct {
 	// blocks verbatim from an image the kernel has been reading, ahead of
 	// all new data; decoding them again would cost as much as the copy.
 	TrustedBelow uint64
+	// Workers decode data and fragment blocks while the tree is walked;
+	// 0 means one per CPU.
+	Workers int
 }
 
 // VerifyWith is Verify with options.
@@ -35,10 +41,26 @@ func (r *Reader) VerifyWith(ctx context.Context, opts VerifyOptions) error {
 		trusted:  opts.TrustedBelow,
 		numbers:  newRefTable(r.sb.Inodes, r.size),
 		inodeBlk: make(map[uint64]bool),
-		out:      make([]byte, r.sb.BlockSize),
-		raw:      make([]byte, r.sb.BlockSize),
+		check:    r.NewBlockChecker(ctx, opts.Workers),
 	}
-	return v.run()
+	if sums, ok := r.BlockSums(); ok {
+		// A record of block sums must agree with the blocks, or the next
+		// fold would take sound blocks for damaged ones.
+		v.check.UseSums(sums)
+		v.check.decodeAll = true
+	}
+	err := v.run()
+	faults := v.check.Close()
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(faults) > 0 {
+		return v.damage(faults)
+	}
+	return nil
 }
 
 type verifier struct {
@@ -48,9 +70,12 @@ type verifier struct {
 
 	numbers  refTable        // inode numbers seen, to their refs
 	inodeBlk map[uint64]bool // start positions of inode table blocks
-	out, raw []byte
 	done     int64
 	trusted  uint64
+
+	// Blocks decode on the checker's workers while the walk goes on;
+	// the files of those that fail are found afterwards.
+	check *BlockChecker
 }
 
 func (v *verifier) run() error {
@@ -100,19 +125,15 @@ func (v *verifier) run() error {
 		if BlockSize(fe.Size) == 0 {
 			return corruptf("fragment %d: empty block", i)
 		}
-		if fe.Start < v.trusted {
-			if err := r.checkBlock(fe.Start, fe.Size); err != nil {
-				return fmt.Errorf("fragment %d at %#x: %w", i, fe.Start, err)
-			}
-			continue
-		}
-		if _, err := r.decodeDataBlockInto(v.out, fe.Start, fe.Size, v.raw); err != nil {
-			return fmt.Errorf("fragment %d at %#x: %w", i, fe.Start, err)
+		if fe.Start >= v.trusted {
+			v.check.Fragment(i, fe)
 		}
 		if err := v.ctx.Err(); err != nil {
 			return err
 		}
 	}
+	// The walk checks each tail against its fragment's decoded length.
+	v.check.Wait()
 
 	root, err := r.Root()
 	if err != nil {
@@ -286,42 +307,96 @@ func (t *refTable) set(n uint32, ref uint64) {
 	t.m[n] = ref
 }
 
+// checkFile bounds-checks a file's blocks and its tail here, and leaves
+// decoding its blocks to the workers.
 func (v *verifier) checkFile(ino *Inode) error {
 	bs := uint64(v.r.sb.BlockSize)
 	pos := ino.BlocksStart
 	for i, w := range ino.BlockSizes {
-		want := min(bs, ino.Size-uint64(i)*bs)
-		if BlockSize(w) != 0 && pos < v.trusted {
+		if BlockSize(w) != 0 {
 			if err := v.r.checkBlock(pos, w); err != nil {
 				return fmt.Errorf("data block %d at %#x: %w", i, pos, err)
 			}
-		} else if BlockSize(w) != 0 {
-			n, err := v.r.decodeDataBlockInto(v.out[:want], pos, w, v.raw)
-			if err != nil {
-				return fmt.Errorf("data block %d at %#x: %w", i, pos, err)
-			}
-			if uint64(n) != want {
-				return corruptf("data block %d at %#x: decoded %d bytes, want %d", i, pos, n, want)
-			}
 		}
 		pos += uint64(BlockSize(w))
-		if i%64 == 63 {
-			if err := v.ctx.Err(); err != nil {
-				return err
-			}
-		}
 	}
-	if uint64(len(ino.BlockSizes))*bs < ino.Size {
-		if ino.Fragment < v.r.sb.Fragments {
-			if fe, err := v.r.Fragment(ino.Fragment); err == nil && fe.Start < v.trusted {
-				return nil
-			}
-		}
-		if _, err := v.r.fragmentTail(ino); err != nil {
-			return err
-		}
+	v.check.file(ino, v.trusted)
+	if uint64(len(ino.BlockSizes))*bs >= ino.Size {
+		return nil
+	}
+	if ino.Fragment == NoFragment {
+		return corruptf("file of %d bytes has too few blocks and no fragment", ino.Size)
+	}
+	fe, err := v.r.Fragment(ino.Fragment)
+	if err != nil {
+		return err
+	}
+	if fe.Start < v.trusted {
+		return nil
+	}
+	n, ok := v.check.FragmentLen(ino.Fragment)
+	if !ok {
+		return nil // a damaged block: a fault already, its files are named at the end
+	}
+	tail := ino.Size % bs
+	if uint64(ino.FragOffset) > uint64(n) || tail > uint64(n-ino.FragOffset) {
+		return corruptf("fragment %d of %d bytes has no %d bytes at %d", ino.Fragment, n, tail, ino.FragOffset)
 	}
 	return nil
+}
+
+// damage names the files of the blocks that did not decode: a second walk,
+// only when there is something to report.
+func (v *verifier) damage(faults []BlockFault) error {
+	byInode := make(map[uint32][]int)
+	byFrag := make(map[uint32][]int)
+	for i, f := range faults {
+		if f.Fragment {
+			byFrag[f.Index] = append(byFrag[f.Index], i)
+		} else {
+			byInode[f.Inode] = append(byInode[f.Inode], i)
+		}
+	}
+	root, err := v.r.Root()
+	if err != nil {
+		return err
+	}
+	bs := uint64(v.r.sb.BlockSize)
+	stack := []walkItem{{root, "/"}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		ents, err := v.r.readDir(it.ino)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			if e.Type != TypeDir && e.Type != TypeFile {
+				continue
+			}
+			ino, err := v.r.InodeAt(e.Ref)
+			if err != nil {
+				return err
+			}
+			p := path.Join(it.path, e.Name)
+			if e.Type == TypeDir {
+				stack = append(stack, walkItem{ino, p})
+				continue
+			}
+			for _, i := range byInode[ino.Number] {
+				faults[i].Paths = append(faults[i].Paths, p)
+			}
+			if ino.Fragment != NoFragment && uint64(len(ino.BlockSizes))*bs < ino.Size {
+				for _, i := range byFrag[ino.Fragment] {
+					faults[i].Paths = append(faults[i].Paths, p)
+				}
+			}
+		}
+	}
+	for i := range faults {
+		sort.Strings(faults[i].Paths)
+	}
+	return &DamageError{Faults: faults}
 }
 
 // checkDirIndex makes sure each index point of an extended directory lands

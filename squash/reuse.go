@@ -49,7 +49,7 @@ func (w *Writer) CopyRun(src io.ReaderAt, start uint64, sizes []uint32) (*Run, e
 	}
 	run := &Run{}
 	if n > 0 {
-		w.addSpan(src, start, n, copyPart{run: run})
+		w.addSpan(src, start, n, copyPart{run: run, sizes: sizes})
 	}
 	return run, nil
 }
@@ -85,10 +85,11 @@ type copySpan struct {
 }
 
 type copyPart struct {
-	off  uint64 // in the source
-	run  *Run   // a run's first stored block, or
-	frag bool   // a fragment block with this size word
-	word uint32
+	off   uint64   // in the source
+	run   *Run     // a run's first stored block, with its block size words, or
+	sizes []uint32 //
+	frag  bool     // a fragment block with this size word
+	word  uint32
 }
 
 // maxSpan bounds one span so that a failure reports a narrow range and
@@ -136,8 +137,48 @@ func (w *Writer) copySpan(s *copySpan) error {
 	if err != nil {
 		return fmt.Errorf("copy %d bytes at %d of the source image: %w", n, s.off, err)
 	}
+	if w.opts.BlockSums {
+		if err := w.sumSpan(s, base); err != nil {
+			return fmt.Errorf("copy %d bytes at %d of the source image: %w", n, s.off, err)
+		}
+	}
 	w.pos += n
 	w.obufStart = w.pos
+	return nil
+}
+
+// sumSpan records the sums of the blocks of span s, copied at base, reading
+// them back from the source: a copy is as sound as its source, which the
+// caller checks (a fold does, against the source's record or by decoding).
+func (w *Writer) sumSpan(s *copySpan, base uint64) error {
+	buf := w.getBuf()[:w.blockSize]
+	defer w.bufs.Put(&buf)
+	add := func(off uint64, n uint32) error {
+		if n == 0 {
+			return nil
+		}
+		b := buf[:n]
+		if err := readFullAt(s.src, b, int64(off)); err != nil {
+			return err
+		}
+		w.sums = append(w.sums, blockSum{base + off - s.off, blockCRC(b)})
+		return nil
+	}
+	for _, p := range s.parts {
+		if p.frag {
+			if err := add(p.off, BlockSize(p.word)); err != nil {
+				return err
+			}
+			continue
+		}
+		off := p.off
+		for _, word := range p.sizes {
+			if err := add(off, BlockSize(word)); err != nil {
+				return err
+			}
+			off += uint64(BlockSize(word))
+		}
+	}
 	return nil
 }
 

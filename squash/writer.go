@@ -48,6 +48,11 @@ type WriterOptions struct {
 	// the speed of level 6 for a fraction of a percent of the image; the
 	// decoders need no level, so the image stays the same format.
 	MetadataLevel int
+
+	// BlockSums appends a record of the CRC-32C of every data and fragment
+	// block after the image (see Reader.BlockSums), so that a later fold
+	// can check the blocks it copies without decoding them.
+	BlockSums bool
 }
 
 // Header describes one entry added to a Writer.
@@ -109,6 +114,7 @@ type Writer struct {
 	fragTable []FragmentEntry
 	obuf      []byte
 	obufStart int64
+	sums      []blockSum // with opts.BlockSums, in position order
 
 	zero    []byte
 	sha     hash.Hash
@@ -301,6 +307,9 @@ func (w *Writer) output() {
 			j.file.hasStart = true
 		case jobRewind:
 			w.rewind(int64(j.file.start))
+			for len(w.sums) > 0 && w.sums[len(w.sums)-1].pos >= j.file.start {
+				w.sums = w.sums[:len(w.sums)-1]
+			}
 		case jobCopy:
 			if err := w.copySpan(j.span); err != nil {
 				w.fail(err)
@@ -310,6 +319,9 @@ func (w *Writer) output() {
 			data, word := j.out, uint32(len(j.out))
 			if j.stored {
 				data, word = j.raw, uint32(len(j.raw))|dataUncompressed
+			}
+			if w.opts.BlockSums && len(data) > 0 {
+				w.sums = append(w.sums, blockSum{uint64(w.pos), blockCRC(data)})
 			}
 			if j.kind == jobData {
 				j.file.sizes[j.index] = word

@@ -513,6 +513,13 @@ func (t *tableWriter) finish(root *node) error {
 	if err := w.out.Truncate(int64(end)); err != nil {
 		return fmt.Errorf("pad image: %w", err)
 	}
+	if w.opts.BlockSums {
+		rec := appendSums(nil, head, w.sums)
+		if _, err := w.out.WriteAt(rec, int64(sumsStart(pos))); err != nil {
+			return fmt.Errorf("write block sums: %w", err)
+		}
+		end += uint64(len(rec))
+	}
 	if _, err := w.out.WriteAt(head, 0); err != nil {
 		return fmt.Errorf("write superblock: %w", err)
 	}

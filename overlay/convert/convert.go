@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/squashportage/squashportage/internal/loopdev"
-	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/internal/treecmp"
+	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/codec"
 	"github.com/squashportage/squashportage/squash/sourcetree"

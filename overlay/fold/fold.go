@@ -9,6 +9,7 @@ package fold
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -85,6 +86,7 @@ type folder struct {
 	dead    []tailUse // and of the files deleted or replaced
 	stats   Stats
 	xattrs  xattr.Reader
+	check   *reuseCheck
 }
 
 // tailUse is a file's tail in a fragment block of the old image. Slices
@@ -169,6 +171,10 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 		return f.stats, err
 	}
 	f.ents = make([]entry, 0, min(r.Superblock().Inodes, 1<<22)+1024)
+	if f.stats.Reuse {
+		f.check = startCheck(r, f.workers)
+		defer f.check.abort()
+	}
 	start := time.Now()
 	log := func(format string, args ...any) {
 		if opts.Log != nil {
@@ -183,6 +189,7 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 
 	wopts := opts.Writer
 	wopts.Codec, wopts.Workers, wopts.MkfsTime = cfg, opts.Workers, opts.MkfsTime
+	wopts.BlockSums = true // for the next fold's check
 	if wopts.MetadataLevel == 0 {
 		wopts.MetadataLevel = fastMetadataLevel(cfg)
 	}
@@ -192,6 +199,9 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 	}
 	if err := f.write(w, data, opts.Progress); err != nil {
 		w.Close()
+		if derr := f.damaged(); derr != nil {
+			return f.stats, derr // what made the write fail, and more
+		}
 		return f.stats, err
 	}
 	log("data written")
@@ -199,6 +209,12 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 		return f.stats, err
 	}
 	log("tables written")
+	if err := f.damaged(); err != nil {
+		return f.stats, err
+	}
+	if f.check != nil {
+		log("reused blocks checked")
+	}
 	f.stats.Entries = len(f.ents)
 	f.stats.ReusedEnd = uint64(w.Stats().CopiedEnd)
 	return f.stats, nil
@@ -697,6 +713,11 @@ func (f *folder) write(w *squash.Writer, data io.ReaderAt, progress func(done, t
 			runs[ino.BlocksStart] = nil
 			items = append(items, item{pos: ino.BlocksStart, isRun: true, ino: ino})
 		}
+		runInos := make([]*squash.Inode, len(items))
+		for i, it := range items {
+			runInos[i] = it.ino
+		}
+		f.check.files(runInos)
 		for frag := range keep {
 			e, err := f.r.Fragment(frag)
 			if err != nil {
@@ -833,4 +854,150 @@ func (f *folder) readTail(oldPath string, ino *squash.Inode) ([]byte, error) {
 		return nil, fmt.Errorf("image /%s: read tail: %w", oldPath, err)
 	}
 	return tail, nil
+}
+
+// reuseCheck checks the old image's blocks that a fold copies verbatim, on
+// workers beside the fold: an image damaged on disk must not be carried
+// forward, block for block, into the next one. Blocks are compared with the
+// block sums a fold records after its image when there are some, else
+// decoded. Fragment blocks are queued at once (they are known before the
+// merge, and in a Portage tree they hold most of the data), the runs of
+// files once the merge has found them.
+type reuseCheck struct {
+	c        *squash.BlockChecker
+	cancel   context.CancelFunc
+	frags    chan struct{} // closed when the fragments are queued
+	runs     chan struct{} // closed when the runs are queued
+	runStart map[uint32]uint64
+	closed   bool
+	faults   []squash.BlockFault
+}
+
+func startCheck(r *squash.Reader, workers int) *reuseCheck {
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &reuseCheck{c: r.NewBlockChecker(ctx, workers), cancel: cancel, frags: make(chan struct{})}
+	if sums, ok := r.BlockSums(); ok {
+		k.c.UseSums(sums) // written by a fold: a read of each block, no decoding
+	}
+	go func() {
+		defer close(k.frags)
+		for i := range r.Superblock().Fragments {
+			e, err := r.Fragment(i)
+			if err != nil {
+				return // the fold reads the table too, and fails
+			}
+			k.c.Fragment(i, e)
+		}
+	}()
+	return k
+}
+
+// files queues the stored blocks of the files whose runs are copied.
+func (k *reuseCheck) files(inos []*squash.Inode) {
+	if k == nil {
+		return
+	}
+	k.runStart = make(map[uint32]uint64, len(inos))
+	for _, ino := range inos {
+		k.runStart[ino.Number] = ino.BlocksStart
+	}
+	k.runs = make(chan struct{})
+	go func() {
+		defer close(k.runs)
+		for _, ino := range inos {
+			k.c.File(ino)
+		}
+	}()
+}
+
+// close waits for every queued block and returns the faults.
+func (k *reuseCheck) close() []squash.BlockFault {
+	if k == nil {
+		return nil
+	}
+	if !k.closed {
+		k.closed = true
+		<-k.frags
+		if k.runs != nil {
+			<-k.runs
+		}
+		k.faults = k.c.Close()
+		k.cancel()
+	}
+	return k.faults
+}
+
+// abort stops the check of a fold that failed.
+func (k *reuseCheck) abort() {
+	if k != nil {
+		k.cancel()
+		k.close()
+	}
+}
+
+// damaged waits for the check and names the files of the new image whose
+// data lives in an old block that does not decode; nil when none does.
+// Damaged blocks that no file of the new image uses (their files were
+// deleted or replaced) do not matter: that is how a damaged image heals.
+func (f *folder) damaged() error {
+	faults := f.check.close()
+	if len(faults) == 0 {
+		return nil
+	}
+	byRun := make(map[uint64][]int)
+	byFrag := make(map[uint32][]int)
+	for i, bf := range faults {
+		if bf.Fragment {
+			byFrag[bf.Index] = append(byFrag[bf.Index], i)
+		} else if start, ok := f.check.runStart[bf.Inode]; ok {
+			byRun[start] = append(byRun[start], i)
+		}
+	}
+	bs := uint64(f.r.Superblock().BlockSize)
+	named := make([]squash.BlockFault, len(faults))
+	copy(named, faults)
+	for i := range f.ents {
+		e := &f.ents[i]
+		ino := e.old
+		if ino == nil {
+			continue
+		}
+		p := "/" + e.hdr.Name
+		if len(ino.BlockSizes) > 0 {
+			for _, j := range byRun[ino.BlocksStart] {
+				named[j].Paths = append(named[j].Paths, p)
+			}
+		}
+		if ino.Fragment != squash.NoFragment && uint64(len(ino.BlockSizes))*bs < ino.Size {
+			for _, j := range byFrag[ino.Fragment] {
+				named[j].Paths = append(named[j].Paths, p)
+			}
+		}
+	}
+	// Later names of a hard link are links to the first one by now.
+	firsts := make(map[string][]int)
+	for j, bf := range named {
+		for _, p := range bf.Paths {
+			firsts[p] = append(firsts[p], j)
+		}
+	}
+	for i := range f.ents {
+		if l := f.ents[i].hdr.Link; l != "" {
+			for _, j := range firsts["/"+l] {
+				named[j].Paths = append(named[j].Paths, "/"+f.ents[i].hdr.Name)
+			}
+		}
+	}
+	var used []squash.BlockFault
+	for _, bf := range named {
+		if len(bf.Paths) > 0 {
+			slices.Sort(bf.Paths)
+			used = append(used, bf)
+		}
+	}
+	if len(used) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the old image is damaged, and its blocks are not copied forward: %w; delete or replace these files through the overlay, then persist again",
+		&squash.DamageError{Faults: used})
 }

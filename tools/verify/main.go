@@ -4,6 +4,7 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -15,7 +16,9 @@ import (
 
 const usage = "Usage: squashportage verify [-q] [-n] IMAGE\n\n" +
 	"Reads every metadata table and data block of IMAGE and checks that they\n" +
-	"decode and agree. Exit status 0 if the image is sound, 1 otherwise.\n" +
+	"decode and agree. Data and fragment blocks that do not decode are listed\n" +
+	"with the files (paths in the image) whose contents they hold.\n" +
+	"Exit status 0 if the image is sound, 1 otherwise.\n" +
 	"  -q, --quiet        print nothing on success\n" +
 	"  -n, --no-progress  no progress bar\n"
 
@@ -76,6 +79,11 @@ func run(image string, quiet, noProgress bool, stdout, stderr io.Writer) int {
 	if bar != nil {
 		bar.Done()
 	}
+	var de *squash.DamageError
+	if errors.As(err, &de) {
+		printDamage(stderr, image, de)
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "verify: %s: FAULT: %v\n", image, err)
 		return 1
@@ -86,4 +94,23 @@ func run(image string, quiet, noProgress bool, stdout, stderr io.Writer) int {
 			image, sb.Inodes, sb.Fragments, sb.BytesUsed, sb.Compression, sb.BlockSize, time.Since(start).Seconds())
 	}
 	return 0
+}
+
+// printDamage lists each damaged block and, below it, every file whose data
+// or tail it holds.
+func printDamage(w io.Writer, image string, de *squash.DamageError) {
+	paths := de.Paths()
+	fmt.Fprintf(w, "verify: %s: FAULT: %d damaged data or fragment blocks, %d files affected\n", image, len(de.Faults), len(paths))
+	for _, f := range de.Faults {
+		if f.Fragment {
+			fmt.Fprintf(w, "  fragment block %d at %#x: %v\n", f.Index, f.Pos, f.Err)
+			fmt.Fprintf(w, "    holds the tails of:\n")
+		} else {
+			fmt.Fprintf(w, "  data block %d at %#x: %v\n", f.Index, f.Pos, f.Err)
+			fmt.Fprintf(w, "    of:\n")
+		}
+		for _, p := range f.Paths {
+			fmt.Fprintf(w, "      %s\n", p)
+		}
+	}
 }

@@ -2,11 +2,15 @@ package verify
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/squashportage/squashportage/internal/testtree"
 )
 
 func smallImage(t *testing.T) string {
@@ -54,5 +58,63 @@ func TestMain_(t *testing.T) {
 			(tc.stdout == "" && out.Len() != 0) {
 			t.Errorf("Main(%q) = %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, rc, out.String(), errb.String(), tc.rc, tc.stdout, tc.stderr)
 		}
+	}
+}
+
+// TestMainNamesDamagedFiles damages a data block and a fragment block: the
+// report names the file of the one and every file with a tail in the other.
+func TestMainNamesDamagedFiles(t *testing.T) {
+	if _, err := exec.LookPath("mksquashfs"); err != nil {
+		t.Fatal("mksquashfs not installed")
+	}
+	src := t.TempDir()
+	var all []string
+	add := func(name string, data []byte) {
+		p := filepath.Join(src, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, "/"+name)
+	}
+	add("dev-lang/big/data", testtree.Text(0, 300<<10))
+	if err := os.Link(filepath.Join(src, "dev-lang/big/data"), filepath.Join(src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	all = append(all, "/link")
+	// About 200 KiB of small files: two fragment blocks or more.
+	for i := range 70 {
+		add(fmt.Sprintf("cat%d/pkg/file%02d", i%3, i), testtree.Text(i+1, 3000))
+	}
+	img := filepath.Join(t.TempDir(), "i.sqfs")
+	if out, err := exec.Command("mksquashfs", src, img, "-quiet", "-no-progress").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	damaged, err := testtree.DamageBlocks(img, "dev-lang/big/data", "cat1/pkg/file40")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(damaged) < 3 || len(damaged) == len(all) || !slices.Contains(damaged, "/link") {
+		t.Fatalf("want a fragment holding some of the files, not all: %v", damaged)
+	}
+	var out, errb bytes.Buffer
+	rc := Main([]string{"-n", img}, &out, &errb)
+	t.Logf("verify:\n%s", errb.String())
+	if rc != 1 || out.Len() != 0 {
+		t.Fatalf("verify of a damaged image: rc %d, stdout %q", rc, out.String())
+	}
+	named := map[string]bool{}
+	for _, l := range strings.Split(errb.String(), "\n") {
+		if p := strings.TrimSpace(l); strings.HasPrefix(p, "/") {
+			named[p] = true
+		}
+	}
+	for _, p := range all {
+		if want := slices.Contains(damaged, p); named[p] != want {
+			t.Errorf("%s: named %v, damaged %v", p, named[p], want)
+		}
+	}
+	if !strings.Contains(errb.String(), "data block 0 at") || !strings.Contains(errb.String(), "fragment block") {
+		t.Errorf("report does not say which blocks")
 	}
 }
