@@ -46,8 +46,10 @@ func TestMainCLI(t *testing.T) {
 			stderr: []string{"unknown option --bogus", "--help"}},
 		{name: "bad spec", args: func(string) []string { return []string{"/a.sqfs:/x:sise=1g"} }, code: 2,
 			stderr: []string{`unknown option "sise" (allowed: ro,`}},
-		{name: "no spec, no config", args: func(d string) []string { return []string{"--config", d + "/none"} }, code: 2,
-			stderr: []string{"no SPEC given and no config"}},
+		{name: "no spec, no config", args: func(d string) []string { return []string{"--config", d + "/none"} }, code: 0,
+			stdout: []string{"/none: nothing to mount"}},
+		{name: "config unreadable", args: func(d string) []string { return []string{"--config", d + "/t1"} }, code: 3,
+			stderr: []string{"/t1: is a directory"}},
 		{name: "one spec, flag after it", args: func(d string) []string {
 			return []string{img + ":" + d + "/t1", "--state-dir", d + "/state"}
 		}, code: 0, stdout: []string{"mounted " + img + " at ", "/t1 (changes in RAM, up to 25%, persist=shutdown)"}, mounted: []string{"t1"}},
@@ -68,7 +70,24 @@ func TestMainCLI(t *testing.T) {
 			code: 0, stdout: []string{"/t2 (changes in RAM, up to 25%, persist=never)"}, mounted: []string{"t1", "t2"}},
 		{name: "config error", args: func(d string) []string {
 			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
-		}, config: "\n" + img + ":DIR/t1:bad\n", code: 1, stderr: []string{"conf: line 2: spec"}},
+		}, config: "\n" + img + ":DIR/t1:bad\n", code: 3, stderr: []string{"conf:2: spec"}, notMounted: []string{"t1"}},
+		{name: "config: bad line and missing image do not stop the good spec", args: func(d string) []string {
+			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
+		}, config: img + ":DIR/t1:sise=1g\nDIR/no.sqfs:DIR/t1\n" + img + ":DIR/t2\n" + img + ":DIR/t2:ro\n", code: 3,
+			stderr: []string{`conf:1: spec "` + img, `unknown option "sise"`, "no.sqfs: no such file", "conf:4: target ", "/t2 already configured on line 3"},
+			stdout: []string{"/t2 (changes in RAM"}, mounted: []string{"t2"}, notMounted: []string{"t1"}},
+		{name: "spec target through a symlink", args: func(d string) []string {
+			if err := os.Symlink("t1", d+"/link"); err != nil {
+				panic(err)
+			}
+			return []string{"--state-dir", d + "/state", img + ":" + d + "/link"}
+		}, code: 0, stdout: []string{"/t1 (changes in RAM"}, mounted: []string{"t1"}, notMounted: []string{"link"}},
+		{name: "config target through a symlink, already mounted", args: func(d string) []string {
+			if err := os.Symlink("t1", d+"/link"); err != nil {
+				panic(err)
+			}
+			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
+		}, config: img + ":DIR/link\n", premount: img + ":DIR/t1", code: 0, mounted: []string{"t1"}, notMounted: []string{"link"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
