@@ -14,10 +14,11 @@ import (
 	"github.com/squashportage/squashportage/overlay"
 )
 
-const usage = `Usage: squashportage persist [--dry-run] [--force] [--json] [--state-dir DIR] [TARGET...]
+const usage = `Usage: squashportage persist [--dry-run] [--force] [--if-managed] [--json] [--state-dir DIR] [TARGET...]
 
 Writes the merged view of each managed overlay (all of them without
-TARGET) into a new squashfs image, when its upper holds changes:
+TARGET; a TARGET may be relative or reached through a symlink) into a new
+squashfs image, when its upper holds changes:
 
   - unchanged files keep their compressed blocks, copied verbatim in their
     old order: the cost is what changed, not the tree;
@@ -37,14 +38,21 @@ Options:
   --dry-run        say what would be written
   --force          persist even below the threshold, on battery, or
                    with a killpower flag
+  --if-managed     a TARGET squashportage does not manage is not worth a
+                   message, only exit status 3 (for scripts such as the
+                   Portage postsync hook)
   --json           print the results as JSON
   --processors N   compression goroutines (default: all CPUs)
   --state-dir DIR  where mounts are recorded (default ` + overlay.DefaultStateDir + `)
   -v, --verbose    tell each step
   -h, --help       show this help
 
-Exit status: 0 done (or nothing to do), 1 a persist failed, 2 bad usage.
+Exit status: 0 done (or nothing to do), 1 a persist failed, 2 bad usage,
+3 a TARGET is not managed by squashportage (nothing was persisted).
 `
+
+// notManaged is the exit status for a TARGET without a record.
+const notManaged = 3
 
 // Main runs the command with args and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -52,6 +60,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	dry := fs.Bool("dry-run", false, "")
 	force := fs.Bool("force", false, "")
+	ifManaged := fs.Bool("if-managed", false, "")
 	asJSON := fs.Bool("json", false, "")
 	procs := fs.Int("processors", runtime.NumCPU(), "")
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
@@ -59,6 +68,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&verbose, "verbose", false, "")
 	targets, err := cliflag.Parse(fs, args)
+	if err == nil {
+		targets, err = overlay.ResolveTargets(*stateDir, targets)
+	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stdout, usage)
@@ -86,8 +98,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	for _, t := range targets {
 		st, err := overlay.Load(*stateDir, t)
 		if err != nil {
-			fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
-			return 1
+			return loadFailed(stderr, err, *ifManaged)
 		}
 		states = append(states, st)
 	}
@@ -120,6 +131,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		enc.Encode(results)
 	}
 	return status
+}
+
+// loadFailed reports a TARGET whose record could not be loaded and
+// returns the exit status: notManaged for a target without a record.
+func loadFailed(stderr io.Writer, err error, quietUnmanaged bool) int {
+	if errors.Is(err, overlay.ErrNotManaged) {
+		if !quietUnmanaged {
+			fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
+		}
+		return notManaged
+	}
+	fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
+	return 1
 }
 
 type result struct {

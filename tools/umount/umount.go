@@ -6,18 +6,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
-	"path/filepath"
 	"sort"
 
 	"github.com/squashportage/squashportage/overlay"
+	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage umount [--lazy] [--state-dir DIR] TARGET...
        squashportage umount [--lazy] [--state-dir DIR] --all
 
-Unmounts the overlay at each TARGET, its upper (a tmpfs upper and the
+Unmounts the overlay at each TARGET (relative, or through a symlink, as
+well as the path it was mounted at), its upper (a tmpfs upper and the
 changes in it are gone: persist first to keep them) and the squashfs
 image below it. A TARGET in use is refused, naming the processes that use
 it.
@@ -51,11 +51,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "squashportage umount: %v (see squashportage umount --help)\n", err)
 		return 2
 	}
-	for _, t := range targets {
-		if !filepath.IsAbs(t) {
-			fmt.Fprintf(stderr, "squashportage umount: target %q is not an absolute path\n", t)
-			return 2
-		}
+	if targets, err = overlay.ResolveTargets(*stateDir, targets); err != nil {
+		fmt.Fprintf(stderr, "squashportage umount: %v\n", err)
+		return 1
 	}
 	if *all {
 		states, err := overlay.List(*stateDir)
