@@ -212,13 +212,22 @@ func TestPostsyncHook(t *testing.T) {
 		wantOut    string
 	}{
 		{name: "managed: persisted", repoPath: "/var/db/repos/gentoo",
-			wantCalls: "persist /var/db/repos/gentoo"},
-		{name: "not managed: nothing to do", repoPath: "/var/db/repos/guru",
-			stderr: "squashportage persist: target /var/db/repos/guru: not managed by squashportage (no record in /run/squashportage)", status: 1,
-			wantCalls: "persist /var/db/repos/guru"},
+			wantCalls: "persist --if-managed /var/db/repos/gentoo"},
+		// Told by exit status 3, not by matching persist's words.
+		{name: "not managed: nothing to do", repoPath: "/var/db/repos/guru", status: 3,
+			wantCalls: "persist --if-managed /var/db/repos/guru"},
 		{name: "persist fails", repoPath: "/var/db/repos/gentoo",
 			stderr: "squashportage persist: no space left on device", status: 1,
-			wantCalls: "persist /var/db/repos/gentoo", wantStatus: 1, wantOut: "no space left on device"},
+			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 1,
+			wantOut: "no space left on device\nsquashportage: gentoo at /var/db/repos/gentoo is synced, but its image was not updated (persist exited 1, see above)"},
+		{name: "a failure that mentions 'not managed' is a failure", repoPath: "/var/db/repos/gentoo",
+			stderr: "squashportage persist: remount: upper not managed by squashportage any more", status: 1,
+			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 1, wantOut: "upper not managed by squashportage any more"},
+		{name: "persist's warnings reach the user on success too", repoPath: "/var/db/repos/gentoo",
+			stderr: "squashportage persist: target busy: the new image is used from the next mount",
+			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantOut: "the new image is used from the next mount"},
+		{name: "persist: bad usage", repoPath: "/var/db/repos/gentoo", status: 2,
+			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 2, wantOut: "(persist exited 2, see above)"},
 		{name: "no path given", repoPath: ""},
 	}
 	for _, tc := range tests {
