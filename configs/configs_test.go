@@ -224,7 +224,7 @@ func TestPostsyncHook(t *testing.T) {
 			stderr: "squashportage persist: remount: upper not managed by squashportage any more", status: 1,
 			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 1, wantOut: "upper not managed by squashportage any more"},
 		{name: "persist's warnings reach the user on success too", repoPath: "/var/db/repos/gentoo",
-			stderr: "squashportage persist: target busy: the new image is used from the next mount",
+			stderr:    "squashportage persist: target busy: the new image is used from the next mount",
 			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantOut: "the new image is used from the next mount"},
 		{name: "persist: bad usage", repoPath: "/var/db/repos/gentoo", status: 2,
 			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 2, wantOut: "(persist exited 2, see above)"},
