@@ -124,7 +124,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		if fromConfig {
-			if _, err := overlay.Load(*stateDir, sp.Target); err == nil {
+			// Also a record kept under a symlink to the target.
+			if t, err := overlay.ResolveTarget(*stateDir, sp.Target); err != nil {
+				fmt.Fprintf(stderr, "squashportage mount: %v\n", err)
+				status = failed
+				continue
+			} else if _, err := overlay.Load(*stateDir, t); err == nil {
 				if verbose {
 					fmt.Fprintf(stderr, "squashportage mount: %s already mounted\n", sp.Target)
 				}

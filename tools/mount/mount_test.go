@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/overlay"
 )
@@ -77,17 +79,14 @@ func TestMainCLI(t *testing.T) {
 			stderr: []string{`conf:1: spec "` + img, `unknown option "sise"`, "no.sqfs: no such file", "conf:4: target ", "/t2 already configured on line 3"},
 			stdout: []string{"/t2 (changes in RAM"}, mounted: []string{"t2"}, notMounted: []string{"t1"}},
 		{name: "spec target through a symlink", args: func(d string) []string {
-			if err := os.Symlink("t1", d+"/link"); err != nil {
-				panic(err)
-			}
 			return []string{"--state-dir", d + "/state", img + ":" + d + "/link"}
 		}, code: 0, stdout: []string{"/t1 (changes in RAM"}, mounted: []string{"t1"}, notMounted: []string{"link"}},
 		{name: "config target through a symlink, already mounted", args: func(d string) []string {
-			if err := os.Symlink("t1", d+"/link"); err != nil {
-				panic(err)
-			}
 			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
 		}, config: img + ":DIR/link\n", premount: img + ":DIR/t1", code: 0, mounted: []string{"t1"}, notMounted: []string{"link"}},
+		{name: "config target mounted under a symlink before", args: func(d string) []string {
+			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
+		}, config: img + ":DIR/t1\n", premount: img + ":DIR/link", code: 0, mounted: []string{"link"}, notMounted: []string{"t1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +97,9 @@ func TestMainCLI(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if err := os.Symlink("t1", dir+"/link"); err != nil {
+				t.Fatal(err)
+			}
 			t.Cleanup(func() {
 				states, _ := overlay.List(stateDir)
 				for _, st := range states {
@@ -105,6 +107,9 @@ func TestMainCLI(t *testing.T) {
 						t.Error(err)
 					}
 				}
+				// A record kept under the symlink does not find the
+				// overlay at t1 in the mount table.
+				_ = unix.Unmount(filepath.Join(dir, "t1"), unix.MNT_DETACH)
 			})
 			if tt.config != "" {
 				if err := os.WriteFile(dir+"/conf", []byte(strings.ReplaceAll(tt.config, "DIR", dir)), 0o644); err != nil {
