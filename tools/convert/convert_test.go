@@ -59,6 +59,20 @@ func TestMainUsage(t *testing.T) {
 	}
 }
 
+// convertTree runs convert on a fresh tree with extra options, and fails
+// the test unless it succeeds.
+func convertTree(t *testing.T, extra ...string) (dir, img string, stdout, stderr *bytes.Buffer) {
+	t.Helper()
+	dir = tree(t)
+	img = filepath.Join(t.TempDir(), "gentoo.sqfs")
+	stdout, stderr = new(bytes.Buffer), new(bytes.Buffer)
+	args := append([]string{dir, img, "--state-dir", t.TempDir()}, extra...)
+	if got := Main(args, stdout, stderr); got != 0 {
+		t.Fatalf("status %d; stderr:\n%s", got, stderr)
+	}
+	return dir, img, stdout, stderr
+}
+
 func TestMainConverts(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -72,13 +86,7 @@ func TestMainConverts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := tree(t)
-			img := filepath.Join(t.TempDir(), "gentoo.sqfs")
-			var out, errb bytes.Buffer
-			args := append([]string{dir, img, "--state-dir", t.TempDir()}, tc.extra...)
-			if got := Main(args, &out, &errb); got != 0 {
-				t.Fatalf("status %d; stderr:\n%s", got, errb.String())
-			}
+			dir, img, out, _ := convertTree(t, tc.extra...)
 			spec := img + ":" + dir + tc.wantSpec
 			for _, want := range []string{
 				"\n    squashportage=" + spec + "\n",
@@ -134,13 +142,7 @@ func TestMainProgress(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			isTerminal = func(io.Writer) bool { return tc.tty }
-			dir := tree(t)
-			img := filepath.Join(t.TempDir(), "gentoo.sqfs")
-			var out, errb bytes.Buffer
-			args := append([]string{dir, img, "--state-dir", t.TempDir()}, tc.extra...)
-			if got := Main(args, &out, &errb); got != 0 {
-				t.Fatalf("status %d; stderr:\n%s", got, errb.String())
-			}
+			_, _, _, errb := convertTree(t, tc.extra...)
 			rest := errb.String()
 			if tc.want == nil && rest != "" {
 				t.Errorf("stderr %q, want nothing", rest)
