@@ -81,10 +81,5 @@ func recordBase(st *State, lowerImage string) error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(st.Path(st.Spec.Upper), baseFile)
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return writeAtomic(filepath.Join(st.Path(st.Spec.Upper), baseFile), []byte(id+"\n"))
 }

@@ -127,7 +127,7 @@ func Mounts() ([]MountEntry, error) {
 			Options:    a[5],
 			FSType:     b[0],
 			Source:     unescapeMountinfo(b[1]),
-			SuperOpts:  b[2],
+			SuperOpts:  unescapeMountinfo(b[2]),
 		})
 	}
 	if err := sc.Err(); err != nil {

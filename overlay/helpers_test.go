@@ -155,7 +155,7 @@ func (e *env) mount(spec string) *State {
 	}
 	e.t.Cleanup(func() {
 		if _, err := Load(e.stateDir, st.Target); err == nil {
-			if err := Umount(st.Target, UmountOptions{StateDir: e.stateDir, Lazy: true}); err != nil {
+			if err := Umount(st.Target, UmountOptions{StateDir: e.stateDir, Lazy: true, Discard: true}); err != nil {
 				e.t.Errorf("cleanup: %v", err)
 			}
 		}
@@ -174,15 +174,6 @@ func mountEntry(t *testing.T, dir string) MountEntry {
 		t.Fatalf("nothing mounted at %s", dir)
 	}
 	return m
-}
-
-func hasOpt(opts, o string) bool {
-	for x := range strings.SplitSeq(opts, ",") {
-		if x == o {
-			return true
-		}
-	}
-	return false
 }
 
 func readFile(t *testing.T, p string) string {

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/kmsg"
+	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/squash"
 )
 
@@ -105,6 +107,15 @@ func Mount(spec Spec, opts MountOptions) (*State, error) {
 		ID: ID(spec.Target), Spec: spec, Image: spec.Image, Target: spec.Target,
 		Root: opts.Root, dir: stateDir,
 	}
+	if err := imageFree(st); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", spec, err)
+	}
+	if st.Spec.Upper != UpperTmpfs && !st.Spec.ReadOnly {
+		// Left by a persist that died after it had swapped.
+		for _, d := range []string{"upper", "work"} {
+			_ = os.RemoveAll(filepath.Join(st.Path(st.Spec.Upper), d+prevSuffix))
+		}
+	}
 	var u undo
 	if err := mountLayers(st, opts.Force, logger(opts.Log), &u); err != nil {
 		u.run()
@@ -115,6 +126,31 @@ func Mount(spec Spec, opts MountOptions) (*State, error) {
 		return nil, fmt.Errorf("mount %s: %w", spec, err)
 	}
 	return st, nil
+}
+
+// imageFree refuses an image another record already mounts: two
+// overlays persisting into one image would each drop the other's changes.
+// Two read-only mounts of one image are harmless.
+func imageFree(st *State) error {
+	fi, err := os.Stat(st.ImagePath())
+	if err != nil {
+		return nil // checkImage says why
+	}
+	others, err := List(st.StateDir())
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if o.Target == st.Target || (o.Spec.ReadOnly && st.Spec.ReadOnly) {
+			continue
+		}
+		o.Root = st.Root
+		if ofi, err := os.Stat(o.ImagePath()); err == nil && os.SameFile(fi, ofi) {
+			return fmt.Errorf("image %s is already mounted at %s (since %s): one image serves one target; umount %s first, or copy the image",
+				st.Image, o.Target, o.MountedAt.Local().Format(time.DateTime), o.Target)
+		}
+	}
+	return nil
 }
 
 func logger(f func(string, ...any)) func(string, ...any) {
@@ -158,8 +194,15 @@ func mountLayers(st *State, force bool, log func(string, ...any), u *undo) error
 		return nil
 	}
 
+	return mountStack(st, target, log, u)
+}
+
+// mountStack mounts st's image on a loop device, its upper, and the
+// overlay of both at dir (the target, or where persist stages the next
+// stack), filling in st's loop device, directories and time.
+func mountStack(st *State, dir string, log func(string, ...any), u *undo) error {
 	base := filepath.Join(st.StateDir(), st.ID)
-	lower := filepath.Join(base, "lower")
+	lower := filepath.Join(base, genName("lower", st.Gen))
 	if err := makeDirs(u, base, lower); err != nil {
 		return err
 	}
@@ -193,15 +236,11 @@ func mountLayers(st *State, force bool, log func(string, ...any), u *undo) error
 		}
 	}
 	data := "lowerdir=" + ovlEscape(lower) + ",upperdir=" + ovlEscape(upper) + ",workdir=" + ovlEscape(work)
-	flags := uintptr(unix.MS_NODEV | unix.MS_NOSUID)
-	if !st.Spec.Exec {
-		flags |= unix.MS_NOEXEC
+	if err := mountWithLog(fsSource, dir, "overlay", mountFlags(st), data); err != nil {
+		return fmt.Errorf("mount overlay at %s (%s): %w", dir, data, err)
 	}
-	if err := mountWithLog(fsSource, target, "overlay", flags, data); err != nil {
-		return fmt.Errorf("mount overlay at %s (%s): %w", target, data, err)
-	}
-	u.push(func() { _ = unix.Unmount(target, unix.MNT_DETACH) })
-	log("mounted overlay at %s (upper %s)", target, upper)
+	u.push(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	log("mounted overlay at %s (upper %s)", dir, upper)
 	st.MountedAt = time.Now().UTC()
 	return nil
 }
@@ -210,16 +249,12 @@ func mountLayers(st *State, force bool, log func(string, ...any), u *undo) error
 // in the spec's directory on disk.
 func prepareUpper(st *State, base string, log func(string, ...any), u *undo) error {
 	if st.Spec.Upper == UpperTmpfs {
-		rw := filepath.Join(base, "rw")
+		rw := filepath.Join(base, genName("rw", st.Gen))
 		if err := makeDirs(u, rw); err != nil {
 			return err
 		}
-		flags := uintptr(unix.MS_NODEV | unix.MS_NOSUID)
-		if !st.Spec.Exec {
-			flags |= unix.MS_NOEXEC
-		}
 		data := "mode=0755,size=" + st.Spec.Size
-		if err := mountWithLog(fsSource, rw, "tmpfs", flags, data); err != nil {
+		if err := mountWithLog(fsSource, rw, "tmpfs", mountFlags(st), data); err != nil {
 			return fmt.Errorf("mount tmpfs at %s (%s): %w", rw, data, err)
 		}
 		u.push(func() { _ = unix.Unmount(rw, unix.MNT_DETACH) })
@@ -279,7 +314,7 @@ func makeDirs(u *undo, dirs ...string) error {
 // mountSquashfs mounts image at dir read-only through a self-clearing
 // loop device.
 func mountSquashfs(image, dir string, exec bool, u *undo) (string, error) {
-	dev, f, err := AttachLoop(image, true)
+	dev, f, err := loopdev.Attach(image, true)
 	if err != nil {
 		return "", err
 	}
@@ -299,55 +334,15 @@ func mountSquashfs(image, dir string, exec bool, u *undo) (string, error) {
 // mountWithLog is mount(2) whose error carries what the kernel logged
 // about it: EINVAL alone does not say which overlayfs option it disliked.
 func mountWithLog(source, target, fstype string, flags uintptr, data string) error {
-	kmsg := openKmsg()
+	log := kmsg.Open()
+	defer log.Close()
 	err := unix.Mount(source, target, fstype, flags, data)
-	if kmsg != nil {
-		defer kmsg.Close()
-		if err != nil {
-			if lines := readKmsg(kmsg); len(lines) > 0 {
-				return fmt.Errorf("%w (kernel: %s)", err, strings.Join(lines, "; "))
-			}
+	if err != nil {
+		if lines := log.Lines(100, "overlayfs", "squashfs", "SQUASHFS", "tmpfs", "loop"); len(lines) > 0 {
+			return fmt.Errorf("%w (kernel: %s)", err, strings.Join(lines, "; "))
 		}
 	}
 	return err
-}
-
-// openKmsg opens /dev/kmsg at its end, or returns nil when unreadable.
-func openKmsg() *os.File {
-	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil
-	}
-	if _, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_END); err != nil {
-		f.Close()
-		return nil
-	}
-	return f
-}
-
-// readKmsg returns the messages of overlayfs, squashfs, tmpfs and loop
-// logged since openKmsg; other processes' noise is left out.
-func readKmsg(f *os.File) []string {
-	var out []string
-	buf := make([]byte, 8192)
-	for range 100 {
-		n, err := unix.Read(int(f.Fd()), buf)
-		if errors.Is(err, unix.EPIPE) {
-			continue
-		}
-		if err != nil || n <= 0 {
-			break
-		}
-		_, msg, _ := strings.Cut(string(buf[:n]), ";")
-		msg, _, _ = strings.Cut(msg, "\n")
-		for _, k := range []string{"overlayfs", "squashfs", "SQUASHFS", "tmpfs", "loop"} {
-			if strings.Contains(msg, k) {
-				out = append(out, msg)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // checkImage refuses anything our reader does not take for a squashfs
@@ -444,8 +439,37 @@ func copyDirMeta(src, dst string) error {
 // UmountOptions tune Umount.
 type UmountOptions struct {
 	// Lazy detaches busy mounts (MNT_DETACH) instead of refusing.
-	Lazy     bool
+	Lazy bool
+	// Discard drops the unpersisted changes of a tmpfs upper, which
+	// Umount otherwise refuses to do.
+	Discard  bool
 	StateDir string
+}
+
+// ErrPending is matched by Umount's error when a tmpfs upper holds
+// changes that no persist has written.
+var ErrPending = errors.New("unpersisted changes")
+
+type pendingErr string
+
+func (e pendingErr) Error() string        { return string(e) }
+func (e pendingErr) Is(target error) bool { return target == ErrPending }
+
+// pendingInRAM describes the changes an unmount would lose: those of a
+// tmpfs upper whose spec persists (persist=never means to drop them).
+func pendingInRAM(st *State) string {
+	if st.UpperKind != KindTmpfs || st.Spec.Persist == PersistNever {
+		return ""
+	}
+	empty, err := isEmptyDir(st.UpperPath())
+	if err != nil || empty {
+		return ""
+	}
+	c, err := CountChanges(st.UpperPath(), st.LowerPath())
+	if err != nil {
+		return "changes in RAM"
+	}
+	return fmt.Sprintf("%d changed, %d new, %d deleted entries, %d bytes in RAM", c.Changed, c.New, c.Deleted, c.Bytes)
 }
 
 // Umount takes down the mounts of target and forgets it. A busy target is
@@ -465,6 +489,14 @@ func Umount(target string, opts UmountOptions) error {
 		return fmt.Errorf("umount %s: %w", target, err)
 	}
 	st.dir = stateDir
+	if err := reconcile(st, func(string, ...any) {}); err != nil {
+		return fmt.Errorf("umount %s: %w", target, err)
+	}
+	if !opts.Discard {
+		if p := pendingInRAM(st); p != "" {
+			return pendingErr(fmt.Sprintf("umount %s: the tmpfs upper holds changes no persist has written (%s); run `squashportage persist %s` first, or umount with --discard to drop them", target, p, target))
+		}
+	}
 	if err := unmountLayers(st, opts.Lazy); err != nil {
 		return fmt.Errorf("umount %s: %w", target, err)
 	}
@@ -502,6 +534,17 @@ func unmountLayers(st *State, lazy bool) error {
 		if err != nil {
 			return fmt.Errorf("unmount %s: %w", target, err)
 		}
+		// On kernels without MOVE_MOUNT_BENEATH, persist leaves the
+		// stacks it replaced mounted beneath the new one, hidden.
+		for range 1000 {
+			m, mounted, err := mountAt(target)
+			if err != nil || !mounted || m.FSType != want || m.Source != fsSource {
+				break
+			}
+			if err := unix.Unmount(target, unix.MNT_DETACH); err != nil {
+				return fmt.Errorf("unmount %s (a replaced stack): %w", target, err)
+			}
+		}
 	}
 	if st.UpperKind == KindNone {
 		return nil
@@ -533,51 +576,6 @@ func unmountPrivate(dir string) error {
 	}
 	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove %s: %w", dir, err)
-	}
-	return nil
-}
-
-// Remount swaps st's mounts onto newImage (written by persist) with an
-// empty upper: the changes the upper held are in the new image. When the
-// target is in use it changes nothing and returns an error matching
-// ErrBusy, and the new image is picked up at the next mount. The caller
-// holds the target's lock.
-func Remount(st *State, newImage string) error {
-	if !filepath.IsAbs(newImage) {
-		return fmt.Errorf("remount %s: image %s is not an absolute path", st.Target, newImage)
-	}
-	if err := checkImage(st.Path(newImage)); err != nil {
-		return fmt.Errorf("remount %s: %w", st.Target, err)
-	}
-	if err := unmountLayers(st, false); err != nil {
-		return fmt.Errorf("remount %s: %w", st.Target, err)
-	}
-	if st.UpperKind == KindDir {
-		// The overlay is gone, so nothing writes here any more.
-		for _, d := range []string{st.UpperPath(), st.WorkPath()} {
-			if err := emptyDir(d); err != nil {
-				return fmt.Errorf("remount %s: target left unmounted: %w", st.Target, err)
-			}
-		}
-	}
-	oldImage := st.Image
-	st.Image = newImage
-	var u undo
-	err := mountLayers(st, true, func(string, ...any) {}, &u)
-	if err != nil && oldImage != newImage {
-		u.run()
-		st.Image = oldImage
-		if err2 := mountLayers(st, true, func(string, ...any) {}, &u); err2 == nil {
-			return fmt.Errorf("remount %s on %s: %w (mounted %s again)", st.Target, newImage, err, oldImage)
-		}
-	}
-	if err != nil {
-		u.run()
-		_ = removeState(st.StateDir(), st.Target)
-		return fmt.Errorf("remount %s on %s: %w; target left unmounted", st.Target, newImage, err)
-	}
-	if err := st.Save(st.StateDir()); err != nil {
-		return fmt.Errorf("remount %s: %w", st.Target, err)
 	}
 	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/loopdev"
 )
 
 func TestMountOverlay(t *testing.T) {
@@ -53,7 +55,7 @@ func TestMountOverlay(t *testing.T) {
 			t.Errorf("%s: fstype %s, want %s", c.dir, m.FSType, c.fstype)
 		}
 		for _, o := range c.opts {
-			if !hasOpt(m.Options, o) {
+			if !hasOption(m.Options, o) {
 				t.Errorf("%s: options %s lack %s", c.dir, m.Options, o)
 			}
 		}
@@ -70,7 +72,7 @@ func TestMountOverlay(t *testing.T) {
 	if loaded.Image != img || loaded.Loop != st.Loop || loaded.UpperKind != KindTmpfs || loaded.Spec != st.Spec || loaded.MountedAt.IsZero() {
 		t.Errorf("state %+v", loaded)
 	}
-	if got := loopBackingFile(st.Loop); got != img {
+	if got, _ := loopdev.BackingFile(st.Loop); got != img {
 		t.Errorf("%s backing file %q, want %q", st.Loop, got, img)
 	}
 	list, err := List(e.stateDir)
@@ -83,8 +85,28 @@ func TestMountOverlay(t *testing.T) {
 	if _, err := Mount(sp, e.opts()); err == nil || !strings.Contains(err.Error(), "already managed") {
 		t.Errorf("second mount: %v", err)
 	}
+	// The same image at a second target is refused, naming the first.
+	other := filepath.Join(e.dir, "other")
+	if err := os.Mkdir(other, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sp2, _ := ParseSpec(img + ":" + other)
+	if _, err := Mount(sp2, e.opts()); err == nil || !strings.Contains(err.Error(), "already mounted at "+e.target) {
+		t.Errorf("mount of the image at a second target: %v", err)
+	}
+	if _, ok, _ := mountAt(other); ok {
+		t.Error("second target mounted")
+	}
 
-	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+	// Changes in RAM are not dropped silently.
+	err = Umount(e.target, UmountOptions{StateDir: e.stateDir})
+	if !errors.Is(err, ErrPending) || !strings.Contains(err.Error(), "--discard") || !strings.Contains(err.Error(), "persist") {
+		t.Fatalf("Umount with pending changes: %v", err)
+	}
+	if _, ok, _ := mountAt(e.target); !ok {
+		t.Fatal("target unmounted by a refused Umount")
+	}
+	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir, Discard: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok, _ := mountAt(e.target); ok {
@@ -117,7 +139,7 @@ func TestMountExec(t *testing.T) {
 			e := newEnv(t)
 			st := e.mount(img + ":" + e.target + tt.spec)
 			for _, d := range []string{e.target, st.Lower} {
-				if got := hasOpt(mountEntry(t, d).Options, "noexec"); got != tt.noexec {
+				if got := hasOption(mountEntry(t, d).Options, "noexec"); got != tt.noexec {
 					t.Errorf("%s noexec = %v, want %v", d, got, tt.noexec)
 				}
 			}
@@ -133,7 +155,7 @@ func TestMountReadOnly(t *testing.T) {
 		t.Errorf("state %+v", st)
 	}
 	m := mountEntry(t, e.target)
-	if m.FSType != "squashfs" || !hasOpt(m.Options, "ro") {
+	if m.FSType != "squashfs" || !hasOption(m.Options, "ro") {
 		t.Errorf("target mount %+v", m)
 	}
 	if got := readFile(t, filepath.Join(e.target, "a.txt")); got != "alpha\n" {
@@ -301,49 +323,12 @@ func TestUmountLazy(t *testing.T) {
 		t.Error("target still mounted after lazy Umount")
 	}
 	// The holder keeps the detached tree, and with it the loop device.
-	if loopBackingFile(st.Loop) != img {
+	if got, _ := loopdev.BackingFile(st.Loop); got != img {
 		t.Errorf("%s detached while still in use", st.Loop)
 	}
 	_ = cmd.Process.Kill()
 	_ = cmd.Wait()
 	// env's cleanup checks that the loop device goes away now.
-}
-
-func TestRemount(t *testing.T) {
-	e := newEnv(t)
-	img := makeImage(t, testFiles)
-	st := e.mount(img + ":" + e.target)
-	writeFile(t, filepath.Join(e.target, "pending"), "p")
-	img2 := makeImage(t, map[string]string{"second.txt": "2\n", "pending": "p"})
-
-	// Busy: nothing changes.
-	cmd := startHolder(t, e.target)
-	err := Remount(st, img2)
-	if !errors.Is(err, ErrBusy) {
-		t.Fatalf("Remount while busy: %v, want ErrBusy", err)
-	}
-	if got := readFile(t, filepath.Join(e.target, "a.txt")); got != "alpha\n" {
-		t.Errorf("after refused Remount a.txt = %q", got)
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-
-	if err := Remount(st, img2); err != nil {
-		t.Fatal(err)
-	}
-	if got := readFile(t, filepath.Join(e.target, "second.txt")); got != "2\n" {
-		t.Errorf("second.txt = %q", got)
-	}
-	if _, err := os.Stat(filepath.Join(e.target, "a.txt")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("a.txt of the old image still visible: %v", err)
-	}
-	if ok, _ := isEmptyDir(st.UpperPath()); !ok {
-		t.Error("upper not empty after Remount")
-	}
-	loaded, err := Load(e.stateDir, e.target)
-	if err != nil || loaded.Image != img2 || loaded.Loop != st.Loop {
-		t.Errorf("record after Remount: %+v, %v", loaded, err)
-	}
 }
 
 func TestMountUpperDir(t *testing.T) {

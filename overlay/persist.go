@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/overlay/fold"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/codec"
@@ -32,21 +33,35 @@ type PersistOptions struct {
 	// PowerRoot is where /etc/killpower and /sys/class/power_supply are
 	// looked up ("" is /); tests point it elsewhere.
 	PowerRoot string
+	// Progress, when set, is told how many entries of the new image are
+	// written.
+	Progress func(done, total int64)
+	// WriterWait is how long to wait for files open for writing in the
+	// target to be closed (0: DefaultWriterWait).
+	WriterWait time.Duration
+
+	// stackOnTop swaps as on kernels without MOVE_MOUNT_BENEATH (tests).
+	stackOnTop bool
 }
 
-// PersistResult says what Persist did.
+// PersistResult says what Persist did. Its JSON names and units (bytes)
+// are those of Report, status's.
 type PersistResult struct {
-	Target    string
-	Image     string
-	Written   bool   // a new image replaced the old one
-	Skipped   string // why nothing was written, when nothing was
-	Stats     fold.Stats
-	Pending   int64 // bytes of regular files in the upper
-	OldSize   int64
-	NewSize   int64
-	Duration  time.Duration
-	Remounted bool   // the overlay now runs on the new image with an empty upper
-	Busy      string // why the remount was left to the next boot
+	Target  string     `json:"target"`
+	Image   string     `json:"image"`
+	Written bool       `json:"written"`           // a new image replaced the old one
+	Skipped string     `json:"skipped,omitempty"` // why nothing was written, when nothing was
+	Stats   fold.Stats `json:"stats"`
+	// PendingBytes: bytes of regular files in the upper.
+	PendingBytes int64         `json:"pending_bytes"`
+	OldImageSize int64         `json:"old_image_size"`
+	ImageSize    int64         `json:"image_size"`
+	Duration     time.Duration `json:"-"`
+	// Remounted: the overlay now runs on the new image with an empty upper.
+	Remounted bool `json:"remounted"`
+	// Stacked: the kernel could not mount beneath (before 6.5), so the
+	// replaced overlay stays hidden under the new one until unmounted.
+	Stacked bool `json:"stacked,omitempty"`
 }
 
 // Persist folds the changes of a managed mount into a new image, crash-safely:
@@ -71,6 +86,18 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		return res, err
 	}
 	defer unlock()
+	// The record as it is now, under the lock: another persist or a
+	// remount may have changed it since the caller read it.
+	cur, err := Load(st.StateDir(), st.Target)
+	if err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	cur.Root = st.Root
+	*st = *cur
+	res.Image = st.Image
+	if err := reconcile(st, log); err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
 
 	image := st.ImagePath()
 	if _, err := os.Lstat(st.UpperPath()); err != nil {
@@ -88,7 +115,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("persist %s: read image %s: %w", st.Target, baseName, err)
 	}
-	res.OldSize = base.size
+	res.OldImageSize = base.size
 	changed, err := fold.HasChanges(r, st.UpperPath())
 	if err != nil {
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
@@ -103,7 +130,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		res.Skipped = "no changes"
 		return res, nil
 	}
-	if res.Pending, err = pendingBytes(st.UpperPath()); err != nil {
+	if res.PendingBytes, err = pendingBytes(st.UpperPath()); err != nil {
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
 	if !opts.Force {
@@ -111,10 +138,13 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 			res.Skipped = why + keptOrLost(st)
 			return res, nil
 		}
-		if st.Spec.Threshold > 0 && res.Pending < st.Spec.Threshold {
-			res.Skipped = fmt.Sprintf("%d bytes pending, below threshold=%d", res.Pending, st.Spec.Threshold) + keptOrLost(st)
+		if st.Spec.Threshold > 0 && res.PendingBytes < st.Spec.Threshold {
+			res.Skipped = fmt.Sprintf("%d bytes pending, below threshold=%d", res.PendingBytes, st.Spec.Threshold) + keptOrLost(st)
 			return res, nil
 		}
+	}
+	if u := UpperUsage(st); u.Full && !opts.Force {
+		return res, fmt.Errorf("persist %s: the upper %s ran full (%s): writes may have failed with ENOSPC and files may be truncated; check the tree, then persist with --force to write it as it is", st.Target, st.UpperPath(), u)
 	}
 	cfg := r.Codec()
 	if st.Spec.Comp != 0 && st.Spec.Comp != cfg.ID {
@@ -124,8 +154,31 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		cfg.BlockSize = st.Spec.Block
 	}
 	if opts.DryRun {
-		res.Skipped = fmt.Sprintf("dry run: would write %s (%s, %d KiB blocks) with %d bytes of changes", image, cfg.ID, blockOr(cfg.BlockSize, r)>>10, res.Pending)
+		res.Skipped = fmt.Sprintf("dry run: would write %s (%s, %d KiB blocks) with %d bytes of changes", image, cfg.ID, blockOr(cfg.BlockSize, r)>>10, res.PendingBytes)
 		return res, nil
+	}
+
+	// From here until the swap, nothing may change the upper: writers
+	// get EROFS, and a file open for writing is waited for.
+	wait := opts.WriterWait
+	if wait == 0 {
+		wait = DefaultWriterWait
+	}
+	if err := freeze(st, wait); err != nil {
+		return res, fmt.Errorf("persist %s: %w (nothing written)", st.Target, err)
+	}
+	log("persist %s: %s is read-only until the new image is mounted", st.Target, st.TargetPath())
+	swapped := false
+	defer func() {
+		if !swapped {
+			if err := thaw(st); err != nil {
+				log("persist %s: %v", st.Target, err)
+			}
+		}
+	}()
+	// Now that nothing writes, the upper is what gets folded.
+	if res.PendingBytes, err = pendingBytes(st.UpperPath()); err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
 
 	tmp := image + ".new"
@@ -148,6 +201,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		Codec:    codec.Config{ID: cfg.ID, BlockSize: cfg.BlockSize, Options: cfg.Options},
 		Workers:  opts.Workers,
 		MkfsTime: uint32(time.Now().Unix()),
+		Progress: opts.Progress,
 		Log: func(format string, args ...any) {
 			log("persist %s: fold: "+format, append([]any{st.Target}, args...)...)
 		},
@@ -170,7 +224,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	}
 	log("persist %s: synced and verified at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	if fi, err := f.Stat(); err == nil {
-		res.NewSize = fi.Size()
+		res.ImageSize = fi.Size()
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)
@@ -184,7 +238,7 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	res.Duration = time.Since(start)
 	st.LastPersist = time.Now()
 	st.LastPersistResult = fmt.Sprintf("ok: %s, %d bytes (%d reused files, %d new bytes) in %v",
-		st.Image, res.NewSize, res.Stats.ReusedFiles, res.Stats.NewBytes, res.Duration.Round(time.Millisecond))
+		st.Image, res.ImageSize, res.Stats.ReusedFiles, res.Stats.NewBytes, res.Duration.Round(time.Millisecond))
 	if err := st.Save(st.StateDir()); err != nil {
 		log("persist %s: record state: %v", st.Target, err)
 	}
@@ -193,17 +247,19 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	}
 
 	log("persist %s: installed at %v", st.Target, time.Since(start).Round(time.Millisecond))
-	err = Remount(st, st.Image)
-	log("persist %s: remount done at %v", st.Target, time.Since(start).Round(time.Millisecond))
-	switch {
-	case err == nil:
-		res.Remounted = true
-	case errors.Is(err, ErrBusy):
-		res.Busy = err.Error()
-		log("persist %s: %v; the new image is used from the next mount", st.Target, err)
-	default:
-		return res, fmt.Errorf("persist %s: image written, but %w", st.Target, err)
+	res.Stacked, err = swapTo(st, st.Image, !opts.stackOnTop, log)
+	if err != nil {
+		// The old overlay, thawed, still shows the same view: its upper
+		// holds what the new image holds, relative to the old image it
+		// runs on, and the next persist folds against that one again.
+		return res, fmt.Errorf("persist %s: image written, but the overlay still runs on the old image: %w", st.Target, err)
 	}
+	swapped = true
+	res.Remounted = true
+	if err := st.Save(st.StateDir()); err != nil {
+		return res, fmt.Errorf("persist %s: image written and mounted, but %w", st.Target, err)
+	}
+	log("persist %s: new overlay in place at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	return res, nil
 }
 
@@ -233,9 +289,12 @@ func openLower(st *State) (*lowerFile, string, error) {
 		if f, err := os.Open(st.Loop); err == nil {
 			backing, ok := loopBacking(st)
 			if size, err := deviceSize(f); err == nil && size > 0 && ok {
-				if bf := openBackingFile(f, backing); bf != nil {
-					f.Close()
-					return bf, backing, nil
+				if bf := loopdev.OpenBacking(f, backing); bf != nil {
+					if fi, err := bf.Stat(); err == nil {
+						f.Close()
+						return &lowerFile{bf, fi.Size()}, backing, nil
+					}
+					bf.Close()
 				}
 				return &lowerFile{f, size}, st.Loop, nil
 			}
@@ -258,35 +317,12 @@ func openLower(st *State) (*lowerFile, string, error) {
 // still this mount's image or one of its older generations (a reused loop
 // number after a crash would serve another file).
 func loopBacking(st *State) (string, bool) {
-	b, err := os.ReadFile("/sys/block/" + filepath.Base(st.Loop) + "/loop/backing_file")
-	if err != nil {
+	backing, _ := loopdev.BackingFile(st.Loop)
+	if backing == "" {
 		return "", false
 	}
-	backing := strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)")
 	img := st.ImagePath()
 	return backing, backing == img || backing == img+".old" || strings.HasPrefix(backing, img+".old.")
-}
-
-// openBackingFile opens the very file loop device dev serves (same device
-// and inode, no offset or size limit): the same bytes as the device, but a
-// regular file, which lets the writer copy unchanged blocks inside the
-// kernel (copy_file_range) instead of through memory. nil when it cannot
-// be had (a deleted or replaced file fails the inode check).
-func openBackingFile(dev *os.File, name string) *lowerFile {
-	info, err := unix.IoctlLoopGetStatus64(int(dev.Fd()))
-	if err != nil || info.Offset != 0 || info.Sizelimit != 0 {
-		return nil
-	}
-	f, err := os.Open(name)
-	if err != nil {
-		return nil
-	}
-	var fst unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &fst); err != nil || fst.Ino != info.Inode || fst.Dev != info.Device || fst.Mode&unix.S_IFMT != unix.S_IFREG {
-		f.Close()
-		return nil
-	}
-	return &lowerFile{f, fst.Size}
 }
 
 func deviceSize(f *os.File) (int64, error) {
@@ -306,12 +342,8 @@ func deviceSize(f *os.File) (int64, error) {
 func lastPersistPath(image string) string { return image + ".persisted" }
 
 func recordLastPersist(image string, when time.Time, result string) error {
-	tmp := lastPersistPath(image) + ".tmp"
 	line := when.UTC().Format(time.RFC3339) + " " + result + "\n"
-	if err := os.WriteFile(tmp, []byte(line), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, lastPersistPath(image))
+	return writeAtomic(lastPersistPath(image), []byte(line))
 }
 
 // readLastPersist reads what recordLastPersist wrote; zero when nothing.

@@ -258,6 +258,13 @@ func checkUntouched(t *testing.T, img, orig, target, view string) {
 	if d := testtree.CompareWith(view, target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 5}); len(d) > 0 {
 		t.Errorf("the overlay lost changes: %v", d)
 	}
+	// A failed persist leaves the target writable again.
+	p := filepath.Join(target, ".after-failed-persist")
+	if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+		t.Errorf("target after a failed persist: %v", err)
+	} else {
+		os.Remove(p)
+	}
 }
 
 // TestPersistDiskFull writes the image on a tmpfs too small for a second
@@ -289,7 +296,7 @@ func TestPersistDiskFull(t *testing.T) {
 		t.Fatalf("persist on a full disk: %v, want ENOSPC", err)
 	}
 	checkUntouched(t, img, img0, e.target, view)
-	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir, Discard: true}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -433,52 +440,253 @@ func TestPersistKilled(t *testing.T) {
 	}
 }
 
-// TestPersistBusyDiskUpper: a persist that cannot remount a busy target
-// leaves a disk upper whose changes are relative to the previous image. A
-// file created before that persist and deleted after it leaves no whiteout,
-// so over the new image it would come back; the next mount must use the
-// old generation as the lower until a persist folds the upper again.
-func TestPersistBusyDiskUpper(t *testing.T) {
+// TestPersistHeldDiskUpper: a process inside the target does not stop
+// persist from swapping in the new stack (the holder keeps the old one,
+// read-only), and the disk upper starts afresh over the new image: a file
+// created before the persist and deleted after it stays deleted, across
+// an unmount and a mount too.
+func TestPersistHeldDiskUpper(t *testing.T) {
+	for _, onTop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stacked=%v", onTop), func(t *testing.T) {
+			e := newEnv(t)
+			img := makeImage(t, testFiles)
+			upperDir := filepath.Join(e.dir, "changes")
+			spec := img + ":" + e.target + ":upper=" + upperDir
+			st := e.mount(spec)
+			writeFile(t, filepath.Join(e.target, "new1"), "x")
+
+			holder := exec.Command("sleep", "60")
+			holder.Dir = e.target
+			if err := holder.Start(); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Persist(st, PersistOptions{stackOnTop: onTop})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.Written || !res.Remounted || res.Stacked != onTop {
+				t.Fatalf("persist of a held target: %+v", res)
+			}
+			// The holder sees the old stack, frozen.
+			err = os.WriteFile(fmt.Sprintf("/proc/%d/cwd/held", holder.Process.Pid), []byte("x"), 0o644)
+			if !errors.Is(err, syscall.EROFS) {
+				t.Errorf("write through the replaced stack: %v, want EROFS", err)
+			}
+			holder.Process.Kill()
+			holder.Wait()
+			if ok, _ := isEmptyDir(st.UpperPath()); !ok {
+				t.Error("disk upper not empty after persist")
+			}
+			if err := os.Remove(filepath.Join(e.target, "new1")); err != nil {
+				t.Fatal(err)
+			}
+			if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := isEmptyDir(e.target); !ok {
+				t.Fatal("files beneath the mount point after umount")
+			}
+			st = e.mount(spec)
+			if _, err := os.Lstat(filepath.Join(e.target, "new1")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("a deleted file came back after the remount: %v", err)
+			}
+			if _, err := Persist(st, PersistOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			mnt := t.TempDir()
+			privileged.MountSquashfs(t, img, mnt)
+			if _, err := os.Lstat(filepath.Join(mnt, "new1")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the new image holds a deleted file: %v", err)
+			}
+			if readFile(t, filepath.Join(mnt, "a.txt")) != "alpha\n" {
+				t.Fatal("the new image lost a.txt")
+			}
+		})
+	}
+}
+
+// TestPersistConcurrentWriters runs persists while two writers keep
+// creating, rewriting and closing files in the target: every file whose
+// close returned is in the target afterwards and in the image after the
+// next persist, nothing lands beneath the mount point, and writers see
+// nothing worse than EROFS while a persist holds the target.
+func TestPersistConcurrentWriters(t *testing.T) {
+	for _, onTop := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stacked=%v", onTop), func(t *testing.T) {
+			e := newEnv(t)
+			img := makeImage(t, testFiles)
+			st := e.mount(img + ":" + e.target)
+
+			var (
+				mu      sync.Mutex
+				closed  []string
+				last    string
+				erofs   int
+				stop    = make(chan struct{})
+				wg      sync.WaitGroup
+				badErrs []error
+			)
+			// retry runs op until it succeeds, waiting out EROFS.
+			retry := func(op func() error) bool {
+				for {
+					err := op()
+					if err == nil {
+						return true
+					}
+					if !errors.Is(err, syscall.EROFS) {
+						mu.Lock()
+						badErrs = append(badErrs, err)
+						mu.Unlock()
+						return false
+					}
+					mu.Lock()
+					erofs++
+					mu.Unlock()
+					select {
+					case <-stop:
+						return false
+					default:
+						time.Sleep(time.Millisecond)
+					}
+				}
+			}
+			wg.Add(2)
+			go func() { // creates files, a new directory every 20
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					dir := filepath.Join(e.target, "w", fmt.Sprintf("d%03d", i/20))
+					name := filepath.Join(dir, fmt.Sprintf("f%05d", i))
+					if !retry(func() error { return os.MkdirAll(dir, 0o755) }) ||
+						!retry(func() error { return os.WriteFile(name, []byte(name), 0o644) }) {
+						return
+					}
+					mu.Lock()
+					closed = append(closed, name)
+					mu.Unlock()
+					time.Sleep(200 * time.Microsecond)
+				}
+			}()
+			go func() { // rewrites a file of the image
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					v := fmt.Sprintf("version %d\n", i)
+					if !retry(func() error { return os.WriteFile(filepath.Join(e.target, "a.txt"), []byte(v), 0o644) }) {
+						return
+					}
+					mu.Lock()
+					last = v
+					mu.Unlock()
+					time.Sleep(200 * time.Microsecond)
+				}
+			}()
+			written := 0
+			for range 6 {
+				time.Sleep(30 * time.Millisecond)
+				res, err := Persist(st, PersistOptions{stackOnTop: onTop, WriterWait: 10 * time.Second})
+				if err != nil {
+					close(stop)
+					wg.Wait()
+					t.Fatal(err)
+				}
+				if res.Written {
+					written++
+				}
+			}
+			close(stop)
+			wg.Wait()
+			if len(badErrs) > 0 {
+				t.Fatalf("writers saw errors other than EROFS: %v", badErrs[:min(5, len(badErrs))])
+			}
+			if written < 3 || len(closed) < 50 {
+				t.Fatalf("too little concurrency to prove anything: %d persists wrote, %d files closed", written, len(closed))
+			}
+			t.Logf("%d persists, %d files closed, %d EROFS retries", written, len(closed), erofs)
+			check := func(root, what string) {
+				t.Helper()
+				missing := 0
+				for _, p := range closed {
+					rel, _ := filepath.Rel(e.target, p)
+					b, err := os.ReadFile(filepath.Join(root, rel))
+					if err != nil || string(b) != p {
+						missing++
+						if missing <= 3 {
+							t.Errorf("%s: %s lost: %v", what, rel, err)
+						}
+					}
+				}
+				if missing > 0 {
+					t.Errorf("%s: %d of %d closed files lost", what, missing, len(closed))
+				}
+				if got := readFile(t, filepath.Join(root, "a.txt")); got != last {
+					t.Errorf("%s: a.txt = %q, want the last write %q", what, got, last)
+				}
+			}
+			check(e.target, "target")
+			if _, err := Persist(st, PersistOptions{stackOnTop: onTop}); err != nil {
+				t.Fatal(err)
+			}
+			mnt := t.TempDir()
+			privileged.MountSquashfs(t, img, mnt)
+			check(mnt, "image")
+			// Nothing pending: umount needs no --discard, and the bare
+			// mount point holds nothing written while it was covered.
+			if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := isEmptyDir(e.target); !ok {
+				t.Fatal("files written beneath the mount point")
+			}
+		})
+	}
+}
+
+// TestPersistFullUpper: a tmpfs upper that ran full is flagged by Status
+// and makes persist refuse, naming the upper, until --force.
+func TestPersistFullUpper(t *testing.T) {
 	e := newEnv(t)
 	img := makeImage(t, testFiles)
-	upperDir := filepath.Join(e.dir, "changes")
-	spec := img + ":" + e.target + ":upper=" + upperDir
-	st := e.mount(spec)
-	writeFile(t, filepath.Join(e.target, "new1"), "x")
-
-	holder := exec.Command("sleep", "60")
-	holder.Dir = e.target
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
+	st := e.mount(img + ":" + e.target + ":size=1m")
+	rep, err := Status(st)
+	if err != nil || rep.UpperFull {
+		t.Fatalf("fresh upper: full=%v, %v", rep.UpperFull, err)
 	}
-	res, err := Persist(st, PersistOptions{})
-	holder.Process.Kill()
-	holder.Wait()
-	if err != nil {
-		t.Fatal(err)
+	// Fill it the way a sync would: until a write fails for room.
+	big := bytes.Repeat([]byte("x"), 64<<10)
+	var werr error
+	for i := 0; werr == nil && i < 100; i++ {
+		werr = os.WriteFile(filepath.Join(e.target, fmt.Sprintf("fill%02d", i)), big, 0o644)
 	}
-	if !res.Written || res.Busy == "" {
-		t.Fatalf("persist of a busy target: %+v", res)
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Fatalf("filling a 1m upper: %v, want ENOSPC", werr)
 	}
-	if err := os.Remove(filepath.Join(e.target, "new1")); err != nil {
-		t.Fatal(err)
+	rep, err = Status(st)
+	if err != nil || !rep.UpperFull {
+		t.Fatalf("full upper: full=%v (%d of %d bytes), %v", rep.UpperFull, rep.UpperUsed, rep.UpperLimit, err)
 	}
-	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
-		t.Fatal(err)
+	orig := filepath.Join(t.TempDir(), "orig")
+	copyTo(t, img, orig)
+	_, err = Persist(st, PersistOptions{})
+	if err == nil || !strings.Contains(err.Error(), "ran full") || !strings.Contains(err.Error(), st.UpperPath()) || !strings.Contains(err.Error(), "--force") {
+		t.Fatalf("persist of a full upper: %v", err)
 	}
-	st = e.mount(spec)
-	if _, err := os.Lstat(filepath.Join(e.target, "new1")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("a deleted file came back after the remount: %v", err)
+	if !sameBytes(t, img, orig) {
+		t.Fatal("IMAGE changed by a refused persist")
 	}
-	if _, err := Persist(st, PersistOptions{}); err != nil {
-		t.Fatal(err)
+	res, err := Persist(st, PersistOptions{Force: true})
+	if err != nil || !res.Written {
+		t.Fatalf("persist --force of a full upper: %+v, %v", res, err)
 	}
-	mnt := t.TempDir()
-	privileged.MountSquashfs(t, img, mnt)
-	if _, err := os.Lstat(filepath.Join(mnt, "new1")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the new image holds a deleted file: %v", err)
-	}
-	if readFile(t, filepath.Join(mnt, "a.txt")) != "alpha\n" {
-		t.Fatal("the new image lost a.txt")
+	if rep, err := Status(st); err != nil || rep.UpperFull {
+		t.Errorf("after persist: full=%v, %v", rep.UpperFull, err)
 	}
 }

@@ -59,6 +59,12 @@ type State struct {
 	Work      string    `json:"work,omitempty"`
 	UpperKind string    `json:"upper_kind"`
 	MountedAt time.Time `json:"mounted_at"`
+	// Gen counts the stacks persist has swapped in since the mount; it
+	// names their private mount points (lower.N, rw.N).
+	Gen int `json:"gen,omitempty"`
+	// Next is the stack a persist is moving into place; set only while it
+	// does, so a record that has it names a persist that died then.
+	Next *State `json:"next,omitempty"`
 
 	// Written by persist.
 	LastPersist       time.Time `json:"last_persist,omitzero"`
@@ -122,9 +128,20 @@ func (st *State) Save(stateDir string) error {
 	}
 	b = append(b, '\n')
 	dst := statePath(stateDir, st.Target)
-	tmp, err := os.CreateTemp(stateDir, ".tmp-"+ID(st.Target)+"-*")
+	if err := writeAtomic(dst, b); err != nil {
+		return fmt.Errorf("save state of %s to %s: %w", st.Target, dst, err)
+	}
+	return nil
+}
+
+// writeAtomic replaces the file p by one holding b: a temporary file
+// synced and renamed over it, and the directory synced, so that a crash
+// or a concurrent reader sees the old content or the new, never part.
+func writeAtomic(p string, b []byte) error {
+	dir := filepath.Dir(p)
+	tmp, err := os.CreateTemp(dir, ".tmp-"+filepath.Base(p)+"-*")
 	if err != nil {
-		return fmt.Errorf("save state of %s: %w", st.Target, err)
+		return err
 	}
 	_, err = tmp.Write(b)
 	if err == nil {
@@ -137,13 +154,13 @@ func (st *State) Save(stateDir string) error {
 		err = os.Chmod(tmp.Name(), 0o644)
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
+		err = os.Rename(tmp.Name(), p)
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("save state of %s to %s: %w", st.Target, dst, err)
+		return err
 	}
-	return nil
+	return syncDir(dir)
 }
 
 // Load reads the record of target; an unknown target gives an error

@@ -32,6 +32,9 @@ type Report struct {
 	// the disk holding upper=DIR).
 	UpperUsed  int64 `json:"upper_used"`
 	UpperLimit int64 `json:"upper_limit"`
+	// UpperFull: the upper's filesystem has (next to) no room left, so
+	// writes may have failed with ENOSPC; persist refuses without --force.
+	UpperFull bool `json:"upper_full"`
 	// Changed counts upper entries hiding one of the image, New those the
 	// image lacks, Deleted the image entries whited out. Directories that
 	// are only on the way to a change are not counted.
@@ -77,18 +80,66 @@ func Status(st *State) (Report, error) {
 	if st.UpperKind == KindNone || !rep.Mounted {
 		return rep, nil
 	}
-	var sfs unix.Statfs_t
-	if err := unix.Statfs(st.UpperPath(), &sfs); err != nil {
-		return rep, fmt.Errorf("status of %s: statfs %s: %w", st.Target, st.UpperPath(), err)
+	u, err := upperUsage(st.UpperPath())
+	if err != nil {
+		return rep, fmt.Errorf("status of %s: %w", st.Target, err)
 	}
-	rep.UpperLimit = int64(sfs.Blocks) * sfs.Bsize
-	rep.UpperUsed = int64(sfs.Blocks-sfs.Bfree) * sfs.Bsize
+	rep.UpperLimit, rep.UpperUsed, rep.UpperFull = u.Limit, u.Used, u.Full
 	c, err := CountChanges(st.UpperPath(), st.LowerPath())
 	if err != nil {
 		return rep, fmt.Errorf("status of %s: %w", st.Target, err)
 	}
 	rep.Changed, rep.New, rep.Deleted, rep.PendingBytes = c.Changed, c.New, c.Deleted, c.Bytes
 	return rep, nil
+}
+
+// Usage is how full the filesystem holding an upper is.
+type Usage struct {
+	Used, Limit int64
+	// Full: less than 1% of it, or no inode, is left. The kernel keeps no
+	// record of an ENOSPC, but a write that failed for room leaves the
+	// filesystem full, and only deleting files empties it again.
+	Full bool
+}
+
+// WarnPercent is the share of the upper's room from which status warns.
+const WarnPercent = 90
+
+// Percent is the share of the room used.
+func (u Usage) Percent() int64 {
+	if u.Limit <= 0 {
+		return 0
+	}
+	return u.Used * 100 / u.Limit
+}
+
+func (u Usage) String() string {
+	return fmt.Sprintf("%d%% of %d bytes used", u.Percent(), u.Limit)
+}
+
+// UpperUsage measures the filesystem of st's upper; zero when st has none
+// or it cannot be measured.
+func UpperUsage(st *State) Usage {
+	if st.UpperKind == KindNone {
+		return Usage{}
+	}
+	u, _ := upperUsage(st.UpperPath())
+	return u
+}
+
+func upperUsage(upper string) (Usage, error) {
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(upper, &sfs); err != nil {
+		return Usage{}, fmt.Errorf("statfs %s: %w", upper, err)
+	}
+	u := Usage{
+		Limit: int64(sfs.Blocks) * sfs.Bsize,
+		Used:  int64(sfs.Blocks-sfs.Bfree) * sfs.Bsize,
+	}
+	avail := int64(sfs.Bavail) * sfs.Bsize
+	u.Full = sfs.Blocks > 0 && (sfs.Bavail == 0 || avail*100 < u.Limit) ||
+		sfs.Files > 0 && sfs.Ffree == 0
+	return u, nil
 }
 
 // Changes counts what an overlay upper holds over its lower.

@@ -1,7 +1,6 @@
 package privileged
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/kmsg"
+	"github.com/squashportage/squashportage/internal/loopdev"
 )
 
 // Mount is a squashfs image mounted by MountSquashfs.
@@ -81,19 +83,17 @@ func mountSquashfs(image, dir string, opts []string) (*Mount, error) {
 		return nil, fmt.Errorf("mount %s: %w", image, err)
 	}
 	defer img.Close()
-	loop, loopPath, err := attachLoop(img, currentTag()+filepath.Base(image))
+	loopPath, loop, err := loopdev.AttachFile(img, currentTag()+filepath.Base(image), true)
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", image, err)
 	}
 	// The loop fd stays open until mount(2) returns: with autoclear, its
 	// close would otherwise detach the device before the mount holds it.
 	defer loop.Close()
-	kmsg := openKmsg()
-	if kmsg != nil {
-		defer kmsg.Close()
-	}
+	klog := kmsg.Open()
+	defer klog.Close()
 	if err := unix.Mount(loopPath, dir, "squashfs", flags, strings.Join(data, ",")); err != nil {
-		return nil, fmt.Errorf("mount %s (%s) at %s: %w%s", image, loopPath, dir, err, kernelLog(kmsg))
+		return nil, fmt.Errorf("mount %s (%s) at %s: %w%s", image, loopPath, dir, err, kernelLog(klog))
 	}
 	return &Mount{Image: image, Dir: dir, Loop: loopPath}, nil
 }
@@ -135,79 +135,11 @@ func (m *Mount) unmount() error {
 	}
 }
 
-// attachLoop binds img to a free loop device, read-only and autoclear.
-// Another process can take the same free device between
-// LOOP_CTL_GET_FREE and LOOP_CONFIGURE, hence the retries on EBUSY.
-func attachLoop(img *os.File, name string) (*os.File, string, error) {
-	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
-	if err != nil {
-		return nil, "", fmt.Errorf("open loop control: %w", err)
-	}
-	defer ctl.Close()
-	cfg := unix.LoopConfig{Fd: uint32(img.Fd())}
-	cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY | unix.LO_FLAGS_AUTOCLEAR
-	copy(cfg.Info.File_name[:len(cfg.Info.File_name)-1], name)
-	var lastErr error
-	for attempt := 0; attempt < 100; attempt++ {
-		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
-		if err != nil {
-			return nil, "", fmt.Errorf("find free loop device: %w", err)
-		}
-		path := fmt.Sprintf("/dev/loop%d", n)
-		loop, err := openLoop(path, n)
-		if err != nil {
-			return nil, "", err
-		}
-		err = unix.IoctlLoopConfigure(int(loop.Fd()), &cfg)
-		if err == nil {
-			return loop, path, nil
-		}
-		loop.Close()
-		if !errors.Is(err, unix.EBUSY) {
-			return nil, "", fmt.Errorf("configure %s: %w", path, err)
-		}
-		lastErr = err
-		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
-	}
-	return nil, "", fmt.Errorf("no free loop device after 100 tries: %w", lastErr)
-}
-
-// openLoop opens a loop device, creating its node if devtmpfs has not
-// (yet) done so, as in some containers.
-func openLoop(path string, n int) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		if err := unix.Mknod(path, unix.S_IFBLK|0o660, int(unix.Mkdev(7, uint32(n)))); err != nil && !errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("create %s: %w", path, err)
-		}
-		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	return f, nil
-}
-
 // loopAttachedWithTag reports whether the loop device is bound to a file
 // and carries tag in its name.
 func loopAttachedWithTag(path, tag string) (bool, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("open %s: %w", path, err)
-	}
-	defer f.Close()
-	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
-	if errors.Is(err, unix.ENXIO) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("status of %s: %w", path, err)
-	}
-	name := string(bytes.TrimRight(info.File_name[:], "\x00"))
-	return strings.HasPrefix(name, tag), nil
+	name, err := loopdev.Name(path)
+	return name != "" && strings.HasPrefix(name, tag), err
 }
 
 // taggedLoops lists the attached loop devices carrying tag. Only devices
@@ -236,50 +168,14 @@ func waitLoopsDetached(tag string, wait time.Duration) []string {
 	}
 }
 
-func detach(dev string) {
-	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	_ = unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
-}
+func detach(dev string) { _ = loopdev.Detach(dev) }
 
-// openKmsg opens /dev/kmsg positioned at its end, so that reading it after
-// a failed mount yields only what the kernel logged since.
-func openKmsg() *os.File {
-	f, err := os.OpenFile("/dev/kmsg", os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil
-	}
-	if _, err := unix.Seek(int(f.Fd()), 0, unix.SEEK_END); err != nil {
-		f.Close()
-		return nil
-	}
-	return f
-}
-
-// kernelLog returns the kernel messages since kmsg was opened, or the
+// kernelLog returns the kernel messages since klog was opened, or the
 // dmesg tail if /dev/kmsg is not readable, formatted to append to an error.
-func kernelLog(kmsg *os.File) string {
+func kernelLog(klog *kmsg.Tail) string {
 	var lines []string
-	if kmsg != nil {
-		buf := make([]byte, 8192)
-		for len(lines) < 50 {
-			n, err := unix.Read(int(kmsg.Fd()), buf)
-			if errors.Is(err, unix.EPIPE) {
-				continue // records were overwritten; keep reading
-			}
-			if err != nil || n <= 0 {
-				break
-			}
-			rec := string(buf[:n])
-			// Records are "prio,seq,usec,flags;message\n continuation".
-			if _, msg, ok := strings.Cut(rec, ";"); ok {
-				rec = msg
-			}
-			lines = append(lines, strings.TrimRight(strings.SplitN(rec, "\n", 2)[0], "\n"))
-		}
+	if klog != nil {
+		lines = klog.Lines(50)
 	} else if out, err := exec.Command("dmesg").Output(); err == nil {
 		all := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 		lines = all[max(0, len(all)-20):]

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/overlay/treecmp"
 	"github.com/squashportage/squashportage/squash"
@@ -328,7 +329,7 @@ func verifyMounted(image, dir string, comp codec.ID, workers int, progress func(
 		return treecmp.Result{}, fmt.Errorf("verify: %w", err)
 	}
 	defer os.Remove(mnt)
-	dev, f, err := overlay.AttachLoop(image, true)
+	dev, f, err := loopdev.Attach(image, true)
 	if err != nil {
 		return treecmp.Result{}, fmt.Errorf("verify: %w", err)
 	}

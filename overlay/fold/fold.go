@@ -47,22 +47,24 @@ type Options struct {
 	Writer   squash.WriterOptions // other writer settings (Codec, Workers, MkfsTime are set from above)
 	// Log, when set, is told when each phase ends.
 	Log func(format string, args ...any)
+	// Progress, when set, is told how many of the entries are written.
+	Progress func(done, total int64)
 }
 
 // Stats describes a fold.
 type Stats struct {
-	Entries           int   // entries in the new image
-	FromUpper         int   // entries taken from the upper directory
-	Deleted           int   // old entries hidden by whiteouts or opaque directories
-	ReusedFiles       int   // files whose data was reused
-	ReusedBytes       int64 // compressed bytes copied verbatim
-	NewBytes          int64 // uncompressed bytes compressed anew
-	FragmentsKept     int
-	FragmentsRepacked int
-	Reuse             bool // false when the compressor or block size changed
+	Entries           int   `json:"entries"`            // entries in the new image
+	FromUpper         int   `json:"from_upper"`         // entries taken from the upper directory
+	Deleted           int   `json:"deleted"`            // old entries hidden by whiteouts or opaque directories
+	ReusedFiles       int   `json:"reused_files"`       // files whose data was reused
+	ReusedBytes       int64 `json:"reused_bytes"`       // compressed bytes copied verbatim
+	NewBytes          int64 `json:"new_bytes"`          // uncompressed bytes compressed anew
+	FragmentsKept     int   `json:"fragments_kept"`     // fragment blocks copied as they were
+	FragmentsRepacked int   `json:"fragments_repacked"` // fragment blocks whose live tails were packed anew
+	Reuse             bool  `json:"reuse"`              // false when the compressor or block size changed
 	// ReusedEnd is where the verbatim copies end in the new image: blocks
 	// before it are the old image's bytes.
-	ReusedEnd uint64
+	ReusedEnd uint64 `json:"reused_end"`
 }
 
 // entry is one entry of the merged view, in the order it is added.
@@ -188,7 +190,7 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 	if err != nil {
 		return f.stats, err
 	}
-	if err := f.write(w, data); err != nil {
+	if err := f.write(w, data, opts.Progress); err != nil {
 		w.Close()
 		return f.stats, err
 	}
@@ -699,7 +701,7 @@ func withoutOverlay(xs []squash.Xattr) []squash.Xattr {
 
 // write copies the reused blocks in their old order, then adds every entry;
 // new data thus goes after all reused data.
-func (f *folder) write(w *squash.Writer, data io.ReaderAt) error {
+func (f *folder) write(w *squash.Writer, data io.ReaderAt, progress func(done, total int64)) error {
 	runs := make(map[uint64]*squash.Run)
 	frags := make(map[uint32]uint32)
 	keep := make(map[uint32]bool)
@@ -776,6 +778,9 @@ func (f *folder) write(w *squash.Writer, data io.ReaderAt) error {
 	}
 
 	for i := range f.ents {
+		if progress != nil {
+			progress(int64(i), int64(len(f.ents)))
+		}
 		e := &f.ents[i]
 		switch {
 		case e.old != nil && f.stats.Reuse:
@@ -830,6 +835,9 @@ func (f *folder) write(w *squash.Writer, data io.ReaderAt) error {
 				return err
 			}
 		}
+	}
+	if progress != nil {
+		progress(int64(len(f.ents)), int64(len(f.ents)))
 	}
 	return nil
 }

@@ -12,11 +12,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/overlay/convert"
 	"github.com/squashportage/squashportage/squash/codec"
 	"github.com/squashportage/squashportage/tools/cliflag"
-	"github.com/squashportage/squashportage/tools/unsquashfs"
 )
 
 const usage = `Usage: squashportage convert [options] DIR IMAGE
@@ -67,7 +67,7 @@ Exit status: 0 converted, 1 failed, 2 bad usage.
 `
 
 // isTerminal says whether stderr gets the phases and the progress bar.
-var isTerminal = unsquashfs.IsTerminal
+var isTerminal = progress.IsTerminal
 
 // Main runs the command with args (without the command name) and returns
 // the exit status.
@@ -120,7 +120,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	// On a terminal the phases are told as with -v, and the two long ones
 	// (write, verify) draw a bar; a phase's line ends the bar before it.
-	var bar *unsquashfs.Bar
+	var bar *progress.Bar
 	endBar := func() {
 		if bar != nil {
 			bar.Done()
@@ -144,7 +144,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				if p == "verify" {
 					unit = "" // entries
 				}
-				bar = unsquashfs.NewBar(stderr, unit)
+				bar = progress.NewBar(stderr, unit)
 			}
 			if done != last { // the end of a phase may be told twice
 				bar.Update(done, total)

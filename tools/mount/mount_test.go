@@ -31,6 +31,7 @@ func makeImage(t *testing.T) string {
 
 func TestMainCLI(t *testing.T) {
 	img := makeImage(t)
+	img2 := makeImage(t) // one image serves one target
 	tests := []struct {
 		name       string
 		args       func(dir string) []string
@@ -68,7 +69,7 @@ func TestMainCLI(t *testing.T) {
 		}, code: 0, stdout: []string{"(read-only)"}, mounted: []string{"t1"}},
 		{name: "config, one already mounted", args: func(d string) []string {
 			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
-		}, config: "# test\n" + img + ":DIR/t1\n" + img + ":DIR/t2:persist=never\n", premount: img + ":DIR/t1",
+		}, config: "# test\n" + img + ":DIR/t1\n" + img2 + ":DIR/t2:persist=never\n", premount: img + ":DIR/t1",
 			code: 0, stdout: []string{"/t2 (changes in RAM, up to 25%, persist=never)"}, mounted: []string{"t1", "t2"}},
 		{name: "config error", args: func(d string) []string {
 			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
@@ -103,7 +104,7 @@ func TestMainCLI(t *testing.T) {
 			t.Cleanup(func() {
 				states, _ := overlay.List(stateDir)
 				for _, st := range states {
-					if err := overlay.Umount(st.Target, overlay.UmountOptions{StateDir: stateDir, Lazy: true}); err != nil {
+					if err := overlay.Umount(st.Target, overlay.UmountOptions{StateDir: stateDir, Lazy: true, Discard: true}); err != nil {
 						t.Error(err)
 					}
 				}

@@ -7,14 +7,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
 	"runtime"
 
+	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
+	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
-const usage = `Usage: squashportage persist [--dry-run] [--force] [--if-managed] [--json] [--state-dir DIR] [TARGET...]
+const usage = `Usage: squashportage persist [--dry-run] [--force] [--if-managed] [--json] [--wait D] [--state-dir DIR] [TARGET...]
 
 Writes the merged view of each managed overlay (all of them without
 TARGET; a TARGET may be relative or reached through a symlink) into a new
@@ -26,23 +27,29 @@ squashfs image, when its upper holds changes:
     by reading back every table and block, and renamed over IMAGE; the
     previous image stays as IMAGE.old (keep=N in the spec keeps more);
     a power cut at any instant leaves IMAGE complete, old or new;
-  - then the overlay is remounted on the new image with an empty upper,
-    freeing the RAM; if the target is busy, that waits for the next boot.
+  - while it folds, the target is read-only (writers get EROFS; files
+    open for writing are waited for, up to --wait); then a new overlay on
+    the new image with an empty upper takes its place in one step, freeing
+    the RAM. Nothing written before, during or after is lost.
 
 Nothing is written when the upper is empty, when the spec says
 persist=never or ro, below threshold=, when /etc/killpower or
-/etc/nut/killpower exists, or on battery (unless --force).
+/etc/nut/killpower exists, or on battery (unless --force). When the
+upper ran full (writes may have failed with ENOSPC), persist refuses
+until --force says the tree was checked.
 On any failure the image and the upper stay as they were.
 
 Options:
   --dry-run        say what would be written
-  --force          persist even below the threshold, on battery, or
-                   with a killpower flag
+  --force          persist even below the threshold, on battery, with a
+                   killpower flag, or when the upper ran full
   --if-managed     a TARGET squashportage does not manage is not worth a
                    message, only exit status 3 (for scripts such as the
                    Portage postsync hook)
   --json           print the results as JSON
   --processors N   compression goroutines (default: all CPUs)
+  --wait DURATION  how long to wait for files open for writing in the
+                   target to be closed (default 30s), e.g. 2m
   --state-dir DIR  where mounts are recorded (default ` + overlay.DefaultStateDir + `)
   -v, --verbose    tell each step
   -h, --help       show this help
@@ -63,6 +70,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ifManaged := fs.Bool("if-managed", false, "")
 	asJSON := fs.Bool("json", false, "")
 	procs := fs.Int("processors", runtime.NumCPU(), "")
+	wait := fs.Duration("wait", overlay.DefaultWriterWait, "")
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
 	var verbose bool
 	fs.BoolVar(&verbose, "v", false, "")
@@ -102,15 +110,31 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		states = append(states, st)
 	}
-	opts := overlay.PersistOptions{DryRun: *dry, Force: *force, Workers: *procs}
-	if verbose {
-		opts.Log = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+	opts := overlay.PersistOptions{DryRun: *dry, Force: *force, Workers: *procs, WriterWait: *wait}
+	// On a terminal a persist shows its phases and a bar while it writes
+	// (a comp= change recompresses everything: minutes on slow CPUs);
+	// elsewhere (a service's log) only -v makes it talk.
+	var bar *progress.Bar
+	if progress.IsTerminal(stderr) && !*asJSON {
+		bar = progress.NewBar(stderr, "")
+		opts.Progress = bar.Update
+	}
+	if verbose || bar != nil {
+		opts.Log = func(format string, a ...any) {
+			if bar != nil {
+				bar.Done()
+			}
+			fmt.Fprintf(stderr, format+"\n", a...)
+		}
 	}
 	status := 0
 	var results []result
 	for _, st := range states {
 		res, err := overlay.Persist(st, opts)
-		r := result{PersistResult: res}
+		if bar != nil {
+			bar.Done()
+		}
+		r := result{PersistResult: res, DurationSeconds: res.Duration.Seconds()}
 		if err != nil {
 			r.Error = err.Error()
 			status = 1
@@ -146,9 +170,12 @@ func loadFailed(stderr io.Writer, err error, quietUnmanaged bool) int {
 	return 1
 }
 
+// result is one target's line of --json: PersistResult's fields, named
+// like status --json's, with the time in seconds.
 type result struct {
 	overlay.PersistResult
-	Error string `json:",omitempty"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	Error           string  `json:"error,omitempty"`
 }
 
 func describe(r overlay.PersistResult) string {
@@ -156,13 +183,10 @@ func describe(r overlay.PersistResult) string {
 		return fmt.Sprintf("%s: %s", r.Target, r.Skipped)
 	}
 	s := fmt.Sprintf("%s: wrote %s (%d bytes, was %d) in %v: %d files reused (%.1f MB copied), %.1f MB new data, %d fragment blocks kept, %d repacked",
-		r.Target, r.Image, r.NewSize, r.OldSize, r.Duration.Round(1e6), r.Stats.ReusedFiles,
+		r.Target, r.Image, r.ImageSize, r.OldImageSize, r.Duration.Round(1e6), r.Stats.ReusedFiles,
 		float64(r.Stats.ReusedBytes)/1e6, float64(r.Stats.NewBytes)/1e6, r.Stats.FragmentsKept, r.Stats.FragmentsRepacked)
-	switch {
-	case r.Remounted:
+	if r.Remounted {
 		s += "; remounted with an empty upper"
-	case r.Busy != "":
-		s += "; " + r.Busy + ": the new image is used from the next mount"
 	}
 	return s
 }

@@ -80,6 +80,13 @@ func run(args []string, stdout, stderr io.Writer, portage func() overlay.Portage
 		if !rep.Mounted {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("warning: %s is recorded but not mounted; `squashportage umount %s` clears the record", rep.Target, rep.Target))
 		}
+		u := overlay.Usage{Used: rep.UpperUsed, Limit: rep.UpperLimit, Full: rep.UpperFull}
+		switch {
+		case rep.UpperFull:
+			out.Warnings = append(out.Warnings, fmt.Sprintf("warning: the upper of %s ran full (%s): writes may have failed with ENOSPC and files may be truncated; persist refuses until checked (persist --force)", rep.Target, u))
+		case u.Percent() >= overlay.WarnPercent:
+			out.Warnings = append(out.Warnings, fmt.Sprintf("warning: the upper of %s is %d%% full: persist now, or give it a larger size=", rep.Target, u.Percent()))
+		}
 	}
 	if len(states) > 0 {
 		out.Warnings = append(out.Warnings, overlay.PortageWarnings(states, portage())...)

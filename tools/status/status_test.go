@@ -62,7 +62,7 @@ func TestMainCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := overlay.Umount(target, overlay.UmountOptions{StateDir: stateDir, Lazy: true}); err != nil {
+		if err := overlay.Umount(target, overlay.UmountOptions{StateDir: stateDir, Lazy: true, Discard: true}); err != nil {
 			t.Error(err)
 		}
 	})
@@ -120,5 +120,24 @@ func TestMainCLI(t *testing.T) {
 	w := "warning: DISTDIR=" + target + "/distfiles (from /etc/portage/make.conf) is inside " + target
 	if !strings.Contains(stdout.String(), w) || !strings.Contains(stdout.String(), "DISTDIR=/var/cache/distfiles") {
 		t.Errorf("no DISTDIR warning in\n%s", &stdout)
+	}
+
+	// 90% of the 4m upper: a warning; full: another, and persist refuses.
+	if err := os.WriteFile(target+"/big", bytes.Repeat([]byte("x"), 3800<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := call(); code != 0 || !strings.Contains(out, "warning: the upper of "+target+" is 9") || !strings.Contains(out, "% full: persist now") {
+		t.Errorf("upper at 90%%: exit %d\n%s", code, out)
+	}
+	if err := os.WriteFile(target+"/big2", bytes.Repeat([]byte("x"), 1<<20), 0o644); err == nil {
+		t.Fatal("writing past a full upper worked")
+	}
+	code, out, _ = call()
+	if code != 0 || !strings.Contains(out, "warning: the upper of "+target+" ran full") || !strings.Contains(out, "persist --force") {
+		t.Errorf("full upper: exit %d\n%s", code, out)
+	}
+	code, out, _ = call("--json")
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || !got.Mounts[0].UpperFull {
+		t.Errorf("--json of a full upper: %v\n%s", err, out)
 	}
 }

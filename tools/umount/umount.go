@@ -13,19 +13,22 @@ import (
 	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
-const usage = `Usage: squashportage umount [--lazy] [--state-dir DIR] TARGET...
-       squashportage umount [--lazy] [--state-dir DIR] --all
+const usage = `Usage: squashportage umount [--lazy] [--discard] [--state-dir DIR] TARGET...
+       squashportage umount [--lazy] [--discard] [--state-dir DIR] --all
 
 Unmounts the overlay at each TARGET (relative, or through a symlink, as
-well as the path it was mounted at), its upper (a tmpfs upper and the
-changes in it are gone: persist first to keep them) and the squashfs
-image below it. A TARGET in use is refused, naming the processes that use
-it.
+well as the path it was mounted at), its upper and the squashfs image
+below it. A tmpfs upper holding changes no persist has written is
+refused (run 'squashportage persist TARGET' first), unless --discard
+says to drop them; persist=never specs drop them anyway. A disk upper
+(upper=DIR) keeps its changes for the next mount. A TARGET in use is
+refused, naming the processes that use it.
 
 Options:
   --all            unmount every target squashportage mounted
   --lazy           detach busy targets anyway; they go away when the last
                    process stops using them
+  --discard        drop the unpersisted changes of tmpfs uppers
   --state-dir DIR  where mounts are recorded (default ` + overlay.DefaultStateDir + `)
   -h, --help       show this help
 
@@ -38,6 +41,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	all := fs.Bool("all", false, "")
 	lazy := fs.Bool("lazy", false, "")
+	discard := fs.Bool("discard", false, "")
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
 	targets, err := cliflag.Parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -69,7 +73,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	status := 0
 	for _, t := range targets {
-		if err := overlay.Umount(t, overlay.UmountOptions{Lazy: *lazy, StateDir: *stateDir}); err != nil {
+		if err := overlay.Umount(t, overlay.UmountOptions{Lazy: *lazy, Discard: *discard, StateDir: *stateDir}); err != nil {
 			fmt.Fprintf(stderr, "squashportage umount: %v\n", err)
 			status = 1
 			continue

@@ -37,6 +37,7 @@ func TestMainCLI(t *testing.T) {
 		name     string
 		mount    []string // targets under dir to mount first
 		busy     string   // target under dir a sleep keeps busy
+		change   string   // target under dir to write a file in
 		args     func(dir string) []string
 		code     int
 		stdout   []string
@@ -74,6 +75,12 @@ func TestMainCLI(t *testing.T) {
 		{name: "busy", mount: []string{"t1"}, busy: "t1", args: func(d string) []string {
 			return []string{"--state-dir", d + "/state", d + "/t1"}
 		}, code: 1, stderr: []string{"is busy (use --lazy", "(sleep): cwd"}, remained: []string{"t1"}},
+		{name: "pending", mount: []string{"t1"}, change: "t1", args: func(d string) []string {
+			return []string{"--state-dir", d + "/state", d + "/t1"}
+		}, code: 1, stderr: []string{"holds changes no persist has written (0 changed, 1 new", "squashportage persist ", "--discard"}, remained: []string{"t1"}},
+		{name: "pending discard", mount: []string{"t1"}, change: "t1", args: func(d string) []string {
+			return []string{"--discard", "--state-dir", d + "/state", "--all"}
+		}, code: 0, stdout: []string{"unmounted "}},
 		{name: "busy lazy", mount: []string{"t1"}, busy: "t1", args: func(d string) []string {
 			return []string{"--lazy", "--state-dir", d + "/state", d + "/t1"}
 		}, code: 0, stdout: []string{"unmounted "}},
@@ -86,7 +93,7 @@ func TestMainCLI(t *testing.T) {
 			t.Cleanup(func() {
 				states, _ := overlay.List(stateDir)
 				for _, st := range states {
-					if err := overlay.Umount(st.Target, overlay.UmountOptions{StateDir: stateDir, Lazy: true}); err != nil {
+					if err := overlay.Umount(st.Target, overlay.UmountOptions{StateDir: stateDir, Lazy: true, Discard: true}); err != nil {
 						t.Error(err)
 					}
 				}
@@ -96,12 +103,24 @@ func TestMainCLI(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for _, m := range tt.mount {
-				sp, err := overlay.ParseSpec(img + ":" + filepath.Join(dir, m))
+			for i, m := range tt.mount {
+				image := img
+				if i > 0 { // one image serves one target
+					image = filepath.Join(dir, m+".sqfs")
+					if out, err := exec.Command("cp", img, image).CombinedOutput(); err != nil {
+						t.Fatalf("cp: %v: %s", err, out)
+					}
+				}
+				sp, err := overlay.ParseSpec(image + ":" + filepath.Join(dir, m))
 				if err != nil {
 					t.Fatal(err)
 				}
 				if _, err := overlay.Mount(sp, overlay.MountOptions{StateDir: stateDir}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tt.change != "" {
+				if err := os.WriteFile(filepath.Join(dir, tt.change, "new"), []byte("x"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/extract"
 )
@@ -352,9 +353,9 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 			fmt.Fprintf(stderr, "unsquashfs: warning: %v\n", err)
 		},
 	}
-	var bar *Bar
-	if !c.quiet && !c.noProgress && IsTerminal(stderr) {
-		bar = NewBar(stderr, "B")
+	var bar *progress.Bar
+	if !c.quiet && !c.noProgress && progress.IsTerminal(stderr) {
+		bar = progress.NewBar(stderr, "B")
 		opts.Progress = bar.Update
 	}
 	if c.info {

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/squash"
-	"github.com/squashportage/squashportage/tools/unsquashfs"
 )
 
 const usage = "Usage: squashportage verify [-q] [-n] IMAGE\n\n" +
@@ -65,14 +65,14 @@ func run(image string, quiet, noProgress bool, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer rc.Close()
-	var progress func(done, total int64)
-	var bar *unsquashfs.Bar
-	if !quiet && !noProgress && unsquashfs.IsTerminal(stderr) {
-		bar = unsquashfs.NewBar(stderr, "")
-		progress = bar.Update
+	var onProgress func(done, total int64)
+	var bar *progress.Bar
+	if !quiet && !noProgress && progress.IsTerminal(stderr) {
+		bar = progress.NewBar(stderr, "")
+		onProgress = bar.Update
 	}
 	start := time.Now()
-	err = rc.Verify(context.Background(), progress)
+	err = rc.Verify(context.Background(), onProgress)
 	if bar != nil {
 		bar.Done()
 	}

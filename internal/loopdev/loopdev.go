@@ -1,9 +1,15 @@
-package overlay
+// Package loopdev attaches files to loop devices and asks what a loop
+// device serves: the one home of the loop ioctls for the mounts, persist
+// and the tests.
+package loopdev
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,12 +22,12 @@ const loopMajor = 7
 // LOOP_CTL_GET_FREE gave us before we configure it.
 const loopAttempts = 50
 
-// AttachLoop binds image to a free loop device with autoclear, read-only
+// Attach binds image to a free loop device with autoclear, read-only
 // if readOnly, and returns the device path and an open fd of it. The
 // caller must keep f open until mount(2) has returned and close it then:
 // autoclear detaches the device on the last close, which is the mount's
 // release once the mount holds it, but is immediate before.
-func AttachLoop(image string, readOnly bool) (dev string, f *os.File, err error) {
+func Attach(image string, readOnly bool) (dev string, f *os.File, err error) {
 	mode := os.O_RDWR
 	if readOnly {
 		mode = os.O_RDONLY
@@ -32,6 +38,17 @@ func AttachLoop(image string, readOnly bool) (dev string, f *os.File, err error)
 	}
 	// The loop device keeps its own reference to the file.
 	defer img.Close()
+	return AttachFile(img, image, readOnly)
+}
+
+// AttachFile is Attach of an open file; name is what the device reports
+// as its file name (lo_file_name, 63 bytes: losetup -l shows it).
+func AttachFile(img *os.File, name string, readOnly bool) (dev string, f *os.File, err error) {
+	image := name
+	mode := os.O_RDWR
+	if readOnly {
+		mode = os.O_RDONLY
+	}
 	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return "", nil, fmt.Errorf("attach %s: %w", image, err)
@@ -42,8 +59,7 @@ func AttachLoop(image string, readOnly bool) (dev string, f *os.File, err error)
 	if readOnly {
 		info.Flags |= unix.LO_FLAGS_READ_ONLY
 	}
-	// lo_file_name is what losetup -l shows; the kernel keeps 63 bytes.
-	copy(info.File_name[:len(info.File_name)-1], image)
+	copy(info.File_name[:len(info.File_name)-1], name)
 
 	var lastErr error
 	for attempt := range loopAttempts {
@@ -112,23 +128,72 @@ func openLoopDevice(dev string, n, mode int) (*os.File, error) {
 	return f, nil
 }
 
-// loopBackingFile returns the file a loop device is bound to ("" if none),
-// from sysfs, which needs no open of the device.
-func loopBackingFile(dev string) string {
-	var n int
-	if _, err := fmt.Sscanf(dev, "/dev/loop%d", &n); err != nil {
-		return ""
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/sys/block/loop%d/loop/backing_file", n))
+// BackingFile returns the file loop device dev serves ("" if none), from
+// sysfs, which needs no open of the device; deleted tells that the file
+// has been unlinked (or replaced by a rename) since it was attached.
+func BackingFile(dev string) (path string, deleted bool) {
+	b, err := os.ReadFile("/sys/block/" + filepath.Base(dev) + "/loop/backing_file")
 	if err != nil {
-		return ""
+		return "", false
 	}
-	return string(trimNewline(b))
+	path = strings.TrimRight(string(b), "\n\x00")
+	if p, ok := strings.CutSuffix(path, " (deleted)"); ok {
+		return p, true
+	}
+	return path, false
 }
 
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == 0) {
-		b = b[:len(b)-1]
+// Name returns the file name the device was attached with
+// (lo_file_name), "" when it serves nothing.
+func Name(dev string) (string, error) {
+	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
 	}
-	return b
+	if err != nil {
+		return "", fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer f.Close()
+	info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+	if errors.Is(err, unix.ENXIO) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("status of %s: %w", dev, err)
+	}
+	return string(bytes.TrimRight(info.File_name[:], "\x00")), nil
+}
+
+// Detach unbinds dev from its file (LOOP_CLR_FD); with autoclear it goes
+// once its last user lets go.
+func Detach(dev string) error {
+	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
+}
+
+// OpenBacking opens the very file loop device dev serves (same device and
+// inode, no offset or size limit): the same bytes as the device, but a
+// regular file, which lets a writer copy unchanged blocks inside the
+// kernel (copy_file_range) instead of through memory. name is its path
+// (BackingFile); nil when it cannot be had (a deleted or replaced file
+// fails the inode check).
+func OpenBacking(dev *os.File, name string) *os.File {
+	info, err := unix.IoctlLoopGetStatus64(int(dev.Fd()))
+	if err != nil || info.Offset != 0 || info.Sizelimit != 0 {
+		return nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil
+	}
+	var fst unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &fst); err != nil || fst.Ino != info.Inode || fst.Dev != info.Device || fst.Mode&unix.S_IFMT != unix.S_IFREG {
+		f.Close()
+		return nil
+	}
+	return f
 }

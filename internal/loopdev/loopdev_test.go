@@ -1,17 +1,21 @@
-package overlay
+package loopdev_test
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/loopdev"
+	"github.com/squashportage/squashportage/internal/privileged"
 )
 
-func TestAttachLoop(t *testing.T) {
+func TestAttach(t *testing.T) {
 	tests := []struct {
 		name     string
 		readOnly bool
@@ -21,13 +25,15 @@ func TestAttachLoop(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			newEnv(t) // for its leak checks
-			img := makeImage(t, testFiles)
-			dev, f, err := AttachLoop(img, tt.readOnly)
+			img := filepath.Join(t.TempDir(), "img")
+			if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dev, f, err := loopdev.Attach(img, tt.readOnly)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := loopBackingFile(dev); got != img {
+			if got := backing(dev); got != img {
 				t.Errorf("%s backing file %q, want %q", dev, got, img)
 			}
 			info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
@@ -66,7 +72,7 @@ func TestAttachLoop(t *testing.T) {
 			// Autoclear: the last close detaches the device.
 			f.Close()
 			deadline := time.Now().Add(5 * time.Second)
-			for loopBackingFile(dev) == img {
+			for backing(dev) == img {
 				if time.Now().After(deadline) {
 					t.Fatalf("%s still attached after its last close", dev)
 				}
@@ -76,9 +82,16 @@ func TestAttachLoop(t *testing.T) {
 	}
 }
 
-func TestAttachLoopMissingImage(t *testing.T) {
-	_, _, err := AttachLoop("/nonexistent.sqfs", true)
+func TestAttachMissingImage(t *testing.T) {
+	_, _, err := loopdev.Attach("/nonexistent.sqfs", true)
 	if !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), "attach /nonexistent.sqfs") {
 		t.Errorf("AttachLoop of a missing image: %v", err)
 	}
 }
+
+func backing(dev string) string {
+	p, _ := loopdev.BackingFile(dev)
+	return p
+}
+
+func TestMain(m *testing.M) { privileged.Main(m) }

@@ -1,4 +1,6 @@
-package unsquashfs
+// Package progress draws a progress bar on a terminal for the long
+// commands (unsquashfs, verify, persist).
+package progress
 
 import (
 	"fmt"
