@@ -153,7 +153,13 @@ func TestInitScriptRuns(t *testing.T) {
 		{name: "manual stop keeps mounts when persist fails", action: "stop", status: map[string]int{"persist": 1},
 			wantCalls: "persist", wantStatus: 1},
 		{name: "shutdown unmounts even when persist fails", action: "stop", status: map[string]int{"persist": 1},
-			goingDown: "YES", wantCalls: "persist\numount --all"},
+			goingDown: "YES", wantCalls: "persist\numount --all --discard"},
+		{name: "shutdown unmounts after a persist", action: "stop",
+			goingDown: "YES", wantCalls: "persist\numount --all --discard"},
+		// umount refuses unpersisted tmpfs changes: a manual stop fails
+		// and keeps the mounts.
+		{name: "manual stop keeps mounts umount refuses", action: "stop", status: map[string]int{"umount": 1},
+			wantCalls: "persist\numount --all", wantStatus: 1},
 		{name: "persist command", action: "persist", wantCalls: "persist"},
 	}
 	script, err := filepath.Abs(initScript)
