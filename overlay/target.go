@@ -2,7 +2,9 @@ package overlay
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 )
 
 // ResolveTarget turns a TARGET given on a command line (relative, or
@@ -55,8 +57,21 @@ func ResolveTargets(stateDir string, args []string) ([]string, error) {
 // or umount of either path agree. A target that does not exist (yet) is
 // left as it is, for Mount to report. The image and upper paths are left
 // alone: they are opened, not recorded as mount points.
-func ResolveSpec(sp Spec) (Spec, error) {
-	real, err := filepath.EvalSymlinks(sp.Target)
+func ResolveSpec(sp Spec) (Spec, error) { return ResolveSpecUnder("", sp) }
+
+// ResolveSpecUnder is ResolveSpec for a spec mounted with
+// MountOptions.Root: the target's symlinks are followed as the system
+// under root will see them, an absolute link starting again at root (at
+// boot, /newroot/usr/portage -> /var/db/repos/gentoo means
+// /newroot/var/db/repos/gentoo).
+func ResolveSpecUnder(root string, sp Spec) (Spec, error) {
+	var real string
+	var err error
+	if root == "" || root == "/" {
+		real, err = filepath.EvalSymlinks(sp.Target)
+	} else {
+		real, err = evalSymlinksUnder(root, sp.Target)
+	}
 	if err != nil || real == sp.Target {
 		return sp, nil
 	}
@@ -66,4 +81,47 @@ func ResolveSpec(sp Spec) (Spec, error) {
 		return Spec{}, fmt.Errorf("spec %q (target resolved to %s): %w", given, real, err)
 	}
 	return sp, nil
+}
+
+// maxLinks bounds the symlinks followed for one path, as the kernel's 40.
+const maxLinks = 40
+
+// evalSymlinksUnder resolves the symlinks of the absolute path p as seen
+// from root, returning the real path relative to root (absolute, without
+// root). ".." never climbs above root.
+func evalSymlinksUnder(root, p string) (string, error) {
+	todo := strings.Split(strings.TrimPrefix(filepath.Clean(p), "/"), "/")
+	cur, links := "/", 0
+	for len(todo) > 0 {
+		comp := todo[0]
+		todo = todo[1:]
+		switch comp {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, comp)
+		fi, err := os.Lstat(filepath.Join(root, next))
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return "", fmt.Errorf("%s: too many levels of symbolic links", p)
+		}
+		dest, err := os.Readlink(filepath.Join(root, next))
+		if err != nil {
+			return "", err
+		}
+		if filepath.IsAbs(dest) {
+			cur = "/"
+		}
+		todo = append(strings.Split(dest, "/"), todo...)
+	}
+	return cur, nil
 }

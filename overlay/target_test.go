@@ -84,3 +84,45 @@ func TestResolveSpec(t *testing.T) {
 		}
 	}
 }
+
+func TestResolveSpecUnder(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"var/db/repos/gentoo", "usr/src/linux-6.1"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, dest := range map[string]string{
+		"usr/portage":   "/var/db/repos/gentoo", // absolute: means root's /var
+		"usr/src/linux": "linux-6.1",
+		"old":           "usr/portage", // a link to a link
+		"up":            "../../..",    // .. stops at root
+		"loop1":         "loop2",
+		"loop2":         "loop1",
+	} {
+		if err := os.Symlink(dest, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct{ target, want string }{
+		{"/usr/portage", "/var/db/repos/gentoo"},
+		{"/old", "/var/db/repos/gentoo"},
+		{"/usr/src/linux", "/usr/src/linux-6.1"},
+		{"/up/var/db/repos/gentoo", "/var/db/repos/gentoo"},
+		{"/var/db/repos/gentoo", "/var/db/repos/gentoo"},
+		{"/var/db/repos/missing", "/var/db/repos/missing"}, // left for Mount to report
+		{"/loop1", "/loop1"},
+	} {
+		sp, err := ParseSpec("/i.sqfs:" + tt.target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ResolveSpecUnder(root, sp)
+		if err != nil || got.Target != tt.want {
+			t.Errorf("ResolveSpecUnder(%s) = %s, %v; want %s", tt.target, got.Target, err, tt.want)
+		}
+	}
+	if _, err := evalSymlinksUnder(root, "/loop1"); err == nil || !strings.Contains(err.Error(), "too many levels") {
+		t.Errorf("a symlink loop: %v", err)
+	}
+}
