@@ -207,15 +207,28 @@ func TestInitScriptRuns(t *testing.T) {
 	}
 }
 
+// withoutEnv drops the variables named from env.
+func withoutEnv(env []string, names ...string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, k) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 func TestPostsyncHook(t *testing.T) {
 	tests := []struct {
-		name       string
-		repoPath   string
-		stderr     string
-		status     int
-		wantCalls  string
-		wantStatus int
-		wantOut    string
+		name         string
+		notInstalled bool
+		repoPath     string
+		stderr       string
+		status       int
+		wantCalls    string
+		wantStatus   int
+		wantOut      string
 	}{
 		{name: "managed: persisted", repoPath: "/var/db/repos/gentoo",
 			wantCalls: "persist --if-managed /var/db/repos/gentoo"},
@@ -235,13 +248,20 @@ func TestPostsyncHook(t *testing.T) {
 		{name: "persist: bad usage", repoPath: "/var/db/repos/gentoo", status: 2,
 			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 2, wantOut: "(persist exited 2, see above)"},
 		{name: "no path given", repoPath: ""},
+		{name: "squashportage not installed", repoPath: "/var/db/repos/gentoo", notInstalled: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			bin, log := stub(t, dir, tc.stderr, map[string]int{"persist": tc.status})
+			_, log := stub(t, dir, tc.stderr, map[string]int{"persist": tc.status})
 			cmd := exec.Command("./"+postsync, "gentoo", "rsync://example.invalid/gentoo-portage", tc.repoPath)
-			cmd.Env = append(os.Environ(), "SQUASHPORTAGE="+bin, "TMPDIR="+dir)
+			// The fake squashportage is found on PATH, as Portage's hooks
+			// find the installed one.
+			path := dir + ":" + os.Getenv("PATH")
+			if tc.notInstalled {
+				path = filepath.Join(dir, "nothing-here") // the hook needs only sh's builtins then
+			}
+			cmd.Env = append(withoutEnv(os.Environ(), "SQUASHPORTAGE", "PATH"), "PATH="+path, "TMPDIR="+dir)
 			out, err := cmd.CombinedOutput()
 			status := 0
 			if ee, ok := err.(*exec.ExitError); ok {
