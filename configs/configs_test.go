@@ -11,10 +11,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/squashportage/squashportage/overlay"
+	"github.com/squashportage/squashportage/tools/mount"
 )
 
 const (
@@ -131,6 +134,7 @@ func TestInitScriptRuns(t *testing.T) {
 		goingDown  string
 		wantCalls  string
 		wantStatus int
+		wantOut    string
 	}{
 		{name: "start mounts the config", action: "start",
 			wantCalls: "mount --config CONF"},
@@ -140,12 +144,22 @@ func TestInitScriptRuns(t *testing.T) {
 			wantCalls: "mount --config CONF"},
 		{name: "start reports failed mounts", action: "start", status: map[string]int{"mount": 1},
 			wantCalls: "mount --config CONF", wantStatus: 1},
+		// mount's 3: some specs failed, the others are mounted. A failed
+		// start would keep OpenRC from ever running stop(), the persist.
+		{name: "start with some specs failed counts as started", action: "start", status: map[string]int{"mount": 3},
+			wantCalls: "mount --config CONF", wantOut: "ewarn Some squashportage specs were not mounted"},
 		{name: "stop persists, then unmounts", action: "stop",
 			wantCalls: "persist\numount --all"},
 		{name: "manual stop keeps mounts when persist fails", action: "stop", status: map[string]int{"persist": 1},
 			wantCalls: "persist", wantStatus: 1},
 		{name: "shutdown unmounts even when persist fails", action: "stop", status: map[string]int{"persist": 1},
-			goingDown: "YES", wantCalls: "persist\numount --all"},
+			goingDown: "YES", wantCalls: "persist\numount --all --discard"},
+		{name: "shutdown unmounts after a persist", action: "stop",
+			goingDown: "YES", wantCalls: "persist\numount --all --discard"},
+		// umount refuses unpersisted tmpfs changes: a manual stop fails
+		// and keeps the mounts.
+		{name: "manual stop keeps mounts umount refuses", action: "stop", status: map[string]int{"umount": 1},
+			wantCalls: "persist\numount --all", wantStatus: 1},
 		{name: "persist command", action: "persist", wantCalls: "persist"},
 	}
 	script, err := filepath.Abs(initScript)
@@ -181,6 +195,9 @@ func TestInitScriptRuns(t *testing.T) {
 			if status != tc.wantStatus {
 				t.Errorf("status %d, want %d; output:\n%s", status, tc.wantStatus, out)
 			}
+			if !strings.Contains(string(out), tc.wantOut) {
+				t.Errorf("output lacks %q:\n%s", tc.wantOut, out)
+			}
 			calls, _ := os.ReadFile(log)
 			got := strings.TrimSpace(strings.ReplaceAll(string(calls), conf, "CONF"))
 			if got != tc.wantCalls {
@@ -190,32 +207,61 @@ func TestInitScriptRuns(t *testing.T) {
 	}
 }
 
+// withoutEnv drops the variables named from env.
+func withoutEnv(env []string, names ...string) []string {
+	var out []string
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(names, k) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 func TestPostsyncHook(t *testing.T) {
 	tests := []struct {
-		name       string
-		repoPath   string
-		stderr     string
-		status     int
-		wantCalls  string
-		wantStatus int
-		wantOut    string
+		name         string
+		notInstalled bool
+		repoPath     string
+		stderr       string
+		status       int
+		wantCalls    string
+		wantStatus   int
+		wantOut      string
 	}{
 		{name: "managed: persisted", repoPath: "/var/db/repos/gentoo",
-			wantCalls: "persist /var/db/repos/gentoo"},
-		{name: "not managed: nothing to do", repoPath: "/var/db/repos/guru",
-			stderr: "squashportage persist: target /var/db/repos/guru: not managed by squashportage (no record in /run/squashportage)", status: 1,
-			wantCalls: "persist /var/db/repos/guru"},
+			wantCalls: "persist --if-managed /var/db/repos/gentoo"},
+		// Told by exit status 3, not by matching persist's words.
+		{name: "not managed: nothing to do", repoPath: "/var/db/repos/guru", status: 3,
+			wantCalls: "persist --if-managed /var/db/repos/guru"},
 		{name: "persist fails", repoPath: "/var/db/repos/gentoo",
 			stderr: "squashportage persist: no space left on device", status: 1,
-			wantCalls: "persist /var/db/repos/gentoo", wantStatus: 1, wantOut: "no space left on device"},
+			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 1,
+			wantOut: "no space left on device\nsquashportage: gentoo at /var/db/repos/gentoo is synced, but its image was not updated (persist exited 1, see above)"},
+		{name: "a failure that mentions 'not managed' is a failure", repoPath: "/var/db/repos/gentoo",
+			stderr: "squashportage persist: remount: upper not managed by squashportage any more", status: 1,
+			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 1, wantOut: "upper not managed by squashportage any more"},
+		{name: "persist's warnings reach the user on success too", repoPath: "/var/db/repos/gentoo",
+			stderr:    "squashportage persist: target busy: the new image is used from the next mount",
+			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantOut: "the new image is used from the next mount"},
+		{name: "persist: bad usage", repoPath: "/var/db/repos/gentoo", status: 2,
+			wantCalls: "persist --if-managed /var/db/repos/gentoo", wantStatus: 2, wantOut: "(persist exited 2, see above)"},
 		{name: "no path given", repoPath: ""},
+		{name: "squashportage not installed", repoPath: "/var/db/repos/gentoo", notInstalled: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			bin, log := stub(t, dir, tc.stderr, map[string]int{"persist": tc.status})
+			_, log := stub(t, dir, tc.stderr, map[string]int{"persist": tc.status})
 			cmd := exec.Command("./"+postsync, "gentoo", "rsync://example.invalid/gentoo-portage", tc.repoPath)
-			cmd.Env = append(os.Environ(), "SQUASHPORTAGE="+bin, "TMPDIR="+dir)
+			// The fake squashportage is found on PATH, as Portage's hooks
+			// find the installed one.
+			path := dir + ":" + os.Getenv("PATH")
+			if tc.notInstalled {
+				path = filepath.Join(dir, "nothing-here") // the hook needs only sh's builtins then
+			}
+			cmd.Env = append(withoutEnv(os.Environ(), "SQUASHPORTAGE", "PATH"), "PATH="+path, "TMPDIR="+dir)
 			out, err := cmd.CombinedOutput()
 			status := 0
 			if ee, ok := err.(*exec.ExitError); ok {
@@ -283,6 +329,7 @@ func TestSystemdUnit(t *testing.T) {
 		{"Service", "Type", "oneshot"},
 		{"Service", "RemainAfterExit", "yes"},
 		{"Service", "ExecStart", "/usr/bin/squashportage mount"},
+		{"Service", "SuccessExitStatus", "3"},
 		{"Service", "ExecStop", "-/usr/bin/squashportage persist\n/usr/bin/squashportage umount --all"},
 		{"Service", "TimeoutStopSec", "15min"},
 		{"Install", "WantedBy", "sysinit.target"},
@@ -296,6 +343,70 @@ func TestSystemdUnit(t *testing.T) {
 		if got := units(t, d)["Unit"]["Before"]; len(got) != 1 || got[0] != "squashportage.service" {
 			t.Errorf("%s: Before=%q, want squashportage.service", d, got)
 		}
+	}
+}
+
+// TestServicesStartDespiteBadSpecs runs the real `squashportage mount`
+// the way the systemd unit's ExecStart and the OpenRC service's start()
+// do, against configs that are not all good, and checks that both count
+// the outcome as started: otherwise neither ever runs its stop, and what
+// did mount (the good specs, the initramfs's) is never persisted.
+func TestServicesStartDespiteBadSpecs(t *testing.T) {
+	u := units(t, unit)
+	var success []string
+	for _, v := range u["Service"]["SuccessExitStatus"] {
+		success = append(success, strings.Fields(v)...)
+	}
+	execStart := strings.Fields(u["Service"]["ExecStart"][0])
+	if execStart[0] != "/usr/bin/squashportage" || execStart[1] != "mount" {
+		t.Fatalf("ExecStart=%q", execStart)
+	}
+	script, err := filepath.Abs(initScript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		config  string // "-" for none; DIR is the test's directory
+		code    int    // want from mount
+		wantErr []string
+	}{
+		{name: "no config (initramfs and service)", config: "-", code: 0},
+		{name: "a missing image", config: "DIR/gone.sqfs:DIR/t1\n", code: 3, wantErr: []string{"gone.sqfs: no such file"}},
+		{name: "a bad line beside a missing image", config: "# c\nDIR/a.sqfs:DIR/t1:sise=1g\nDIR/gone.sqfs:DIR/t2\n", code: 3,
+			wantErr: []string{"squashportage.conf:2: spec", `unknown option "sise"`, "gone.sqfs: no such file"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			conf := filepath.Join(dir, "squashportage.conf")
+			if tc.config != "-" {
+				if err := os.WriteFile(conf, []byte(strings.ReplaceAll(tc.config, "DIR", dir)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var stdout, stderr strings.Builder
+			args := append(execStart[2:], "--config", conf, "--state-dir", filepath.Join(dir, "state"))
+			code := mount.Main(args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("mount: exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
+			}
+			for _, w := range tc.wantErr {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("mount's stderr %q lacks %q", &stderr, w)
+				}
+			}
+			if code != 0 && !slices.Contains(success, strconv.Itoa(code)) {
+				t.Errorf("systemd: exit %d of ExecStart fails the unit (SuccessExitStatus=%q): ExecStop would never persist", code, success)
+			}
+			// OpenRC's start() with a squashportage that exits as mount did.
+			bin, _ := stub(t, dir, "", map[string]int{"mount": code})
+			cmd := exec.Command("sh", "-c", openrcStubs+". '"+script+"'\nstart\n")
+			cmd.Env = append(os.Environ(), "SQUASHPORTAGE="+bin, "SQUASHPORTAGE_CONFIG="+conf, "SQUASHPORTAGE_CMDLINE=/dev/null")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("OpenRC start() after mount's exit %d: %v (stop() would never persist)\n%s", code, err, out)
+			}
+		})
 	}
 }
 

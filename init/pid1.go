@@ -22,6 +22,9 @@ func runPID1() {
 // mountSpec sets up one squashportage=IMAGE:TARGET[:OPTIONS] under root.
 func mountSpec(spec, root, stateDir string, logf func(string, ...any)) error {
 	s, err := overlay.ParseSpec(spec)
+	if err == nil {
+		s, err = overlay.ResolveSpecUnder(root, s)
+	}
 	if err != nil {
 		return err
 	}

@@ -347,10 +347,34 @@ func (sp *Spec) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// ConfigLineError is a config line that was rejected.
+type ConfigLineError struct {
+	Line int
+	Err  error
+}
+
+func (e *ConfigLineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+func (e *ConfigLineError) Unwrap() error { return e.Err }
+
+// ConfigErrors lists every line ParseConfig rejected, in order.
+type ConfigErrors []*ConfigLineError
+
+func (e ConfigErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, le := range e {
+		msgs[i] = le.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
 // ParseConfig reads /etc/squashportage.conf: one spec a line, '#' starts a
-// comment, blank lines are ignored. Two specs for one target are an error.
+// comment, blank lines are ignored. A bad line does not reject the others:
+// the specs of the good lines are returned together with a ConfigErrors
+// naming each bad one. A second spec for a target already configured is a
+// bad line; the first one stays. Only a read error returns no specs.
 func ParseConfig(r io.Reader) ([]Spec, error) {
 	var specs []Spec
+	var bad ConfigErrors
 	targets := map[string]int{}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
@@ -364,16 +388,21 @@ func ParseConfig(r io.Reader) ([]Spec, error) {
 		}
 		sp, err := ParseSpec(line)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			bad = append(bad, &ConfigLineError{n, err})
+			continue
 		}
 		if prev, ok := targets[sp.Target]; ok {
-			return nil, fmt.Errorf("line %d: target %s already configured on line %d", n, sp.Target, prev)
+			bad = append(bad, &ConfigLineError{n, fmt.Errorf("target %s already configured on line %d", sp.Target, prev)})
+			continue
 		}
 		targets[sp.Target] = n
 		specs = append(specs, sp)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
+	}
+	if len(bad) > 0 {
+		return specs, bad
 	}
 	return specs, nil
 }

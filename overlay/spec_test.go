@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -149,19 +150,20 @@ func TestParseConfig(t *testing.T) {
 			[]string{"/var/cache/gentoo.sqfs:/var/db/repos/gentoo:comp=zstd", "/var/cache/linux.sqfs:/usr/src/linux:ro"},
 			"",
 		},
-		{"bad line", "# c\n/a.sqfs:/x\n/b.sqfs:/y:foo\n", nil, `line 3: spec "/b.sqfs:/y:foo": unknown option "foo"`},
-		{"duplicate target", "/a.sqfs:/x\n\n/b.sqfs:/x/\n", nil, "line 3: target /x already configured on line 1"},
+		{"bad line", "# c\n/a.sqfs:/x\n/b.sqfs:/y:foo\n", []string{"/a.sqfs:/x"}, `line 3: spec "/b.sqfs:/y:foo": unknown option "foo"`},
+		{"duplicate target", "/a.sqfs:/x\n\n/b.sqfs:/x/\n", []string{"/a.sqfs:/x"}, "line 3: target /x already configured on line 1"},
+		{"bad lines between good ones", "relative:/x\n/a.sqfs:/x\n/b.sqfs\n/c.sqfs:/z:ro\n", []string{"/a.sqfs:/x", "/c.sqfs:/z:ro"},
+			`line 1: spec "relative:/x": image "relative" is not an absolute path; line 3: spec "/b.sqfs": want IMAGE:TARGET[:OPTIONS]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			specs, err := ParseConfig(strings.NewReader(tt.in))
 			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("error %v, want %q", err, tt.err)
+				var ce ConfigErrors
+				if !errors.As(err, &ce) || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("error %v, want %q", err, tt.err)
 				}
-				return
-			}
-			if err != nil {
+			} else if err != nil {
 				t.Fatal(err)
 			}
 			var got []string

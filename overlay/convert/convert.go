@@ -46,8 +46,13 @@ type Options struct {
 	// StateDir is where squashportage records its mounts; a directory
 	// recorded there is refused. "" means overlay.DefaultStateDir.
 	StateDir string
-	// Log, if set, receives progress lines.
+	// Log, if set, receives a line as each phase starts and ends.
 	Log func(format string, args ...any)
+	// Progress, if set, is told how far the two long phases are: phase
+	// "write" counts the file bytes handed to the writer, "verify" the
+	// entries compared; total comes from the scan, and the last call of a
+	// phase has done == total. It runs on the goroutine doing the work.
+	Progress func(phase string, done, total int64)
 }
 
 // Result describes a finished conversion.
@@ -150,7 +155,14 @@ func Convert(dir, image string, opts Options) (Result, error) {
 	files, dirs, bytes := tree.Stats()
 	res.Bytes = bytes
 	log("writing %s: %d files, %d directories, %.1f MB, %s, block %d", tmp, files, dirs, float64(bytes)/1e6, cfg.ID, cfg.BlockSize)
-	size, err := writeImage(tree, tmp, cfg, opts.Workers)
+	var writeProgress func(int64)
+	if opts.Progress != nil {
+		writeProgress = func(done int64) { opts.Progress("write", min(done, bytes), bytes) }
+	}
+	size, err := writeImage(tree, tmp, cfg, opts.Workers, writeProgress)
+	if err == nil && opts.Progress != nil {
+		opts.Progress("write", bytes, bytes)
+	}
 	if err != nil {
 		os.Remove(tmp)
 		return res, fmt.Errorf("convert %s: %w", dir, err)
@@ -161,10 +173,18 @@ func Convert(dir, image string, opts Options) (Result, error) {
 	}
 
 	log("verifying: mounting %s and comparing it with %s", tmp, dir)
-	cmp, err := verifyMounted(tmp, dir, cfg.ID, opts.Workers)
+	var verifyProgress func(int)
+	entries := int64(tree.Len())
+	if opts.Progress != nil {
+		verifyProgress = func(n int) { opts.Progress("verify", min(int64(n), entries), entries) }
+	}
+	cmp, err := verifyMounted(tmp, dir, cfg.ID, opts.Workers, verifyProgress)
 	if err != nil {
 		os.Remove(tmp)
 		return res, fmt.Errorf("convert %s: %w", dir, err)
+	}
+	if opts.Progress != nil {
+		opts.Progress("verify", entries, entries)
 	}
 	res.Entries = cmp.Entries
 
@@ -266,7 +286,7 @@ func layoutWarnings(dir string) []string {
 }
 
 // writeImage writes tree into path, synced to disk, and returns its size.
-func writeImage(tree *sourcetree.Tree, path string, cfg codec.Config, workers int) (int64, error) {
+func writeImage(tree *sourcetree.Tree, path string, cfg codec.Config, workers int, progress func(int64)) (int64, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return 0, fmt.Errorf("create image: %w", err)
@@ -276,7 +296,7 @@ func writeImage(tree *sourcetree.Tree, path string, cfg codec.Config, workers in
 	if err != nil {
 		return 0, fmt.Errorf("create image %s: %w", path, err)
 	}
-	if err := tree.Write(w, nil); err != nil {
+	if err := tree.Write(w, progress); err != nil {
 		w.Close()
 		return 0, fmt.Errorf("write image %s: %w", path, err)
 	}
@@ -299,7 +319,7 @@ func writeImage(tree *sourcetree.Tree, path string, cfg codec.Config, workers in
 // verifyMounted mounts image read-only in a private temporary directory
 // and compares it with dir. Mounting proves what unsquashfs-style readers
 // cannot: that this kernel accepts the image.
-func verifyMounted(image, dir string, comp codec.ID, workers int) (treecmp.Result, error) {
+func verifyMounted(image, dir string, comp codec.ID, workers int, progress func(int)) (treecmp.Result, error) {
 	mnt, err := os.MkdirTemp("", "squashportage-convert-")
 	if err != nil {
 		return treecmp.Result{}, fmt.Errorf("verify: %w", err)
@@ -320,7 +340,7 @@ func verifyMounted(image, dir string, comp codec.ID, workers int) (treecmp.Resul
 			_ = unix.Unmount(mnt, unix.MNT_DETACH)
 		}
 	}()
-	res, err := treecmp.Compare(dir, mnt, treecmp.Options{Xattr: squash.StorableXattr, Workers: workers, MaxDiffs: 50})
+	res, err := treecmp.Compare(dir, mnt, treecmp.Options{Xattr: squash.StorableXattr, Workers: workers, MaxDiffs: 50, Progress: progress})
 	if err != nil {
 		return res, fmt.Errorf("verify: %w", err)
 	}

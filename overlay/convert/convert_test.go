@@ -53,9 +53,38 @@ func TestConvertAllCases(t *testing.T) {
 	rep := testtree.BuildAllCases(t, src, testtree.AllCasesOptions{})
 	img := filepath.Join(t.TempDir(), "tree.sqfs")
 	var logged []string
-	res, err := Convert(src, img, Options{Workers: 2, Log: func(f string, a ...any) { logged = append(logged, f) }})
+	type call struct {
+		phase       string
+		done, total int64
+	}
+	var calls []call
+	res, err := Convert(src, img, Options{Workers: 2, Log: func(f string, a ...any) { logged = append(logged, f) },
+		Progress: func(phase string, done, total int64) { calls = append(calls, call{phase, done, total}) }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Progress: write, then verify, never backwards, each ending at its total.
+	var phases []string
+	for i, c := range calls {
+		if i == 0 || calls[i-1].phase != c.phase {
+			phases = append(phases, c.phase)
+		} else if c.done < calls[i-1].done || c.total != calls[i-1].total {
+			t.Errorf("progress went from %v to %v", calls[i-1], c)
+		}
+		if c.done > c.total {
+			t.Errorf("progress %v beyond its total", c)
+		}
+		if i == len(calls)-1 || calls[i+1].phase != c.phase {
+			if c.done != c.total || c.total == 0 {
+				t.Errorf("phase %s ended at %v", c.phase, c)
+			}
+		}
+	}
+	if strings.Join(phases, ",") != "write,verify" {
+		t.Errorf("progress phases %q, want write,verify", phases)
+	}
+	if len(calls) > 0 && calls[0].total != res.Bytes {
+		t.Errorf("write progress total %d, want the %d bytes read", calls[0].total, res.Bytes)
 	}
 	if res.Entries != rep.Entries+1 {
 		t.Errorf("compared %d entries, want %d (the tree and its root)", res.Entries, rep.Entries+1)
@@ -250,7 +279,7 @@ func TestVerifyMismatch(t *testing.T) {
 	if err := os.Remove(filepath.Join(src, "app-misc/foo/latest")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := verifyMounted(img, src, codec.Gzip, 2)
+	_, err := verifyMounted(img, src, codec.Gzip, 2, nil)
 	var me *MismatchError
 	if !errors.As(err, &me) {
 		t.Fatalf("error %v, want a MismatchError", err)

@@ -7,15 +7,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
 	"runtime"
 	"strconv"
 	"strings"
 
+	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/overlay/convert"
 	"github.com/squashportage/squashportage/squash/codec"
+	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage convert [options] DIR IMAGE
@@ -53,7 +54,10 @@ Options:
                        all CPUs)
   --state-dir DIR      where mounts are recorded (default ` + overlay.DefaultStateDir + `);
                        a DIR mounted by squashportage is refused
-  -v, --verbose        tell each step
+  --no-progress        on a terminal too, print neither the phases nor
+                       the progress bar (without -v)
+  -v, --verbose        tell each step (on a terminal: the default, with
+                       a progress bar for writing and verifying)
   -h, --help           show this help
 
 Example:
@@ -61,6 +65,9 @@ Example:
 
 Exit status: 0 converted, 1 failed, 2 bad usage.
 `
+
+// isTerminal says whether stderr gets the phases and the progress bar.
+var isTerminal = progress.IsTerminal
 
 // Main runs the command with args (without the command name) and returns
 // the exit status.
@@ -72,6 +79,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	specOpts := fs.String("spec-options", "", "")
 	remove := fs.Bool("remove-source", false, "")
 	force := fs.Bool("force", false, "")
+	noProgress := fs.Bool("no-progress", false, "")
 	procs := fs.Int("processors", runtime.NumCPU(), "")
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
 	var verbose bool
@@ -110,11 +118,43 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		opts.Block = n
 	}
-	if verbose {
-		opts.Log = func(format string, a ...any) { fmt.Fprintf(stderr, "squashportage convert: "+format+"\n", a...) }
+	// On a terminal the phases are told as with -v, and the two long ones
+	// (write, verify) draw a bar; a phase's line ends the bar before it.
+	var bar *progress.Bar
+	endBar := func() {
+		if bar != nil {
+			bar.Done()
+			bar = nil
+		}
+	}
+	tty := isTerminal(stderr) && !*noProgress
+	if verbose || tty {
+		opts.Log = func(format string, a ...any) {
+			endBar()
+			fmt.Fprintf(stderr, "squashportage convert: "+format+"\n", a...)
+		}
+	}
+	if tty {
+		phase, last := "", int64(-1)
+		opts.Progress = func(p string, done, total int64) {
+			if p != phase {
+				endBar()
+				phase, last = p, -1
+				unit := "B"
+				if p == "verify" {
+					unit = "" // entries
+				}
+				bar = progress.NewBar(stderr, unit)
+			}
+			if done != last { // the end of a phase may be told twice
+				bar.Update(done, total)
+				last = done
+			}
+		}
 	}
 
 	res, err := convert.Convert(pos[0], pos[1], opts)
+	endBar()
 	for _, w := range res.Warnings {
 		fmt.Fprintf(stderr, "squashportage convert: warning: %s\n", w)
 	}

@@ -2,6 +2,7 @@ package convert
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,20 @@ func TestMainUsage(t *testing.T) {
 	}
 }
 
+// convertTree runs convert on a fresh tree with extra options, and fails
+// the test unless it succeeds.
+func convertTree(t *testing.T, extra ...string) (dir, img string, stdout, stderr *bytes.Buffer) {
+	t.Helper()
+	dir = tree(t)
+	img = filepath.Join(t.TempDir(), "gentoo.sqfs")
+	stdout, stderr = new(bytes.Buffer), new(bytes.Buffer)
+	args := append([]string{dir, img, "--state-dir", t.TempDir()}, extra...)
+	if got := Main(args, stdout, stderr); got != 0 {
+		t.Fatalf("status %d; stderr:\n%s", got, stderr)
+	}
+	return dir, img, stdout, stderr
+}
+
 func TestMainConverts(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -71,13 +86,7 @@ func TestMainConverts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := tree(t)
-			img := filepath.Join(t.TempDir(), "gentoo.sqfs")
-			var out, errb bytes.Buffer
-			args := append([]string{dir, img, "--state-dir", t.TempDir()}, tc.extra...)
-			if got := Main(args, &out, &errb); got != 0 {
-				t.Fatalf("status %d; stderr:\n%s", got, errb.String())
-			}
+			dir, img, out, _ := convertTree(t, tc.extra...)
 			spec := img + ":" + dir + tc.wantSpec
 			for _, want := range []string{
 				"\n    squashportage=" + spec + "\n",
@@ -113,5 +122,41 @@ func TestParseBlock(t *testing.T) {
 		if (err != nil) != (tc.want == 0) || got != tc.want {
 			t.Errorf("parseBlock(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
 		}
+	}
+}
+
+// TestMainProgress: on a terminal convert tells its phases and draws a bar
+// while writing and verifying; --no-progress and a pipe keep it quiet.
+func TestMainProgress(t *testing.T) {
+	defer func(f func(io.Writer) bool) { isTerminal = f }(isTerminal)
+	for _, tc := range []struct {
+		name  string
+		tty   bool
+		extra []string
+		want  []string // in order in stderr; nil: stderr empty
+	}{
+		{"terminal", true, nil, []string{"convert: scanning ", "convert: writing ", "\r[", "100%", "\nsquashportage convert: verifying: ",
+			"\r[", "100%", "\nsquashportage convert: wrote "}},
+		{"terminal, --no-progress", true, []string{"--no-progress"}, nil},
+		{"pipe", false, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			isTerminal = func(io.Writer) bool { return tc.tty }
+			_, _, _, errb := convertTree(t, tc.extra...)
+			rest := errb.String()
+			if tc.want == nil && rest != "" {
+				t.Errorf("stderr %q, want nothing", rest)
+			}
+			for _, w := range tc.want {
+				i := strings.Index(rest, w)
+				if i < 0 {
+					t.Fatalf("stderr lacks %q (in order) in:\n%q", w, errb.String())
+				}
+				rest = rest[i+len(w):]
+			}
+			if tc.want != nil && !strings.HasSuffix(errb.String(), "\n") {
+				t.Errorf("stderr does not end its last line: %q", errb.String())
+			}
+		})
 	}
 }

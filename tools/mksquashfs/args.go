@@ -49,7 +49,7 @@ var unsupported = map[string]bool{
 	"-true-action-file": true, "-false-action-file": true, "-root-becomes": true,
 	"-recover": true, "-recovery-path": true, "-offset": true, "-o": true, "-nopad": true,
 	"-throttle": true, "-limit": true, "-one-file-system": true, "-no-hardlinks": true,
-	"-tailends": true, "-root-time": true, "-root-mode": true, "-root-uid": true, "-root-gid": true,
+	"-root-time": true, "-root-mode": true, "-root-uid": true, "-root-gid": true,
 	"-Xstrategy": true, "-Xalgorithm": true, "-not-reproducible": true, "-exit-on-error": true,
 	"-no-sparse": true,
 }
@@ -110,7 +110,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			}
 		}
 		switch opt {
-		case "-help", "-h":
+		case "-help", "-h", "--help":
 			c.help = true
 		case "-version":
 			c.version = true
@@ -138,7 +138,10 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			c.notes = append(c.notes, opt+" ignored: the id table is always compressed unless -noI")
 		case "-no-fragments":
 			c.writer.NoFragments = true
-		case "-always-use-fragments":
+		case "-no-tailends":
+			// mksquashfs 4.5's default, and ours: tails of files larger
+			// than a block keep a block of their own.
+		case "-always-use-fragments", "-tailends":
 			c.writer.AlwaysFragments = true
 		case "-no-duplicates":
 			c.writer.NoDuplicates = true

@@ -65,6 +65,9 @@ func TestParseArgs(t *testing.T) {
 		{"fragments dups", []string{"-no-fragments", "-always-use-fragments", "-no-duplicates", "-no-fragment-grouping"}, nil, func(c *config) {
 			c.writer.NoFragments, c.writer.AlwaysFragments, c.writer.NoDuplicates, c.writer.NoFragmentGrouping = true, true, true, true
 		}},
+		// mksquashfs 4.5: -no-tailends is its default and ours.
+		{"no-tailends is the default", []string{"-no-tailends"}, nil, func(c *config) {}},
+		{"tailends", []string{"-tailends"}, nil, func(c *config) { c.writer.AlwaysFragments = true }},
 		{"exports last wins", []string{"-no-exports", "-exports", "-no-exports"}, nil, func(c *config) { c.writer.NoExports = true }},
 		{"exports", []string{"-no-exports", "-exports"}, nil, func(c *config) {}},
 		{"no xattrs", []string{"-xattrs", "-no-xattrs"}, nil, func(c *config) { c.writer.NoXattrs, c.tree.NoXattrs = true, true }},
@@ -120,7 +123,7 @@ func TestParseArgsPositionals(t *testing.T) {
 	if !reflect.DeepEqual(c.sources, []string{"a", "b/", "c"}) || c.dest != "out" {
 		t.Errorf("sources %q dest %q", c.sources, c.dest)
 	}
-	for _, args := range [][]string{{"-help"}, {"-h"}, {"src", "-version"}} {
+	for _, args := range [][]string{{"-help"}, {"-h"}, {"--help"}, {"src", "dst", "--help"}, {"src", "-version"}} {
 		if _, err := parseArgs(args, noEnv); err != nil {
 			t.Errorf("%q: %v", args, err)
 		}
@@ -201,6 +204,8 @@ func TestMainUsage(t *testing.T) {
 		stderrRe string
 	}{
 		{[]string{"-help"}, 0, "Usage: squashportage mksquashfs", ""},
+		{[]string{"--help"}, 0, "Usage: squashportage mksquashfs", ""},
+		{[]string{"s", "d", "-comp", "xz", "--help"}, 0, "-Xcompression-level N   gzip: 1..9 (default 9", ""},
 		{[]string{"-version"}, 0, "squashportage mksquashfs", ""},
 		{[]string{"s", "d", "-foo"}, 1, "", "mksquashfs: unknown option -foo; see 'squashportage mksquashfs -help'"},
 		{[]string{"s", "d", "-b"}, 1, "", "mksquashfs: -b: missing argument; see"},
@@ -220,7 +225,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-noXattrCompression", "-no-fragments", "-always-use-fragments", "-no-duplicates", "-exports", "-no-exports",
 		"-no-xattrs", "-xattrs", "-noappend", "-e ", "-ef", "-wildcards", "-regex", "-keep-as-directory", "-all-root",
 		"-root-owned", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime", "-processors", "-mem",
-		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "SOURCE_DATE_EPOCH"} {
+		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "--help", "-tailends", "-no-tailends", "SOURCE_DATE_EPOCH"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

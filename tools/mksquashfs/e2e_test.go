@@ -190,3 +190,33 @@ func TestEndToEndDest(t *testing.T) {
 		t.Errorf("file times not clamped:\n%s", l)
 	}
 }
+
+// TestTailendsOptions: mksquashfs 4.5's -no-tailends is the default (same
+// image as without it), and -tailends is -always-use-fragments.
+func TestTailendsOptions(t *testing.T) {
+	src := buildSource(t)
+	dir := t.TempDir()
+	build := func(name string, opts ...string) []byte {
+		t.Helper()
+		img := filepath.Join(dir, name)
+		var out, errb bytes.Buffer
+		args := append([]string{src, img, "-noappend", "-quiet", "-mkfs-time", "1", "-all-time", "1", "-b", "4K"}, opts...)
+		if code := Main(args, &out, &errb); code != 0 {
+			t.Fatalf("mksquashfs %q: exit %d: %s", opts, code, &errb)
+		}
+		b, err := os.ReadFile(img)
+		mustDo(t, err)
+		return b
+	}
+	def, no := build("def"), build("no", "-no-tailends")
+	always, tail := build("always", "-always-use-fragments"), build("tail", "-tailends")
+	if !bytes.Equal(def, no) {
+		t.Error("-no-tailends changed the image")
+	}
+	if !bytes.Equal(always, tail) {
+		t.Error("-tailends differs from -always-use-fragments")
+	}
+	if bytes.Equal(def, tail) {
+		t.Error("-tailends made no difference (the source has files larger than a block)")
+	}
+}

@@ -13,8 +13,10 @@ Compression:
   -comp NAME              compressor: gzip (default), xz, zstd, lz4
   -b SIZE                 data block size, a power of two from 4K to 1M;
                           K or M suffix allowed (default 128K)
-  -Xcompression-level N   gzip: 1..9 (default 8, which compresses as well as
-                          C zlib -9 and faster; mksquashfs's default is 9);
+  -Xcompression-level N   gzip: 1..9 (default 9, as mksquashfs's: full data
+                          blocks at 9, fragment and metadata blocks at 8,
+                          as small as C zlib -9 on them and faster; a level
+                          given applies to every block);
                           zstd: 1..22 (default 15)
   -Xwindow-size N         gzip: window size 8..15 (default 15)
   -Xdict-size SIZE        xz: dictionary size, bytes with K/M suffix or a
@@ -33,7 +35,10 @@ Compression:
 
 Layout:
   -no-fragments           never pack file tails into fragment blocks
-  -always-use-fragments   pack tails of files larger than a block too
+  -always-use-fragments, -tailends
+                          pack tails of files larger than a block into
+                          fragment blocks too
+  -no-tailends            give such tails a block of their own (default)
   -no-duplicates          do not look for identical files
   -no-fragment-grouping   pack tails into fragments in directory order, as
                           mksquashfs does, instead of by kind of file:
@@ -88,7 +93,7 @@ Running:
   -reproducible, -no-recovery
                           accepted for compatibility; always in effect
   -version                print the version
-  -help, -h               print this help
+  -help, -h, --help       print this help
 
 Not supported: appending, -sort, pseudo files (-p, -pf), actions, -tar and
 cpio input, -root-becomes, -offset, recovery files.

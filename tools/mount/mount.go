@@ -6,12 +6,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
+	iofs "io/fs"
 	"os"
 	"strings"
 
 	"github.com/squashportage/squashportage/overlay"
+	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 // DefaultConfig lists the specs mounted when none are given.
@@ -30,10 +31,26 @@ Options:
   -v, --verbose    tell each step
   -h, --help       show this help
 
+Without SPEC, a missing config file means nothing to mount (the initramfs
+may have mounted the kernel command line's specs), and a bad line, a
+missing image or a failed mount does not stop the other specs: each is
+reported as FILE:LINE or by its spec, and the exit status is 3.
+
+Exit status: 0 done, 1 a SPEC failed to mount, 2 bad usage, 3 some of the
+config's specs failed, the others are mounted (the OpenRC service and the
+systemd unit count 3 as started, so that they persist at shutdown what is
+mounted).
+
 `
 
+// partial is the exit status of a config mount that mounted what it
+// could: the services count it as started, so that what is mounted gets
+// persisted at shutdown.
+const partial = 3
+
 // Main runs the command with args (without the command name) and returns
-// the exit status: 0 done, 1 a mount failed, 2 bad usage.
+// the exit status: 0 done, 1 a SPEC failed, 2 bad usage, 3 (from the
+// config) some specs failed and the others are mounted.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("mount", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -55,17 +72,33 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 	var specs []overlay.Spec
 	fromConfig := len(rest) == 0
+	// failed is the status of a spec that is not mounted: from the config
+	// it is partial (3), the others are mounted all the same.
+	failed, status := 1, 0
 	if fromConfig {
+		failed = partial
 		f, err := os.Open(*config)
+		if errors.Is(err, iofs.ErrNotExist) {
+			// The initramfs may have mounted everything from the kernel
+			// command line; the service still has to persist those.
+			fmt.Fprintf(stdout, "squashportage mount: no %s: nothing to mount\n", *config)
+			return 0
+		}
 		if err != nil {
-			fmt.Fprintf(stderr, "squashportage mount: no SPEC given and no config: %v\n", err)
-			return 2
+			fmt.Fprintf(stderr, "squashportage mount: %v\n", err)
+			return partial
 		}
 		specs, err = overlay.ParseConfig(f)
 		f.Close()
-		if err != nil {
+		var bad overlay.ConfigErrors
+		if errors.As(err, &bad) {
+			for _, le := range bad {
+				fmt.Fprintf(stderr, "squashportage mount: %s:%d: %v\n", *config, le.Line, le.Err)
+			}
+			status = partial
+		} else if err != nil {
 			fmt.Fprintf(stderr, "squashportage mount: %s: %v\n", *config, err)
-			return 1
+			return partial
 		}
 	}
 	for _, a := range rest {
@@ -83,10 +116,20 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "squashportage mount: "+format+"\n", args...)
 		}
 	}
-	status := 0
 	for _, sp := range specs {
+		sp, err := overlay.ResolveSpec(sp)
+		if err != nil {
+			fmt.Fprintf(stderr, "squashportage mount: %v\n", err)
+			status = failed
+			continue
+		}
 		if fromConfig {
-			if _, err := overlay.Load(*stateDir, sp.Target); err == nil {
+			// Also a record kept under a symlink to the target.
+			if t, err := overlay.ResolveTarget(*stateDir, sp.Target); err != nil {
+				fmt.Fprintf(stderr, "squashportage mount: %v\n", err)
+				status = failed
+				continue
+			} else if _, err := overlay.Load(*stateDir, t); err == nil {
 				if verbose {
 					fmt.Fprintf(stderr, "squashportage mount: %s already mounted\n", sp.Target)
 				}
@@ -96,7 +139,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		st, err := overlay.Mount(sp, opts)
 		if err != nil {
 			fmt.Fprintf(stderr, "squashportage mount: %v\n", err)
-			status = 1
+			status = failed
 			continue
 		}
 		fmt.Fprintf(stdout, "mounted %s at %s (%s)\n", st.Image, st.Target, describe(st))

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/overlay"
 )
@@ -47,8 +49,10 @@ func TestMainCLI(t *testing.T) {
 			stderr: []string{"unknown option --bogus", "--help"}},
 		{name: "bad spec", args: func(string) []string { return []string{"/a.sqfs:/x:sise=1g"} }, code: 2,
 			stderr: []string{`unknown option "sise" (allowed: ro,`}},
-		{name: "no spec, no config", args: func(d string) []string { return []string{"--config", d + "/none"} }, code: 2,
-			stderr: []string{"no SPEC given and no config"}},
+		{name: "no spec, no config", args: func(d string) []string { return []string{"--config", d + "/none"} }, code: 0,
+			stdout: []string{"/none: nothing to mount"}},
+		{name: "config unreadable", args: func(d string) []string { return []string{"--config", d + "/t1"} }, code: 3,
+			stderr: []string{"/t1: is a directory"}},
 		{name: "one spec, flag after it", args: func(d string) []string {
 			return []string{img + ":" + d + "/t1", "--state-dir", d + "/state"}
 		}, code: 0, stdout: []string{"mounted " + img + " at ", "/t1 (changes in RAM, up to 25%, persist=shutdown)"}, mounted: []string{"t1"}},
@@ -69,7 +73,21 @@ func TestMainCLI(t *testing.T) {
 			code: 0, stdout: []string{"/t2 (changes in RAM, up to 25%, persist=never)"}, mounted: []string{"t1", "t2"}},
 		{name: "config error", args: func(d string) []string {
 			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
-		}, config: "\n" + img + ":DIR/t1:bad\n", code: 1, stderr: []string{"conf: line 2: spec"}},
+		}, config: "\n" + img + ":DIR/t1:bad\n", code: 3, stderr: []string{"conf:2: spec"}, notMounted: []string{"t1"}},
+		{name: "config: bad line and missing image do not stop the good spec", args: func(d string) []string {
+			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
+		}, config: img + ":DIR/t1:sise=1g\nDIR/no.sqfs:DIR/t1\n" + img + ":DIR/t2\n" + img + ":DIR/t2:ro\n", code: 3,
+			stderr: []string{`conf:1: spec "` + img, `unknown option "sise"`, "no.sqfs: no such file", "conf:4: target ", "/t2 already configured on line 3"},
+			stdout: []string{"/t2 (changes in RAM"}, mounted: []string{"t2"}, notMounted: []string{"t1"}},
+		{name: "spec target through a symlink", args: func(d string) []string {
+			return []string{"--state-dir", d + "/state", img + ":" + d + "/link"}
+		}, code: 0, stdout: []string{"/t1 (changes in RAM"}, mounted: []string{"t1"}, notMounted: []string{"link"}},
+		{name: "config target through a symlink, already mounted", args: func(d string) []string {
+			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
+		}, config: img + ":DIR/link\n", premount: img + ":DIR/t1", code: 0, mounted: []string{"t1"}, notMounted: []string{"link"}},
+		{name: "config target mounted under a symlink before", args: func(d string) []string {
+			return []string{"--state-dir", d + "/state", "--config", d + "/conf"}
+		}, config: img + ":DIR/t1\n", premount: img + ":DIR/link", code: 0, mounted: []string{"link"}, notMounted: []string{"t1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +98,9 @@ func TestMainCLI(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			if err := os.Symlink("t1", dir+"/link"); err != nil {
+				t.Fatal(err)
+			}
 			t.Cleanup(func() {
 				states, _ := overlay.List(stateDir)
 				for _, st := range states {
@@ -87,6 +108,9 @@ func TestMainCLI(t *testing.T) {
 						t.Error(err)
 					}
 				}
+				// A record kept under the symlink does not find the
+				// overlay at t1 in the mount table.
+				_ = unix.Unmount(filepath.Join(dir, "t1"), unix.MNT_DETACH)
 			})
 			if tt.config != "" {
 				if err := os.WriteFile(dir+"/conf", []byte(strings.ReplaceAll(tt.config, "DIR", dir)), 0o644); err != nil {

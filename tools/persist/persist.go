@@ -15,10 +15,11 @@ import (
 	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
-const usage = `Usage: squashportage persist [--dry-run] [--force] [--json] [--wait D] [--state-dir DIR] [TARGET...]
+const usage = `Usage: squashportage persist [--dry-run] [--force] [--if-managed] [--json] [--wait D] [--state-dir DIR] [TARGET...]
 
 Writes the merged view of each managed overlay (all of them without
-TARGET) into a new squashfs image, when its upper holds changes:
+TARGET; a TARGET may be relative or reached through a symlink) into a new
+squashfs image, when its upper holds changes:
 
   - unchanged files keep their compressed blocks, copied verbatim in their
     old order: the cost is what changed, not the tree;
@@ -42,6 +43,9 @@ Options:
   --dry-run        say what would be written
   --force          persist even below the threshold, on battery, with a
                    killpower flag, or when the upper ran full
+  --if-managed     a TARGET squashportage does not manage is not worth a
+                   message, only exit status 3 (for scripts such as the
+                   Portage postsync hook)
   --json           print the results as JSON
   --processors N   compression goroutines (default: all CPUs)
   --wait DURATION  how long to wait for files open for writing in the
@@ -50,8 +54,12 @@ Options:
   -v, --verbose    tell each step
   -h, --help       show this help
 
-Exit status: 0 done (or nothing to do), 1 a persist failed, 2 bad usage.
+Exit status: 0 done (or nothing to do), 1 a persist failed, 2 bad usage,
+3 a TARGET is not managed by squashportage (nothing was persisted).
 `
+
+// notManaged is the exit status for a TARGET without a record.
+const notManaged = 3
 
 // Main runs the command with args and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
@@ -59,6 +67,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	dry := fs.Bool("dry-run", false, "")
 	force := fs.Bool("force", false, "")
+	ifManaged := fs.Bool("if-managed", false, "")
 	asJSON := fs.Bool("json", false, "")
 	procs := fs.Int("processors", runtime.NumCPU(), "")
 	wait := fs.Duration("wait", overlay.DefaultWriterWait, "")
@@ -67,6 +76,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&verbose, "v", false, "")
 	fs.BoolVar(&verbose, "verbose", false, "")
 	targets, err := cliflag.Parse(fs, args)
+	if err == nil {
+		targets, err = overlay.ResolveTargets(*stateDir, targets)
+	}
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			io.WriteString(stdout, usage)
@@ -94,8 +106,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	for _, t := range targets {
 		st, err := overlay.Load(*stateDir, t)
 		if err != nil {
-			fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
-			return 1
+			return loadFailed(stderr, err, *ifManaged)
 		}
 		states = append(states, st)
 	}
@@ -144,6 +155,19 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		enc.Encode(results)
 	}
 	return status
+}
+
+// loadFailed reports a TARGET whose record could not be loaded and
+// returns the exit status: notManaged for a target without a record.
+func loadFailed(stderr io.Writer, err error, quietUnmanaged bool) int {
+	if errors.Is(err, overlay.ErrNotManaged) {
+		if !quietUnmanaged {
+			fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
+		}
+		return notManaged
+	}
+	fmt.Fprintf(stderr, "squashportage persist: %v\n", err)
+	return 1
 }
 
 // result is one target's line of --json: PersistResult's fields, named

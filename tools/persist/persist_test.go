@@ -37,10 +37,12 @@ func TestUsage(t *testing.T) {
 		{[]string{"--processors", "0"}, 2, "--processors"},
 		{[]string{"--state-dir", dir}, 0, "no managed mounts"},
 		{[]string{"--state-dir", dir, "--json"}, 0, "[]"},
-		{[]string{"--state-dir", dir, "/not/managed"}, 1, "not managed"},
+		{[]string{"--state-dir", dir, "/not/managed"}, 3, "/not/managed: not managed"},
+		{[]string{"--state-dir", dir, "relative/not/managed"}, 3, "/relative/not/managed: not managed"},
+		{[]string{"--state-dir", dir, "--if-managed", dir}, 3, ""},
 	} {
 		code, out, errOut := call(tc.args...)
-		if code != tc.code || !strings.Contains(out+errOut, tc.out) {
+		if code != tc.code || !strings.Contains(out+errOut, tc.out) || tc.out == "" && out+errOut != "" {
 			t.Errorf("%v: exit %d, %q %q; want %d and %q", tc.args, code, out, errOut, tc.code, tc.out)
 		}
 	}
@@ -81,7 +83,13 @@ func TestPersistCommand(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(target, "cat/pkg/pkg-2.ebuild"), []byte("EAPI=8\n# new\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := call("--state-dir", state, "--json", target)
+	// /usr/portage -> /var/db/repos/gentoo
+	dir := filepath.Dir(target)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := call("--state-dir", state, "--json", link)
 	if code != 0 {
 		t.Fatalf("exit %d: %s %s", code, out, errOut)
 	}
@@ -103,6 +111,15 @@ func TestPersistCommand(t *testing.T) {
 	}
 	if _, err := os.Stat(img + ".old"); err != nil {
 		t.Errorf("no previous generation: %v", err)
+	}
+	// `persist target` in the target's parent directory.
+	if err := os.WriteFile(filepath.Join(target, "cat/pkg/pkg-3.ebuild"), []byte("EAPI=8\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	code, out, errOut = call("--state-dir", state, filepath.Base(target))
+	if code != 0 || !strings.Contains(out, target+": wrote "+img) {
+		t.Errorf("relative target: exit %d, %q %q", code, out, errOut)
 	}
 	code, out, _ = call("--state-dir", state)
 	if code != 0 || !strings.Contains(out, "no changes") {

@@ -6,18 +6,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/squashportage/squashportage/tools/cliflag"
 	"io"
-	"path/filepath"
 	"sort"
 
 	"github.com/squashportage/squashportage/overlay"
+	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage umount [--lazy] [--discard] [--state-dir DIR] TARGET...
        squashportage umount [--lazy] [--discard] [--state-dir DIR] --all
 
-Unmounts the overlay at each TARGET, its upper and the squashfs image
+Unmounts the overlay at each TARGET (relative, or through a symlink, as
+well as the path it was mounted at), its upper and the squashfs image
 below it. A tmpfs upper holding changes no persist has written is
 refused (run 'squashportage persist TARGET' first), unless --discard
 says to drop them; persist=never specs drop them anyway. A disk upper
@@ -55,11 +55,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "squashportage umount: %v (see squashportage umount --help)\n", err)
 		return 2
 	}
-	for _, t := range targets {
-		if !filepath.IsAbs(t) {
-			fmt.Fprintf(stderr, "squashportage umount: target %q is not an absolute path\n", t)
-			return 2
-		}
+	if targets, err = overlay.ResolveTargets(*stateDir, targets); err != nil {
+		fmt.Fprintf(stderr, "squashportage umount: %v\n", err)
+		return 1
 	}
 	if *all {
 		states, err := overlay.List(*stateDir)

@@ -28,6 +28,9 @@ func makeImage(t *testing.T) string {
 	return img
 }
 
+// chdir is set by TestMainCLI to t.Chdir, for the cases' args.
+var chdir func(string)
+
 func TestMainCLI(t *testing.T) {
 	img := makeImage(t)
 	tests := []struct {
@@ -49,8 +52,18 @@ func TestMainCLI(t *testing.T) {
 			stderr: []string{"give either TARGET... or --all"}},
 		{name: "unknown flag", args: func(string) []string { return []string{"--force", "/x"} }, code: 2,
 			stderr: []string{"unknown option --force"}},
-		{name: "relative target", args: func(string) []string { return []string{"x"} }, code: 2,
-			stderr: []string{`target "x" is not an absolute path`}},
+		{name: "relative target, not managed", args: func(d string) []string { return []string{"--state-dir", d + "/state", "x"} }, code: 1,
+			stderr: []string{"/x: not managed by squashportage"}},
+		{name: "relative target", mount: []string{"t1", "t2"}, args: func(d string) []string {
+			chdir(d + "/t2/..")
+			return []string{"--state-dir", d + "/state", "t1"}
+		}, code: 0, stdout: []string{"unmounted " + "/"}, remained: []string{"t2"}},
+		{name: "target through a symlink", mount: []string{"t1"}, args: func(d string) []string {
+			if err := os.Symlink(d+"/t1", d+"/link"); err != nil {
+				panic(err)
+			}
+			return []string{"--state-dir", d + "/state", d + "/link"}
+		}, code: 0, stdout: []string{"/t1\n"}},
 		{name: "not managed", args: func(d string) []string { return []string{"--state-dir", d + "/state", d + "/t1"} }, code: 1,
 			stderr: []string{"not managed by squashportage"}},
 		{name: "one", mount: []string{"t1", "t2"}, args: func(d string) []string {
@@ -76,6 +89,7 @@ func TestMainCLI(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			stateDir := dir + "/state"
+			chdir = t.Chdir
 			t.Cleanup(func() {
 				states, _ := overlay.List(stateDir)
 				for _, st := range states {
