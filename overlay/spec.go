@@ -163,9 +163,9 @@ func (sp *Spec) setOption(opt, key, val string, hasVal bool) error {
 		}
 		sp.Persist = val
 	case "comp":
-		id, err := codec.ParseID(val)
-		if err != nil || (id != codec.Gzip && id != codec.XZ && id != codec.LZ4 && id != codec.Zstd) {
-			return fmt.Errorf("option %q: allowed are comp=gzip, xz, lz4, zstd", opt)
+		id, err := codec.ParseWritable(val)
+		if err != nil {
+			return fmt.Errorf("option %q: %w", opt, err)
 		}
 		sp.Comp = id
 	case "block":
