@@ -12,11 +12,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/overlay/convert"
 	"github.com/squashportage/squashportage/squash/codec"
-	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage convert [options] DIR IMAGE

@@ -10,9 +10,9 @@ import (
 	"io"
 	"runtime"
 
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
-	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage persist [--dry-run] [--force] [--if-managed] [--json] [--wait D] [--state-dir DIR] [TARGET...]
