@@ -45,44 +45,6 @@ type MountOptions struct {
 	Log func(format string, args ...any)
 }
 
-// ImagePath is the image as reachable now (under Root).
-func (st *State) ImagePath() string { return st.Path(st.Image) }
-
-// TargetPath is the target as reachable now (under Root).
-func (st *State) TargetPath() string { return st.Path(st.Target) }
-
-// LowerPath is the squashfs mount point as reachable now.
-func (st *State) LowerPath() string {
-	if st.UpperKind == KindNone {
-		return st.Path(st.Lower)
-	}
-	return st.Lower
-}
-
-// UpperPath is the overlay's upper directory as reachable now ("" for ro).
-func (st *State) UpperPath() string {
-	if st.UpperKind == KindDir {
-		return st.Path(st.Upper)
-	}
-	return st.Upper
-}
-
-// WorkPath is the overlay's work directory as reachable now ("" for ro).
-func (st *State) WorkPath() string {
-	if st.UpperKind == KindDir {
-		return st.Path(st.Work)
-	}
-	return st.Work
-}
-
-// StateDir is the directory the record was loaded from or saved to.
-func (st *State) StateDir() string {
-	if st.dir == "" {
-		return DefaultStateDir
-	}
-	return st.dir
-}
-
 // Mount mounts spec.Image read-only and, unless spec.ReadOnly, an overlay
 // with a writable upper over it at spec.Target, and records it. On failure
 // it undoes every step it made.

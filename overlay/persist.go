@@ -2,15 +2,10 @@ package overlay
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -337,40 +332,6 @@ func deviceSize(f *os.File) (int64, error) {
 	return int64(n), err
 }
 
-// The state under /run is gone after a reboot; a line beside the image
-// keeps the last persist for status.
-func lastPersistPath(image string) string { return image + ".persisted" }
-
-func recordLastPersist(image string, when time.Time, result string) error {
-	line := when.UTC().Format(time.RFC3339) + " " + result + "\n"
-	return writeAtomic(lastPersistPath(image), []byte(line))
-}
-
-// readLastPersist reads what recordLastPersist wrote; zero when nothing.
-func readLastPersist(image string) (time.Time, string) {
-	b, err := os.ReadFile(lastPersistPath(image))
-	if err != nil {
-		return time.Time{}, ""
-	}
-	stamp, result, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-	when, err := time.Parse(time.RFC3339, stamp)
-	if err != nil {
-		return time.Time{}, ""
-	}
-	return when, result
-}
-
-// sameImage tells whether the mounted lower is the generation at image.
-func sameImage(lower *os.File, image string) bool {
-	sb := make([]byte, 96)
-	if _, err := lower.ReadAt(sb, 0); err != nil {
-		return false
-	}
-	id, err := imageID(image)
-	sum := sha256.Sum256(sb)
-	return err == nil && id == hex.EncodeToString(sum[:16])
-}
-
 // pendingBytes sums the sizes of the regular files in the upper.
 func pendingBytes(upper string) (int64, error) {
 	var n int64
@@ -438,88 +399,4 @@ func verifyImage(f *os.File, reusedEnd uint64) error {
 		return err
 	}
 	return r.VerifyWith(context.Background(), squash.VerifyOptions{TrustedBelow: reusedEnd})
-}
-
-// rotate installs tmp as image, keeping keep-1 previous generations as
-// image.old, image.old.2, ...; image exists and is complete at every
-// instant, and the directory is synced so the renames survive a power cut.
-func rotate(image, tmp string, keep int) error {
-	dir := filepath.Dir(image)
-	if keep >= 2 {
-		for k := keep - 1; k >= 3; k-- {
-			if err := renameIfExists(oldName(image, k-1), oldName(image, k)); err != nil {
-				return err
-			}
-		}
-		if keep >= 3 {
-			if err := renameIfExists(oldName(image, 1), oldName(image, 2)); err != nil {
-				return err
-			}
-		}
-		// image.old becomes a second name of the current image before the
-		// new one replaces it, so that no moment lacks either.
-		t := image + ".old.tmp"
-		_ = os.Remove(t)
-		if err := os.Link(image, t); err != nil {
-			if err := copyFile(image, t); err != nil {
-				return fmt.Errorf("keep previous generation: %w", err)
-			}
-		}
-		if err := os.Rename(t, oldName(image, 1)); err != nil {
-			os.Remove(t)
-			return fmt.Errorf("keep previous generation: %w", err)
-		}
-	}
-	if err := os.Rename(tmp, image); err != nil {
-		return fmt.Errorf("install new image: %w", err)
-	}
-	return syncDir(dir)
-}
-
-func oldName(image string, k int) string {
-	if k == 1 {
-		return image + ".old"
-	}
-	return image + ".old." + strconv.Itoa(k)
-}
-
-func renameIfExists(from, to string) error {
-	err := os.Rename(from, to)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -86,6 +86,44 @@ func (st *State) Path(p string) string {
 	return filepath.Join(st.Root, p)
 }
 
+// ImagePath is the image as reachable now (under Root).
+func (st *State) ImagePath() string { return st.Path(st.Image) }
+
+// TargetPath is the target as reachable now (under Root).
+func (st *State) TargetPath() string { return st.Path(st.Target) }
+
+// LowerPath is the squashfs mount point as reachable now.
+func (st *State) LowerPath() string {
+	if st.UpperKind == KindNone {
+		return st.Path(st.Lower)
+	}
+	return st.Lower
+}
+
+// UpperPath is the overlay's upper directory as reachable now ("" for ro).
+func (st *State) UpperPath() string {
+	if st.UpperKind == KindDir {
+		return st.Path(st.Upper)
+	}
+	return st.Upper
+}
+
+// WorkPath is the overlay's work directory as reachable now ("" for ro).
+func (st *State) WorkPath() string {
+	if st.UpperKind == KindDir {
+		return st.Path(st.Work)
+	}
+	return st.Work
+}
+
+// StateDir is the directory the record was loaded from or saved to.
+func (st *State) StateDir() string {
+	if st.dir == "" {
+		return DefaultStateDir
+	}
+	return st.dir
+}
+
 // ID names a target's state the way systemd names mount units:
 // /var/db/repos/gentoo → var-db-repos-gentoo, with '-' and bytes outside
 // [A-Za-z0-9:_.] escaped as \xNN so that distinct paths never collide.
@@ -222,6 +260,19 @@ func removeState(stateDir, target string) error {
 	err := os.Remove(statePath(stateDir, target))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove state of %s: %w", target, err)
+	}
+	return nil
+}
+
+// syncDir makes a directory's entries (renames, new files) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }
