@@ -59,6 +59,9 @@ type State struct {
 	Work      string    `json:"work,omitempty"`
 	UpperKind string    `json:"upper_kind"`
 	MountedAt time.Time `json:"mounted_at"`
+	// Layers are the mount points of the delta layers stacked between the
+	// upper and Lower, newest first (layers= in the spec).
+	Layers []string `json:"layers,omitempty"`
 	// Gen counts the stacks persist has swapped in since the mount; it
 	// names their private mount points (lower.N, rw.N).
 	Gen int `json:"gen,omitempty"`
