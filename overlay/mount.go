@@ -560,6 +560,16 @@ func unmountLayers(st *State, lazy bool) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	// Mounts a killed persist made for a stack it never recorded.
+	if ms, err := Mounts(); err == nil {
+		base := filepath.Dir(st.Lower)
+		for i := len(ms) - 1; i >= 0; i-- {
+			if m := ms[i].MountPoint; m != base && within(m, base) {
+				_ = unix.Unmount(m, unix.MNT_DETACH)
+				_ = os.Remove(m)
+			}
+		}
+	}
 	_ = os.Remove(filepath.Dir(st.Lower)) // STATEDIR/ID, now empty
 	return nil
 }

@@ -772,3 +772,73 @@ func fileSize(t *testing.T, p string) int64 {
 	}
 	return fi.Size()
 }
+
+// TestPersistLayerKilled kills a layer-writing persist at many moments:
+// a fresh mount of the stack (as after a power cut) always shows the old
+// or the new view, and what it lacks is still in the live overlay.
+func TestPersistLayerKilled(t *testing.T) {
+	bin := binary(t)
+	_, img0 := portageImage(t, 0.02)
+	var sawOld, sawNew int
+	finished := false
+	for _, delay := range []time.Duration{0, 20, 50, 120, 300, 3000} {
+		if finished {
+			break
+		}
+		delay *= time.Millisecond
+		t.Run(fmt.Sprint(delay), func(t *testing.T) {
+			e := newEnv(t)
+			img := filepath.Join(e.dir, "gentoo.sqfs")
+			copyTo(t, img0, img)
+			spec := img + ":" + e.target + ":layers=8"
+			st := e.mount(spec)
+			// One layer already there: the new one goes on top of it.
+			writeFile(t, filepath.Join(e.target, "first"), "1")
+			if _, err := Persist(st, PersistOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			oldView := filepath.Join(t.TempDir(), "old")
+			copyTo(t, e.target, oldView)
+			syncChanges(t, e.target)
+			newView := filepath.Join(t.TempDir(), "new")
+			copyTo(t, e.target, newView)
+
+			cmd := exec.Command(bin, "persist", "--state-dir", e.stateDir, e.target)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(delay)
+			cmd.Process.Kill()
+			finished = cmd.Wait() == nil
+
+			// The live overlay (repaired by the next lock holder) still
+			// shows the new view.
+			if err := Umount(e.target, UmountOptions{StateDir: e.stateDir, Discard: true}); err != nil {
+				t.Fatal(err)
+			}
+			// Which is what survives a power cut: the stack on disk.
+			st = e.mount(spec)
+			switch {
+			case len(testtree.CompareWith(newView, e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 1})) == 0:
+				sawNew++
+			case len(testtree.CompareWith(oldView, e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 1})) == 0:
+				sawOld++
+			default:
+				t.Fatalf("killed at %v: the stack shows neither the old nor the new view\n%s", delay, out.String())
+			}
+			if left, _ := filepath.Glob(img + ".layer-*.new"); len(left) > 0 {
+				// Harmless (no record names it), but a persist removes it.
+				writeFile(t, filepath.Join(e.target, "again"), "x")
+				if _, err := Persist(st, PersistOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+	t.Logf("the stack was old after %d kills, new after %d", sawOld, sawNew)
+	if sawOld == 0 || sawNew == 0 {
+		t.Errorf("the kills did not cover both outcomes (old %d, new %d)", sawOld, sawNew)
+	}
+}
