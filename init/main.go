@@ -17,6 +17,7 @@ import (
 	"github.com/squashportage/squashportage/tools/mksquashfs"
 	"github.com/squashportage/squashportage/tools/mount"
 	"github.com/squashportage/squashportage/tools/persist"
+	"github.com/squashportage/squashportage/tools/rollback"
 	"github.com/squashportage/squashportage/tools/status"
 	"github.com/squashportage/squashportage/tools/umount"
 	"github.com/squashportage/squashportage/tools/unsquashfs"
@@ -44,6 +45,10 @@ func commands() map[string]command {
 		"umount":     {"unmount managed overlays", umount.Main, false},
 		"status":     {"show managed mounts and their pending changes", status.Main, false},
 		"persist":    {"fold overlay changes into new images, crash-safely", persist.Main, false},
+		"rollback":   {"step an unmounted image back one generation (layer or image)", rollback.Main, false},
+		"compact": {"fold a target's delta layers into a new image now", func(args []string, stdout, stderr io.Writer) int {
+			return persist.Main(append([]string{"--compact"}, args...), stdout, stderr)
+		}, false},
 	}
 }
 

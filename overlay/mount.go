@@ -465,7 +465,7 @@ func pendingInRAM(st *State) string {
 	if err != nil || empty {
 		return ""
 	}
-	c, err := CountChanges(st.UpperPath(), st.LowerPath())
+	c, err := CountChanges(st.UpperPath(), st.lowerDirs()...)
 	if err != nil {
 		return "changes in RAM"
 	}

@@ -119,6 +119,12 @@ func (st *State) WorkPath() string {
 	return st.Work
 }
 
+// lowerDirs are the overlay's lower layers, newest first: the delta
+// layers, then the image.
+func (st *State) lowerDirs() []string {
+	return append(append([]string(nil), st.Layers...), st.LowerPath())
+}
+
 // StateDir is the directory the record was loaded from or saved to.
 func (st *State) StateDir() string {
 	if st.dir == "" {
