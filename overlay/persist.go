@@ -200,7 +200,7 @@ func Persist(st *State, opts PersistOptions) (res PersistResult, err error) {
 
 	ioStart := ioWritten()
 	defer func() { res.BytesWritten = ioWritten() - ioStart }()
-	if st.Spec.Layers > 0 && !opts.Compact && len(stack.Layers) < st.Spec.Layers && len(stack.Layers) == len(st.Layers) &&
+	if n := st.Spec.LayerLimit(); n > 0 && !opts.Compact && len(stack.Layers) < n && len(stack.Layers) == len(st.Layers) &&
 		(stack.LayerSize()+res.PendingBytes)*100 < stack.Base.Size*int64(st.Spec.compactPercent()) &&
 		sameImage(base.File, image) && cfg.ID == r.Codec().ID {
 		err := persistLayer(st, &res, stack, cfg, opts, log)

@@ -39,7 +39,7 @@ func testPersistDamagedBase(t *testing.T, persisted bool, why string) {
 	e := newEnv(t)
 	files := damageFiles()
 	img := makeImage(t, files)
-	st := e.mount(img + ":" + e.target)
+	st := e.mount(img + ":" + e.target + ":layers=0")
 	if persisted {
 		writeFile(t, filepath.Join(e.target, "first"), "first persist\n")
 		files["first"] = ""

@@ -112,7 +112,7 @@ func TestPersistNothingChanged(t *testing.T) {
 func TestPersistTwice(t *testing.T) {
 	e := newEnv(t)
 	src, img := portageImage(t, 0.01)
-	st := e.mount(img + ":" + e.target)
+	st := e.mount(img + ":" + e.target + ":layers=0")
 	syncChanges(t, e.target)
 	view1 := filepath.Join(t.TempDir(), "view1")
 	copyTo(t, e.target, view1)
@@ -176,7 +176,7 @@ func TestPersistTwice(t *testing.T) {
 func TestPersistKeepGenerations(t *testing.T) {
 	e := newEnv(t)
 	img := makeImage(t, testFiles)
-	st := e.mount(img + ":" + e.target + ":keep=3")
+	st := e.mount(img + ":" + e.target + ":keep=3,layers=0")
 	for i := range 3 {
 		writeFile(t, filepath.Join(e.target, "gen"), fmt.Sprint(i))
 		if _, err := Persist(st, PersistOptions{}); err != nil {
@@ -227,7 +227,7 @@ func TestPersistWriteFailures(t *testing.T) {
 			_, img := portageImage(t, 0.01)
 			orig := filepath.Join(t.TempDir(), "orig.sqfs")
 			copyTo(t, img, orig)
-			st := e.mount(img + ":" + e.target)
+			st := e.mount(img + ":" + e.target + ":layers=0")
 			syncChanges(t, e.target)
 			view := filepath.Join(t.TempDir(), "view")
 			copyTo(t, e.target, view)
@@ -287,7 +287,7 @@ func TestPersistDiskFull(t *testing.T) {
 	defer unix.Unmount(small, unix.MNT_DETACH)
 	img := filepath.Join(small, "gentoo.sqfs")
 	copyTo(t, img0, img)
-	st := e.mount(img + ":" + e.target)
+	st := e.mount(img + ":" + e.target + ":layers=0")
 	syncChanges(t, e.target)
 	view := filepath.Join(t.TempDir(), "view")
 	copyTo(t, e.target, view)
@@ -382,7 +382,7 @@ func TestPersistKilled(t *testing.T) {
 			e := newEnv(t)
 			img := filepath.Join(e.dir, "gentoo.sqfs")
 			copyTo(t, img0, img)
-			st := e.mount(img + ":" + e.target)
+			st := e.mount(img + ":" + e.target + ":layers=0")
 			syncChanges(t, e.target)
 			view := filepath.Join(t.TempDir(), "view")
 			copyTo(t, e.target, view)
@@ -511,11 +511,20 @@ func TestPersistHeldDiskUpper(t *testing.T) {
 // next persist, nothing lands beneath the mount point, and writers see
 // nothing worse than EROFS while a persist holds the target.
 func TestPersistConcurrentWriters(t *testing.T) {
-	for _, onTop := range []bool{false, true} {
-		t.Run(fmt.Sprintf("stacked=%v", onTop), func(t *testing.T) {
+	for _, v := range []struct {
+		name, opts string
+		onTop      bool
+	}{
+		{"image", ":layers=0", false},
+		{"image-stacked", ":layers=0", true},
+		{"layers", ":compact=1000%", false},
+	} {
+		onTop := v.onTop
+		t.Run(v.name, func(t *testing.T) {
 			e := newEnv(t)
 			img := makeImage(t, testFiles)
-			st := e.mount(img + ":" + e.target)
+			spec := img + ":" + e.target + v.opts
+			st := e.mount(spec)
 
 			var (
 				mu      sync.Mutex
@@ -632,12 +641,22 @@ func TestPersistConcurrentWriters(t *testing.T) {
 				}
 			}
 			check(e.target, "target")
-			if _, err := Persist(st, PersistOptions{stackOnTop: onTop}); err != nil {
+			res, err := Persist(st, PersistOptions{stackOnTop: onTop})
+			if err != nil {
 				t.Fatal(err)
 			}
-			mnt := t.TempDir()
-			privileged.MountSquashfs(t, img, mnt)
-			check(mnt, "image")
+			if res.Layer != "" {
+				// What is on disk is the stack: mount it afresh.
+				if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+					t.Fatal(err)
+				}
+				st = e.mount(spec)
+				check(e.target, "stack after a fresh mount")
+			} else {
+				mnt := t.TempDir()
+				privileged.MountSquashfs(t, img, mnt)
+				check(mnt, "image")
+			}
 			// Nothing pending: umount needs no --discard, and the bare
 			// mount point holds nothing written while it was covered.
 			if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {

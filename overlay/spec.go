@@ -75,11 +75,30 @@ type Spec struct {
 	// media; persist still writes to the medium.
 	ToRAM bool
 	// Layers is how many delta layers persist stacks on the image before
-	// it folds them into a new image; 0 writes a whole new image each time.
+	// it folds them into a new image: 0 is the default (DefaultLayers with
+	// a tmpfs upper, none with a disk upper), -1 (layers=0) none, a whole
+	// new image at each persist.
 	Layers int
 	// CompactPercent folds the layers once their sizes add up to this
 	// share of the image's (0: DefaultCompactPercent).
 	CompactPercent int
+}
+
+// DefaultLayers: on flash, a persist should write what changed, not the
+// tree; eight small layers cost reads little (see make bench).
+const DefaultLayers = 8
+
+// LayerLimit is how many delta layers persist stacks before it folds.
+func (sp Spec) LayerLimit() int {
+	switch {
+	case sp.Layers < 0 || sp.ReadOnly:
+		return 0
+	case sp.Layers > 0:
+		return sp.Layers
+	case sp.Upper == UpperTmpfs:
+		return DefaultLayers
+	}
+	return 0
 }
 
 func (sp Spec) compactPercent() int {
@@ -219,6 +238,9 @@ func (sp *Spec) setOption(opt, key, val string, hasVal bool) error {
 			return fmt.Errorf("option %q: layers must be a number from 0 (a whole image at each persist) to %d", opt, maxLayers)
 		}
 		sp.Layers = n
+		if n == 0 {
+			sp.Layers = -1 // none, rather than the default
+		}
 	case "compact":
 		n, err := strconv.Atoi(strings.TrimSuffix(val, "%"))
 		if err != nil || n < 1 || n > 1000 {
@@ -378,7 +400,7 @@ func (sp Spec) String() string {
 		opts = append(opts, "threshold="+formatBytes(sp.Threshold))
 	}
 	if !sp.ReadOnly && sp.Layers != 0 {
-		opts = append(opts, "layers="+strconv.Itoa(sp.Layers))
+		opts = append(opts, "layers="+strconv.Itoa(max(sp.Layers, 0)))
 	}
 	if !sp.ReadOnly && sp.CompactPercent != 0 && sp.CompactPercent != DefaultCompactPercent {
 		opts = append(opts, "compact="+strconv.Itoa(sp.CompactPercent)+"%")
@@ -484,7 +506,8 @@ into /etc/squashportage.conf ('#' starts a comment).
                   (default 0: any change)
   layers=N        write each persist's changes as a small delta layer
                   stacked on IMAGE, up to N layers, then fold them into a
-                  new IMAGE (default 0: a whole new IMAGE each time)
+                  new IMAGE (default 8 with upper=tmpfs; layers=0: a
+                  whole new IMAGE each time)
   compact=P%      fold the layers also once they add up to P% of IMAGE's
                   size (default 25%)
   exec, noexec    allow running programs from TARGET (default noexec)

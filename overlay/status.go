@@ -78,7 +78,7 @@ func Status(st *State) (Report, error) {
 	if fi, err := os.Stat(st.ImagePath()); err == nil {
 		rep.ImageSize = fi.Size()
 	}
-	rep.Layers, rep.LayerLimit = []StackFile{}, st.Spec.Layers
+	rep.Layers, rep.LayerLimit = []StackFile{}, st.Spec.LayerLimit()
 	if stack, err := readStack(st.ImagePath()); err == nil {
 		rep.Layers = append(rep.Layers, stack.Layers...)
 		rep.CompactBytes = stack.Base.Size * int64(st.Spec.compactPercent()) / 100

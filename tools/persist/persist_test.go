@@ -64,7 +64,7 @@ func mounted(t *testing.T, n int) (img, target, state string) {
 	}
 	target, state = filepath.Join(dir, "target"), filepath.Join(dir, "state")
 	os.Mkdir(target, 0o755)
-	spec, err := overlay.ParseSpec(img + ":" + target)
+	spec, err := overlay.ParseSpec(img + ":" + target + ":layers=0")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -148,7 +148,7 @@ func printTable(w io.Writer, reps []overlay.Report) {
 }
 
 // layers says how many delta layers there are, their size, and how far
-// the next fold is: "2/8 96K<24M".
+// the next fold is: "2/8(96K<24M)".
 func layers(r overlay.Report) string {
 	if r.LayerLimit == 0 && len(r.Layers) == 0 {
 		return "-"
@@ -157,7 +157,7 @@ func layers(r overlay.Report) string {
 	for _, l := range r.Layers {
 		n += l.Size
 	}
-	return fmt.Sprintf("%d/%d %s<%s", len(r.Layers), r.LayerLimit, size(n), size(r.CompactBytes))
+	return fmt.Sprintf("%d/%d(%s<%s)", len(r.Layers), r.LayerLimit, size(n), size(r.CompactBytes))
 }
 
 // size formats bytes in binary units, short enough for a table.

@@ -92,7 +92,7 @@ func TestMainCLI(t *testing.T) {
 			t.Errorf("column %d = %q, want %q\n%s", i, fields[i], w, out)
 		}
 	}
-	if fields[4] != "-" || fields[5] != "tmpfs" || !strings.HasSuffix(fields[6], "/4.0M") || fields[8] != "1" || fields[9] != "1" || fields[10] != "1" || fields[11] != "10B" || fields[12] != "never" {
+	if fields[4] != "0/8(0B<1.0K)" || fields[5] != "tmpfs" || !strings.HasSuffix(fields[6], "/4.0M") || fields[8] != "1" || fields[9] != "1" || fields[10] != "1" || fields[11] != "10B" || fields[12] != "never" {
 		t.Errorf("row %q", fields)
 	}
 
