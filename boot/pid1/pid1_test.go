@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -144,5 +145,35 @@ func TestMountSpecsDisabled(t *testing.T) {
 	b.mountSpecs()
 	if called || !strings.Contains(console.String(), "squashportage.disable: leaving 1 spec(s) unmounted") {
 		t.Errorf("called=%v log=%q", called, console.String())
+	}
+}
+
+func TestStartTicks(t *testing.T) {
+	// A command name with spaces and a parenthesis, as comm may hold.
+	stat := "1 (in it) x) S 0 1 1 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 3 0 183 7000000 400 18446744073709551615"
+	d, err := startTicks(stat)
+	if err != nil || d != 1830*time.Millisecond {
+		t.Errorf("startTicks = %v, %v; want 1.83s", d, err)
+	}
+	if _, err := startTicks("1 (init) S 0"); err == nil {
+		t.Error("short line: no error")
+	}
+}
+
+func TestShellName(t *testing.T) {
+	dir := t.TempDir()
+	for link, want := range map[string]string{
+		"../bbin/gosh": "(u-root's gosh)",
+		"busybox":      "(busybox)",
+		"bb":           "(u-root's ",
+	} {
+		p := filepath.Join(dir, "sh")
+		os.Remove(p)
+		if err := os.Symlink(link, p); err != nil {
+			t.Fatal(err)
+		}
+		if got := shellName(p); !strings.Contains(got, want) {
+			t.Errorf("shellName(-> %s) = %q, want %q", link, got, want)
+		}
 	}
 }

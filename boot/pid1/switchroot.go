@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -140,12 +141,56 @@ func execInit(log *klog.Logger, cfg cmdline.Config, start time.Time) error {
 			continue
 		}
 		argv := append([]string{p}, os.Args[1:]...)
+		inMain := time.Since(start)
+		log.Printf("handover: %s from the start of /init to the exec of %s (%s in main)",
+			sinceExec(), p, inMain.Round(time.Millisecond))
 		log.Printf("starting %s after %s in the initramfs (%s since the kernel started)",
-			strings.Join(argv, " "), time.Since(start).Round(time.Millisecond), uptime())
+			strings.Join(argv, " "), inMain.Round(time.Millisecond), uptime())
 		err := unix.Exec(p, argv, os.Environ())
 		errs = append(errs, fmt.Errorf("exec %s: %w", p, err))
 	}
 	return fmt.Errorf("no init to start: %w", errors.Join(errs...))
+}
+
+// sinceExec is the time since the kernel started this process as /init:
+// boot time now less the process's start time from /proc/self/stat,
+// which counts clock ticks (1/100 s), so it also covers the Go runtime's
+// start that main cannot see.
+func sinceExec() string {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return "?"
+	}
+	d, err := startTicks(string(b))
+	if err != nil {
+		return "?"
+	}
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return "?"
+	}
+	return (time.Duration(ts.Nano()) - d).Round(time.Millisecond).String()
+}
+
+// startTicks reads field 22, starttime, of a /proc/PID/stat line as a
+// duration since boot (USER_HZ is 100 on Linux). The command name, field
+// 2, may hold spaces and parentheses: fields are counted after its last
+// ")".
+func startTicks(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad stat line")
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state): starttime, field 22, is f[19].
+	if len(f) < 20 {
+		return 0, fmt.Errorf("bad stat line")
+	}
+	ticks, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad starttime: %w", err)
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // uptime reads the time since boot, for the log.
