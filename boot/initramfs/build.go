@@ -19,9 +19,9 @@ import (
 // what every spec needs.
 func BaseModules() []string { return []string{"squashfs", "loop", "overlay"} }
 
-// LoadList is the file, next to modules.dep in lib/modules/RELEASE, that
-// names the modules PID 1 loads, in order, dependencies first.
-const LoadList = "squashportage.load"
+// LoadList is the file, next to modules.dep, that names the modules PID 1
+// loads (kmod.LoadList).
+const LoadList = kmod.LoadList
 
 // busyboxApplets are linked in /bin for the rescue shell: enough to look
 // at devices, load modules, mount the root by hand and reboot. The

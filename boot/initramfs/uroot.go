@@ -60,7 +60,12 @@ func BuildURoot(ctx context.Context, goCmd, modDir, out string, cmds []string) e
 	if err != nil {
 		return err
 	}
-	args := []string{"tool", "u-root", "-base=/dev/null", "-initcmd=", "-uinitcmd=", "-defaultsh=" + URootShell, "-o", abs}
+	args := []string{"tool", "u-root", "-base=/dev/null", "-initcmd=", "-uinitcmd=", "-defaultsh=" + URootShell,
+		// gosh's default line editor (bubbline) queries the terminal
+		// and draws a full-screen prompt, which a serial console
+		// neither answers nor shows well; liner edits a plain line.
+		"-go-build-tags=goshliner",
+		"-o", abs}
 	cmd := exec.CommandContext(ctx, goCmd, append(args, cmds...)...)
 	cmd.Dir = modDir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/squashportage/squashportage/boot/cmdline"
-	"github.com/squashportage/squashportage/boot/initramfs"
 	"github.com/squashportage/squashportage/boot/klog"
 	"github.com/squashportage/squashportage/boot/kmod"
 	"github.com/squashportage/squashportage/boot/rootdev"
@@ -71,7 +70,7 @@ func loadModules(log *klog.Logger, cfg cmdline.Config) *kmod.Loader {
 		return nil
 	}
 	t := time.Now()
-	names, err := readLines(filepath.Join(dir, initramfs.LoadList))
+	names, err := readLines(filepath.Join(dir, kmod.LoadList))
 	if err != nil {
 		log.Errorf("modules: %v", err)
 	}

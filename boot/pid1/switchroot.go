@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,7 +23,7 @@ import (
 // with an empty environment and no arguments; the real init must get the
 // kernel's argv and environment (e.g. "single", or variables the kernel
 // passed on).
-func switchRoot(log *klog.Logger, cfg cmdline.Config, start time.Time, restoreKmsg func()) error {
+func switchRoot(log *klog.Logger, cfg cmdline.Config, start time.Time, clock *execClock, restoreKmsg func()) error {
 	// Under a shared parent MS_MOVE fails with EINVAL; the initramfs
 	// root is private unless something changed it, so errors are moot.
 	_ = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
@@ -61,7 +60,7 @@ func switchRoot(log *klog.Logger, cfg cmdline.Config, start time.Time, restoreKm
 	if err := os.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir / in the new root: %w", err)
 	}
-	return execInit(log, cfg, start)
+	return execInit(log, cfg, start, clock)
 }
 
 // freeInitramfs deletes the initramfs's files so their memory returns to
@@ -133,7 +132,7 @@ func initCandidates(cfg cmdline.Config) []string {
 
 // execInit replaces this process with the real init, passing on the
 // arguments and environment the kernel gave PID 1.
-func execInit(log *klog.Logger, cfg cmdline.Config, start time.Time) error {
+func execInit(log *klog.Logger, cfg cmdline.Config, start time.Time, clock *execClock) error {
 	var errs []error
 	for _, p := range initCandidates(cfg) {
 		if _, err := os.Stat(p); err != nil {
@@ -142,55 +141,18 @@ func execInit(log *klog.Logger, cfg cmdline.Config, start time.Time) error {
 		}
 		argv := append([]string{p}, os.Args[1:]...)
 		inMain := time.Since(start)
+		fromExec := "?"
+		if d, ok := clock.sinceExec(); ok {
+			fromExec = d.Round(time.Millisecond).String()
+		}
 		log.Printf("handover: %s from the start of /init to the exec of %s (%s in main)",
-			sinceExec(), p, inMain.Round(time.Millisecond))
+			fromExec, p, inMain.Round(time.Millisecond))
 		log.Printf("starting %s after %s in the initramfs (%s since the kernel started)",
 			strings.Join(argv, " "), inMain.Round(time.Millisecond), uptime())
 		err := unix.Exec(p, argv, os.Environ())
 		errs = append(errs, fmt.Errorf("exec %s: %w", p, err))
 	}
 	return fmt.Errorf("no init to start: %w", errors.Join(errs...))
-}
-
-// sinceExec is the time since the kernel started this process as /init:
-// boot time now less the process's start time from /proc/self/stat,
-// which counts clock ticks (1/100 s), so it also covers the Go runtime's
-// start that main cannot see.
-func sinceExec() string {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return "?"
-	}
-	d, err := startTicks(string(b))
-	if err != nil {
-		return "?"
-	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return "?"
-	}
-	return (time.Duration(ts.Nano()) - d).Round(time.Millisecond).String()
-}
-
-// startTicks reads field 22, starttime, of a /proc/PID/stat line as a
-// duration since boot (USER_HZ is 100 on Linux). The command name, field
-// 2, may hold spaces and parentheses: fields are counted after its last
-// ")".
-func startTicks(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("bad stat line")
-	}
-	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state): starttime, field 22, is f[19].
-	if len(f) < 20 {
-		return 0, fmt.Errorf("bad stat line")
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad starttime: %w", err)
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond, nil
 }
 
 // uptime reads the time since boot, for the log.
