@@ -147,7 +147,7 @@ func (b *booter) boot() error {
 	for _, w := range b.cfg.Warnings {
 		b.log.Errorf("%s", w)
 	}
-	mods := loadModules(b.log, b.cfg)
+	mods, specMods := loadModules(b.log, b.cfg)
 	dev, err := waitRoot(b.log, b.cfg)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNoRoot, err)
@@ -155,6 +155,7 @@ func (b *booter) boot() error {
 	if err := mountRoot(b.log, b.cfg, dev, mods); err != nil {
 		return fmt.Errorf("%w: %w", errNoRoot, err)
 	}
+	specMods()
 	b.mountSpecs()
 	return switchRoot(b.log, b.cfg, b.start, b.clock, b.restoreKmsg)
 }
