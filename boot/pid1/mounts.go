@@ -20,7 +20,8 @@ import (
 
 // earlyMounts gives PID 1 the kernel's interfaces. devtmpfs is not
 // mounted by the kernel in an initramfs, and /run is a tmpfs of its own
-// so it can be moved, uppers and all, into the real root.
+// so it can be moved, uppers and all, into the real root. (Not u-root's
+// libinit: it also mounts cgroup-v1 hierarchies and swallows errors.)
 func earlyMounts(log *klog.Logger) error {
 	mounts := []struct {
 		fstype, target, data string
