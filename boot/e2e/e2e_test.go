@@ -301,30 +301,9 @@ func buildRootDir(t *testing.T, dir, bin string) string {
 	if err := vmtest.LayoutRoot(root, bin, realInit, "var/cache/squashportage", targetPath, target2Path); err != nil {
 		t.Fatal(err)
 	}
+	makeImage(t, filepath.Join(dir, "tree"), filepath.Join(root, imagePath), 0.003, 7)
 	// The second image: a smaller tree of its own.
-	tree2 := filepath.Join(dir, "tree2")
-	if err := os.Mkdir(tree2, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testtree.GeneratePortage(tree2, testtree.PortageOptions{Scale: 0.001, Seed: 11}); err != nil {
-		t.Fatal(err)
-	}
-	var out2 bytes.Buffer
-	if rc := mksquashfs.Main([]string{tree2, filepath.Join(root, image2Path), "-noappend", "-quiet"}, &out2, &out2); rc != 0 {
-		t.Fatalf("mksquashfs: exit %d\n%s", rc, out2.String())
-	}
-
-	tree := filepath.Join(dir, "tree")
-	if err := os.Mkdir(tree, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testtree.GeneratePortage(tree, testtree.PortageOptions{Scale: 0.003, Seed: 7}); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if rc := mksquashfs.Main([]string{tree, filepath.Join(root, imagePath), "-noappend", "-quiet"}, &out, &out); rc != 0 {
-		t.Fatalf("mksquashfs: exit %d\n%s", rc, out.String())
-	}
+	makeImage(t, filepath.Join(dir, "tree2"), filepath.Join(root, image2Path), 0.001, 11)
 	// A squashfs superblock magic followed by garbage: it gets past a
 	// magic check and must be refused by the kernel or our checks.
 	junk := append([]byte("hsqs"), bytes.Repeat([]byte{0xA5}, 128<<10)...)
@@ -332,6 +311,22 @@ func buildRootDir(t *testing.T, dir, bin string) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// makeImage generates a Portage-like tree at tree and writes its image
+// with our own writer.
+func makeImage(t *testing.T, tree, image string, scale float64, seed int64) {
+	t.Helper()
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testtree.GeneratePortage(tree, testtree.PortageOptions{Scale: scale, Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if rc := mksquashfs.Main([]string{tree, image, "-noappend", "-quiet"}, &out, &out); rc != 0 {
+		t.Fatalf("mksquashfs: exit %d\n%s", rc, out.String())
+	}
 }
 
 // disk makes an ext4 image of the root template without mounting

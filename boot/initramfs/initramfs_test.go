@@ -177,20 +177,11 @@ func TestBuild(t *testing.T) {
 	if again := buildBytes(t, o); !bytes.Equal(out, again) {
 		t.Fatal("two builds from the same inputs differ")
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]record{}
-	for _, r := range parseNewc(t, raw) {
+	byName := gunzipRecords(t, out)
+	for _, r := range byName {
 		if r.mtime != 0 {
 			t.Errorf("%s: mtime %d", r.name, r.mtime)
 		}
-		byName[r.name] = r
 	}
 	mods := "lib/modules/6.1.0-99-test/"
 	checks := []struct {
