@@ -10,15 +10,18 @@ FUZZTIME ?= 60s
 FUZZ_TARGETS ?= ./squash:FuzzReader
 BENCH_SCALE ?= 1
 
-# make initramfs: bin/initramfs.cpio.gz with squashportage as /init. With
+# make initramfs: bin/initramfs.cpio.gz with squashportage as /init and
+# u-root's commands (the ones go.mod pins as tools, built by u-root's
+# builder, go tool u-root) as the rescue toolset, gosh as /bin/sh. With
 # KMODULES=/lib/modules/RELEASE it also carries squashfs, loop, overlay and
 # MODULES (e.g. MODULES="virtio_pci virtio_blk"), with their dependencies;
-# without, the kernel must have them built in. BUSYBOX= (empty) leaves out
-# the rescue shell; the default takes /bin/busybox if it is static.
+# without, the kernel must have them built in. BUSYBOX=/bin/busybox adds a
+# static busybox (its sh becomes /bin/sh); UROOT= (empty) leaves u-root out.
 INITRAMFS ?= bin/initramfs.cpio.gz
 KMODULES  ?=
 MODULES   ?=
-BUSYBOX   ?= auto
+BUSYBOX   ?=
+UROOT     ?= 1
 
 .PHONY: build test vet unit fuzz bench clean initramfs e2e
 
@@ -41,7 +44,7 @@ fuzz:
 	done
 
 initramfs: build
-	$(GO) run ./boot/cmd/mkinitramfs -o $(INITRAMFS) -init $(BIN) -busybox "$(BUSYBOX)" \
+	$(GO) run ./boot/cmd/mkinitramfs -o $(INITRAMFS) -init $(BIN) -busybox "$(BUSYBOX)" -uroot=$(if $(UROOT),true,false) \
 		$(if $(KMODULES),-kmodules $(KMODULES)) -modules "$(MODULES)"
 
 # Boots a Debian kernel under QEMU with our initramfs (boot/e2e); needs

@@ -20,18 +20,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/squashportage/squashportage/boot/initramfs"
 	"github.com/squashportage/squashportage/internal/testtree"
 	"github.com/squashportage/squashportage/internal/vmtest"
 	"github.com/squashportage/squashportage/tools/mksquashfs"
 )
 
 const (
-	busyboxPath = vmtest.Busybox
 	rootUUID    = "5e1f7a2c-0b3d-4c6e-9f80-a1b2c3d4e5f6"
 	rootLabel   = "e2e-root"
 	imagePath   = "/var/cache/squashportage/gentoo.sqfs"
 	corruptPath = "/var/cache/squashportage/corrupt.sqfs"
 	targetPath  = "/var/db/repos/gentoo"
+	// A second image and target, for the handover with two specs.
+	image2Path  = "/var/cache/squashportage/linux.sqfs"
+	target2Path = "/usr/src/linux"
 	// bootTimeout bounds one boot; a boot takes 3.5-6 s unloaded, so this
 	// only catches hangs on a busy machine.
 	bootTimeout = 180 * time.Second
@@ -51,6 +54,7 @@ upper=$(echo "$line" | sed -n 's/.*upperdir=\([^,]*\).*/\1/p')
 lower=$(echo "$line" | sed -n 's/.*lowerdir=\([^,]*\).*/\1/p')
 echo "E2E: upper-files=$(find "$upper" -mindepth 1 2>/dev/null | wc -l) upper=[$upper]"
 [ -f $T/profiles/repo_name ] && echo "E2E: tree=[$(cat $T/profiles/repo_name)]"
+echo "E2E: second mount=[$(grep " ` + target2Path + ` " /proc/mounts)]"
 case "$E2E_STEP" in
 1)
 	echo "written at boot 1" > $T/e2e-marker && echo "E2E: wrote marker"
@@ -86,7 +90,10 @@ func TestE2E(t *testing.T) {
 	}
 	e := &env{dir: t.TempDir(), kernel: debianKernel(t, cache)}
 	bin := squashportageBinary(t, root, e.dir)
-	e.initramfs = buildInitramfs(t, e, bin, busyboxPath)
+	// The initramfs of make initramfs: u-root's commands, built by
+	// u-root's builder, as the rescue toolset; no busybox.
+	uroot := buildURoot(t, root, e.dir)
+	e.initramfs = buildInitramfs(t, e, bin, uroot, "")
 	e.rootDir = buildRootDir(t, e.dir, bin)
 
 	diskA := e.disk(t, "a")
@@ -125,7 +132,7 @@ func TestE2E(t *testing.T) {
 	t.Run("no-root-device", func(t *testing.T) {
 		// Without busybox there is no rescue shell: PID 1 must explain,
 		// wait, and reboot, which -no-reboot turns into QEMU exiting.
-		bare := buildInitramfs(t, e, bin, "")
+		bare := buildInitramfs(t, e, bin, "", "")
 		log := e.bootWith(t, bare, diskB, "root=LABEL=no-such-root squashportage.timeout=2")
 		expect(t, log,
 			`squashportage: waiting for root device LABEL=no-such-root \(up to 2s\)`,
@@ -138,14 +145,34 @@ func TestE2E(t *testing.T) {
 		}
 	})
 	t.Run("rescue-shell", func(t *testing.T) {
-		// With busybox, a missing root gives a shell on the console; the
-		// test types into it once it is announced.
+		// With u-root's commands, a missing root gives u-root's shell
+		// (gosh) on the console; the test types into it once it is
+		// announced: arithmetic only a shell does, u-root's ls and
+		// poweroff.
 		log := e.bootTyping(t, diskB, "root=LABEL=no-such-root squashportage.timeout=1",
-			"starting rescue shell /bin/sh on the console", "echo RESCUE-$((6*7)); ls /lib/modules; poweroff -f\n")
+			"starting rescue shell", "echo RESCUE-$((6*7)); ls /bbin/gosh /lib/modules; poweroff\n")
 		expect(t, log,
 			`squashportage: error: boot failed: root filesystem not available`,
-			`squashportage: starting rescue shell /bin/sh on the console`,
-			`RESCUE-42`)
+			`squashportage: starting rescue shell /bin/sh \(u-root's gosh\) on the console`,
+			`RESCUE-42`,
+			`^gosh$`, // u-root's ls names a file argument by its base name
+			`^6\.\d+\.\S+$`)
+	})
+	t.Run("two-images", func(t *testing.T) {
+		// PID 1's handover time (start of /init to exec of the real
+		// init) with two images; reported, not enforced.
+		log := e.boot(t, diskB, fmt.Sprintf("root=UUID=%s squashportage=%s:%s squashportage=%s:%s:ro",
+			rootUUID, imagePath, targetPath, image2Path, target2Path))
+		expect(t, log,
+			`squashportage: squashportage=\S+ mounted in`,
+			`squashportage: squashportage=\S+ mounted in`,
+			`squashportage: handover: \S+ from the start of /init to the exec of /sbin/init`,
+			`E2E: init pid=1 `,
+			`E2E: tree=\[gentoo\]`,
+			// An ro spec is the image alone, without an overlay.
+			`E2E: second mount=\[/dev/loop\d+ `+target2Path+` squashfs ro,`,
+			`E2E: done`)
+		t.Logf("HANDOVER with 2 images: %s", handoverLine(log))
 	})
 	t.Run("bad-spec", func(t *testing.T) {
 		log := e.boot(t, diskB, fmt.Sprintf("root=UUID=%s squashportage=/no/target squashportage=%s:%s:bogus=1 squashportage=%s:%s",
@@ -235,13 +262,29 @@ func squashportageBinary(t *testing.T, root, dir string) string {
 	return bin
 }
 
-func buildInitramfs(t *testing.T, e *env, bin, busybox string) string {
+// buildURoot runs u-root's builder on the commands go.mod pins.
+func buildURoot(t *testing.T, root, dir string) string {
+	t.Helper()
+	cmds, err := initramfs.URootCommands(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "uroot.cpio")
+	start := time.Now()
+	if err := initramfs.BuildURoot(context.Background(), "", root, p, cmds); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("u-root builder: %d commands in %s", len(cmds), time.Since(start).Round(time.Second))
+	return p
+}
+
+func buildInitramfs(t *testing.T, e *env, bin, uroot, busybox string) string {
 	t.Helper()
 	p := filepath.Join(e.dir, "initramfs.cpio.gz")
-	if busybox == "" {
+	if uroot == "" && busybox == "" {
 		p = filepath.Join(e.dir, "initramfs-bare.cpio.gz")
 	}
-	n, err := vmtest.WriteInitramfs(p, e.kernel, bin, busybox)
+	n, err := vmtest.WriteInitramfs(p, e.kernel, bin, uroot, busybox)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,21 +298,12 @@ func buildInitramfs(t *testing.T, e *env, bin, busybox string) string {
 func buildRootDir(t *testing.T, dir, bin string) string {
 	t.Helper()
 	root := filepath.Join(dir, "root")
-	if err := vmtest.LayoutRoot(root, bin, realInit, "var/cache/squashportage", targetPath); err != nil {
+	if err := vmtest.LayoutRoot(root, bin, realInit, "var/cache/squashportage", targetPath, target2Path); err != nil {
 		t.Fatal(err)
 	}
-
-	tree := filepath.Join(dir, "tree")
-	if err := os.Mkdir(tree, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testtree.GeneratePortage(tree, testtree.PortageOptions{Scale: 0.003, Seed: 7}); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	if rc := mksquashfs.Main([]string{tree, filepath.Join(root, imagePath), "-noappend", "-quiet"}, &out, &out); rc != 0 {
-		t.Fatalf("mksquashfs: exit %d\n%s", rc, out.String())
-	}
+	makeImage(t, filepath.Join(dir, "tree"), filepath.Join(root, imagePath), 0.003, 7)
+	// The second image: a smaller tree of its own.
+	makeImage(t, filepath.Join(dir, "tree2"), filepath.Join(root, image2Path), 0.001, 11)
 	// A squashfs superblock magic followed by garbage: it gets past a
 	// magic check and must be refused by the kernel or our checks.
 	junk := append([]byte("hsqs"), bytes.Repeat([]byte{0xA5}, 128<<10)...)
@@ -277,6 +311,22 @@ func buildRootDir(t *testing.T, dir, bin string) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// makeImage generates a Portage-like tree at tree and writes its image
+// with our own writer.
+func makeImage(t *testing.T, tree, image string, scale float64, seed int64) {
+	t.Helper()
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testtree.GeneratePortage(tree, testtree.PortageOptions{Scale: scale, Seed: seed}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if rc := mksquashfs.Main([]string{tree, image, "-noappend", "-quiet"}, &out, &out); rc != 0 {
+		t.Fatalf("mksquashfs: exit %d\n%s", rc, out.String())
+	}
 }
 
 // disk makes an ext4 image of the root template without mounting
@@ -340,9 +390,9 @@ func (e *env) bootTyping(t *testing.T, disk, cmdline, trigger, input string) str
 }
 
 func handoverLine(log string) string {
-	in, since, ok := vmtest.Handover(log)
+	h, ok := vmtest.ReadHandover(log)
 	if !ok {
 		return "(no handover line)"
 	}
-	return fmt.Sprintf("%s in the initramfs, init started %s after kernel start", in, since)
+	return fmt.Sprintf("%s from the start of /init to the exec of the real init (%s of it in squashportage's main), init started %s after kernel start", h.FromExec, h.FromMain, h.SinceKernel)
 }

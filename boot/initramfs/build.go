@@ -10,6 +10,8 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/u-root/u-root/pkg/cpio"
+
 	"github.com/squashportage/squashportage/boot/kmod"
 )
 
@@ -17,9 +19,9 @@ import (
 // what every spec needs.
 func BaseModules() []string { return []string{"squashfs", "loop", "overlay"} }
 
-// LoadList is the file, next to modules.dep in lib/modules/RELEASE, that
-// names the modules PID 1 loads, in order, dependencies first.
-const LoadList = "squashportage.load"
+// LoadList is the file, next to modules.dep, that names the modules PID 1
+// loads (kmod.LoadList).
+const LoadList = kmod.LoadList
 
 // busyboxApplets are linked in /bin for the rescue shell: enough to look
 // at devices, load modules, mount the root by hand and reboot. The
@@ -36,8 +38,12 @@ func busyboxApplets() []string {
 type Options struct {
 	// Init is the squashportage binary, installed as /init.
 	Init string
+	// URoot, if set, is a cpio archive written by u-root's builder
+	// (BuildURoot): its commands, /bbin/bb and its links, and /bin/sh
+	// (gosh) are the rescue toolset. Our own entries override its.
+	URoot string
 	// Busybox, if set, is a statically linked busybox installed as
-	// /bin/busybox with links for a rescue shell.
+	// /bin/busybox with links (/bin/sh among them) for a rescue shell.
 	Busybox string
 	// KModules, if set, is a module tree /lib/modules/RELEASE with a
 	// modules.dep; Modules are then copied from it with BaseModules and
@@ -49,6 +55,11 @@ type Options struct {
 // Build assembles the archive.
 func Build(o Options) (*Archive, error) {
 	a := NewArchive()
+	if o.URoot != "" {
+		if err := mergeArchive(a, o.URoot); err != nil {
+			return nil, err
+		}
+	}
 	init, err := os.ReadFile(o.Init)
 	if err != nil {
 		return nil, fmt.Errorf("reading init binary: %w", err)
@@ -83,6 +94,19 @@ func Build(o Options) (*Archive, error) {
 		}
 	}
 	return a, nil
+}
+
+// mergeArchive adds the records of the newc archive at p.
+func mergeArchive(a *Archive, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("reading u-root archive: %w", err)
+	}
+	defer f.Close()
+	if err := a.Merge(cpio.Newc.Reader(f)); err != nil {
+		return fmt.Errorf("reading u-root archive %s: %w", p, err)
+	}
+	return nil
 }
 
 // addModules copies the named modules and their dependencies, a pruned

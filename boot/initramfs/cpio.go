@@ -1,10 +1,11 @@
 // Package initramfs assembles squashportage's initramfs: a newc cpio
 // archive, gzip-compressed, that the kernel unpacks into its rootfs.
 //
-// The archive is written here rather than with u-root's pkg/cpio because
-// the format is small and the output must be byte-for-byte reproducible:
-// every entry gets mtime 0, owner 0, and an inode number from its place
-// in the sorted list.
+// Records are written by u-root's pkg/cpio. What is ours is the keyed set
+// of entries around it: a path added twice keeps the last (so the
+// initramfs's own files override u-root's), parents are created with
+// mode 0755, and entries are written sorted with inode numbers by
+// position, so the same inputs give the same bytes.
 package initramfs
 
 import (
@@ -12,44 +13,38 @@ import (
 	"io"
 	"sort"
 	"strings"
-)
 
-// Entry is one file in the archive.
-type Entry struct {
-	Path string // relative, no leading slash: "dev/console"
-	Mode uint32 // file type and permission bits, as in stat(2)
-	Data []byte // file contents, or a symlink's target
-	// RdevMajor and RdevMinor describe a device node.
-	RdevMajor, RdevMinor uint32
-}
+	"github.com/u-root/u-root/pkg/cpio"
+)
 
 // File type bits of the cpio mode field (the same as Linux's S_IF*).
 const (
-	TypeDir     = 0o040000
-	TypeFile    = 0o100000
-	TypeSymlink = 0o120000
-	TypeChar    = 0o020000
+	TypeDir     = cpio.S_IFDIR
+	TypeFile    = cpio.S_IFREG
+	TypeSymlink = cpio.S_IFLNK
+	TypeChar    = cpio.S_IFCHR
 )
 
-// Archive is a set of entries keyed by path; adding a path twice keeps the
-// last, so callers can override defaults.
+// Archive is a set of records keyed by path; adding a path twice keeps
+// the last, so callers can override defaults.
 type Archive struct {
-	entries map[string]Entry
+	entries map[string]cpio.Record
 }
 
 // NewArchive returns an empty archive.
-func NewArchive() *Archive { return &Archive{entries: map[string]Entry{}} }
+func NewArchive() *Archive { return &Archive{entries: map[string]cpio.Record{}} }
 
-// Add puts e in the archive, creating its parent directories (mode 0755)
-// as the kernel will not create them when unpacking.
-func (a *Archive) Add(e Entry) {
-	e.Path = strings.Trim(e.Path, "/")
-	for dir := parent(e.Path); dir != ""; dir = parent(dir) {
+// Add puts r in the archive, creating its parent directories (mode 0755)
+// as the kernel will not create them when unpacking. (cpio.WriteRecordsAndDirs
+// would make them 0777 and refuses a path given twice.)
+func (a *Archive) Add(r cpio.Record) {
+	r.Name = strings.Trim(cpio.Normalize(r.Name), "/")
+	for dir := parent(r.Name); dir != ""; dir = parent(dir) {
 		if _, ok := a.entries[dir]; !ok {
-			a.entries[dir] = Entry{Path: dir, Mode: TypeDir | 0o755}
+			a.entries[dir] = cpio.Directory(dir, 0o755)
 		}
 	}
-	a.entries[e.Path] = e
+	a.entries[r.Name] = r
 }
 
 func parent(p string) string {
@@ -61,21 +56,44 @@ func parent(p string) string {
 }
 
 // Dir adds a directory.
-func (a *Archive) Dir(path string, perm uint32) { a.Add(Entry{Path: path, Mode: TypeDir | perm}) }
+func (a *Archive) Dir(path string, perm uint64) { a.Add(cpio.Directory(path, perm)) }
 
 // File adds a regular file.
-func (a *Archive) File(path string, perm uint32, data []byte) {
-	a.Add(Entry{Path: path, Mode: TypeFile | perm, Data: data})
+func (a *Archive) File(path string, perm uint64, data []byte) {
+	a.Add(cpio.StaticRecord(data, cpio.Info{Name: path, Mode: TypeFile | perm}))
 }
 
 // Symlink adds a symbolic link.
-func (a *Archive) Symlink(path, target string) {
-	a.Add(Entry{Path: path, Mode: TypeSymlink | 0o777, Data: []byte(target)})
-}
+func (a *Archive) Symlink(path, target string) { a.Add(cpio.Symlink(path, target)) }
 
 // CharDev adds a character device node.
-func (a *Archive) CharDev(path string, perm, major, minor uint32) {
-	a.Add(Entry{Path: path, Mode: TypeChar | perm, RdevMajor: major, RdevMinor: minor})
+func (a *Archive) CharDev(path string, perm, major, minor uint64) {
+	a.Add(cpio.CharDev(path, perm, major, minor))
+}
+
+// Merge adds every record of another archive (u-root's), contents read
+// into memory so the source may be closed.
+func (a *Archive) Merge(rr cpio.RecordReader) error {
+	return cpio.ForEachRecord(cpio.EOFReader{RecordReader: rr}, func(r cpio.Record) error {
+		var data []byte
+		if r.ReaderAt != nil && r.FileSize > 0 {
+			data = make([]byte, r.FileSize)
+			if _, err := r.ReadAt(data, 0); err != nil && err != io.EOF {
+				return fmt.Errorf("reading %s: %w", r.Name, err)
+			}
+		}
+		if r.Name == "." {
+			return nil // the archive's root: the kernel's rootfs already is
+		}
+		a.Add(cpio.StaticRecord(data, r.Info))
+		return nil
+	})
+}
+
+// Get returns the record at path.
+func (a *Archive) Get(path string) (cpio.Record, bool) {
+	r, ok := a.entries[strings.Trim(cpio.Normalize(path), "/")]
+	return r, ok
 }
 
 // Paths lists the archive's paths in the order they are written.
@@ -93,37 +111,24 @@ func (a *Archive) Paths() []string {
 // WriteTo writes the archive as newc cpio, trailer included.
 func (a *Archive) WriteTo(w io.Writer) (int64, error) {
 	cw := &countWriter{w: w}
+	rw := cpio.Newc.Writer(cw)
 	for i, p := range a.Paths() {
-		e := a.entries[p]
-		nlink := uint32(1)
-		if e.Mode&0o170000 == TypeDir {
-			nlink = 2
+		r := cpio.MakeReproducible(a.entries[p])
+		// Our own numbering: records from memory have no inode, those
+		// read from u-root's archive carry its builder's numbers.
+		r.Ino = uint64(i + 1)
+		r.NLink = 1
+		if r.Mode&cpio.S_IFMT == cpio.S_IFDIR {
+			r.NLink = 2
 		}
-		if err := writeRecord(cw, uint32(i+1), e.Mode, nlink, e.RdevMajor, e.RdevMinor, p, e.Data); err != nil {
+		if err := rw.WriteRecord(r); err != nil {
 			return cw.n, fmt.Errorf("writing cpio entry %s: %w", p, err)
 		}
 	}
-	if err := writeRecord(cw, 0, 0, 1, 0, 0, "TRAILER!!!", nil); err != nil {
+	if err := cpio.WriteTrailer(rw); err != nil {
 		return cw.n, fmt.Errorf("writing cpio trailer: %w", err)
 	}
 	return cw.n, nil
-}
-
-// writeRecord writes one newc header, name and data, each padded to four
-// bytes as the format requires (the header is 110 bytes).
-func writeRecord(w *countWriter, ino, mode, nlink, rmaj, rmin uint32, name string, data []byte) error {
-	hdr := fmt.Sprintf("070701%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X%08X",
-		ino, mode, 0, 0, nlink, 0, len(data), 0, 0, rmaj, rmin, len(name)+1, 0)
-	if _, err := io.WriteString(w, hdr+name+"\x00"); err != nil {
-		return err
-	}
-	if err := w.pad(); err != nil {
-		return err
-	}
-	if _, err := w.Write(data); err != nil {
-		return err
-	}
-	return w.pad()
 }
 
 type countWriter struct {
@@ -135,12 +140,4 @@ func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.n += int64(n)
 	return n, err
-}
-
-func (c *countWriter) pad() error {
-	if r := c.n % 4; r != 0 {
-		_, err := c.Write(make([]byte, 4-r))
-		return err
-	}
-	return nil
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/u-root/u-root/pkg/cpio"
 )
 
 // record is one parsed newc entry.
@@ -175,20 +177,11 @@ func TestBuild(t *testing.T) {
 	if again := buildBytes(t, o); !bytes.Equal(out, again) {
 		t.Fatal("two builds from the same inputs differ")
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	byName := map[string]record{}
-	for _, r := range parseNewc(t, raw) {
+	byName := gunzipRecords(t, out)
+	for _, r := range byName {
 		if r.mtime != 0 {
 			t.Errorf("%s: mtime %d", r.name, r.mtime)
 		}
-		byName[r.name] = r
 	}
 	mods := "lib/modules/6.1.0-99-test/"
 	checks := []struct {
@@ -250,5 +243,111 @@ func TestBuildErrors(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// urootArchive writes a small archive shaped like u-root builder's
+// output, with pkg/cpio's writer and host-like metadata (mtime, inode
+// numbers) that the initramfs must not keep.
+func urootArchive(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "uroot.cpio")
+	var buf bytes.Buffer
+	w := cpio.Newc.Writer(&buf)
+	recs := []cpio.Record{
+		cpio.Directory("bbin", 0o755),
+		cpio.StaticRecord([]byte("bb-binary"), cpio.Info{Name: "bbin/bb", Mode: cpio.S_IFREG | 0o755, MTime: 1234, Ino: 77, NLink: 3}),
+		cpio.Symlink("bbin/gosh", "bb"),
+		cpio.Symlink("bbin/ls", "bb"),
+		cpio.Directory("bin", 0o755),
+		cpio.Symlink("bin/sh", "../bbin/gosh"),
+	}
+	if err := cpio.WriteRecords(w, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func gunzipRecords(t *testing.T, gz []byte) map[string]record {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]record{}
+	for _, r := range parseNewc(t, raw) {
+		m[r.name] = r
+	}
+	return m
+}
+
+func TestBuildURoot(t *testing.T) {
+	dir := t.TempDir()
+	init, bb := filepath.Join(dir, "squashportage"), filepath.Join(dir, "busybox")
+	fakeELF(t, init, false)
+	fakeELF(t, bb, false)
+	ur := urootArchive(t)
+
+	o := Options{Init: init, URoot: ur}
+	out := buildBytes(t, o)
+	if again := buildBytes(t, o); !bytes.Equal(out, again) {
+		t.Fatal("two builds from the same inputs differ")
+	}
+	recs := gunzipRecords(t, out)
+	if r := recs["bbin/bb"]; r.data != "bb-binary" || r.mtime != 0 || r.nlink != 1 || r.mode != TypeFile|0o755 {
+		t.Errorf("bbin/bb = %+v", r)
+	}
+	if r := recs["bin/sh"]; r.data != "../bbin/gosh" {
+		t.Errorf("bin/sh -> %q, want u-root's gosh", r.data)
+	}
+	if _, ok := recs["init"]; !ok {
+		t.Error("no /init")
+	}
+	if _, ok := recs["dev/console"]; !ok {
+		t.Error("no /dev/console")
+	}
+
+	// With busybox too, its sh is /bin/sh and u-root's commands stay.
+	recs = gunzipRecords(t, buildBytes(t, Options{Init: init, URoot: ur, Busybox: bb}))
+	if r := recs["bin/sh"]; r.data != "busybox" {
+		t.Errorf("bin/sh -> %q, want busybox", r.data)
+	}
+	if r := recs["bbin/gosh"]; r.data != "bb" {
+		t.Errorf("bbin/gosh -> %q", r.data)
+	}
+
+	if _, err := Build(Options{Init: init, URoot: filepath.Join(dir, "nope.cpio")}); err == nil || !strings.Contains(err.Error(), "u-root archive") {
+		t.Errorf("missing u-root archive: err = %v", err)
+	}
+}
+
+// TestURootCommands reads the repository's own go.mod: the rescue
+// toolset pinned there must have a shell and the basic tools.
+func TestURootCommands(t *testing.T) {
+	cmds, err := URootCommands("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, c := range cmds {
+		have[strings.TrimPrefix(c, URootCmdPrefix+"core/")] = true
+	}
+	for _, want := range []string{URootShell, "ls", "cat", "mount", "dmesg", "insmod", "poweroff"} {
+		if !have[want] {
+			t.Errorf("go.mod pins no u-root command %s; has %v", want, cmds)
+		}
+	}
+	if _, err := URootCommands(t.TempDir()); err == nil {
+		t.Error("no go.mod: no error")
 	}
 }

@@ -15,6 +15,12 @@ import (
 	"strings"
 )
 
+// LoadList is the file, next to modules.dep in lib/modules/RELEASE, that
+// names the modules PID 1 loads, in order, dependencies first. It lives
+// here rather than in boot/initramfs, which writes it, so that PID 1 does
+// not link the archive writer and u-root's packages.
+const LoadList = "squashportage.load"
+
 // Dep is a parsed modules.dep: for each module name, its file (relative
 // to the modules directory) and the files it depends on, nearest last as
 // depmod writes them.

@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/squashportage/squashportage/boot/cmdline"
-	"github.com/squashportage/squashportage/boot/initramfs"
 	"github.com/squashportage/squashportage/boot/klog"
 	"github.com/squashportage/squashportage/boot/kmod"
 	"github.com/squashportage/squashportage/boot/rootdev"
@@ -21,7 +20,8 @@ import (
 
 // earlyMounts gives PID 1 the kernel's interfaces. devtmpfs is not
 // mounted by the kernel in an initramfs, and /run is a tmpfs of its own
-// so it can be moved, uppers and all, into the real root.
+// so it can be moved, uppers and all, into the real root. (Not u-root's
+// libinit: it also mounts cgroup-v1 hierarchies and swallows errors.)
 func earlyMounts(log *klog.Logger) error {
 	mounts := []struct {
 		fstype, target, data string
@@ -47,14 +47,20 @@ func earlyMounts(log *klog.Logger) error {
 	return nil
 }
 
+// specModules are the modules only the specs need: they load in the
+// background while the root device's drivers load and the root is found
+// and mounted.
+var specModules = map[string]bool{"squashfs": true, "loop": true, "overlay": true}
+
 // loadModules loads what the initramfs builder listed, and returns the
 // loader (nil without modules) so later steps can load the root
-// filesystem's driver.
-func loadModules(log *klog.Logger, cfg cmdline.Config) *kmod.Loader {
+// filesystem's driver, and a function that waits for the specs' modules.
+func loadModules(log *klog.Logger, cfg cmdline.Config) (*kmod.Loader, func()) {
+	noWait := func() {}
 	var uts unix.Utsname
 	if err := unix.Uname(&uts); err != nil {
 		log.Errorf("uname: %v", err)
-		return nil
+		return nil, noWait
 	}
 	release := unix.ByteSliceToString(uts.Release[:])
 	dir := filepath.Join("/lib/modules", release)
@@ -68,21 +74,43 @@ func loadModules(log *klog.Logger, cfg cmdline.Config) *kmod.Loader {
 		} else {
 			log.Errorf("modules: %v", err)
 		}
-		return nil
+		return nil, noWait
 	}
-	t := time.Now()
-	names, err := readLines(filepath.Join(dir, initramfs.LoadList))
+	names, err := readLines(filepath.Join(dir, kmod.LoadList))
 	if err != nil {
 		log.Errorf("modules: %v", err)
 	}
-	if err := l.Load(names...); err != nil {
+	var now, later []string
+	for _, n := range names {
+		if specModules[n] {
+			later = append(later, n)
+		} else {
+			now = append(now, n)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				log.Errorf("loading modules: internal error: %v", r)
+			}
+		}()
+		t := time.Now()
+		if err := l.Load(later...); err != nil {
+			log.Errorf("loading modules: %v", err)
+		}
+		log.Printf("modules for the specs (%s) loaded in %s", strings.Join(later, " "), time.Since(t).Round(time.Millisecond))
+	}()
+	t := time.Now()
+	if err := l.Load(now...); err != nil {
 		log.Errorf("loading modules: %v", err)
 	}
-	log.Printf("modules loaded in %s", time.Since(t).Round(time.Millisecond))
+	log.Printf("modules for the root device loaded in %s", time.Since(t).Round(time.Millisecond))
 	for _, fs := range strings.Split(cfg.RootFSType, ",") {
 		loadIfPresent(log, l, fs)
 	}
-	return l
+	return l, func() { <-done }
 }
 
 // loadIfPresent loads a filesystem driver by name when the initramfs has

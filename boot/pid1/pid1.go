@@ -78,6 +78,8 @@ type booter struct {
 	stateDir string
 	// restoreKmsg puts the kmsg rate limit back before the handover.
 	restoreKmsg func()
+	// clock measures the time since the kernel's exec of /init.
+	clock *execClock
 }
 
 // guarded runs f, turning a panic into an error so PID 1 survives it.
@@ -137,12 +139,15 @@ func (b *booter) boot() error {
 	b.cfg = cmdline.ParseConfig(cmdline.Parse(string(raw)))
 	b.log.SetDebug(b.cfg.Debug)
 	b.log.Printf("starting; kernel command line: %s", trimNL(raw))
+	if b.clock == nil {
+		b.clock = startExecClock()
+	}
 	b.log.Debugf("parsed: root=%q rootfstype=%q rootflags=%q ro=%v rootwait=%v rootdelay=%s timeout=%s init=%q specs=%q init args=%q",
 		b.cfg.Root, b.cfg.RootFSType, b.cfg.RootFlags, b.cfg.ReadOnly, b.cfg.RootWait, b.cfg.RootDelay, b.cfg.Timeout, b.cfg.Init, b.cfg.Specs, os.Args[1:])
 	for _, w := range b.cfg.Warnings {
 		b.log.Errorf("%s", w)
 	}
-	mods := loadModules(b.log, b.cfg)
+	mods, specMods := loadModules(b.log, b.cfg)
 	dev, err := waitRoot(b.log, b.cfg)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNoRoot, err)
@@ -150,8 +155,9 @@ func (b *booter) boot() error {
 	if err := mountRoot(b.log, b.cfg, dev, mods); err != nil {
 		return fmt.Errorf("%w: %w", errNoRoot, err)
 	}
+	specMods()
 	b.mountSpecs()
-	return switchRoot(b.log, b.cfg, b.start, b.restoreKmsg)
+	return switchRoot(b.log, b.cfg, b.start, b.clock, b.restoreKmsg)
 }
 
 // devkmsgKnob rate-limits writes to /dev/kmsg: by default ten lines per

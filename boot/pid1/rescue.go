@@ -4,15 +4,38 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// rescueShells are tried in order: u-root's shells, then busybox's.
+// rescueShells are tried in order: /bin/sh, which is u-root's gosh in
+// the default initramfs and busybox's sh when busybox was added, then
+// the shells of u-root's /bbin should /bin/sh be missing.
 func rescueShells() []string {
-	return []string{"/bbin/elvish", "/bbin/gosh", "/bin/sh"}
+	return []string{"/bin/sh", "/bbin/gosh", "/bbin/elvish"}
+}
+
+// shellName says which shell a path is, for the console: u-root's
+// commands are links into /bbin/bb, busybox's into /bin/busybox.
+func shellName(p string) string {
+	target, err := os.Readlink(p)
+	if err != nil {
+		return p
+	}
+	switch base := filepath.Base(target); {
+	case base == "busybox":
+		return p + " (busybox)"
+	case strings.Contains(target, "bbin/"):
+		return p + " (u-root's " + base + ")"
+	case base == "bb":
+		return p + " (u-root's " + filepath.Base(p) + ")"
+	default:
+		return p + " (" + target + ")"
+	}
 }
 
 // rescue explains a failed boot and, if the initramfs has a shell, runs
@@ -32,7 +55,7 @@ func (b *booter) rescue(err error) bool {
 		time.Sleep(rescueWait)
 		return false
 	}
-	b.log.Printf("starting rescue shell %s on the console; exit it to try booting again", shell)
+	b.log.Printf("starting rescue shell %s on the console; exit it to try booting again", shellName(shell))
 	cmd := exec.Command(shell)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.Env = append(os.Environ(), "PATH=/bin:/sbin:/bbin:/usr/bin:/usr/sbin", "PS1=(squashportage rescue) # ")

@@ -1,6 +1,7 @@
 // Package loopdev attaches files to loop devices and asks what a loop
 // device serves: the one home of the loop ioctls for the mounts, persist
-// and the tests.
+// and the tests. (Not u-root's pkg/mount/loop: it uses LOOP_SET_FD only,
+// with no read-only flag and no autoclear.)
 package loopdev
 
 import (

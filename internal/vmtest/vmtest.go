@@ -142,12 +142,14 @@ func DebianKernel(cache string, logf func(format string, args ...any)) (Kernel, 
 }
 
 // WriteInitramfs writes the initramfs for k to path: init as /init,
-// busybox (none if empty) as the rescue shell, and the modules a virtio
-// disk needs, since without udev nothing would load them. It returns the
-// archive's size.
-func WriteInitramfs(path string, k Kernel, init, busybox string) (int, error) {
+// u-root's commands from the archive uroot (initramfs.BuildURoot) and
+// busybox as the rescue toolset (either or both may be empty), and the
+// modules a virtio disk needs, since without udev nothing would load
+// them. It returns the archive's size.
+func WriteInitramfs(path string, k Kernel, init, uroot, busybox string) (int, error) {
 	a, err := initramfs.Build(initramfs.Options{
 		Init:     init,
+		URoot:    uroot,
 		Busybox:  busybox,
 		KModules: k.Modules,
 		Modules:  []string{"virtio_pci", "virtio_blk"},
@@ -324,16 +326,25 @@ func (b Boot) Run(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-var handoverRE = regexp.MustCompile(`squashportage: starting \S+.* after (\S+) in the initramfs \((\S+) since the kernel started\)`)
+var (
+	handoverRE = regexp.MustCompile(`squashportage: handover: (\S+) from the start of /init to the exec of \S+ \((\S+) in main\)`)
+	startingRE = regexp.MustCompile(`squashportage: starting \S+.* after \S+ in the initramfs \((\S+) since the kernel started\)`)
+)
 
-// Handover reads PID 1's last line before the real init: the time spent
-// in the initramfs and the time since the kernel started.
-func Handover(log string) (inInitramfs, sinceKernel string, ok bool) {
-	m := handoverRE.FindStringSubmatch(log)
-	if m == nil {
-		return "", "", false
+// Handover is what PID 1 logs as it hands over to the real init.
+type Handover struct {
+	FromExec    string // since the kernel started /init (10 ms resolution)
+	FromMain    string // since squashportage's main started
+	SinceKernel string // since the kernel started
+}
+
+// ReadHandover reads PID 1's last lines before the real init.
+func ReadHandover(log string) (Handover, bool) {
+	m, s := handoverRE.FindStringSubmatch(log), startingRE.FindStringSubmatch(log)
+	if m == nil || s == nil {
+		return Handover{}, false
 	}
-	return m[1], m[2], true
+	return Handover{FromExec: m[1], FromMain: m[2], SinceKernel: s[1]}, true
 }
 
 // Run runs a command and returns its output, or an error that holds it.

@@ -15,3 +15,15 @@ func TestKernelPackage(t *testing.T) {
 		}
 	}
 }
+
+func TestReadHandover(t *testing.T) {
+	log := "squashportage: handover: 412ms from the start of /init to the exec of /sbin/init (396ms in main)\n" +
+		"squashportage: starting /sbin/init e2earg after 396ms in the initramfs (2.4s since the kernel started)\n"
+	h, ok := ReadHandover(log)
+	if !ok || h != (Handover{FromExec: "412ms", FromMain: "396ms", SinceKernel: "2.4s"}) {
+		t.Errorf("ReadHandover = %+v, %v", h, ok)
+	}
+	if _, ok := ReadHandover("nothing"); ok {
+		t.Error("no lines: ok")
+	}
+}

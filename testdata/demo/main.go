@@ -208,7 +208,7 @@ func (d *demo) run() error {
 	d.heading("initramfs: squashportage as /init, busybox as the rescue shell, the modules it needs")
 	d.initrd = filepath.Join(d.dir, "initramfs.cpio.gz")
 	err = d.timed("initramfs", func() error {
-		n, err := vmtest.WriteInitramfs(d.initrd, d.kernel, d.bin, vmtest.Busybox)
+		n, err := vmtest.WriteInitramfs(d.initrd, d.kernel, d.bin, "", vmtest.Busybox)
 		if err == nil {
 			fmt.Printf("    %s: %s (squashfs, loop, overlay, virtio_pci, virtio_blk from %s)\n", d.initrd, mb(int64(n)), d.kernel.Release)
 		}
@@ -384,8 +384,8 @@ func (d *demo) summary(log1, log2 string) {
 	}
 	fmt.Printf("    took %s after compiling: %s\n", total.Round(time.Second), strings.Join(parts, ", "))
 	for i, log := range []string{log1, log2} {
-		if in, since, ok := vmtest.Handover(log); ok {
-			fmt.Printf("    boot %d: %s in the initramfs, real init started %s after the kernel\n", i+1, in, since)
+		if h, ok := vmtest.ReadHandover(log); ok {
+			fmt.Printf("    boot %d: %s in the initramfs, real init started %s after the kernel\n", i+1, h.FromExec, h.SinceKernel)
 		}
 	}
 	if m := regexp.MustCompile(`(?m)^DEMO:  (` + target + `: wrote .*)$`).FindStringSubmatch(log1); m != nil {

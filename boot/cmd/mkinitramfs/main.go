@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -22,7 +23,8 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("mkinitramfs", flag.ContinueOnError)
 	out := fs.String("o", "bin/initramfs.cpio.gz", "output file")
 	init := fs.String("init", "bin/squashportage", "static squashportage binary, installed as /init")
-	busybox := fs.String("busybox", "", "static busybox for the rescue shell (empty: none; auto: /bin/busybox if static)")
+	uroot := fs.Bool("uroot", true, "build u-root's commands (the tools go.mod pins) with u-root's builder as the rescue toolset")
+	busybox := fs.String("busybox", "", "static busybox, added to u-root's commands or instead of them; its sh becomes /bin/sh (empty: none; auto: /bin/busybox if static)")
 	kmods := fs.String("kmodules", "", "module tree /lib/modules/RELEASE (empty: modules are built in)")
 	mods := fs.String("modules", "", "extra modules to include, space or comma separated")
 	if err := fs.Parse(args); err != nil {
@@ -38,8 +40,18 @@ func run(args []string) error {
 			fmt.Fprintln(os.Stderr, "mkinitramfs: note: no static /bin/busybox (Debian: busybox-static, Gentoo: sys-apps/busybox[static]); the initramfs has no rescue shell")
 		}
 	}
+	urootArchive := ""
+	if *uroot {
+		p, err := buildURoot(filepath.Dir(*out))
+		if err != nil {
+			return err
+		}
+		defer os.Remove(p)
+		urootArchive = p
+	}
 	a, err := initramfs.Build(initramfs.Options{
 		Init:     *init,
+		URoot:    urootArchive,
 		Busybox:  bb,
 		KModules: *kmods,
 		Modules:  strings.FieldsFunc(*mods, func(r rune) bool { return r == ' ' || r == ',' }),
@@ -74,4 +86,28 @@ func run(args []string) error {
 	}
 	fmt.Printf("%s: %d bytes, %d entries\n", *out, st.Size(), len(a.Paths()))
 	return nil
+}
+
+// buildURoot runs u-root's builder in the module of the current
+// directory and returns the archive it wrote, a temporary file in dir.
+func buildURoot(dir string) (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	cmds, err := initramfs.URootCommands(wd)
+	if err != nil {
+		return "", fmt.Errorf("u-root commands: %w (run make initramfs in the source tree, or -uroot=false)", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".uroot-*.cpio")
+	if err != nil {
+		return "", err
+	}
+	tmp.Close()
+	fmt.Fprintf(os.Stderr, "mkinitramfs: building %d u-root commands with go tool u-root\n", len(cmds))
+	if err := initramfs.BuildURoot(context.Background(), "", wd, tmp.Name(), cmds); err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return tmp.Name(), nil
 }
