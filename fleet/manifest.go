@@ -25,6 +25,10 @@ const ManifestName = "manifest"
 //	index gentoo-0123456789abcdef.idx
 //	index-size 4567
 //	index-sha256 HEX
+//	delta gentoo-0123456789abcdef.from-fedcba9876543210.idxd   (optional)
+//	delta-size 321
+//	delta-sha256 HEX
+//	delta-from HEX   (SHA-256 of the image the delta's base index is of)
 //	published 2026-12-03T15:00:00Z
 //	key 0123456789abcdef
 //	signature BASE64(ed25519 signature)
@@ -35,6 +39,12 @@ type Manifest struct {
 	Index       string
 	IndexSize   int64
 	IndexSHA256 [32]byte
+	// Delta, when set, encodes the index against the index of the image
+	// whose SHA-256 is DeltaFrom (the previous generation).
+	Delta       string
+	DeltaSize   int64
+	DeltaSHA256 [32]byte
+	DeltaFrom   [32]byte
 	Published   time.Time
 	Key         string // KeyID of the signing key
 }
@@ -47,6 +57,9 @@ func (m *Manifest) Sign(key ed25519.PrivateKey) []byte {
 	fmt.Fprintln(&b, manifestHead)
 	fmt.Fprintf(&b, "image %s\nimage-size %d\nimage-sha256 %x\n", m.Image, m.ImageSize, m.ImageSHA256)
 	fmt.Fprintf(&b, "index %s\nindex-size %d\nindex-sha256 %x\n", m.Index, m.IndexSize, m.IndexSHA256)
+	if m.Delta != "" {
+		fmt.Fprintf(&b, "delta %s\ndelta-size %d\ndelta-sha256 %x\ndelta-from %x\n", m.Delta, m.DeltaSize, m.DeltaSHA256, m.DeltaFrom)
+	}
 	fmt.Fprintf(&b, "published %s\nkey %s\n", m.Published.UTC().Format(time.RFC3339), KeyID(key.Public().(ed25519.PublicKey)))
 	sig := ed25519.Sign(key, b.Bytes())
 	fmt.Fprintf(&b, "signature %s\n", base64.StdEncoding.EncodeToString(sig))
@@ -94,6 +107,14 @@ func ParseManifest(b []byte, pub ed25519.PublicKey) (*Manifest, error) {
 			err = parseHash(v, m.ImageSHA256[:])
 		case "index-sha256":
 			err = parseHash(v, m.IndexSHA256[:])
+		case "delta":
+			m.Delta = v
+		case "delta-size":
+			m.DeltaSize, err = strconv.ParseInt(v, 10, 64)
+		case "delta-sha256":
+			err = parseHash(v, m.DeltaSHA256[:])
+		case "delta-from":
+			err = parseHash(v, m.DeltaFrom[:])
 		case "published":
 			m.Published, err = time.Parse(time.RFC3339, v)
 		case "key":
@@ -103,7 +124,11 @@ func ParseManifest(b []byte, pub ed25519.PublicKey) (*Manifest, error) {
 			return nil, fmt.Errorf("manifest: %s: %v", k, err)
 		}
 	}
-	for _, name := range []string{m.Image, m.Index} {
+	names := []string{m.Image, m.Index}
+	if m.Delta != "" {
+		names = append(names, m.Delta)
+	}
+	for _, name := range names {
 		if name == "" || strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, ".") {
 			return nil, fmt.Errorf("manifest: bad file name %q", name)
 		}

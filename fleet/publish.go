@@ -58,6 +58,13 @@ func Publish(image, dir string, key ed25519.PrivateKey, keep int) (PublishResult
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
+	// Clients on the previous generation fetch the index as a delta.
+	var delta []byte
+	if prev := previousIndex(dir, key); prev != nil && prev.SHA256 != ix.SHA256 {
+		delta = blockindex.Diff(prev, ix)
+		m.Delta = fmt.Sprintf("%s.from-%s.idxd", gen, hex.EncodeToString(prev.SHA256[:8]))
+		m.DeltaSize, m.DeltaSHA256, m.DeltaFrom = int64(len(delta)), sha256.Sum256(delta), prev.SHA256
+	}
 	if err := writeFileSynced(filepath.Join(dir, m.Image), func(w io.Writer) error {
 		_, err := io.Copy(w, io.NewSectionReader(f, 0, fi.Size()))
 		return err
@@ -67,6 +74,11 @@ func Publish(image, dir string, key ed25519.PrivateKey, keep int) (PublishResult
 	if err := writeFileSynced(filepath.Join(dir, m.Index), bytesWriter(idx)); err != nil {
 		return res, err
 	}
+	if delta != nil {
+		if err := writeFileSynced(filepath.Join(dir, m.Delta), bytesWriter(delta)); err != nil {
+			return res, err
+		}
+	}
 	signed := m.Sign(key)
 	if err := writeFileSynced(filepath.Join(dir, ManifestName), bytesWriter(signed)); err != nil {
 		return res, err
@@ -75,6 +87,28 @@ func Publish(image, dir string, key ed25519.PrivateKey, keep int) (PublishResult
 	res.Manifest, res.Blocks = m, len(ix.Blocks)
 	res.Removed, err = prune(dir, name, gen, max(keep, 1))
 	return res, err
+}
+
+// previousIndex reads the index of the generation dir's manifest names
+// now; nil when there is none (or it does not check out).
+func previousIndex(dir string, key ed25519.PrivateKey) *blockindex.Index {
+	b, err := os.ReadFile(filepath.Join(dir, ManifestName))
+	if err != nil {
+		return nil
+	}
+	m, err := ParseManifest(b, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil
+	}
+	ib, err := os.ReadFile(filepath.Join(dir, m.Index))
+	if err != nil || sha256.Sum256(ib) != m.IndexSHA256 {
+		return nil
+	}
+	ix, err := blockindex.Parse(ib)
+	if err != nil {
+		return nil
+	}
+	return ix
 }
 
 func bytesWriter(b []byte) func(io.Writer) error {
@@ -142,8 +176,11 @@ func prune(dir, name, current string, keep int) ([]string, error) {
 		if i < keep-1 {
 			continue
 		}
+		files, _ := filepath.Glob(filepath.Join(dir, g.base+".from-*.idxd"))
 		for _, ext := range []string{".sqfs", ".idx"} {
-			p := filepath.Join(dir, g.base+ext)
+			files = append(files, filepath.Join(dir, g.base+ext))
+		}
+		for _, p := range files {
 			if err := os.Remove(p); err == nil {
 				removed = append(removed, p)
 			}

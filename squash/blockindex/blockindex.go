@@ -176,19 +176,20 @@ func blockSpans(r *squash.Reader, size uint64) ([]span, error) {
 	return spans, nil
 }
 
-// The encoded index ("SPIDX001"), little-endian:
+// The encoded index ("SPIDX002"), little-endian:
 //
-//	"SPIDX001"   magic
+//	"SPIDX002"   magic
 //	u64          file size
 //	[32]byte     SHA-256 of the whole file
 //	u32          count
-//	count × { u64 offset, u32 length, u8 kind, [32]byte SHA-256 }
+//	count × { u32 length, u8 kind, [32]byte SHA-256 }
 //
-// The pieces are in file order and cover it exactly.
+// The pieces are in file order and cover it exactly, so each one's offset
+// is the sum of the lengths before it.
 const (
-	magic     = "SPIDX001"
+	magic     = "SPIDX002"
 	headSize  = 8 + 8 + 32 + 4
-	entrySize = 8 + 4 + 1 + 32
+	entrySize = 4 + 1 + 32
 )
 
 // MarshalBinary encodes the index.
@@ -200,7 +201,6 @@ func (ix *Index) MarshalBinary() ([]byte, error) {
 	b = append(b, ix.SHA256[:]...)
 	b = le.AppendUint32(b, uint32(len(ix.Blocks)))
 	for _, bl := range ix.Blocks {
-		b = le.AppendUint64(b, bl.Off)
 		b = le.AppendUint32(b, bl.Len)
 		b = append(b, bl.Kind)
 		b = append(b, bl.Sum[:]...)
@@ -224,10 +224,10 @@ func Parse(b []byte) (*Index, error) {
 	pos := uint64(0)
 	for i := range ix.Blocks {
 		e := b[headSize+uint64(i)*entrySize:]
-		bl := Block{Off: le.Uint64(e), Len: le.Uint32(e[8:]), Kind: e[12]}
-		copy(bl.Sum[:], e[13:45])
-		if bl.Off != pos || bl.Len == 0 || bl.Len > MaxPiece {
-			return nil, fmt.Errorf("block index: entry %d (offset %d, %d bytes) does not follow offset %d", i, bl.Off, bl.Len, pos)
+		bl := Block{Off: pos, Len: le.Uint32(e), Kind: e[4]}
+		copy(bl.Sum[:], e[5:37])
+		if bl.Len == 0 || bl.Len > MaxPiece || pos+uint64(bl.Len) > ix.Size {
+			return nil, fmt.Errorf("block index: entry %d (%d bytes at offset %d) is out of bounds", i, bl.Len, pos)
 		}
 		switch bl.Kind {
 		case KindData, KindFragment, KindRaw:

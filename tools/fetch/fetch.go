@@ -135,6 +135,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "fetched %d bytes for a %d-byte image (%.2f%%): %d bytes of blocks in %d requests, %d reused from %s, %d resumed\n",
 		res.Fetched, res.ImageSize, 100*float64(res.Fetched)/float64(max(res.ImageSize, 1)), res.BlockBytes, res.Requests, res.Reused, image, res.Resumed)
+	logf("fetch: downloaded %d bytes of data blocks, %d of fragment blocks, %d of superblock and tables; manifest and index %d",
+		res.Downloaded.Data, res.Downloaded.Fragment, res.Downloaded.Raw, res.Fetched-res.BlockBytes)
 	if st != nil {
 		if _, err := overlay.InstallFetched(st, tmp, logf); err != nil {
 			return fail(err)

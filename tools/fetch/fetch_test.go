@@ -1,0 +1,329 @@
+package fetch
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/squashportage/squashportage/internal/httpserve"
+	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/internal/testtree"
+	"github.com/squashportage/squashportage/overlay"
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/sourcetree"
+	"github.com/squashportage/squashportage/tools/keygen"
+	"github.com/squashportage/squashportage/tools/publish"
+)
+
+func TestMain(m *testing.M) { privileged.Main(m) }
+
+func call(t *testing.T, main func([]string, *bytes.Buffer, *bytes.Buffer) int, args ...string) (int, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := main(args, &out, &errb)
+	return code, out.String() + errb.String()
+}
+
+func fetchCmd(args []string, out, errb *bytes.Buffer) int   { return Main(args, out, errb) }
+func publishCmd(args []string, out, errb *bytes.Buffer) int { return publish.Main(args, out, errb) }
+func keygenCmd(args []string, out, errb *bytes.Buffer) int  { return keygen.Main(args, out, errb) }
+
+// writeImage writes the tree at src into image with our writer.
+func writeImage(t *testing.T, src, image string) {
+	t.Helper()
+	tree, err := sourcetree.Scan([]string{src}, sourcetree.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := squash.NewWriter(f, squash.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tree.Write(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func portageTree(t *testing.T, scale float64) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	os.Mkdir(src, 0o755)
+	if _, err := testtree.GeneratePortage(src, testtree.PortageOptions{Scale: scale, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func sum(t *testing.T, p string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keys makes a key pair with the keygen command.
+func keys(t *testing.T) (secret, public string) {
+	t.Helper()
+	dir := t.TempDir()
+	secret, public = filepath.Join(dir, "fleet.key"), filepath.Join(dir, "fleet.pub")
+	if code, out := call(t, keygenCmd, secret, public); code != 0 {
+		t.Fatalf("keygen: %d %s", code, out)
+	}
+	return secret, public
+}
+
+func publishImage(t *testing.T, secret, image, dir string) {
+	t.Helper()
+	if code, out := call(t, publishCmd, "--key", secret, image, dir); code != 0 {
+		t.Fatalf("publish: %d %s", code, out)
+	}
+}
+
+var fetchedRe = regexp.MustCompile(`fetched (\d+) bytes for a (\d+)-byte image`)
+
+// fetched parses fetch's report: bytes received and the image's size.
+func fetched(t *testing.T, out string) (int64, int64) {
+	t.Helper()
+	m := fetchedRe.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no byte count in %q", out)
+	}
+	a, _ := strconv.ParseInt(m[1], 10, 64)
+	b, _ := strconv.ParseInt(m[2], 10, 64)
+	return a, b
+}
+
+// TestFleet: one publisher syncs (1% of the tree changes), persists and
+// publishes; three clients (a managed mount, an image file, and one with
+// nothing yet) fetch, the first two only what changed.
+func TestFleet(t *testing.T) {
+	dir := t.TempDir()
+	secret, public := keys(t)
+	src := portageTree(t, 0.05)
+	pubImage := filepath.Join(dir, "gentoo.sqfs")
+	writeImage(t, src, pubImage)
+	state := filepath.Join(dir, "state")
+	mount := func(img, target string) {
+		os.MkdirAll(target, 0o755)
+		spec, err := overlay.ParseSpec(img + ":" + target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := overlay.Mount(spec, overlay.MountOptions{StateDir: state}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			overlay.Umount(target, overlay.UmountOptions{StateDir: state, Lazy: true, Discard: true})
+		})
+	}
+	pubTarget := filepath.Join(dir, "publisher")
+	mount(pubImage, pubTarget)
+	www := filepath.Join(dir, "www")
+	publishImage(t, secret, pubImage, www)
+	srv := httpserve.Start(t, www, httpserve.Options{})
+
+	// Client A: a managed mount of the first generation; B: an image
+	// file of it; C: nothing yet, fetches everything.
+	imgA, targetA := filepath.Join(dir, "a", "gentoo.sqfs"), filepath.Join(dir, "a", "gentoo")
+	imgB := filepath.Join(dir, "b", "gentoo.sqfs")
+	imgC := filepath.Join(dir, "c", "gentoo.sqfs")
+	for _, d := range []string{"a", "b", "c"} {
+		os.MkdirAll(filepath.Join(dir, d), 0o755)
+	}
+	copyFile(t, pubImage, imgA)
+	copyFile(t, pubImage, imgB)
+	mount(imgA, targetA)
+	code, out := call(t, fetchCmd, "--key", public, srv.URL(), imgC)
+	if code != 0 || sum(t, imgC) != sum(t, pubImage) {
+		t.Fatalf("first fetch of C: %d %s", code, out)
+	}
+	if code, out := call(t, fetchCmd, "--key", public, "--state-dir", state, srv.URL(), targetA); code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("A already up to date: %d %s", code, out)
+	}
+
+	// The publisher's sync: 1% of the packages change.
+	ms, err := testtree.MutatePortage(pubTarget, 0.01, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("sync: %v", ms)
+	st, err := overlay.Load(state, pubTarget)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := overlay.Persist(st, overlay.PersistOptions{Force: true, PowerRoot: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	publishImage(t, secret, pubImage, www)
+	want := sum(t, pubImage)
+
+	for _, c := range []struct{ name, dest string }{{"A", targetA}, {"B", imgB}, {"C", imgC}} {
+		code, out := call(t, fetchCmd, "-v", "--key", public, "--state-dir", state, srv.URL(), c.dest)
+		if code != 0 {
+			t.Fatalf("fetch %s: %d %s", c.name, code, out)
+		}
+		got, size := fetched(t, out)
+		t.Logf("client %s: %s", c.name, strings.TrimSpace(out))
+		if got*100 > size*5 {
+			t.Errorf("client %s fetched %d bytes of a %d-byte image: more than 5%%", c.name, got, size)
+		}
+	}
+	for _, img := range []string{imgA, imgB, imgC} {
+		if sum(t, img) != want {
+			t.Errorf("%s differs from the published image", img)
+		}
+		if _, err := os.Stat(img + ".old"); err != nil {
+			t.Errorf("%s: previous generation not kept: %v", img, err)
+		}
+	}
+	if d := testtree.CompareWith(pubTarget, targetA, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 3}); len(d) > 0 {
+		t.Errorf("client A's target after the remount differs from the publisher's: %v", d)
+	}
+
+	// A change in A's overlay: a fetch would hide it, so it is refused.
+	if err := os.WriteFile(filepath.Join(targetA, "local-change"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testtree.MutatePortage(pubTarget, 0.01, 8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := overlay.Persist(st, overlay.PersistOptions{Force: true, PowerRoot: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	publishImage(t, secret, pubImage, www)
+	before := sum(t, imgA)
+	code, out = call(t, fetchCmd, "--key", public, "--state-dir", state, srv.URL(), targetA)
+	if code != 1 || !strings.Contains(out, "persist first") || sum(t, imgA) != before {
+		t.Errorf("fetch into a changed overlay: %d %s", code, out)
+	}
+}
+
+// pair is a published first generation, a client holding it and a
+// second generation published over it.
+type pair struct {
+	secret, public string
+	www, client    string
+	v1             [32]byte
+	srv            *httpserve.Server
+}
+
+func newPair(t *testing.T, scale float64, opts httpserve.Options) *pair {
+	t.Helper()
+	dir := t.TempDir()
+	p := &pair{www: filepath.Join(dir, "www")}
+	p.secret, p.public = keys(t)
+	src := portageTree(t, scale)
+	img := filepath.Join(dir, "gentoo.sqfs")
+	writeImage(t, src, img)
+	p.client = filepath.Join(dir, "client.sqfs")
+	copyFile(t, img, p.client)
+	p.v1 = sum(t, img)
+	if _, err := testtree.MutatePortage(src, 0.05, 3); err != nil {
+		t.Fatal(err)
+	}
+	writeImage(t, src, img)
+	publishImage(t, p.secret, img, p.www)
+	p.srv = httpserve.Start(t, p.www, opts)
+	return p
+}
+
+// untouched checks that the client's image is still the first generation.
+func (p *pair) untouched(t *testing.T) {
+	t.Helper()
+	if sum(t, p.client) != p.v1 {
+		t.Errorf("the client's image changed")
+	}
+	if _, err := os.Stat(p.client + ".old"); err == nil {
+		t.Errorf("something was installed")
+	}
+}
+
+func published(t *testing.T, www, ext string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(www, "*"+ext))
+	if len(m) != 1 {
+		t.Fatalf("published %s: %v", ext, m)
+	}
+	return m[0]
+}
+
+func TestTamperedBlock(t *testing.T) {
+	p := newPair(t, 0.02, httpserve.Options{})
+	img := published(t, p.www, ".sqfs")
+	b, _ := os.ReadFile(img)
+	b[len(b)/3] ^= 0x40 // in the data region, which the client lacks in part
+	os.WriteFile(img, b, 0o644)
+	// Nothing of the client's image may serve: it fetches every block.
+	os.Remove(p.client)
+	code, out := call(t, fetchCmd, "--key", p.public, p.srv.URL(), p.client)
+	if code != 1 || !strings.Contains(out, "does not match its hash in the signed index") {
+		t.Errorf("tampered block: %d %s", code, out)
+	}
+	if _, err := os.Stat(p.client); err == nil {
+		t.Errorf("an image was installed")
+	}
+}
+
+func TestTamperedManifest(t *testing.T) {
+	p := newPair(t, 0.02, httpserve.Options{})
+	mp := filepath.Join(p.www, "manifest")
+	b, _ := os.ReadFile(mp)
+	b = bytes.Replace(b, []byte("image-size "), []byte("image-size 1"), 1)
+	os.WriteFile(mp, b, 0o644)
+	code, out := call(t, fetchCmd, "--key", p.public, p.srv.URL(), p.client)
+	if code != 1 || !strings.Contains(out, "signature does not match") {
+		t.Errorf("tampered manifest: %d %s", code, out)
+	}
+	p.untouched(t)
+}
+
+func TestTamperedIndex(t *testing.T) {
+	p := newPair(t, 0.02, httpserve.Options{})
+	idx := published(t, p.www, ".idx")
+	b, _ := os.ReadFile(idx)
+	b[len(b)-1] ^= 1
+	os.WriteFile(idx, b, 0o644)
+	code, out := call(t, fetchCmd, "--key", p.public, p.srv.URL(), p.client)
+	if code != 1 || !strings.Contains(out, "does not match its hash in the signed manifest") {
+		t.Errorf("tampered index: %d %s", code, out)
+	}
+	p.untouched(t)
+}
+
+func TestWrongKey(t *testing.T) {
+	p := newPair(t, 0.02, httpserve.Options{})
+	_, other := keys(t)
+	code, out := call(t, fetchCmd, "--key", other, p.srv.URL(), p.client)
+	if code != 1 || !strings.Contains(out, "signature does not match the public key") {
+		t.Errorf("wrong key: %d %s", code, out)
+	}
+	p.untouched(t)
+}
