@@ -3,6 +3,12 @@ package fetch
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/sha512"
+	"fmt"
+	"os/exec"
+	"time"
+
+	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -15,6 +21,7 @@ import (
 	"github.com/squashportage/squashportage/internal/testtree"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/blockindex"
 	"github.com/squashportage/squashportage/squash/sourcetree"
 	"github.com/squashportage/squashportage/tools/keygen"
 	"github.com/squashportage/squashportage/tools/publish"
@@ -278,18 +285,39 @@ func published(t *testing.T, www, ext string) string {
 func TestTamperedBlock(t *testing.T) {
 	p := newPair(t, 0.02, httpserve.Options{})
 	img := published(t, p.www, ".sqfs")
+	// A block of the new image the client does not have.
+	index := func(path string) *blockindex.Index {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		fi, _ := f.Stat()
+		ix, err := blockindex.Build(f, fi.Size())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix
+	}
+	have := index(p.client).BySum()
+	var victim *blockindex.Block
+	for _, bl := range index(img).Blocks {
+		if _, ok := have[bl.Sum]; !ok && bl.Kind == blockindex.KindFragment {
+			victim = &bl
+			break
+		}
+	}
+	if victim == nil {
+		t.Fatal("no new fragment block")
+	}
 	b, _ := os.ReadFile(img)
-	b[len(b)/3] ^= 0x40 // in the data region, which the client lacks in part
+	b[victim.Off+uint64(victim.Len)/2] ^= 0x40
 	os.WriteFile(img, b, 0o644)
-	// Nothing of the client's image may serve: it fetches every block.
-	os.Remove(p.client)
 	code, out := call(t, fetchCmd, "--key", p.public, p.srv.URL(), p.client)
-	if code != 1 || !strings.Contains(out, "does not match its hash in the signed index") {
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("block at offset %d", victim.Off)) || !strings.Contains(out, "does not match its hash in the signed index") {
 		t.Errorf("tampered block: %d %s", code, out)
 	}
-	if _, err := os.Stat(p.client); err == nil {
-		t.Errorf("an image was installed")
-	}
+	p.untouched(t)
 }
 
 func TestTamperedManifest(t *testing.T) {
@@ -326,4 +354,143 @@ func TestWrongKey(t *testing.T) {
 		t.Errorf("wrong key: %d %s", code, out)
 	}
 	p.untouched(t)
+}
+
+// TestServerDies kills the server in the middle of a transfer; the fetch
+// fails clearly, keeps what it verified, and the next one resumes.
+func TestServerDies(t *testing.T) {
+	p := newPair(t, 0.02, httpserve.Options{KBytesPerSecond: 256})
+	os.Remove(p.client) // a new client: the whole image comes over the wire
+	img := published(t, p.www, ".sqfs")
+	done := make(chan string, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		Main([]string{"--key", p.public, p.srv.URL(), p.client}, &out, &errb)
+		done <- out.String() + errb.String()
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	p.srv.Stop()
+	out := <-done
+	if !strings.Contains(out, "transfer broke off") || !strings.Contains(out, "run fetch again to resume") {
+		t.Fatalf("server died: %s", out)
+	}
+	if _, err := os.Stat(p.client); err == nil {
+		t.Fatalf("an image was installed")
+	}
+	if _, err := os.Stat(p.client + ".new.fetch"); err != nil {
+		t.Fatalf("no record of the verified ranges: %v", err)
+	}
+	p.srv.Restart(httpserve.Options{})
+	code, out := call(t, fetchCmd, "--key", p.public, p.srv.URL(), p.client)
+	if code != 0 {
+		t.Fatalf("resume: %d %s", code, out)
+	}
+	t.Logf("resumed: %s", strings.TrimSpace(out))
+	m := regexp.MustCompile(`(\d+) resumed`).FindStringSubmatch(out)
+	if m == nil || m[1] == "0" {
+		t.Errorf("nothing resumed: %s", out)
+	}
+	got, size := fetched(t, out)
+	if got >= size {
+		t.Errorf("the resumed fetch downloaded %d bytes of %d", got, size)
+	}
+	if sum(t, p.client) != sum(t, img) {
+		t.Errorf("the resumed image differs from the published one")
+	}
+	if _, err := os.Stat(p.client + ".new.fetch"); err == nil {
+		t.Errorf("the record outlived the fetch")
+	}
+}
+
+// TestFullDisk: the client's disk has no room for the new image.
+func TestFullDisk(t *testing.T) {
+	p := newPair(t, 0.02, httpserve.Options{})
+	fi, err := os.Stat(p.client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := t.TempDir()
+	if err := unix.Mount("tmpfs", disk, "tmpfs", 0, fmt.Sprintf("size=%d", fi.Size()+256<<10)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(disk, unix.MNT_DETACH) })
+	client := filepath.Join(disk, "gentoo.sqfs")
+	copyFile(t, p.client, client)
+	p.client = client
+	code, out := call(t, fetchCmd, "--key", p.public, p.srv.URL(), client)
+	if code != 1 || !strings.Contains(out, "no room for the new image") || !strings.Contains(out, "no space left") {
+		t.Errorf("full disk: %d %s", code, out)
+	}
+	p.untouched(t)
+	if _, err := os.Stat(client + ".new"); err == nil {
+		t.Errorf("%s.new left behind, filling the disk", client)
+	}
+}
+
+// gpgKey makes an OpenPGP signing key in its own GNUPGHOME and returns
+// the home and the armored public key's file.
+func gpgKey(t *testing.T, name string) (home, pub string) {
+	t.Helper()
+	home = t.TempDir()
+	gpg := func(args ...string) []byte {
+		cmd := exec.Command("gpg", append([]string{"--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("gpg %v: %v", args, err)
+		}
+		return out
+	}
+	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run() })
+	gpg("--quick-gen-key", name+" <"+name+"@example.org>", "ed25519", "sign", "never")
+	pub = filepath.Join(home, "key.asc")
+	if err := os.WriteFile(pub, gpg("--armor", "--export"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return home, pub
+}
+
+// TestGentooSnapshot fetches a snapshot laid out as Gentoo's mirrors do,
+// its clearsigned sha512sum.txt checked with gpgv.
+func TestGentooSnapshot(t *testing.T) {
+	home, pub := gpgKey(t, "snapshots")
+	_, otherPub := gpgKey(t, "someone")
+	www := t.TempDir()
+	src := portageTree(t, 0.01)
+	dated := filepath.Join(www, "gentoo-20261203.xz.sqfs")
+	writeImage(t, src, dated)
+	copyFile(t, dated, filepath.Join(www, "gentoo-current.xz.sqfs"))
+	b, _ := os.ReadFile(dated)
+	h := sha512.Sum512(b)
+	sums := fmt.Sprintf("# SHA512 HASH\n%x  gentoo-20261203.xz.sqfs\n%x  gentoo-current.xz.sqfs\n", h, h)
+	os.WriteFile(filepath.Join(home, "sums"), []byte(sums), 0o644)
+	cmd := exec.Command("gpg", "--batch", "--homedir", home, "--pinentry-mode", "loopback", "--passphrase", "",
+		"--yes", "--output", filepath.Join(www, "sha512sum.txt"), "--clearsign", filepath.Join(home, "sums"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("clearsign: %v %s", err, out)
+	}
+	srv := httpserve.Start(t, www, httpserve.Options{})
+	url := srv.URL() + "gentoo-current.xz.sqfs"
+	client := filepath.Join(t.TempDir(), "gentoo.sqfs")
+
+	code, out := call(t, fetchCmd, "--gpg-key", otherPub, url, client)
+	if code != 1 || !strings.Contains(out, "OpenPGP signature does not verify") {
+		t.Errorf("wrong OpenPGP key: %d %s", code, out)
+	}
+	if _, err := os.Stat(client); err == nil {
+		t.Fatalf("installed with the wrong key")
+	}
+	code, out = call(t, fetchCmd, "--gpg-key", pub, url, client)
+	if code != 0 || sum(t, client) != sha256.Sum256(b) {
+		t.Fatalf("snapshot fetch: %d %s", code, out)
+	}
+	t.Logf("snapshot: %s", strings.TrimSpace(out))
+
+	// A snapshot that does not match its signed hash.
+	b[len(b)/2] ^= 1
+	os.WriteFile(filepath.Join(www, "gentoo-current.xz.sqfs"), b, 0o644)
+	before := sum(t, client)
+	code, out = call(t, fetchCmd, "--gpg-key", pub, url, client)
+	if code != 1 || !strings.Contains(out, "does not match the signed") || sum(t, client) != before {
+		t.Errorf("tampered snapshot: %d %s", code, out)
+	}
 }
