@@ -61,6 +61,8 @@ server.port = %d
 server.errorlog = %q
 server.modules = ()
 mimetype.assign = ("" => "application/octet-stream")
+# Tests change served files in place: no stale sizes from a stat cache.
+server.stat-cache-engine = "disable"
 `, s.Dir, s.Port, filepath.Join(logDir, "error.log"))
 	if opts.KBytesPerSecond > 0 {
 		conf += fmt.Sprintf("connection.kbytes-per-second = %d\n", opts.KBytesPerSecond)

@@ -8,33 +8,15 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/squashportage/squashportage/internal/testimage"
 	"github.com/squashportage/squashportage/internal/testtree"
 	"github.com/squashportage/squashportage/squash"
-	"github.com/squashportage/squashportage/squash/sourcetree"
 )
 
 func image(t *testing.T, src string) []byte {
 	t.Helper()
-	tree, err := sourcetree.Scan([]string{src}, sourcetree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := filepath.Join(t.TempDir(), "img")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := squash.NewWriter(f, squash.WriterOptions{BlockSums: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tree.Write(w, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	testimage.Write(t, src, p, squash.WriterOptions{BlockSums: true})
 	b, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,11 @@ import (
 
 	"github.com/squashportage/squashportage/internal/httpserve"
 	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/internal/testimage"
 	"github.com/squashportage/squashportage/internal/testtree"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/blockindex"
-	"github.com/squashportage/squashportage/squash/sourcetree"
 	"github.com/squashportage/squashportage/tools/keygen"
 	"github.com/squashportage/squashportage/tools/publish"
 )
@@ -43,27 +43,7 @@ func keygenCmd(args []string, out, errb *bytes.Buffer) int  { return keygen.Main
 // writeImage writes the tree at src into image with our writer.
 func writeImage(t *testing.T, src, image string) {
 	t.Helper()
-	tree, err := sourcetree.Scan([]string{src}, sourcetree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := squash.NewWriter(f, squash.WriterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tree.Write(w, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	testimage.Write(t, src, image, squash.WriterOptions{})
 }
 
 func portageTree(t *testing.T, scale float64) string {
@@ -320,40 +300,40 @@ func TestTamperedBlock(t *testing.T) {
 	p.untouched(t)
 }
 
-func TestTamperedManifest(t *testing.T) {
-	p := newPair(t, 0.02, httpserve.Options{})
-	mp := filepath.Join(p.www, "manifest")
-	b, _ := os.ReadFile(mp)
-	b = bytes.Replace(b, []byte("image-size "), []byte("image-size 1"), 1)
-	os.WriteFile(mp, b, 0o644)
-	code, out := call(t, fetchCmd, "--key", p.public, p.srv.URL(), p.client)
-	if code != 1 || !strings.Contains(out, "signature does not match") {
-		t.Errorf("tampered manifest: %d %s", code, out)
-	}
-	p.untouched(t)
-}
-
-func TestTamperedIndex(t *testing.T) {
-	p := newPair(t, 0.02, httpserve.Options{})
-	idx := published(t, p.www, ".idx")
-	b, _ := os.ReadFile(idx)
-	b[len(b)-1] ^= 1
-	os.WriteFile(idx, b, 0o644)
-	code, out := call(t, fetchCmd, "--key", p.public, p.srv.URL(), p.client)
-	if code != 1 || !strings.Contains(out, "does not match its hash in the signed manifest") {
-		t.Errorf("tampered index: %d %s", code, out)
-	}
-	p.untouched(t)
-}
-
-func TestWrongKey(t *testing.T) {
+// TestRejected: a manifest or index changed on the server, or a client
+// configured with another key: a clear error, nothing installed.
+func TestRejected(t *testing.T) {
 	p := newPair(t, 0.02, httpserve.Options{})
 	_, other := keys(t)
-	code, out := call(t, fetchCmd, "--key", other, p.srv.URL(), p.client)
-	if code != 1 || !strings.Contains(out, "signature does not match the public key") {
-		t.Errorf("wrong key: %d %s", code, out)
+	for _, tc := range []struct {
+		name, file string
+		damage     func([]byte) []byte
+		key, want  string
+	}{
+		{"tampered manifest", filepath.Join(p.www, "manifest"),
+			func(b []byte) []byte { return bytes.Replace(b, []byte("image-size "), []byte("image-size 1"), 1) },
+			p.public, "signature does not match"},
+		{"tampered index", published(t, p.www, ".idx"),
+			func(b []byte) []byte { b[len(b)-1] ^= 1; return b },
+			p.public, "does not match its hash in the signed manifest"},
+		{"wrong key", "", nil, other, "signature does not match the public key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.file != "" {
+				orig, err := os.ReadFile(tc.file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(tc.file, tc.damage(bytes.Clone(orig)), 0o644)
+				defer os.WriteFile(tc.file, orig, 0o644)
+			}
+			code, out := call(t, fetchCmd, "--key", tc.key, p.srv.URL(), p.client)
+			if code != 1 || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d: %s", code, out)
+			}
+			p.untouched(t)
+		})
 	}
-	p.untouched(t)
 }
 
 // TestServerDies kills the server in the middle of a transfer; the fetch
