@@ -15,6 +15,24 @@ const (
 	fleetConf    = "fleet/fleet.conf.example"
 )
 
+// runWithConf runs script with args against a stub squashportage, conf
+// ("" for none) being the file confVar names; it returns the exit status
+// and the stub's calls.
+func runWithConf(t *testing.T, script, confVar, conf string, args ...string) (int, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	bin, log := stub(t, dir, "", nil)
+	cf := filepath.Join(dir, "conf")
+	if conf != "" {
+		os.WriteFile(cf, []byte(conf), 0o644)
+	}
+	cmd := exec.Command("./"+script, args...)
+	cmd.Env = append(os.Environ(), "SQUASHPORTAGE="+bin, confVar+"="+cf)
+	out, _ := cmd.CombinedOutput()
+	calls, _ := os.ReadFile(log)
+	return cmd.ProcessState.ExitCode(), strings.TrimSpace(string(calls)), string(out)
+}
+
 // TestFetchScript runs the client's script against a stub squashportage.
 func TestFetchScript(t *testing.T) {
 	if out, err := exec.Command("sh", "-n", fetchScript).CombinedOutput(); err != nil {
@@ -35,18 +53,9 @@ func TestFetchScript(t *testing.T) {
 		{"no config", "", "", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			bin, log := stub(t, dir, "", nil)
-			conf := filepath.Join(dir, "fleet.conf")
-			if tc.conf != "" {
-				os.WriteFile(conf, []byte(tc.conf), 0o644)
-			}
-			cmd := exec.Command("./" + fetchScript)
-			cmd.Env = append(os.Environ(), "SQUASHPORTAGE="+bin, "SQUASHPORTAGE_FLEET_CONF="+conf)
-			out, _ := cmd.CombinedOutput()
-			calls, _ := os.ReadFile(log)
-			if cmd.ProcessState.ExitCode() != tc.status || strings.TrimSpace(string(calls)) != tc.calls {
-				t.Errorf("exit %d, calls %q, output %s", cmd.ProcessState.ExitCode(), calls, out)
+			status, calls, out := runWithConf(t, fetchScript, "SQUASHPORTAGE_FLEET_CONF", tc.conf)
+			if status != tc.status || calls != tc.calls {
+				t.Errorf("exit %d, calls %q, output %s", status, calls, out)
 			}
 		})
 	}
@@ -66,5 +75,31 @@ func TestFetchTimerVerify(t *testing.T) {
 	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_LEVEL=warning")
 	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestPublishHook runs the publisher's postsync hook against a stub.
+func TestPublishHook(t *testing.T) {
+	const hook = "fleet/60-squashportage-publish"
+	if out, err := exec.Command("sh", "-n", hook).CombinedOutput(); err != nil {
+		t.Fatalf("sh -n: %v %s", err, out)
+	}
+	conf := "PUBLISH_IMAGE=/var/cache/squashportage/gentoo.sqfs\nPUBLISH_DIR=/var/www/portage/gentoo\n"
+	for _, tc := range []struct {
+		name, repo, conf, calls string
+		status                  int
+	}{
+		{"gentoo", "gentoo", conf, "publish --key /etc/squashportage/fleet.key /var/cache/squashportage/gentoo.sqfs /var/www/portage/gentoo", 0},
+		{"another repository", "guru", conf, "", 0},
+		{"no config", "gentoo", "", "", 0},
+		{"incomplete", "gentoo", "PUBLISH_DIR=/x\n", "", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, calls, out := runWithConf(t, hook, "SQUASHPORTAGE_PUBLISH_CONF", tc.conf,
+				tc.repo, "rsync://example.invalid/gentoo-portage", "/var/db/repos/"+tc.repo)
+			if status != tc.status || calls != tc.calls {
+				t.Errorf("exit %d, calls %q, output %s", status, calls, out)
+			}
+		})
 	}
 }

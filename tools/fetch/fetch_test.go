@@ -114,7 +114,12 @@ func fetched(t *testing.T, out string) (int64, int64) {
 func TestFleet(t *testing.T) {
 	dir := t.TempDir()
 	secret, public := keys(t)
-	src := portageTree(t, 0.05)
+	// SQUASHPORTAGE_FLEET_SCALE measures a larger tree (e.g. 0.3).
+	scale := 0.05
+	if v, err := strconv.ParseFloat(os.Getenv("SQUASHPORTAGE_FLEET_SCALE"), 64); err == nil {
+		scale = v
+	}
+	src := portageTree(t, scale)
 	pubImage := filepath.Join(dir, "gentoo.sqfs")
 	writeImage(t, src, pubImage)
 	state := filepath.Join(dir, "state")
