@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -31,7 +32,10 @@ type FetchOptions struct {
 	Tmp      string
 	Client   *http.Client // nil: http.DefaultClient
 	MaxRange int64        // largest request, in bytes (0: 8 MiB)
-	Log      func(format string, args ...any)
+	// StallTimeout abandons a request that gets no byte for this long
+	// (0: DefaultStallTimeout).
+	StallTimeout time.Duration
+	Log          func(format string, args ...any)
 }
 
 // FetchResult says what Fetch did.
@@ -66,6 +70,7 @@ type fetcher struct {
 	opts   FetchOptions
 	client *http.Client
 	base   string
+	stall  time.Duration
 	log    func(string, ...any)
 	res    *FetchResult
 }
@@ -78,7 +83,7 @@ type fetcher struct {
 // failure Tmp and its record stay, to resume, unless nothing was kept.
 func Fetch(ctx context.Context, opts FetchOptions) (FetchResult, error) {
 	var res FetchResult
-	fe := &fetcher{ctx: ctx, opts: opts, client: opts.Client, base: strings.TrimSuffix(opts.URL, "/") + "/", log: opts.Log, res: &res}
+	fe := &fetcher{ctx: ctx, opts: opts, client: opts.Client, base: strings.TrimSuffix(opts.URL, "/") + "/", stall: opts.StallTimeout, log: opts.Log, res: &res}
 	if fe.client == nil {
 		fe.client = http.DefaultClient
 	}
@@ -168,6 +173,11 @@ func (fe *fetcher) localIndex() *blockindex.Index {
 
 func (fe *fetcher) assemble(m *Manifest, ix *blockindex.Index, local *blockindex.Index) error {
 	tmp, recPath := fe.opts.Tmp, fe.opts.Tmp+RecordSuffix
+	unlock, err := lockTmp(tmp)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	want := hex.EncodeToString(m.ImageSHA256[:])
 	have := make([]bool, len(ix.Blocks))
 	f, resumed, err := openForResume(tmp, recPath, want, ix, have)
@@ -325,8 +335,7 @@ func (fe *fetcher) getAll(url string, limit int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	fe.res.Requests++
-	resp, err := fe.client.Do(req)
+	resp, err := fe.do(req)
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
@@ -357,8 +366,7 @@ func (fe *fetcher) getRange(name string, bls []blockindex.Block, f *os.File, hav
 		return err
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", from, to-1))
-	fe.res.Requests++
-	resp, err := fe.client.Do(req)
+	resp, err := fe.do(req)
 	if err != nil {
 		return fmt.Errorf("download %s bytes %d-%d: %w", name, from, to-1, err)
 	}

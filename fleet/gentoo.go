@@ -17,6 +17,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,10 +34,11 @@ type SnapshotOptions struct {
 	SumsURL string // the clearsigned sums ("": sha512sum.txt beside URL)
 	// Keyring is the OpenPGP public key file (armored or binary) of the
 	// key that signs the sums.
-	Keyring string
-	Tmp     string // IMAGE.new; Tmp+RecordSuffix records the bytes kept
-	Client  *http.Client
-	Log     func(format string, args ...any)
+	Keyring      string
+	Tmp          string // IMAGE.new; Tmp+RecordSuffix records the bytes kept
+	Client       *http.Client
+	StallTimeout time.Duration // see FetchOptions
+	Log          func(format string, args ...any)
 }
 
 // snapRecord is a snapshot download's record: the bytes of Tmp synced so
@@ -51,7 +53,7 @@ type snapRecord struct {
 // the signed sums file. It installs nothing.
 func FetchSnapshot(ctx context.Context, opts SnapshotOptions) (FetchResult, error) {
 	var res FetchResult
-	fe := &fetcher{ctx: ctx, client: opts.Client, log: opts.Log, res: &res}
+	fe := &fetcher{ctx: ctx, client: opts.Client, stall: opts.StallTimeout, log: opts.Log, res: &res}
 	if fe.client == nil {
 		fe.client = http.DefaultClient
 	}
@@ -76,6 +78,11 @@ func FetchSnapshot(ctx context.Context, opts SnapshotOptions) (FetchResult, erro
 		return res, fmt.Errorf("%s: %w", sumsURL, err)
 	}
 	tmp, recPath := opts.Tmp, opts.Tmp+RecordSuffix
+	unlock, err := lockTmp(tmp)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
 	var rec snapRecord
 	var f *os.File
 	if b, err := os.ReadFile(recPath); err == nil && json.Unmarshal(b, &rec) == nil && rec.SHA512 == want {
@@ -107,8 +114,7 @@ func FetchSnapshot(ctx context.Context, opts SnapshotOptions) (FetchResult, erro
 	if rec.Bytes > 0 {
 		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", rec.Bytes))
 	}
-	res.Requests++
-	resp, err := fe.client.Do(req)
+	resp, err := fe.do(req)
 	if err != nil {
 		return res, fmt.Errorf("download %s: %w", opts.URL, err)
 	}

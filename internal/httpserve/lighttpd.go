@@ -107,6 +107,14 @@ func (s *Server) Stop() {
 	}
 }
 
+// Signal sends sig to the server: SIGSTOP makes a server that accepts
+// connections and sends nothing, SIGCONT wakes it.
+func (s *Server) Signal(sig os.Signal) {
+	if s.cmd != nil {
+		s.cmd.Process.Signal(sig)
+	}
+}
+
 // Restart starts the server again on the same port and directory.
 func (s *Server) Restart(opts Options) {
 	s.t.Helper()

@@ -21,7 +21,7 @@ import (
 // DefaultKey is where clients keep the publisher's public key.
 const DefaultKey = "/etc/squashportage/fleet.pub"
 
-const usage = `Usage: squashportage fetch [--key PUBLIC] [--gpg-key KEYRING] [--sums URL] [--keep N] [--state-dir DIR] [-v] URL TARGET|IMAGE
+const usage = `Usage: squashportage fetch [--key PUBLIC] [--gpg-key KEYRING] [--sums URL] [--keep N] [--timeout D] [--state-dir DIR] [-v] URL TARGET|IMAGE
 
 Brings IMAGE (or the image of the managed mount at TARGET) up to the
 generation published at URL:
@@ -51,6 +51,7 @@ Options:
   --sums URL        the signed sums of a snapshot (default: sha512sum.txt
                     beside URL)
   --keep N          generations kept for an IMAGE (default 2)
+  --timeout D       give up on a server that sends nothing for D (default 60s)
   --state-dir DIR   where mounts are recorded (default ` + overlay.DefaultStateDir + `)
   -v, --verbose     tell each step
   -h, --help        show this help
@@ -66,6 +67,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	gpgKey := fs.String("gpg-key", "", "")
 	sums := fs.String("sums", "", "")
 	keep := fs.Int("keep", overlay.DefaultKeep, "")
+	stall := fs.Duration("timeout", fleet.DefaultStallTimeout, "")
 	stateDir := fs.String("state-dir", overlay.DefaultStateDir, "")
 	var verbose bool
 	fs.BoolVar(&verbose, "v", false, "")
@@ -78,6 +80,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = errors.New("need URL and TARGET or IMAGE")
 	case *keep < 1:
 		err = errors.New("--keep must be at least 1")
+	case *stall <= 0:
+		err = errors.New("--timeout must be positive")
 	case snapshot && *gpgKey == "":
 		err = errors.New("a snapshot URL (.sqfs) needs --gpg-key KEYRING to check its sha512sum.txt")
 	}
@@ -118,13 +122,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	tmp := image + ".new"
 	var res fleet.FetchResult
 	if snapshot {
-		res, err = fleet.FetchSnapshot(ctx, fleet.SnapshotOptions{URL: url, SumsURL: *sums, Keyring: *gpgKey, Tmp: tmp, Log: logf})
+		res, err = fleet.FetchSnapshot(ctx, fleet.SnapshotOptions{URL: url, SumsURL: *sums, Keyring: *gpgKey, Tmp: tmp, StallTimeout: *stall, Log: logf})
 	} else {
 		pub, kerr := fleet.ReadPublicKey(*keyPath)
 		if kerr != nil {
 			return fail(kerr)
 		}
-		res, err = fleet.Fetch(ctx, fleet.FetchOptions{URL: url, PublicKey: pub, Local: image, Tmp: tmp, Log: logf})
+		res, err = fleet.Fetch(ctx, fleet.FetchOptions{URL: url, PublicKey: pub, Local: image, Tmp: tmp, StallTimeout: *stall, Log: logf})
 	}
 	if err != nil {
 		return fail(fmt.Errorf("%v (%s untouched)", err, image))

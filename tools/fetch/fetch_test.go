@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/squashportage/squashportage/internal/httpserve"
@@ -341,21 +342,30 @@ func TestRejected(t *testing.T) {
 	}
 }
 
-// TestServerDies kills the server in the middle of a transfer; the fetch
-// fails clearly, keeps what it verified, and the next one resumes.
+// TestServerDies: a server that stops sending, then one killed in the
+// middle of a transfer; each fetch fails clearly, keeps what it
+// verified, and the next one resumes.
 func TestServerDies(t *testing.T) {
 	p := newPair(t, 0.02, httpserve.Options{KBytesPerSecond: 256})
 	os.Remove(p.client) // a new client: the whole image comes over the wire
 	img := published(t, p.www, ".sqfs")
-	done := make(chan string, 1)
-	go func() {
-		var out, errb bytes.Buffer
-		Main([]string{"--key", p.public, p.srv.URL(), p.client}, &out, &errb)
-		done <- out.String() + errb.String()
-	}()
-	time.Sleep(1500 * time.Millisecond)
-	p.srv.Stop()
-	out := <-done
+	during := func(args []string, then func()) string {
+		done := make(chan string, 1)
+		go func() {
+			var out, errb bytes.Buffer
+			Main(args, &out, &errb)
+			done <- out.String() + errb.String()
+		}()
+		time.Sleep(1500 * time.Millisecond)
+		then()
+		return <-done
+	}
+	out := during([]string{"--timeout", "1s", "--key", p.public, p.srv.URL(), p.client}, func() { p.srv.Signal(syscall.SIGSTOP) })
+	if !strings.Contains(out, "the server sent nothing for 1s") || !strings.Contains(out, "run fetch again to resume") {
+		t.Fatalf("stalled server: %s", out)
+	}
+	p.srv.Signal(syscall.SIGCONT)
+	out = during([]string{"--key", p.public, p.srv.URL(), p.client}, p.srv.Stop)
 	if !strings.Contains(out, "transfer broke off") || !strings.Contains(out, "run fetch again to resume") {
 		t.Fatalf("server died: %s", out)
 	}
