@@ -105,6 +105,16 @@ func Fetch(ctx context.Context, opts FetchOptions) (FetchResult, error) {
 	local := fe.localIndex()
 	if local != nil && local.SHA256 == m.ImageSHA256 {
 		res.UpToDate = true
+		// What an interrupted fetch of another generation left is of
+		// no use any more (an IMAGE.new without a fetch record is a
+		// persist's: not ours to touch).
+		if _, err := os.Stat(opts.Tmp + RecordSuffix); err == nil {
+			if unlock, err := lockTmp(opts.Tmp); err == nil {
+				os.Remove(opts.Tmp)
+				os.Remove(opts.Tmp + RecordSuffix)
+				unlock()
+			}
+		}
 		return res, nil
 	}
 	ib := fe.indexByDelta(m, local)
