@@ -19,9 +19,23 @@ import (
 // overlay holds changes: a new image would hide them.
 var ErrUnpersisted = errors.New("the overlay holds unpersisted changes")
 
+// DeltaLayers counts the delta layers (layers= in a spec) stacked on
+// image that are not folded into it: changes image alone does not hold.
+func DeltaLayers(image string) (int, error) {
+	s, err := readStack(image)
+	if err != nil {
+		return 0, err
+	}
+	return len(s.Layers), nil
+}
+
 // CheckFetchable tells whether a fetched image may replace st's: only
-// when the overlay's upper is empty.
+// when the overlay's upper is empty and no delta layer is stacked on the
+// image.
 func CheckFetchable(st *State) error {
+	if n, err := DeltaLayers(st.ImagePath()); err == nil && n > 0 {
+		return fmt.Errorf("%s: %w: %d delta layers on %s (layers=) would be left behind: fold them into the image first", st.Target, ErrUnpersisted, n, st.ImagePath())
+	}
 	if st.UpperKind == KindNone {
 		return fmt.Errorf("%s is mounted ro (the image itself at the target): unmount it, fetch into %s, and mount it again", st.Target, st.Image)
 	}

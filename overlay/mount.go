@@ -45,44 +45,6 @@ type MountOptions struct {
 	Log func(format string, args ...any)
 }
 
-// ImagePath is the image as reachable now (under Root).
-func (st *State) ImagePath() string { return st.Path(st.Image) }
-
-// TargetPath is the target as reachable now (under Root).
-func (st *State) TargetPath() string { return st.Path(st.Target) }
-
-// LowerPath is the squashfs mount point as reachable now.
-func (st *State) LowerPath() string {
-	if st.UpperKind == KindNone {
-		return st.Path(st.Lower)
-	}
-	return st.Lower
-}
-
-// UpperPath is the overlay's upper directory as reachable now ("" for ro).
-func (st *State) UpperPath() string {
-	if st.UpperKind == KindDir {
-		return st.Path(st.Upper)
-	}
-	return st.Upper
-}
-
-// WorkPath is the overlay's work directory as reachable now ("" for ro).
-func (st *State) WorkPath() string {
-	if st.UpperKind == KindDir {
-		return st.Path(st.Work)
-	}
-	return st.Work
-}
-
-// StateDir is the directory the record was loaded from or saved to.
-func (st *State) StateDir() string {
-	if st.dir == "" {
-		return DefaultStateDir
-	}
-	return st.dir
-}
-
 // Mount mounts spec.Image read-only and, unless spec.ReadOnly, an overlay
 // with a writable upper over it at spec.Target, and records it. On failure
 // it undoes every step it made.
@@ -219,6 +181,9 @@ func mountStack(st *State, dir string, log func(string, ...any), u *undo) error 
 	}
 	log("mounted %s (%s) at %s", lowerImage, dev, lower)
 	st.Loop, st.Lower = dev, lower
+	if st.Layers, err = mountDeltaLayers(st, lowerImage, base, log, u); err != nil {
+		return err
+	}
 	if err := recordBase(st, lowerImage); err != nil {
 		return fmt.Errorf("upper %s: record base image: %w", st.Spec.Upper, err)
 	}
@@ -231,11 +196,19 @@ func mountStack(st *State, dir string, log func(string, ...any), u *undo) error 
 		// overlayfs shows the upper root's owner, mode and times as the
 		// target's: make them the image root's. A disk upper that already
 		// holds changes keeps its own, which the user may have changed.
-		if err := copyDirMeta(lower, upper); err != nil {
+		top := lower
+		if len(st.Layers) > 0 {
+			top = st.Layers[0] // the upper root's, when it was written
+		}
+		if err := copyDirMeta(top, upper); err != nil {
 			return err
 		}
 	}
-	data := "lowerdir=" + ovlEscape(lower) + ",upperdir=" + ovlEscape(upper) + ",workdir=" + ovlEscape(work)
+	lowers := ovlEscape(lower)
+	for i := len(st.Layers) - 1; i >= 0; i-- {
+		lowers = ovlEscape(st.Layers[i]) + ":" + lowers
+	}
+	data := "lowerdir=" + lowers + ",upperdir=" + ovlEscape(upper) + ",workdir=" + ovlEscape(work)
 	if err := mountWithLog(fsSource, dir, "overlay", mountFlags(st), data); err != nil {
 		return fmt.Errorf("mount overlay at %s (%s): %w", dir, data, err)
 	}
@@ -243,6 +216,33 @@ func mountStack(st *State, dir string, log func(string, ...any), u *undo) error 
 	log("mounted overlay at %s (upper %s)", dir, upper)
 	st.MountedAt = time.Now().UTC()
 	return nil
+}
+
+// mountDeltaLayers mounts the layers image's record names, each on a loop
+// device at a private mount point, and returns them newest first.
+func mountDeltaLayers(st *State, image, base string, log func(string, ...any), u *undo) ([]string, error) {
+	stack, err := readStack(image)
+	if err != nil {
+		return nil, err
+	}
+	files, err := stack.layerPaths(image)
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for i, f := range files {
+		dir := filepath.Join(base, genName(fmt.Sprintf("layer%d", i+1), st.Gen))
+		if err := makeDirs(u, dir); err != nil {
+			return nil, err
+		}
+		dev, err := mountSquashfs(f, dir, st.Spec.Exec, u)
+		if err != nil {
+			return nil, err
+		}
+		log("mounted layer %s (%s) at %s", f, dev, dir)
+		dirs = append([]string{dir}, dirs...)
+	}
+	return dirs, nil
 }
 
 // prepareUpper makes the upper and work directories: on a fresh tmpfs, or
@@ -552,6 +552,9 @@ func unmountLayers(st *State, lazy bool) error {
 	var errs []error
 	if st.UpperKind == KindTmpfs {
 		errs = append(errs, unmountPrivate(st.RW))
+	}
+	for _, l := range st.Layers {
+		errs = append(errs, unmountPrivate(l))
 	}
 	errs = append(errs, unmountPrivate(st.Lower))
 	if err := errors.Join(errs...); err != nil {

@@ -2,11 +2,8 @@ package overlay
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -40,8 +37,13 @@ type PersistOptions struct {
 	// target to be closed (0: DefaultWriterWait).
 	WriterWait time.Duration
 
+	// Compact folds the delta layers (and the upper) into a new image
+	// whatever the spec's limits say.
+	Compact bool
+
 	// stackOnTop swaps as on kernels without MOVE_MOUNT_BENEATH (tests).
 	stackOnTop bool
+	start      time.Time
 }
 
 // PersistResult says what Persist did. Its JSON names and units (bytes)
@@ -59,6 +61,13 @@ type PersistResult struct {
 	Duration     time.Duration `json:"-"`
 	// Remounted: the overlay now runs on the new image with an empty upper.
 	Remounted bool `json:"remounted"`
+	// Layer is the delta layer written (layers= in the spec), "" when a
+	// whole image was.
+	Layer string `json:"layer,omitempty"`
+	// Layers is how many delta layers the image has now.
+	Layers int `json:"layers"`
+	// BytesWritten is what this persist wrote to storage (/proc/self/io).
+	BytesWritten int64 `json:"bytes_written"`
 	// Stacked: the kernel could not mount beneath (before 6.5), so the
 	// replaced overlay stays hidden under the new one until unmounted.
 	Stacked bool `json:"stacked,omitempty"`
@@ -69,10 +78,11 @@ type PersistResult struct {
 // verified, and renamed over IMAGE, the previous generation staying as
 // IMAGE.old; at every instant IMAGE is a complete image, old or new. The
 // upper is left alone unless the overlay can be remounted on the new image.
-func Persist(st *State, opts PersistOptions) (PersistResult, error) {
+func Persist(st *State, opts PersistOptions) (res PersistResult, err error) {
 	start := time.Now()
+	opts.start = start
 	log := logger(opts.Log)
-	res := PersistResult{Target: st.Target, Image: st.Image}
+	res = PersistResult{Target: st.Target, Image: st.Image}
 	switch {
 	case st.Spec.ReadOnly:
 		res.Skipped = "mounted read-only (ro): nothing to persist"
@@ -116,9 +126,16 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		return res, fmt.Errorf("persist %s: read image %s: %w", st.Target, baseName, err)
 	}
 	res.OldImageSize = base.size
-	changed, err := fold.HasChanges(r, st.UpperPath())
+	changed, err := upperChanged(st)
 	if err != nil {
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	stack, err := readStack(image)
+	if err != nil {
+		return res, fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	if opts.Compact && len(st.Layers) > 0 {
+		changed = true
 	}
 	// The mounted lower may be an older generation than IMAGE (a persist
 	// that could not swap a busy mount); the view then differs from IMAGE
@@ -181,6 +198,22 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
 
+	ioStart := ioWritten()
+	defer func() { res.BytesWritten = ioWritten() - ioStart }()
+	if st.Spec.Layers > 0 && !opts.Compact && len(stack.Layers) < st.Spec.Layers && len(stack.Layers) == len(st.Layers) &&
+		(stack.LayerSize()+res.PendingBytes)*100 < stack.Base.Size*int64(st.Spec.compactPercent()) &&
+		sameImage(base.File, image) && cfg.ID == r.Codec().ID {
+		err := persistLayer(st, &res, stack, cfg, opts, log)
+		if err == nil {
+			swapped = res.Remounted
+			return res, nil
+		}
+		if !errors.Is(err, fold.ErrNotLayerable) {
+			return res, err
+		}
+		log("persist %s: %v: folding instead", st.Target, err)
+	}
+
 	tmp := image + ".new"
 	_ = os.Remove(tmp) // a leftover of a persist that died
 	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -196,8 +229,8 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	if opts.Output != nil {
 		out = opts.Output(f)
 	}
-	log("persist %s: folding %s into %s", st.Target, st.UpperPath(), image)
-	res.Stats, err = fold.Fold(r, base, st.UpperPath(), out, fold.Options{
+	log("persist %s: folding %s and %d layers into %s", st.Target, st.UpperPath(), len(st.Layers), image)
+	res.Stats, err = fold.FoldLayers(r, base, append([]string{st.UpperPath()}, st.Layers...), out, fold.Options{
 		Codec:    codec.Config{ID: cfg.ID, BlockSize: cfg.BlockSize, Options: cfg.Options},
 		Workers:  opts.Workers,
 		MkfsTime: uint32(time.Now().Unix()),
@@ -234,6 +267,18 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 		os.Remove(tmp)
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
+	// The new IMAGE holds the layers: a record still naming them names
+	// the old base, so it is ignored from now on; start a fresh one.
+	folded := stack.Layers
+	if len(folded) > 0 {
+		fresh, err := readStack(image)
+		if err == nil {
+			err = writeStack(image, fresh)
+		}
+		if err != nil {
+			log("persist %s: %v", st.Target, err)
+		}
+	}
 	res.Written = true
 	res.Duration = time.Since(start)
 	st.LastPersist = time.Now()
@@ -256,11 +301,126 @@ func Persist(st *State, opts PersistOptions) (PersistResult, error) {
 	}
 	swapped = true
 	res.Remounted = true
+	for _, l := range folded {
+		// Folded into IMAGE and no longer mounted.
+		if err := os.Remove(filepath.Join(filepath.Dir(image), l.File)); err != nil {
+			log("persist %s: remove folded layer: %v", st.Target, err)
+		}
+	}
 	if err := st.Save(st.StateDir()); err != nil {
 		return res, fmt.Errorf("persist %s: image written and mounted, but %w", st.Target, err)
 	}
 	log("persist %s: new overlay in place at %v", st.Target, time.Since(start).Round(time.Millisecond))
 	return res, nil
+}
+
+// persistLayer writes the frozen upper as the next delta layer of the
+// stack, records it, and swaps in the stack with it and an empty upper.
+func persistLayer(st *State, res *PersistResult, stack Stack, cfg codec.Config, opts PersistOptions, log func(string, ...any)) error {
+	image := st.ImagePath()
+	name := layerName(image, stack.Next)
+	tmp := name + ".new"
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		if errors.Is(err, fold.ErrNotLayerable) {
+			return err
+		}
+		return fmt.Errorf("persist %s: %w (the image, its layers and the changes are untouched)", st.Target, err)
+	}
+	log("persist %s: writing %s as layer %s", st.Target, st.UpperPath(), name)
+	if _, err := fold.WriteLayer(st.UpperPath(), f, fold.Options{
+		Codec: codec.Config{ID: cfg.ID, BlockSize: cfg.BlockSize, Options: cfg.Options}, Workers: opts.Workers,
+		MkfsTime: uint32(time.Now().Unix()), Progress: opts.Progress,
+	}); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(fmt.Errorf("sync %s: %w", tmp, err))
+	}
+	if err := verifyImage(f, 0); err != nil {
+		return fail(fmt.Errorf("verify %s: %w", tmp, err))
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	if err := syncDir(filepath.Dir(name)); err != nil {
+		return fmt.Errorf("persist %s: %w", st.Target, err)
+	}
+	sum, size, err := fileSum(name)
+	if err == nil {
+		var id string
+		if id, err = imageID(name); err == nil {
+			stack.Layers = append(stack.Layers, StackFile{File: filepath.Base(name), Size: size, ID: id, SHA256: sum})
+			stack.Next++
+			err = writeStack(image, stack)
+		}
+	}
+	if err != nil {
+		// Not named by the record: the layer file is junk, nothing else changed.
+		os.Remove(name)
+		return fmt.Errorf("persist %s: %w (the image, its layers and the changes are untouched)", st.Target, err)
+	}
+	res.Written, res.Layer, res.Layers, res.ImageSize = true, name, len(stack.Layers), size
+	res.Duration = time.Since(opts.start)
+	st.LastPersist = time.Now()
+	st.LastPersistResult = fmt.Sprintf("ok: layer %s, %d bytes, %d layers, in %v", name, size, len(stack.Layers), res.Duration.Round(time.Millisecond))
+	if err := recordLastPersist(image, st.LastPersist, st.LastPersistResult); err != nil {
+		log("persist %s: record last persist beside the image: %v", st.Target, err)
+	}
+	log("persist %s: layer installed", st.Target)
+	if res.Stacked, err = swapTo(st, st.Image, !opts.stackOnTop, log); err != nil {
+		return fmt.Errorf("persist %s: layer written, but the overlay still runs without it: %w", st.Target, err)
+	}
+	res.Remounted = true
+	if err := st.Save(st.StateDir()); err != nil {
+		return fmt.Errorf("persist %s: layer written and mounted, but %w", st.Target, err)
+	}
+	return nil
+}
+
+// upperChanged reports whether the upper holds an entry, or a root whose
+// metadata differs from the stack's top (overlayfs shows the upper
+// root's as the target's).
+func upperChanged(st *State) (bool, error) {
+	empty, err := isEmptyDir(st.UpperPath())
+	if err != nil || !empty {
+		return !empty, err
+	}
+	top := st.Lower
+	if len(st.Layers) > 0 {
+		top = st.Layers[0]
+	}
+	var u, l unix.Stat_t
+	if err := unix.Lstat(st.UpperPath(), &u); err != nil {
+		return false, err
+	}
+	if err := unix.Lstat(top, &l); err != nil {
+		return false, err
+	}
+	return u.Mode != l.Mode || u.Uid != l.Uid || u.Gid != l.Gid || u.Mtim.Sec != l.Mtim.Sec, nil
+}
+
+// ioWritten is what this process has had written to storage so far.
+func ioWritten() int64 {
+	b, _ := os.ReadFile("/proc/self/io")
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func blockOr(bs int, r *squash.Reader) int {
@@ -337,40 +497,6 @@ func deviceSize(f *os.File) (int64, error) {
 	return int64(n), err
 }
 
-// The state under /run is gone after a reboot; a line beside the image
-// keeps the last persist for status.
-func lastPersistPath(image string) string { return image + ".persisted" }
-
-func recordLastPersist(image string, when time.Time, result string) error {
-	line := when.UTC().Format(time.RFC3339) + " " + result + "\n"
-	return writeAtomic(lastPersistPath(image), []byte(line))
-}
-
-// readLastPersist reads what recordLastPersist wrote; zero when nothing.
-func readLastPersist(image string) (time.Time, string) {
-	b, err := os.ReadFile(lastPersistPath(image))
-	if err != nil {
-		return time.Time{}, ""
-	}
-	stamp, result, _ := strings.Cut(strings.TrimSpace(string(b)), " ")
-	when, err := time.Parse(time.RFC3339, stamp)
-	if err != nil {
-		return time.Time{}, ""
-	}
-	return when, result
-}
-
-// sameImage tells whether the mounted lower is the generation at image.
-func sameImage(lower *os.File, image string) bool {
-	sb := make([]byte, 96)
-	if _, err := lower.ReadAt(sb, 0); err != nil {
-		return false
-	}
-	id, err := imageID(image)
-	sum := sha256.Sum256(sb)
-	return err == nil && id == hex.EncodeToString(sum[:16])
-}
-
 // pendingBytes sums the sizes of the regular files in the upper.
 func pendingBytes(upper string) (int64, error) {
 	var n int64
@@ -438,88 +564,4 @@ func verifyImage(f *os.File, reusedEnd uint64) error {
 		return err
 	}
 	return r.VerifyWith(context.Background(), squash.VerifyOptions{TrustedBelow: reusedEnd})
-}
-
-// rotate installs tmp as image, keeping keep-1 previous generations as
-// image.old, image.old.2, ...; image exists and is complete at every
-// instant, and the directory is synced so the renames survive a power cut.
-func rotate(image, tmp string, keep int) error {
-	dir := filepath.Dir(image)
-	if keep >= 2 {
-		for k := keep - 1; k >= 3; k-- {
-			if err := renameIfExists(oldName(image, k-1), oldName(image, k)); err != nil {
-				return err
-			}
-		}
-		if keep >= 3 {
-			if err := renameIfExists(oldName(image, 1), oldName(image, 2)); err != nil {
-				return err
-			}
-		}
-		// image.old becomes a second name of the current image before the
-		// new one replaces it, so that no moment lacks either.
-		t := image + ".old.tmp"
-		_ = os.Remove(t)
-		if err := os.Link(image, t); err != nil {
-			if err := copyFile(image, t); err != nil {
-				return fmt.Errorf("keep previous generation: %w", err)
-			}
-		}
-		if err := os.Rename(t, oldName(image, 1)); err != nil {
-			os.Remove(t)
-			return fmt.Errorf("keep previous generation: %w", err)
-		}
-	}
-	if err := os.Rename(tmp, image); err != nil {
-		return fmt.Errorf("install new image: %w", err)
-	}
-	return syncDir(dir)
-}
-
-func oldName(image string, k int) string {
-	if k == 1 {
-		return image + ".old"
-	}
-	return image + ".old." + strconv.Itoa(k)
-}
-
-func renameIfExists(from, to string) error {
-	err := os.Rename(from, to)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	return nil
-}
-
-func copyFile(from, to string) error {
-	in, err := os.Open(from)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
 }

@@ -672,3 +672,85 @@ func TestPersistFullUpper(t *testing.T) {
 		t.Errorf("after persist: full=%v, %v", rep.UpperFull, err)
 	}
 }
+
+// TestPersistLayers: with layers=3, three persists each write a small
+// delta layer (IMAGE untouched, the view the same, also after a fresh
+// mount of the stack), and the fourth folds the stack into a new IMAGE.
+func TestPersistLayers(t *testing.T) {
+	e := newEnv(t)
+	_, img := portageImage(t, 0.01)
+	orig := filepath.Join(t.TempDir(), "orig")
+	copyTo(t, img, orig)
+	spec := img + ":" + e.target + ":layers=3"
+	st := e.mount(spec)
+	imgSize := fileSize(t, img)
+	for round := 1; round <= 4; round++ {
+		syncChanges(t, e.target)
+		writeFile(t, filepath.Join(e.target, fmt.Sprintf("round-%d", round)), "x")
+		if round == 2 {
+			// Delete what the first layer added: a whiteout in a layer
+			// over a layer.
+			if err := os.Remove(filepath.Join(e.target, "round-1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		view := filepath.Join(t.TempDir(), "view")
+		copyTo(t, e.target, view)
+		res, err := Persist(st, PersistOptions{})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		t.Logf("round %d: layer %q, %d layers, image %d bytes, %d bytes written", round, res.Layer, res.Layers, res.ImageSize, res.BytesWritten)
+		if round <= 3 {
+			if res.Layer == "" || res.Layers != round || !sameBytes(t, img, orig) {
+				t.Fatalf("round %d: want layer %d over an untouched IMAGE: %+v", round, round, res)
+			}
+			if res.BytesWritten > imgSize/4 {
+				t.Errorf("round %d: %d bytes written for a layer, image %d", round, res.BytesWritten, imgSize)
+			}
+		} else {
+			if res.Layer != "" || sameBytes(t, img, orig) {
+				t.Fatalf("round 4: want a fold into a new IMAGE: %+v", res)
+			}
+			if left, _ := filepath.Glob(img + ".layer-*"); len(left) != 0 {
+				t.Errorf("layers left after the fold: %v", left)
+			}
+		}
+		if ok, _ := isEmptyDir(st.UpperPath()); !ok {
+			t.Errorf("round %d: upper not empty after persist", round)
+		}
+		if d := testtree.CompareWith(view, e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 5}); len(d) > 0 {
+			t.Fatalf("round %d: the stack does not show the view persisted: %v", round, d)
+		}
+		// A fresh mount of the stack (as at the next boot) shows it too.
+		if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+			t.Fatal(err)
+		}
+		st = e.mount(spec)
+		if round <= 3 && len(st.Layers) != round {
+			t.Fatalf("round %d: mounted %d layers", round, len(st.Layers))
+		}
+		if d := testtree.CompareWith(view, e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 5}); len(d) > 0 {
+			t.Fatalf("round %d: after a remount the stack differs: %v", round, d)
+		}
+	}
+	mnt := t.TempDir()
+	privileged.MountSquashfs(t, img, mnt)
+	if _, err := os.Lstat(filepath.Join(mnt, "round-1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the fold kept a file a layer deleted: %v", err)
+	}
+	for _, r := range []string{"round-2", "round-3", "round-4"} {
+		if _, err := os.Lstat(filepath.Join(mnt, r)); err != nil {
+			t.Errorf("the fold lost %s: %v", r, err)
+		}
+	}
+}
+
+func fileSize(t *testing.T, p string) int64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}

@@ -38,7 +38,11 @@ const DefaultSize = "25%"
 const DefaultKeep = 2
 
 // allowedOptions is quoted in errors about unknown options.
-const allowedOptions = "ro, upper=, size=, persist=, comp=, block=, keep=, exec, noexec, threshold="
+const allowedOptions = "ro, upper=, size=, persist=, comp=, block=, keep=, exec, noexec, threshold=, layers=, compact="
+
+// maxLayers bounds layers=: overlayfs stacks up to 500 lowers, but every
+// layer is a loop device and a lookup more.
+const maxLayers = 64
 
 // Spec says what to mount where and how changes are kept: IMAGE:TARGET[:OPTIONS].
 // ParseSpec fills in defaults, so every field is the effective value.
@@ -67,7 +71,24 @@ type Spec struct {
 	// the upper) below which persist leaves the image alone; 0 persists any
 	// change.
 	Threshold int64
+	// Layers is how many delta layers persist stacks on the image before
+	// it folds them into a new image; 0 writes a whole new image each time.
+	Layers int
+	// CompactPercent folds the layers once their sizes add up to this
+	// share of the image's (0: DefaultCompactPercent).
+	CompactPercent int
 }
+
+func (sp Spec) compactPercent() int {
+	if sp.CompactPercent == 0 {
+		return DefaultCompactPercent
+	}
+	return sp.CompactPercent
+}
+
+// DefaultCompactPercent: layers adding up to a quarter of the image cost
+// as much reading as they save writing; fold them.
+const DefaultCompactPercent = 25
 
 // ParseSpec parses IMAGE:TARGET[:OPTIONS].
 func ParseSpec(s string) (Spec, error) {
@@ -111,7 +132,7 @@ func parseSpec(s string) (Spec, error) {
 		}
 	}
 	if sp.ReadOnly {
-		for _, k := range []string{"upper", "size", "persist", "comp", "block", "keep", "threshold"} {
+		for _, k := range []string{"upper", "size", "persist", "comp", "block", "keep", "threshold", "layers", "compact"} {
 			if seen[k] {
 				return Spec{}, fmt.Errorf("option %q conflicts with \"ro\" (a read-only mount has no upper and nothing to persist)", k+"=")
 			}
@@ -130,6 +151,7 @@ func (sp *Spec) setOption(opt, key, val string, hasVal bool) error {
 	takesValue, known := map[string]bool{
 		"ro": false, "exec": false,
 		"upper": true, "size": true, "persist": true, "comp": true, "block": true, "keep": true, "threshold": true,
+		"layers": true, "compact": true,
 	}[key]
 	switch {
 	case !known:
@@ -163,9 +185,9 @@ func (sp *Spec) setOption(opt, key, val string, hasVal bool) error {
 		}
 		sp.Persist = val
 	case "comp":
-		id, err := codec.ParseID(val)
-		if err != nil || (id != codec.Gzip && id != codec.XZ && id != codec.LZ4 && id != codec.Zstd) {
-			return fmt.Errorf("option %q: allowed are comp=gzip, xz, lz4, zstd", opt)
+		id, err := codec.ParseWritable(val)
+		if err != nil {
+			return fmt.Errorf("option %q: %w", opt, err)
 		}
 		sp.Comp = id
 	case "block":
@@ -186,6 +208,21 @@ func (sp *Spec) setOption(opt, key, val string, hasVal bool) error {
 			return fmt.Errorf("option %q: threshold must be N, Nk, Nm or Ng", opt)
 		}
 		sp.Threshold = n
+	case "layers":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 0 || n > maxLayers {
+			return fmt.Errorf("option %q: layers must be a number from 0 (a whole image at each persist) to %d", opt, maxLayers)
+		}
+		sp.Layers = n
+	case "compact":
+		n, err := strconv.Atoi(strings.TrimSuffix(val, "%"))
+		if err != nil || n < 1 || n > 1000 {
+			return fmt.Errorf("option %q: compact must be a percentage of the image's size, 1%% to 1000%%", opt)
+		}
+		sp.CompactPercent = n
+		if n == DefaultCompactPercent {
+			sp.CompactPercent = 0 // as if not given: one spelling of each spec
+		}
 	}
 	return nil
 }
@@ -214,6 +251,11 @@ func (sp Spec) validate() error {
 	}
 	if sp.Keep < 1 {
 		return errors.New("keep must be at least 1")
+	}
+	if sp.Layers > 0 && sp.Upper != UpperTmpfs {
+		// A disk upper's changes are relative to the stack below it, which
+		// its base record cannot name yet.
+		return errors.New("layers= needs upper=tmpfs")
 	}
 	return nil
 }
@@ -327,6 +369,12 @@ func (sp Spec) String() string {
 	if !sp.ReadOnly && sp.Threshold != 0 {
 		opts = append(opts, "threshold="+formatBytes(sp.Threshold))
 	}
+	if !sp.ReadOnly && sp.Layers != 0 {
+		opts = append(opts, "layers="+strconv.Itoa(sp.Layers))
+	}
+	if !sp.ReadOnly && sp.CompactPercent != 0 && sp.CompactPercent != DefaultCompactPercent {
+		opts = append(opts, "compact="+strconv.Itoa(sp.CompactPercent)+"%")
+	}
 	s := sp.Image + ":" + sp.Target
 	if len(opts) > 0 {
 		s += ":" + strings.Join(opts, ",")
@@ -426,6 +474,11 @@ into /etc/squashportage.conf ('#' starts a comment).
   keep=N          images kept: IMAGE, IMAGE.old, ... (default 2)
   threshold=N[k|m|g]  persist only when at least this much changed
                   (default 0: any change)
+  layers=N        write each persist's changes as a small delta layer
+                  stacked on IMAGE, up to N layers, then fold them into a
+                  new IMAGE (default 0: a whole new IMAGE each time)
+  compact=P%      fold the layers also once they add up to P% of IMAGE's
+                  size (default 25%)
   exec, noexec    allow running programs from TARGET (default noexec)
 
 Examples:

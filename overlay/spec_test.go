@@ -33,6 +33,9 @@ func TestParseSpec(t *testing.T) {
 		{"/a.sqfs:/x:size=50%", with(func(s *Spec) { s.Size = "50%" }), ""},
 		{"/a.sqfs:/x:persist=never", with(func(s *Spec) { s.Persist = PersistNever }), ""},
 		{"/a.sqfs:/x:comp=xz", with(func(s *Spec) { s.Comp = codec.XZ }), ""},
+		{"/a.sqfs:/x:layers=8", with(func(s *Spec) { s.Layers = 8 }), ""},
+		{"/a.sqfs:/x:layers=4,compact=40%", with(func(s *Spec) { s.Layers, s.CompactPercent = 4, 40 }), ""},
+		{"/a.sqfs:/x:compact=25", base, "/a.sqfs:/x"},
 		{"/a.sqfs:/x:comp=gzip", with(func(s *Spec) { s.Comp = codec.Gzip }), ""},
 		{"/a.sqfs:/x:comp=lz4", with(func(s *Spec) { s.Comp = codec.LZ4 }), ""},
 		{"/a.sqfs:/x:comp=zstd", with(func(s *Spec) { s.Comp = codec.Zstd }), ""},
@@ -76,7 +79,7 @@ func TestParseSpec(t *testing.T) {
 
 func TestParseSpecErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"/a.sqfs:/x:sise=1g", `spec "/a.sqfs:/x:sise=1g": unknown option "sise" (allowed: ro, upper=, size=, persist=, comp=, block=, keep=, exec, noexec, threshold=)`},
+		{"/a.sqfs:/x:sise=1g", `spec "/a.sqfs:/x:sise=1g": unknown option "sise" (allowed: ro, upper=, size=, persist=, comp=, block=, keep=, exec, noexec, threshold=, layers=, compact=)`},
 		{"/a.sqfs:/x:bogus", `unknown option "bogus"`},
 		{"/a.sqfs:/x:ro,,exec", `unknown option ""`},
 		{"/a.sqfs", "want IMAGE:TARGET[:OPTIONS]"},
@@ -101,8 +104,8 @@ func TestParseSpecErrors(t *testing.T) {
 		{"/a.sqfs:/x:size=101%", "percentage must be 1% to 100%"},
 		{"/a.sqfs:/x:upper=/d,size=1g", `"size=" only applies to upper=tmpfs`},
 		{"/a.sqfs:/x:persist=always", "allowed are persist=shutdown and persist=never"},
-		{"/a.sqfs:/x:comp=lzo", "allowed are comp=gzip, xz, lz4, zstd"},
-		{"/a.sqfs:/x:comp=bzip2", "allowed are comp=gzip, xz, lz4, zstd"},
+		{"/a.sqfs:/x:comp=lzo", "is not a compressor images can be written with (gzip, xz, zstd, lz4)"},
+		{"/a.sqfs:/x:comp=bzip2", "is not a compressor images can be written with (gzip, xz, zstd, lz4)"},
 		{"/a.sqfs:/x:block=3k", "power of two from 4k to 1m"},
 		{"/a.sqfs:/x:block=2k", "power of two from 4k to 1m"},
 		{"/a.sqfs:/x:block=2m", "power of two from 4k to 1m"},

@@ -59,6 +59,9 @@ type State struct {
 	Work      string    `json:"work,omitempty"`
 	UpperKind string    `json:"upper_kind"`
 	MountedAt time.Time `json:"mounted_at"`
+	// Layers are the mount points of the delta layers stacked between the
+	// upper and Lower, newest first (layers= in the spec).
+	Layers []string `json:"layers,omitempty"`
 	// Gen counts the stacks persist has swapped in since the mount; it
 	// names their private mount points (lower.N, rw.N).
 	Gen int `json:"gen,omitempty"`
@@ -84,6 +87,44 @@ func (st *State) Path(p string) string {
 		return p
 	}
 	return filepath.Join(st.Root, p)
+}
+
+// ImagePath is the image as reachable now (under Root).
+func (st *State) ImagePath() string { return st.Path(st.Image) }
+
+// TargetPath is the target as reachable now (under Root).
+func (st *State) TargetPath() string { return st.Path(st.Target) }
+
+// LowerPath is the squashfs mount point as reachable now.
+func (st *State) LowerPath() string {
+	if st.UpperKind == KindNone {
+		return st.Path(st.Lower)
+	}
+	return st.Lower
+}
+
+// UpperPath is the overlay's upper directory as reachable now ("" for ro).
+func (st *State) UpperPath() string {
+	if st.UpperKind == KindDir {
+		return st.Path(st.Upper)
+	}
+	return st.Upper
+}
+
+// WorkPath is the overlay's work directory as reachable now ("" for ro).
+func (st *State) WorkPath() string {
+	if st.UpperKind == KindDir {
+		return st.Path(st.Work)
+	}
+	return st.Work
+}
+
+// StateDir is the directory the record was loaded from or saved to.
+func (st *State) StateDir() string {
+	if st.dir == "" {
+		return DefaultStateDir
+	}
+	return st.dir
 }
 
 // ID names a target's state the way systemd names mount units:
@@ -222,6 +263,19 @@ func removeState(stateDir, target string) error {
 	err := os.Remove(statePath(stateDir, target))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove state of %s: %w", target, err)
+	}
+	return nil
+}
+
+// syncDir makes a directory's entries (renames, new files) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

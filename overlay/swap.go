@@ -109,7 +109,8 @@ func swapTo(st *State, image string, beneath bool, log func(string, ...any)) (st
 		return false, err
 	}
 	// Left mounted by a persist that died before it recorded them.
-	for _, d := range []string{staged, filepath.Join(base, genName("lower", next.Gen)), filepath.Join(base, genName("rw", next.Gen))} {
+	junk, _ := filepath.Glob(filepath.Join(base, "layer*."+strconv.Itoa(next.Gen)))
+	for _, d := range append(junk, staged, filepath.Join(base, genName("lower", next.Gen)), filepath.Join(base, genName("rw", next.Gen))) {
 		_ = unmountAll(d)
 	}
 	if err := makeDirs(&u, base, staged); err != nil {
@@ -162,6 +163,9 @@ func retire(old *State, stacked bool) error {
 		for _, d := range []string{st.UpperPath() + prevSuffix, st.WorkPath() + prevSuffix} {
 			errs = append(errs, os.RemoveAll(d))
 		}
+	}
+	for _, l := range st.Layers {
+		errs = append(errs, unmountPrivate(l))
 	}
 	errs = append(errs, unmountPrivate(st.Lower))
 	return errors.Join(errs...)
@@ -222,6 +226,9 @@ func reconcile(st *State, log func(string, ...any)) error {
 			_ = unmountAll(filepath.Join(base, "next"))
 			if next.UpperKind == KindTmpfs {
 				_ = unmountPrivate(next.RW)
+			}
+			for _, l := range next.Layers {
+				_ = unmountPrivate(l)
 			}
 			_ = unmountPrivate(next.Lower)
 			if st.UpperKind == KindDir {

@@ -184,6 +184,9 @@ func NewReader(r io.ReaderAt, size int64) (*Reader, error) {
 	return rd, nil
 }
 
+// XattrIDs is the number of distinct xattr sets the image stores.
+func (r *Reader) XattrIDs() uint32 { return r.xattrIDs }
+
 // Superblock returns a copy of the image's superblock.
 func (r *Reader) Superblock() Superblock { return r.sb }
 

@@ -62,7 +62,7 @@ func CompareWith(a, b string, opts CompareOptions) []Diff {
 	if opts.MaxDiffs <= 0 {
 		opts.MaxDiffs = 1000
 	}
-	res, err := treecmp.Compare(a, b, treecmp.Options{
+	res := treecmp.CompareAny(a, b, treecmp.Options{
 		IgnoreRootMeta:      opts.IgnoreRootMeta,
 		IgnoreDirMtime:      opts.IgnoreDirMtime,
 		IgnoreOverlayXattrs: opts.IgnoreOverlayXattrs,
@@ -73,8 +73,5 @@ func CompareWith(a, b string, opts CompareOptions) []Diff {
 		IgnoreDirNlink:      opts.IgnoreDirNlink,
 		MaxDiffs:            opts.MaxDiffs,
 	})
-	if err != nil {
-		return []Diff{{Path: ".", What: err.Error()}}
-	}
 	return res.Diffs
 }

@@ -100,6 +100,12 @@ func Compare(a, b string, opts Options) (Result, error) {
 			return Result{}, fmt.Errorf("compare trees: %s is not a directory", root)
 		}
 	}
+	return CompareAny(a, b, opts), nil
+}
+
+// CompareAny is Compare of two paths of any type (the tests compare
+// single files too); a root it cannot read is a Diff.
+func CompareAny(a, b string, opts Options) Result {
 	if opts.MaxDiffs <= 0 {
 		opts.MaxDiffs = 100
 	}
@@ -132,7 +138,7 @@ func Compare(a, b string, opts Options) (Result, error) {
 		opts.Progress(c.entries)
 	}
 	sort.SliceStable(c.diffs, func(i, j int) bool { return c.diffs[i].Path < c.diffs[j].Path })
-	return Result{Diffs: c.diffs, Truncated: c.truncated, Entries: c.entries, Bytes: c.bytes}, nil
+	return Result{Diffs: c.diffs, Truncated: c.truncated, Entries: c.entries, Bytes: c.bytes}
 }
 
 // chunk is the read size for content comparison: large enough that big

@@ -10,6 +10,7 @@ package fold
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -79,7 +80,6 @@ type entry struct {
 
 type folder struct {
 	r       *squash.Reader
-	upper   string
 	ents    []entry
 	workers int
 	live    []tailUse // fragment tails of the files kept
@@ -149,6 +149,15 @@ func HasChanges(r *squash.Reader, upper string) (bool, error) {
 // Fold writes the merged view of r (whose bytes are readable from data) and
 // the upper directory to out.
 func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, opts Options) (Stats, error) {
+	return FoldLayers(r, data, []string{upper}, out, opts)
+}
+
+// FoldLayers writes the merged view of r and a stack of directories in
+// overlayfs's upper form, newest first (an upper, then the delta layers
+// below it, each mounted), to out, as overlayfs shows
+// lowerdir=layers[1]:...:image under upperdir=layers[0]. Redirects and
+// metacopy data are looked up in the image only.
+func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.Output, opts Options) (Stats, error) {
 	old := r.Codec()
 	cfg := opts.Codec
 	if cfg.ID == 0 {
@@ -159,7 +168,6 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 	}
 	f := &folder{
 		r:       r,
-		upper:   upper,
 		workers: max(1, opts.Workers),
 	}
 	if opts.Workers == 0 {
@@ -181,7 +189,7 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 			opts.Log(format+" at %v", append(args, time.Since(start).Round(time.Millisecond))...)
 		}
 	}
-	if err := f.mergeDir("", root, "", upper); err != nil {
+	if err := f.mergeDir("", root, "", layers); err != nil {
 		return f.stats, err
 	}
 	f.resolveLinks()
@@ -244,26 +252,36 @@ func fastMetadataLevel(c codec.Config) int {
 }
 
 // mergeDir adds the directory at name and, recursively, its merged children.
-// oldDir is the lower directory (nil if none shows through), upperDir the
-// upper one ("" if none).
-func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath, upperDir string) error {
+// oldDir is the lower directory (nil if none shows through), uppers the
+// directories of this name in the upper layers, newest first, down to the
+// first opaque one (none: the image's alone).
+func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath string, uppers []string) error {
 	var hdr squash.Header
-	var xs []squash.Xattr
 	var err error
 	var upperNames []string
-	if upperDir != "" {
-		if hdr, xs, err = f.upperHeader(name, upperDir); err != nil {
+	if len(uppers) > 0 {
+		var xs []squash.Xattr
+		if hdr, xs, err = f.upperHeader(name, uppers[0]); err != nil {
 			return err
 		}
 		hdr.Xattrs = xs
-		d, err := os.Open(upperDir)
-		if err != nil {
-			return fmt.Errorf("upper %s: %w", upperDir, err)
-		}
-		upperNames, err = d.Readdirnames(-1)
-		d.Close()
-		if err != nil {
-			return fmt.Errorf("upper %s: %w", upperDir, err)
+		seen := map[string]bool{}
+		for _, u := range uppers {
+			d, err := os.Open(u)
+			if err != nil {
+				return fmt.Errorf("upper %s: %w", u, err)
+			}
+			names, err := d.Readdirnames(-1)
+			d.Close()
+			if err != nil {
+				return fmt.Errorf("upper %s: %w", u, err)
+			}
+			for _, n := range names {
+				if !seen[n] {
+					seen[n] = true
+					upperNames = append(upperNames, n)
+				}
+			}
 		}
 		sort.Strings(upperNames)
 	} else {
@@ -296,7 +314,7 @@ func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath, upperDir s
 			j++
 		}
 		t.child = join(name, firstNonEmpty(t.un, nameOf(t.oe)))
-		t.oldParent, t.upperDir = oldPath, upperDir
+		t.oldParent, t.uppers = oldPath, uppers
 		t.sameOld = name == oldPath
 		tasks = append(tasks, t)
 	}
@@ -313,9 +331,10 @@ func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath, upperDir s
 
 // childTask is one entry of a merged directory listing.
 type childTask struct {
-	child, un, oldParent, upperDir string
-	sameOld                        bool // the lower path is child too (no redirect above)
-	oe                             *squash.DirEntry
+	child, un, oldParent string
+	uppers               []string // the parent's upper directories, newest first
+	sameOld              bool     // the lower path is child too (no redirect above)
+	oe                   *squash.DirEntry
 }
 
 func (f *folder) run(t childTask) error {
@@ -325,7 +344,7 @@ func (f *folder) run(t childTask) error {
 		}
 		return f.addOld(t.child, join(t.oldParent, t.oe.Name), t.oe)
 	}
-	return f.addUpper(t.child, t.oldParent, t.oe, filepath.Join(t.upperDir, t.un))
+	return f.addUpper(t.child, t.oldParent, t.oe, t.uppers, t.un)
 }
 
 // runParallel merges the root's children on several goroutines, each into
@@ -346,7 +365,7 @@ func (f *folder) runParallel(tasks []childTask) error {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				sub := &folder{r: f.r, upper: f.upper}
+				sub := &folder{r: f.r}
 				errs[i] = sub.run(tasks[i])
 				subs[i] = sub
 			}
@@ -396,7 +415,7 @@ func (f *folder) addOld(name, oldPath string, e *squash.DirEntry) error {
 		return fmt.Errorf("image /%s: %w", oldPath, err)
 	}
 	if ino.Mode.IsDir() {
-		return f.mergeDir(name, ino, oldPath, "")
+		return f.mergeDir(name, ino, oldPath, nil)
 	}
 	hdr, err := f.oldHeader(name, ino)
 	if err != nil {
@@ -414,63 +433,103 @@ func (f *folder) addOld(name, oldPath string, e *squash.DirEntry) error {
 	return nil
 }
 
-// addUpper adds an entry the upper directory has; oe is the image's entry of
-// the same name in the lower directory, if any.
-func (f *folder) addUpper(name, oldParent string, oe *squash.DirEntry, up string) error {
-	var st unix.Stat_t
-	if err := unix.Lstat(up, &st); err != nil {
-		return fmt.Errorf("upper %s: %w", up, err)
-	}
-	xs, err := f.listXattrs(up)
-	if err != nil {
-		return err
-	}
-	mode := st.Mode & unix.S_IFMT
-	whiteout := (mode == unix.S_IFCHR && st.Rdev == 0) || (mode == unix.S_IFREG && hasXattr(xs, xattrWhiteout))
+// addUpper adds an entry that an upper layer has: base is its name in the
+// parent directories parents (newest first); oe is the image's entry of
+// the same name in the lower directory, if any. The newest layer holding
+// the name decides, as overlayfs's lookup does: a whiteout deletes, a
+// file replaces, a directory merges with the same directory in older
+// layers (down to an opaque one, or one where the name is no directory)
+// and in the image.
+func (f *folder) addUpper(name, oldParent string, oe *squash.DirEntry, parents []string, base string) error {
 	var oldIno *squash.Inode
 	oldPath := ""
 	if oe != nil {
 		oldPath = join(oldParent, oe.Name)
+		var err error
 		if oldIno, err = f.r.InodeAt(oe.Ref); err != nil {
 			return fmt.Errorf("image /%s: %w", oldPath, err)
 		}
 	}
-	if whiteout {
-		if oldIno != nil {
-			f.stats.Deleted++
-			return f.markDead(oldIno)
+	var dirs []string // this name's directories in the layers, newest first
+	var top []squash.Xattr
+	opaque := false
+	for _, parent := range parents {
+		up := filepath.Join(parent, base)
+		var st unix.Stat_t
+		if err := unix.Lstat(up, &st); errors.Is(err, unix.ENOENT) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("upper %s: %w", up, err)
+		}
+		xs, err := f.listXattrs(up)
+		if err != nil {
+			return err
+		}
+		mode := st.Mode & unix.S_IFMT
+		whiteout := (mode == unix.S_IFCHR && st.Rdev == 0) || (mode == unix.S_IFREG && hasXattr(xs, xattrWhiteout))
+		if len(dirs) == 0 && (whiteout || mode != unix.S_IFDIR) {
+			// The newest layer with the name has a whiteout or a file.
+			if whiteout {
+				if oldIno != nil {
+					f.stats.Deleted++
+					return f.markDead(oldIno)
+				}
+				return nil
+			}
+			return f.addUpperFile(name, oldParent, oldPath, oldIno, up, &st, xs)
+		}
+		if mode != unix.S_IFDIR || whiteout {
+			break // below a directory: hidden by it
+		}
+		if len(dirs) == 0 {
+			top = xs
+		}
+		dirs = append(dirs, up)
+		if v, ok := xattrValue(xs, xattrOpaque); ok && v == "y" {
+			opaque = true
+			break
+		}
+	}
+	if len(dirs) == 0 {
+		// Only whiteouts-free misses: the name was in no layer after all.
+		if oe != nil {
+			return f.addOld(name, oldPath, oe)
 		}
 		return nil
 	}
 	f.stats.FromUpper++
-	if mode == unix.S_IFDIR {
-		lower, lowerPath := (*squash.Inode)(nil), ""
-		if oldIno != nil && oldIno.Mode.IsDir() {
-			lower, lowerPath = oldIno, oldPath
+	lower, lowerPath := (*squash.Inode)(nil), ""
+	if oldIno != nil && oldIno.Mode.IsDir() {
+		lower, lowerPath = oldIno, oldPath
+	}
+	if redirect, ok := xattrValue(top, xattrRedirect); ok {
+		lowerPath = redirectPath(oldParent, redirect)
+		lower = nil
+		if fi, err := f.r.Lstat(lowerPath); err == nil && fi.IsDir() {
+			lower = fi.Sys().(*squash.Inode)
 		}
-		if redirect, ok := xattrValue(xs, xattrRedirect); ok {
-			lowerPath = redirectPath(oldParent, redirect)
-			lower = nil
-			if fi, err := f.r.Lstat(lowerPath); err == nil && fi.IsDir() {
-				lower = fi.Sys().(*squash.Inode)
-			}
-		}
-		if v, ok := xattrValue(xs, xattrOpaque); ok && v == "y" {
-			if lower != nil {
-				if err := f.markDead(lower); err != nil {
-					return err
-				}
-			}
-			lower = nil
-		}
-		if oldIno != nil && lower != oldIno {
-			// The image's entry of this name is hidden by a new directory.
-			if err := f.markDead(oldIno); err != nil {
+	}
+	if opaque {
+		if lower != nil {
+			if err := f.markDead(lower); err != nil {
 				return err
 			}
 		}
-		return f.mergeDir(name, lower, lowerPath, up)
+		lower = nil
 	}
+	if oldIno != nil && lower != oldIno {
+		// The image's entry of this name is hidden by a new directory.
+		if err := f.markDead(oldIno); err != nil {
+			return err
+		}
+	}
+	return f.mergeDir(name, lower, lowerPath, dirs)
+}
+
+// addUpperFile adds a non-directory a layer has at up.
+func (f *folder) addUpperFile(name, oldParent, oldPath string, oldIno *squash.Inode, up string, st *unix.Stat_t, xs []squash.Xattr) error {
+	f.stats.FromUpper++
+	mode := st.Mode & unix.S_IFMT
 	if oldIno != nil {
 		if err := f.markDead(oldIno); err != nil {
 			return err

@@ -2,6 +2,7 @@ package fold_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,6 +27,7 @@ func TestMain(m *testing.M) { privileged.Main(m) }
 // squashportage mounts it.
 type stack struct {
 	image, lower, upper, merged string
+	layers                      []string // mounted layers, newest first
 }
 
 func mountStack(t *testing.T, image string) *stack {
@@ -49,7 +51,7 @@ func mountStack(t *testing.T, image string) *stack {
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", s.lower, s.upper, dir+"/rw/work")
 	must(t, unix.Mount("overlay", s.merged, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts))
 	t.Cleanup(func() {
-		if err := unix.Unmount(s.merged, 0); err != nil {
+		if err := unix.Unmount(s.merged, 0); err != nil && !errors.Is(err, unix.EINVAL) {
 			t.Errorf("unmount overlay: %v", err)
 		}
 	})
@@ -327,4 +329,125 @@ func TestFoldFragmentReuse(t *testing.T) {
 		t.Errorf("kept %d and repacked %d fragment blocks, want 10 and 10 (b/ kept, a/ repacked)", st.FragmentsKept, st.FragmentsRepacked)
 	}
 	checkImage(t, img2, s.merged)
+}
+
+// layerStack mounts image with layers (oldest first, each a squashfs in
+// overlay form) below a fresh tmpfs upper, as squashportage stacks them.
+func layerStack(t *testing.T, image string, layers []string) *stack {
+	t.Helper()
+	s := mountStack(t, image)
+	if len(layers) == 0 {
+		return s
+	}
+	// Remount the overlay with the layers between the upper and the image.
+	dir := filepath.Dir(s.merged)
+	must(t, unix.Unmount(s.merged, 0))
+	lowers := s.lower
+	for i, l := range layers {
+		m := filepath.Join(dir, fmt.Sprintf("layer%d", i))
+		must(t, os.Mkdir(m, 0o755))
+		privileged.MountSquashfs(t, l, m)
+		lowers = m + ":" + lowers
+	}
+	// The overlay's root shows the upper root's metadata: the newest
+	// layer's, which is the last upper's.
+	var st unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(dir, fmt.Sprintf("layer%d", len(layers)-1)), &st))
+	must(t, os.Lchown(s.upper, int(st.Uid), int(st.Gid)))
+	must(t, os.Chmod(s.upper, os.FileMode(st.Mode&0o7777)))
+	must(t, unix.UtimesNano(s.upper, []unix.Timespec{st.Atim, st.Mtim}))
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", lowers, s.upper, dir+"/rw/work")
+	must(t, unix.Mount("overlay", s.merged, "overlay", unix.MS_NODEV|unix.MS_NOSUID, opts))
+	t.Cleanup(func() { must(t, unix.Unmount(s.merged, 0)) })
+	s.layers = strings.Split(lowers, ":")
+	s.layers = s.layers[:len(s.layers)-1] // newest first, without the image
+	return s
+}
+
+// writeLayer writes s's upper as a layer image.
+func writeLayer(t *testing.T, s *stack) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "layer.sqfs")
+	f, err := os.Create(out)
+	must(t, err)
+	if _, err := fold.WriteLayer(s.upper, f, fold.Options{Codec: codec.Config{ID: codec.Gzip}}); err != nil {
+		t.Fatal(err)
+	}
+	must(t, f.Close())
+	return out
+}
+
+// snapshot copies a merged view aside.
+func snapshot(t *testing.T, merged string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "view")
+	run(t, "cp", "-a", merged, dst)
+	return dst
+}
+
+// TestFoldLayersEquivalence persists changes as delta layers, stacks them,
+// changes the stacked view again (also what the layers made), and checks
+// that (1) each layer stack shows exactly the view it was written from,
+// and (2) folding the image with all layers and the upper gives an image
+// equal to the stacked view.
+func TestFoldLayersEquivalence(t *testing.T) {
+	src := buildSource(t)
+	image := filepath.Join(t.TempDir(), "base.sqfs")
+	writeImage(t, src, image, codec.Config{ID: codec.Gzip})
+	rounds := [][]change{
+		changes[:8],
+		append(changes[8:], []change{
+			{"rewrite a file of layer 1", func(t *testing.T, m string) { w(t, m+"/files/text-4096", []byte("second")) }},
+			{"delete a dir layer 1 replaced", func(t *testing.T, m string) { must(t, os.RemoveAll(m+"/bigdir")) }},
+			{"recreate a deleted file", func(t *testing.T, m string) { w(t, m+"/files/random-1", []byte("back")) }},
+		}...),
+		{
+			{"opaque over layered dirs", func(t *testing.T, m string) {
+				must(t, os.RemoveAll(m+"/files"))
+				must(t, os.Mkdir(m+"/files", 0o711))
+				w(t, m+"/files/only", []byte("x"))
+			}},
+			{"delete a layer-2 file", func(t *testing.T, m string) { must(t, os.Remove(m+"/bignew")) }},
+			{"new hard link over layers", func(t *testing.T, m string) {
+				w(t, m+"/hl-new", []byte("x"))
+				must(t, os.Link(m+"/hl-new", m+"/hl-new2"))
+			}},
+		},
+	}
+	var layers []string
+	var s *stack
+	var prev string // the view the newest layer was written from
+	for i, round := range rounds {
+		s = layerStack(t, image, layers)
+		if i > 0 {
+			// The new stack shows the view the layer was written from.
+			if d := testtree.CompareWith(prev, s.merged, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 10}); len(d) > 0 {
+				t.Fatalf("round %d: the stack with %d layers differs from the view it was written from: %v", i, len(layers), d)
+			}
+		}
+		for _, c := range round {
+			c.do(t, s.merged)
+		}
+		if i < len(rounds)-1 {
+			prev = snapshot(t, s.merged)
+			layers = append(layers, writeLayer(t, s))
+		}
+	}
+	r, err := squash.OpenFile(image)
+	must(t, err)
+	defer r.Close()
+	data, err := os.Open(image)
+	must(t, err)
+	defer data.Close()
+	out := filepath.Join(t.TempDir(), "folded.sqfs")
+	f, err := os.Create(out)
+	must(t, err)
+	st, err := fold.FoldLayers(r.Reader, data, append([]string{s.upper}, s.layers...), f, fold.Options{})
+	must(t, err)
+	must(t, f.Close())
+	t.Logf("fold of %d layers and the upper: %+v", len(s.layers), st)
+	if st.ReusedFiles == 0 {
+		t.Errorf("no data reused: %+v", st)
+	}
+	checkImage(t, out, s.merged)
 }

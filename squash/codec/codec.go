@@ -389,27 +389,6 @@ func FromImage(id ID, blob []byte, blockSize int) (Config, error) {
 	return c, nil
 }
 
-// XFlagHelp describes the mksquashfs -X options of a compressor.
-func XFlagHelp(id ID) string {
-	switch id {
-	case Gzip:
-		return "  -Xcompression-level <1..9>  compression level (default 8, which compresses like C zlib -9; 9 is mksquashfs's default)\n" +
-			"  -Xwindow-size <8..15>       recorded window size (default 15)\n"
-	case XZ:
-		return "  -Xbcj <filter,...>          try bcj filters, keep the smallest output: " + strings.Join(filterNames[:], ", ") + "\n" +
-			"  -Xdict-size <size>          dictionary size, 2^n or 2^n+2^(n-1), 8K..block size (default block size)\n"
-	case LZ4:
-		return "  -Xhc                        high compression\n"
-	case Zstd:
-		return "  -Xcompression-level <1..22> compression level (default 15)\n"
-	case LZO:
-		return "  (lzo is supported for reading only)\n"
-	case LZMA:
-		return "  (lzma is not supported)\n"
-	}
-	return ""
-}
-
 // Encoder compresses blocks.
 type Encoder interface {
 	// Compress appends the compressed form of src to dst and returns it. The

@@ -200,9 +200,68 @@ func TestUnsupported(t *testing.T) {
 	if _, err := (Config{ID: Gzip, BlockSize: 131072, Options: Options{Level: 42}}).NewEncoder(); err == nil {
 		t.Error("NewEncoder accepted an invalid config")
 	}
+}
+
+func TestDescriptors(t *testing.T) {
+	help := Help()
 	for _, id := range []ID{Gzip, LZO, LZMA, XZ, LZ4, Zstd} {
-		if XFlagHelp(id) == "" {
-			t.Errorf("XFlagHelp(%s) empty", id)
+		d := Describe(id)
+		if d == nil || d.Summary == "" {
+			t.Fatalf("no descriptor for %s", id)
+		}
+		if !strings.Contains(help, "  "+id.String()+" ") {
+			t.Errorf("Help lacks %s", id)
+		}
+		for _, x := range d.XOptions {
+			if ok, _ := IsXOption(x.Flag); !ok || !strings.Contains(help, x.Flag) {
+				t.Errorf("%s %s: IsXOption %v, in help %v", id, x.Flag, ok, strings.Contains(help, x.Flag))
+			}
+		}
+	}
+	tests := []struct {
+		id          ID
+		flag, value string
+		want        Options
+		err         string
+	}{
+		{Gzip, "-Xcompression-level", "6", Options{Level: 6}, ""},
+		{Gzip, "-Xcompression-level", "10", Options{}, "compression level from 1 to 9"},
+		{Zstd, "-Xcompression-level", "22", Options{Level: 22}, ""},
+		{Gzip, "-Xwindow-size", "7", Options{}, "from 8 to 15"},
+		{XZ, "-Xdict-size", "50%", Options{DictSize: 65536}, ""},
+		{XZ, "-Xdict-size", "64K", Options{DictSize: 65536}, ""},
+		{XZ, "-Xdict-size", "1x", Options{}, "is not a size"},
+		{XZ, "-Xbcj", "x86,arm", Options{Filters: FilterX86 | FilterARM}, ""},
+		{LZ4, "-Xhc", "", Options{HC: true}, ""},
+		{LZ4, "-Xcompression-level", "3", Options{}, "not an option of compressor lz4"},
+		{LZO, "-Xhc", "", Options{}, "not an option of compressor lzo"},
+	}
+	for _, tc := range tests {
+		c := Config{ID: tc.id, BlockSize: 131072}
+		err := SetXOption(&c, tc.flag, tc.value)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%s %s %s: %v, want %q", tc.id, tc.flag, tc.value, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || c.Options != tc.want {
+			t.Errorf("%s %s %s: %+v, %v", tc.id, tc.flag, tc.value, c.Options, err)
+		}
+	}
+	lines := map[string][]string{
+		"gzip": Describe(Gzip).Lines(Config{ID: Gzip, BlockSize: 131072}),
+		"xz":   Describe(XZ).Lines(Config{ID: XZ, BlockSize: 131072, Options: Options{Filters: FilterX86 | FilterARM}}),
+		"lz4":  Describe(LZ4).Lines(Config{ID: LZ4, Options: Options{HC: true}}),
+	}
+	want := map[string][]string{
+		"gzip": {"compression-level 9", "window-size 15", "Strategies selected: default"},
+		"xz":   {"Dictionary size 131072", "Filters selected: x86 arm"},
+		"lz4":  {"High Compression option specified (-Xhc)"},
+	}
+	for k, w := range want {
+		if strings.Join(lines[k], "|") != strings.Join(w, "|") {
+			t.Errorf("%s lines %q, want %q", k, lines[k], w)
 		}
 	}
 }

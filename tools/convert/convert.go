@@ -12,11 +12,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/overlay/convert"
 	"github.com/squashportage/squashportage/squash/codec"
-	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage convert [options] DIR IMAGE
@@ -105,9 +105,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return bad("--processors must be at least 1")
 	}
 	if *comp != "" {
-		id, err := codec.ParseID(*comp)
-		if err != nil || (id != codec.Gzip && id != codec.XZ && id != codec.LZ4 && id != codec.Zstd) {
-			return bad("--comp %q: allowed are gzip, xz, lz4, zstd", *comp)
+		id, err := codec.ParseWritable(*comp)
+		if err != nil {
+			return bad("--comp: %v", err)
 		}
 		opts.Comp = id
 	}

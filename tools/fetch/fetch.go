@@ -14,8 +14,8 @@ import (
 	"syscall"
 
 	"github.com/squashportage/squashportage/fleet"
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/overlay"
-	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 // DefaultKey is where clients keep the publisher's public key.

@@ -489,3 +489,33 @@ func TestGentooSnapshot(t *testing.T) {
 		t.Errorf("tampered snapshot: %d %s", code, out)
 	}
 }
+
+// TestDeltaLayersRefused: a client whose image carries delta layers
+// (layers=) holds changes a fetched image would hide: refused.
+func TestDeltaLayersRefused(t *testing.T) {
+	p := newPair(t, 0.01, httpserve.Options{})
+	dir := t.TempDir()
+	target, state := filepath.Join(dir, "gentoo"), filepath.Join(dir, "state")
+	os.Mkdir(target, 0o755)
+	spec, err := overlay.ParseSpec(p.client + ":" + target + ":layers=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := overlay.Mount(spec, overlay.MountOptions{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { overlay.Umount(target, overlay.UmountOptions{StateDir: state, Lazy: true, Discard: true}) })
+	os.WriteFile(filepath.Join(target, "local"), []byte("mine\n"), 0o644)
+	if _, err := overlay.Persist(st, overlay.PersistOptions{Force: true, PowerRoot: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := overlay.DeltaLayers(p.client); err != nil || n != 1 {
+		t.Fatalf("layers after persist: %d %v", n, err)
+	}
+	code, out := call(t, fetchCmd, "--key", p.public, "--state-dir", state, p.srv.URL(), target)
+	if code != 1 || !strings.Contains(out, "delta layers") {
+		t.Errorf("fetch over delta layers: %d %s", code, out)
+	}
+	p.untouched(t)
+}

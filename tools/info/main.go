@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/codec"
 	"github.com/squashportage/squashportage/squash/extract"
-	"github.com/squashportage/squashportage/tools/unsquashfs"
 )
 
 const usage = `Usage: squashportage info [--json] IMAGE
@@ -146,7 +146,7 @@ func Describe(image string) (*Report, error) {
 		Tables:       map[string]*int64{},
 	}
 	if sb.Flags&squash.FlagCompressorOptions != 0 {
-		rep.CompressorOpt = unsquashfs.CodecOptionLines(rc.Codec())
+		rep.CompressorOpt = codec.Describe(rc.Codec().ID).Lines(rc.Codec())
 	}
 	for _, f := range flagNames {
 		if sb.Flags&f.bit != 0 {
@@ -164,9 +164,7 @@ func Describe(image string) (*Report, error) {
 		v := int64(pos)
 		rep.Tables[name] = &v
 	}
-	if rep.XattrIDs, err = unsquashfs.XattrIDCount(image, sb); err != nil {
-		return nil, err
-	}
+	rep.XattrIDs = rc.XattrIDs()
 	seen := map[uint32]bool{}
 	c := &rep.Counts
 	err = extract.Walk(rc.Reader, nil, func(_ string, ino *squash.Inode) error {

@@ -9,7 +9,7 @@ import (
 	"io"
 
 	"github.com/squashportage/squashportage/fleet"
-	"github.com/squashportage/squashportage/tools/cliflag"
+	"github.com/squashportage/squashportage/internal/cliflag"
 )
 
 const usage = `Usage: squashportage keygen SECRET PUBLIC

@@ -102,12 +102,20 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		var val string
 		var err error
 		switch opt {
-		case "-comp", "-b", "-Xcompression-level", "-Xwindow-size", "-Xdict-size", "-Xbcj",
-			"-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
+		case "-comp", "-b", "-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
 			"-processors", "-mem":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
+		}
+		if isX, takesValue := codec.IsXOption(opt); isX {
+			if takesValue {
+				if val, err = next(opt); err != nil {
+					return nil, err
+				}
+			}
+			xopts = append(xopts, xopt{opt, val})
+			continue
 		}
 		switch opt {
 		case "-help", "-h", "--help":
@@ -122,10 +130,6 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			if blockSize, err = parseBlockSize(val); err != nil {
 				return nil, err
 			}
-		case "-Xcompression-level", "-Xwindow-size", "-Xdict-size", "-Xbcj":
-			xopts = append(xopts, xopt{opt, val})
-		case "-Xhc":
-			xopts = append(xopts, xopt{opt, ""})
 		case "-noI", "-noInodeCompression":
 			c.writer.UncompressedInodes = true
 		case "-noD", "-noDataCompression":
@@ -228,8 +232,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 
 	cfg := codec.Config{ID: comp, BlockSize: blockSize}
 	for _, x := range xopts {
-		if err := applyXopt(&cfg, x); err != nil {
-			return nil, err
+		if err := codec.SetXOption(&cfg, x.name, x.value); err != nil {
+			return nil, usagef("%v", err)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -273,73 +277,6 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 	c.tree.ForceGID = forceGID
 	c.tree.AllTime = allTime
 	return c, nil
-}
-
-// xoptOwners says which compressors take each -X option.
-var xoptOwners = map[string][]codec.ID{
-	"-Xcompression-level": {codec.Gzip, codec.Zstd},
-	"-Xwindow-size":       {codec.Gzip},
-	"-Xdict-size":         {codec.XZ},
-	"-Xbcj":               {codec.XZ},
-	"-Xhc":                {codec.LZ4},
-}
-
-func applyXopt(cfg *codec.Config, x xopt) error {
-	owned := false
-	for _, id := range xoptOwners[x.name] {
-		owned = owned || id == cfg.ID
-	}
-	if !owned {
-		return usagef("%s is not an option of compressor %s (see -help for each compressor's options)", x.name, cfg.ID)
-	}
-	o := &cfg.Options
-	switch x.name {
-	case "-Xcompression-level":
-		n, err := strconv.Atoi(x.value)
-		if err != nil || n < 1 {
-			return usagef("-Xcompression-level: %q is not a positive number", x.value)
-		}
-		o.Level = n
-	case "-Xwindow-size":
-		n, err := strconv.Atoi(x.value)
-		if err != nil || n < 8 || n > 15 {
-			return usagef("-Xwindow-size: %q is not a number from 8 to 15", x.value)
-		}
-		o.WindowSize = n
-	case "-Xdict-size":
-		n, err := parseDictSize(x.value, cfg.BlockSize)
-		if err != nil {
-			return err
-		}
-		o.DictSize = n
-	case "-Xbcj":
-		f, err := codec.ParseFilters(x.value)
-		if err != nil {
-			return usagef("-Xbcj: %v", err)
-		}
-		o.Filters |= f
-	case "-Xhc":
-		o.HC = true
-	}
-	return nil
-}
-
-// parseDictSize accepts "N", "NK", "NM" or a percentage of the block size
-// ("50%", "37.5%").
-func parseDictSize(s string, blockSize int) (int, error) {
-	bad := usagef("-Xdict-size: %q is not a size (bytes with an optional K or M suffix, or a percentage of the block size)", s)
-	if p, ok := strings.CutSuffix(s, "%"); ok {
-		f, err := strconv.ParseFloat(p, 64)
-		if err != nil || f <= 0 || f > 100 {
-			return 0, bad
-		}
-		return int(float64(blockSize) * f / 100), nil
-	}
-	n, err := parseSize(s, "KM")
-	if err != nil || n > math.MaxInt32 {
-		return 0, bad
-	}
-	return int(n), nil
 }
 
 // parseBlockSize accepts bytes with an optional K or M suffix; the result

@@ -205,7 +205,7 @@ func TestMainUsage(t *testing.T) {
 	}{
 		{[]string{"-help"}, 0, "Usage: squashportage mksquashfs", ""},
 		{[]string{"--help"}, 0, "Usage: squashportage mksquashfs", ""},
-		{[]string{"s", "d", "-comp", "xz", "--help"}, 0, "-Xcompression-level N   gzip: 1..9 (default 9", ""},
+		{[]string{"s", "d", "-comp", "xz", "--help"}, 0, "-Xcompression-level N   1..9 (default 9", ""},
 		{[]string{"-version"}, 0, "squashportage mksquashfs", ""},
 		{[]string{"s", "d", "-foo"}, 1, "", "mksquashfs: unknown option -foo; see 'squashportage mksquashfs -help'"},
 		{[]string{"s", "d", "-b"}, 1, "", "mksquashfs: -b: missing argument; see"},

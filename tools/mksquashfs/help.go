@@ -1,6 +1,8 @@
 package mksquashfs
 
-const helpText = `Usage: squashportage mksquashfs SOURCE... DEST [options] [-e EXCLUDE...]
+import "github.com/squashportage/squashportage/squash/codec"
+
+var helpText = `Usage: squashportage mksquashfs SOURCE... DEST [options] [-e EXCLUDE...]
 
 Builds a SquashFS 4.0 image DEST from SOURCE files and directories. Options
 follow mksquashfs 4.5 and come after SOURCE... DEST. A single SOURCE
@@ -10,23 +12,11 @@ path component, repeated names getting _1, _2, ... suffixes. Entries are
 stored sorted by name, so the same input always gives the same image.
 
 Compression:
-  -comp NAME              compressor: gzip (default), xz, zstd, lz4
+  -comp NAME              compressor, one of those below (default gzip)
   -b SIZE                 data block size, a power of two from 4K to 1M;
                           K or M suffix allowed (default 128K)
-  -Xcompression-level N   gzip: 1..9 (default 9, as mksquashfs's: full data
-                          blocks at 9, fragment and metadata blocks at 8,
-                          as small as C zlib -9 on them and faster; a level
-                          given applies to every block);
-                          zstd: 1..22 (default 15)
-  -Xwindow-size N         gzip: window size 8..15 (default 15)
-  -Xdict-size SIZE        xz: dictionary size, bytes with K/M suffix or a
-                          percentage of the block size (100%, 50%, 37.5%...);
-                          must be 2^n or 2^n+2^(n-1), 8K..block size
-  -Xbcj F1,F2,...         xz: also try these branch filters, keeping the
-                          smallest result: x86, arm, armthumb, powerpc,
-                          sparc, ia64
-  -Xhc                    lz4: high compression
-  -noI, -noInodeCompression        store inode and directory tables
+  -X...                   the compressor's options:
+` + codec.Help() + `  -noI, -noInodeCompression        store inode and directory tables
                                    uncompressed
   -noD, -noDataCompression         store data blocks uncompressed
   -noF, -noFragmentCompression     store fragment blocks uncompressed

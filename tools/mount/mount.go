@@ -11,8 +11,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/overlay"
-	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 // DefaultConfig lists the specs mounted when none are given.

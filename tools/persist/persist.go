@@ -10,9 +10,9 @@ import (
 	"io"
 	"runtime"
 
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
-	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage persist [--dry-run] [--force] [--if-managed] [--json] [--wait D] [--state-dir DIR] [TARGET...]
@@ -181,6 +181,10 @@ type result struct {
 func describe(r overlay.PersistResult) string {
 	if !r.Written {
 		return fmt.Sprintf("%s: %s", r.Target, r.Skipped)
+	}
+	if r.Layer != "" {
+		return fmt.Sprintf("%s: wrote layer %s (%d bytes; %d layers on %s) in %v, %d bytes written to storage",
+			r.Target, r.Layer, r.ImageSize, r.Layers, r.Image, r.Duration.Round(1e6), r.BytesWritten)
 	}
 	s := fmt.Sprintf("%s: wrote %s (%d bytes, was %d) in %v: %d files reused (%.1f MB copied), %.1f MB new data, %d fragment blocks kept, %d repacked",
 		r.Target, r.Image, r.ImageSize, r.OldImageSize, r.Duration.Round(1e6), r.Stats.ReusedFiles,

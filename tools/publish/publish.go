@@ -10,7 +10,8 @@ import (
 	"io"
 
 	"github.com/squashportage/squashportage/fleet"
-	"github.com/squashportage/squashportage/tools/cliflag"
+	"github.com/squashportage/squashportage/internal/cliflag"
+	"github.com/squashportage/squashportage/overlay"
 )
 
 const usage = `Usage: squashportage publish --key SECRET [--keep N] IMAGE DIR
@@ -54,6 +55,11 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "squashportage publish: %v (see squashportage publish --help)\n", err)
 		return 2
+	}
+	// Delta layers (layers= in the spec) hold changes IMAGE alone lacks.
+	if n, err := overlay.DeltaLayers(rest[0]); err == nil && n > 0 {
+		fmt.Fprintf(stderr, "squashportage publish: %s carries %d delta layers (layers=) not folded into it: its clients would miss their changes; fold them into the image first\n", rest[0], n)
+		return 1
 	}
 	key, err := fleet.ReadSecretKey(*keyPath)
 	if err != nil {

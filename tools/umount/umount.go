@@ -9,8 +9,8 @@ import (
 	"io"
 	"sort"
 
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/overlay"
-	"github.com/squashportage/squashportage/tools/cliflag"
 )
 
 const usage = `Usage: squashportage umount [--lazy] [--discard] [--state-dir DIR] TARGET...

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"os/user"
 	"strconv"
 	"strings"
@@ -158,7 +157,7 @@ func printStat(w io.Writer, image string, r *squash.Reader, loc *time.Location) 
 	pf("Filesystem size %d bytes (%.2f Kbytes / %.2f Mbytes)\n", sb.BytesUsed, float64(sb.BytesUsed)/1024, float64(sb.BytesUsed)/(1024*1024))
 	pf("Compression %s\n", sb.Compression)
 	if flag(squash.FlagCompressorOptions) {
-		for _, l := range CodecOptionLines(cfg) {
+		for _, l := range codec.Describe(cfg.ID).Lines(cfg) {
 			pf("\t%s\n", l)
 		}
 	}
@@ -191,69 +190,7 @@ func printStat(w io.Writer, image string, r *squash.Reader, loc *time.Location) 
 	pf("Number of inodes %d\n", sb.Inodes)
 	pf("Number of ids %d\n", sb.IDs)
 	if !noXattrs {
-		n, err := XattrIDCount(image, sb)
-		if err != nil {
-			return err
-		}
-		pf("Number of xattr ids %d\n", n)
+		pf("Number of xattr ids %d\n", r.XattrIDs())
 	}
 	return nil
-}
-
-// XattrIDCount reads the number of distinct xattr sets from the xattr id
-// table header (kv table start u64, count u32, unused u32).
-func XattrIDCount(image string, sb squash.Superblock) (uint32, error) {
-	if sb.XattrTable == squash.NoTable {
-		return 0, nil
-	}
-	f, err := os.Open(image)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var b [16]byte
-	if _, err := f.ReadAt(b[:], int64(sb.XattrTable)); err != nil {
-		return 0, fmt.Errorf("read xattr id table header: %w", err)
-	}
-	return uint32(b[8]) | uint32(b[9])<<8 | uint32(b[10])<<16 | uint32(b[11])<<24, nil
-}
-
-// CodecOptionLines describes an image's stored compressor options the way
-// unsquashfs -s does.
-func CodecOptionLines(c codec.Config) []string {
-	o := c.Options
-	switch c.ID.String() {
-	case "gzip":
-		return []string{
-			fmt.Sprintf("compression-level %d", orDefault(o.Level, 9)),
-			fmt.Sprintf("window-size %d", orDefault(o.WindowSize, 15)),
-			"Strategies selected: default",
-		}
-	case "xz":
-		l := []string{fmt.Sprintf("Dictionary size %d", orDefault(o.DictSize, c.BlockSize))}
-		if o.Filters != 0 {
-			var names []string
-			for i, n := range []string{"x86", "powerpc", "ia64", "arm", "armthumb", "sparc"} {
-				if o.Filters&(1<<i) != 0 {
-					names = append(names, n)
-				}
-			}
-			l = append(l, "Filters selected: "+strings.Join(names, " "))
-		}
-		return l
-	case "zstd":
-		return []string{fmt.Sprintf("compression-level %d", orDefault(o.Level, 15))}
-	case "lz4":
-		if o.HC {
-			return []string{"High Compression option specified (-Xhc)"}
-		}
-	}
-	return nil
-}
-
-func orDefault(v, d int) int {
-	if v == 0 {
-		return d
-	}
-	return v
 }
