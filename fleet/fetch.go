@@ -164,16 +164,10 @@ func (fe *fetcher) localIndex() *blockindex.Index {
 	if fe.opts.Local == "" {
 		return nil
 	}
-	f, err := os.Open(fe.opts.Local)
-	if err != nil {
+	if _, err := os.Stat(fe.opts.Local); err != nil {
 		return nil
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil
-	}
-	ix, err := blockindex.Build(f, fi.Size())
+	ix, err := blockindex.BuildFile(fe.opts.Local)
 	if err != nil {
 		fe.log("fetch: cannot index %s (%v): downloading every block", fe.opts.Local, err)
 		return nil

@@ -13,7 +13,14 @@ import (
 // Write writes the tree at src into image.
 func Write(t testing.TB, src, image string, opts squash.WriterOptions) {
 	t.Helper()
-	tree, err := sourcetree.Scan([]string{src}, sourcetree.Options{})
+	WriteWith(t, src, image, opts, sourcetree.Options{})
+}
+
+// WriteWith is Write with the source scan's options; it returns the
+// writer's statistics.
+func WriteWith(t testing.TB, src, image string, opts squash.WriterOptions, sopts sourcetree.Options) squash.WriteStats {
+	t.Helper()
+	tree, err := sourcetree.Scan([]string{src}, sopts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,4 +42,5 @@ func Write(t testing.TB, src, image string, opts squash.WriterOptions) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return w.Stats()
 }

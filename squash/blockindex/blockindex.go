@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 
 	"github.com/squashportage/squashportage/squash"
@@ -97,6 +98,20 @@ func Build(ra io.ReaderAt, size int64) (*Index, error) {
 	}
 	copy(ix.SHA256[:], whole.Sum(nil))
 	return ix, nil
+}
+
+// BuildFile indexes the image file at path.
+func BuildFile(path string) (*Index, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return Build(f, fi.Size())
 }
 
 type span struct {

@@ -273,13 +273,7 @@ func TestTamperedBlock(t *testing.T) {
 	img := published(t, p.www, ".sqfs")
 	// A block of the new image the client does not have.
 	index := func(path string) *blockindex.Index {
-		f, err := os.Open(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		fi, _ := f.Stat()
-		ix, err := blockindex.Build(f, fi.Size())
+		ix, err := blockindex.BuildFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
