@@ -86,12 +86,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = errors.New("a snapshot URL (.sqfs) needs --gpg-key KEYRING to check its sha512sum.txt")
 	}
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			io.WriteString(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "squashportage fetch: %v (see squashportage fetch --help)\n", err)
-		return 2
+		return cliflag.Refused("fetch", usage, err, stdout, stderr)
 	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "squashportage fetch: %v\n", err)

@@ -31,12 +31,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = errors.New("need SECRET and PUBLIC")
 	}
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			io.WriteString(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "squashportage keygen: %v (see squashportage keygen --help)\n", err)
-		return 2
+		return cliflag.Refused("keygen", usage, err, stdout, stderr)
 	}
 	pub, err := fleet.GenerateKey(rest[0], rest[1])
 	if err != nil {

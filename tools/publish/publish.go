@@ -49,12 +49,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = errors.New("--keep must be at least 1")
 	}
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			io.WriteString(stdout, usage)
-			return 0
-		}
-		fmt.Fprintf(stderr, "squashportage publish: %v (see squashportage publish --help)\n", err)
-		return 2
+		return cliflag.Refused("publish", usage, err, stdout, stderr)
 	}
 	// Delta layers (layers= in the spec) hold changes IMAGE alone lacks.
 	if n, err := overlay.DeltaLayers(rest[0]); err == nil && n > 0 {
