@@ -62,20 +62,10 @@ func TestFetchScript(t *testing.T) {
 }
 
 func TestFetchTimerVerify(t *testing.T) {
-	sa, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Logf("no systemd-analyze (%v)", err)
-		return
-	}
-	dir := t.TempDir()
-	b := strings.ReplaceAll(read(t, fetchService), "/usr/local/sbin/squashportage-fetch", "/bin/true")
-	os.WriteFile(filepath.Join(dir, "squashportage-fetch.service"), []byte(b), 0o644)
-	os.WriteFile(filepath.Join(dir, "squashportage-fetch.timer"), []byte(read(t, fetchTimer)), 0o644)
-	cmd := exec.Command(sa, "verify", filepath.Join(dir, "squashportage-fetch.service"), filepath.Join(dir, "squashportage-fetch.timer"))
-	cmd.Env = append(os.Environ(), "SYSTEMD_LOG_LEVEL=warning")
-	if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
-	}
+	analyzeVerify(t, map[string]string{
+		"squashportage-fetch.service": strings.ReplaceAll(read(t, fetchService), "/usr/local/sbin/squashportage-fetch", "/bin/true"),
+		"squashportage-fetch.timer":   read(t, fetchTimer),
+	})
 }
 
 // TestPublishHook runs the publisher's postsync hook against a stub.
