@@ -336,6 +336,22 @@ func TestRejected(t *testing.T) {
 	}
 }
 
+// during runs fetch with args and, 1.5 s into it, then; it returns
+// fetch's output.
+func during(args []string, then func()) string {
+	done := make(chan string, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		Main(args, &out, &errb)
+		done <- out.String() + errb.String()
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	then()
+	return <-done
+}
+
+var resumedRe = regexp.MustCompile(`(\d+) resumed`)
+
 // TestServerDies: a server that stops sending, then one killed in the
 // middle of a transfer; each fetch fails clearly, keeps what it
 // verified, and the next one resumes.
@@ -343,17 +359,6 @@ func TestServerDies(t *testing.T) {
 	p := newPair(t, 0.02, httpserve.Options{KBytesPerSecond: 256})
 	os.Remove(p.client) // a new client: the whole image comes over the wire
 	img := published(t, p.www, ".sqfs")
-	during := func(args []string, then func()) string {
-		done := make(chan string, 1)
-		go func() {
-			var out, errb bytes.Buffer
-			Main(args, &out, &errb)
-			done <- out.String() + errb.String()
-		}()
-		time.Sleep(1500 * time.Millisecond)
-		then()
-		return <-done
-	}
 	out := during([]string{"--timeout", "1s", "--key", p.public, p.srv.URL(), p.client}, func() { p.srv.Signal(syscall.SIGSTOP) })
 	if !strings.Contains(out, "the server sent nothing for 1s") || !strings.Contains(out, "run fetch again to resume") {
 		t.Fatalf("stalled server: %s", out)
@@ -375,7 +380,7 @@ func TestServerDies(t *testing.T) {
 		t.Fatalf("resume: %d %s", code, out)
 	}
 	t.Logf("resumed: %s", strings.TrimSpace(out))
-	m := regexp.MustCompile(`(\d+) resumed`).FindStringSubmatch(out)
+	m := resumedRe.FindStringSubmatch(out)
 	if m == nil || m[1] == "0" {
 		t.Errorf("nothing resumed: %s", out)
 	}
@@ -457,7 +462,7 @@ func TestGentooSnapshot(t *testing.T) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("clearsign: %v %s", err, out)
 	}
-	srv := httpserve.Start(t, www, httpserve.Options{})
+	srv := httpserve.Start(t, www, httpserve.Options{KBytesPerSecond: 128})
 	url := srv.URL() + "gentoo-current.xz.sqfs"
 	client := filepath.Join(t.TempDir(), "gentoo.sqfs")
 
@@ -468,9 +473,18 @@ func TestGentooSnapshot(t *testing.T) {
 	if _, err := os.Stat(client); err == nil {
 		t.Fatalf("installed with the wrong key")
 	}
+	// The server dies in the middle; the next fetch resumes.
+	out = during([]string{"--gpg-key", pub, url, client}, srv.Stop)
+	if !strings.Contains(out, "transfer broke off") || !strings.Contains(out, "run fetch again to resume") {
+		t.Fatalf("snapshot server died: %s", out)
+	}
+	srv.Restart(httpserve.Options{})
 	code, out = call(t, fetchCmd, "--gpg-key", pub, url, client)
 	if code != 0 || sum(t, client) != sha256.Sum256(b) {
 		t.Fatalf("snapshot fetch: %d %s", code, out)
+	}
+	if m := resumedRe.FindStringSubmatch(out); m == nil || m[1] == "0" {
+		t.Errorf("snapshot download not resumed: %s", out)
 	}
 	t.Logf("snapshot: %s", strings.TrimSpace(out))
 
