@@ -132,8 +132,12 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: up to date (%s)\n", image, res.Manifest.Image)
 		return 0
 	}
-	fmt.Fprintf(stdout, "fetched %d bytes for a %d-byte image (%.2f%%): %d bytes of blocks in %d requests, %d reused from %s, %d resumed\n",
-		res.Fetched, res.ImageSize, 100*float64(res.Fetched)/float64(max(res.ImageSize, 1)), res.BlockBytes, res.Requests, res.Reused, image, res.Resumed)
+	line := fmt.Sprintf("fetched %d bytes for a %d-byte image (%.2f%%): %d bytes of blocks in %d requests",
+		res.Fetched, res.ImageSize, 100*float64(res.Fetched)/float64(max(res.ImageSize, 1)), res.BlockBytes, res.Requests)
+	if !snapshot {
+		line += fmt.Sprintf(", %d reused from %s", res.Reused, image)
+	}
+	fmt.Fprintf(stdout, "%s, %d resumed\n", line, res.Resumed)
 	logf("fetch: downloaded %d bytes of data blocks, %d of fragment blocks, %d of superblock and tables; manifest and index %d",
 		res.Downloaded.Data, res.Downloaded.Fragment, res.Downloaded.Raw, res.Fetched-res.BlockBytes)
 	if st != nil {
