@@ -250,15 +250,21 @@ func dearmor(b []byte) ([]byte, error) {
 	return nil, errors.New("damaged armored key")
 }
 
-// findSHA512 finds name's line ("HEX  NAME") in a sums file.
+// findSHA512 finds name's line in a sums file: "HEX  NAME" (sha512sum's)
+// or "SHA512 (NAME) = HEX" (the BSD tag form).
 func findSHA512(text []byte, name string) (string, error) {
 	sc := bufio.NewScanner(bytes.NewReader(text))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && len(f[0]) == 128 && strings.TrimPrefix(f[1], "*") == name {
-			if _, err := hex.DecodeString(f[0]); err == nil {
-				return strings.ToLower(f[0]), nil
-			}
+		var sum string
+		switch {
+		case len(f) == 2 && strings.TrimPrefix(f[1], "*") == name:
+			sum = f[0]
+		case len(f) == 4 && f[0] == "SHA512" && f[1] == "("+name+")" && f[2] == "=":
+			sum = f[3]
+		}
+		if _, err := hex.DecodeString(sum); err == nil && len(sum) == 128 {
+			return strings.ToLower(sum), nil
 		}
 	}
 	return "", fmt.Errorf("no SHA-512 line for %s in the signed sums (give the dated file's URL, gentoo-YYYYMMDD.xz.sqfs, if the current one is not listed)", name)

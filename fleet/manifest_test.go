@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,5 +51,21 @@ func TestManifestSignature(t *testing.T) {
 		if _, err := ParseManifest(c.b, c.key); !errors.Is(err, ErrSignature) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+func TestFindSHA512(t *testing.T) {
+	h := strings.Repeat("ab", 64)
+	for _, text := range []string{
+		"# SHA512 HASH\n" + h + "  gentoo-current.xz.sqfs\n",
+		h + " *gentoo-current.xz.sqfs\n",
+		"SHA512 (gentoo-current.xz.sqfs) = " + strings.ToUpper(h) + "\n",
+	} {
+		if got, err := findSHA512([]byte(text), "gentoo-current.xz.sqfs"); err != nil || got != h {
+			t.Errorf("%q: %q %v", text, got, err)
+		}
+	}
+	if _, err := findSHA512([]byte(h+"  gentoo-20261203.xz.sqfs\n"), "gentoo-current.xz.sqfs"); err == nil {
+		t.Error("found a line for another file")
 	}
 }
