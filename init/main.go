@@ -20,6 +20,7 @@ import (
 	"github.com/squashportage/squashportage/tools/mount"
 	"github.com/squashportage/squashportage/tools/persist"
 	"github.com/squashportage/squashportage/tools/publish"
+	"github.com/squashportage/squashportage/tools/rollback"
 	"github.com/squashportage/squashportage/tools/status"
 	"github.com/squashportage/squashportage/tools/umount"
 	"github.com/squashportage/squashportage/tools/unsquashfs"
@@ -50,6 +51,10 @@ func commands() map[string]command {
 		"keygen":     {"make the key pair that signs published images", keygen.Main, false},
 		"publish":    {"publish an image generation with its block index and a signed manifest", publish.Main, false},
 		"fetch":      {"update an image from a publisher (or a Gentoo snapshot), verified", fetch.Main, false},
+		"rollback":   {"step an unmounted image back one generation (layer or image)", rollback.Main, false},
+		"compact": {"fold a target's delta layers into a new image now", func(args []string, stdout, stderr io.Writer) int {
+			return persist.Main(append([]string{"--compact"}, args...), stdout, stderr)
+		}, false},
 	}
 }
 

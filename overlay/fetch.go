@@ -34,7 +34,7 @@ func DeltaLayers(image string) (int, error) {
 // image.
 func CheckFetchable(st *State) error {
 	if n, err := DeltaLayers(st.ImagePath()); err == nil && n > 0 {
-		return fmt.Errorf("%s: %w: %d delta layers on %s (layers=) would be left behind: fold them into the image first", st.Target, ErrUnpersisted, n, st.ImagePath())
+		return fmt.Errorf("%s: %w: %d delta layers on %s (layers=) would be hidden: fold them into the image first ('squashportage compact %s'), then fetch", st.Target, ErrUnpersisted, n, st.ImagePath(), st.Target)
 	}
 	if st.UpperKind == KindNone {
 		return fmt.Errorf("%s is mounted ro (the image itself at the target): unmount it, fetch into %s, and mount it again", st.Target, st.Image)

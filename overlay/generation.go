@@ -195,3 +195,61 @@ func copyFile(from, to string) error {
 	}
 	return out.Close()
 }
+
+// Rollback steps IMAGE back one generation: without the newest delta
+// layer when it has layers, else to IMAGE.old (older ones move up). What
+// is stepped away from is kept, renamed *.rolled-back, to undo by hand.
+// The image must not be mounted.
+func Rollback(image, stateDir string) (string, error) {
+	image = filepath.Clean(image)
+	fi, err := os.Stat(image)
+	if err != nil {
+		return "", fmt.Errorf("rollback: %w", err)
+	}
+	states, err := List(stateDir)
+	if err != nil {
+		return "", fmt.Errorf("rollback %s: %w", image, err)
+	}
+	for _, o := range states {
+		if ofi, err := os.Stat(o.ImagePath()); err == nil && os.SameFile(fi, ofi) {
+			return "", fmt.Errorf("rollback %s: mounted at %s; persist or umount it first ('squashportage umount %s')", image, o.Target, o.Target)
+		}
+	}
+	stack, err := readStack(image)
+	if err != nil {
+		return "", fmt.Errorf("rollback %s: %w", image, err)
+	}
+	dir := filepath.Dir(image)
+	if n := len(stack.Layers); n > 0 {
+		top := filepath.Join(dir, stack.Layers[n-1].File)
+		stack.Layers = stack.Layers[:n-1]
+		if err := writeStack(image, stack); err != nil {
+			return "", fmt.Errorf("rollback %s: %w", image, err)
+		}
+		// Named by no record any more: out of the stack already.
+		if err := os.Rename(top, top+".rolled-back"); err != nil {
+			return "", fmt.Errorf("rollback %s: %w", image, err)
+		}
+		return fmt.Sprintf("dropped layer %s (kept as %s.rolled-back); %d layers left", top, top, n-1), syncDir(dir)
+	}
+	old := oldName(image, 1)
+	if _, err := os.Stat(old); err != nil {
+		return "", fmt.Errorf("rollback %s: no delta layer and no previous generation (%s): nothing to roll back to", image, old)
+	}
+	// IMAGE stays complete at every instant: linked aside first, then
+	// replaced by the previous generation in one rename.
+	aside := image + ".rolled-back"
+	_ = os.Remove(aside)
+	if err := os.Link(image, aside); err != nil {
+		return "", fmt.Errorf("rollback %s: %w", image, err)
+	}
+	if err := os.Rename(old, image); err != nil {
+		return "", fmt.Errorf("rollback %s: %w", image, err)
+	}
+	for k := 2; ; k++ {
+		if err := os.Rename(oldName(image, k), oldName(image, k-1)); err != nil {
+			break
+		}
+	}
+	return fmt.Sprintf("%s is the previous generation again (the newer one kept as %s)", image, aside), syncDir(dir)
+}

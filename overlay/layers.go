@@ -92,6 +92,16 @@ func writeStack(image string, s Stack) error {
 	return nil
 }
 
+// LayerFiles are the delta layers image's record names, oldest first,
+// each checked against its recorded size and sha256.
+func LayerFiles(image string) ([]string, error) {
+	s, err := readStack(image)
+	if err != nil {
+		return nil, err
+	}
+	return s.layerPaths(image)
+}
+
 // layerPaths are the stack's layer files, oldest first, checked against
 // the record: a layer that is missing, or not what was written, would
 // show a wrong tree, so the mount fails instead.

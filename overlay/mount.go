@@ -43,6 +43,9 @@ type MountOptions struct {
 	Force bool
 	// Log reports progress; nil is quiet.
 	Log func(format string, args ...any)
+
+	// memFree stands in for MemAvailable (tests of toram).
+	memFree func() int64
 }
 
 // Mount mounts spec.Image read-only and, unless spec.ReadOnly, an overlay
@@ -67,7 +70,7 @@ func Mount(spec Spec, opts MountOptions) (*State, error) {
 	}
 	st := &State{
 		ID: ID(spec.Target), Spec: spec, Image: spec.Image, Target: spec.Target,
-		Root: opts.Root, dir: stateDir,
+		Root: opts.Root, dir: stateDir, memFree: opts.memFree,
 	}
 	if err := imageFree(st); err != nil {
 		return nil, fmt.Errorf("mount %s: %w", spec, err)
@@ -175,13 +178,29 @@ func mountStack(st *State, dir string, log func(string, ...any), u *undo) error 
 	if err != nil {
 		return err
 	}
-	dev, err := mountSquashfs(lowerImage, lower, st.Spec.Exec, u)
+	stack, err := readStack(lowerImage)
+	if err != nil {
+		return err
+	}
+	layerFiles, err := stack.layerPaths(lowerImage)
+	if err != nil {
+		return err
+	}
+	served := lowerImage
+	if st.Spec.ToRAM {
+		copies, err := copyToRAM(st, base, append([]string{lowerImage}, layerFiles...), log, u)
+		if err != nil {
+			return err
+		}
+		served, layerFiles = copies[0], copies[1:]
+	}
+	dev, err := mountSquashfs(served, lower, st.Spec.Exec, u)
 	if err != nil {
 		return err
 	}
 	log("mounted %s (%s) at %s", lowerImage, dev, lower)
 	st.Loop, st.Lower = dev, lower
-	if st.Layers, err = mountDeltaLayers(st, lowerImage, base, log, u); err != nil {
+	if st.Layers, err = mountDeltaLayers(st, layerFiles, base, log, u); err != nil {
 		return err
 	}
 	if err := recordBase(st, lowerImage); err != nil {
@@ -218,17 +237,9 @@ func mountStack(st *State, dir string, log func(string, ...any), u *undo) error 
 	return nil
 }
 
-// mountDeltaLayers mounts the layers image's record names, each on a loop
+// mountDeltaLayers mounts the layer files (oldest first), each on a loop
 // device at a private mount point, and returns them newest first.
-func mountDeltaLayers(st *State, image, base string, log func(string, ...any), u *undo) ([]string, error) {
-	stack, err := readStack(image)
-	if err != nil {
-		return nil, err
-	}
-	files, err := stack.layerPaths(image)
-	if err != nil {
-		return nil, err
-	}
+func mountDeltaLayers(st *State, files []string, base string, log func(string, ...any), u *undo) ([]string, error) {
 	var dirs []string
 	for i, f := range files {
 		dir := filepath.Join(base, genName(fmt.Sprintf("layer%d", i+1), st.Gen))
@@ -243,6 +254,61 @@ func mountDeltaLayers(st *State, image, base string, log func(string, ...any), u
 		dirs = append([]string{dir}, dirs...)
 	}
 	return dirs, nil
+}
+
+// copyToRAM copies files (the image and its layers) onto a tmpfs of
+// their size, for toram, and returns the copies. A machine whose free
+// memory would not hold them with room to spare is refused: better a slow
+// stick than a machine thrashing or killing processes.
+func copyToRAM(st *State, base string, files []string, log func(string, ...any), u *undo) ([]string, error) {
+	var total int64
+	for _, f := range files {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, fmt.Errorf("toram: %w", err)
+		}
+		total += fi.Size()
+	}
+	avail := st.memAvailable()
+	if need := total + total/10 + ramReserve; avail < need {
+		return nil, fmt.Errorf("toram: the image and its layers need %d MiB of RAM with room to spare, and %d MiB are available: drop toram from the spec, or free memory", need>>20, avail>>20)
+	}
+	dir := filepath.Join(base, genName("ram", st.Gen))
+	if err := makeDirs(u, dir); err != nil {
+		return nil, err
+	}
+	data := fmt.Sprintf("mode=0700,size=%d", total+total/100+(1<<20))
+	if err := mountWithLog(fsSource, dir, "tmpfs", uintptr(unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC), data); err != nil {
+		return nil, fmt.Errorf("toram: mount tmpfs at %s: %w", dir, err)
+	}
+	u.push(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	st.RAM = dir
+	var out []string
+	for _, f := range files {
+		dst := filepath.Join(dir, filepath.Base(f))
+		if err := copyFile(f, dst); err != nil {
+			return nil, fmt.Errorf("toram: copy %s: %w", f, err)
+		}
+		out = append(out, dst)
+	}
+	log("copied %d MiB into RAM at %s (toram)", total>>20, dir)
+	return out, nil
+}
+
+// ramReserve is what toram leaves to everything else at the least.
+const ramReserve = 64 << 20
+
+// memAvailable is MemAvailable of /proc/meminfo in bytes.
+func memAvailable() int64 {
+	b, _ := os.ReadFile("/proc/meminfo")
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // prepareUpper makes the upper and work directories: on a fresh tmpfs, or
@@ -465,7 +531,7 @@ func pendingInRAM(st *State) string {
 	if err != nil || empty {
 		return ""
 	}
-	c, err := CountChanges(st.UpperPath(), st.LowerPath())
+	c, err := CountChanges(st.UpperPath(), st.lowerDirs()...)
 	if err != nil {
 		return "changes in RAM"
 	}
@@ -556,9 +622,19 @@ func unmountLayers(st *State, lazy bool) error {
 	for _, l := range st.Layers {
 		errs = append(errs, unmountPrivate(l))
 	}
-	errs = append(errs, unmountPrivate(st.Lower))
+	errs = append(errs, unmountPrivate(st.Lower), unmountPrivate(st.RAM))
 	if err := errors.Join(errs...); err != nil {
 		return err
+	}
+	// Mounts a killed persist made for a stack it never recorded.
+	if ms, err := Mounts(); err == nil {
+		base := filepath.Dir(st.Lower)
+		for i := len(ms) - 1; i >= 0; i-- {
+			if m := ms[i].MountPoint; m != base && within(m, base) {
+				_ = unix.Unmount(m, unix.MNT_DETACH)
+				_ = os.Remove(m)
+			}
+		}
 	}
 	_ = os.Remove(filepath.Dir(st.Lower)) // STATEDIR/ID, now empty
 	return nil

@@ -514,3 +514,46 @@ func TestRelativeStateDir(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestToRAM: toram serves the image and its layers from copies in RAM,
+// persist still writes to the medium, and a machine short of memory is
+// refused with a message that says what to do.
+func TestToRAM(t *testing.T) {
+	e := newEnv(t)
+	img := makeImage(t, testFiles)
+	spec := img + ":" + e.target + ":toram,layers=4,compact=1000%"
+	st := e.mount(spec)
+	if back, _ := loopdev.BackingFile(st.Loop); st.RAM == "" || !within(back, st.RAM) {
+		t.Fatalf("toram: the loop device serves %s, not a copy in %q", back, st.RAM)
+	}
+	if m := mountEntry(t, st.RAM); m.FSType != "tmpfs" {
+		t.Fatalf("toram: %s is a %s", st.RAM, m.FSType)
+	}
+	writeFile(t, filepath.Join(e.target, "new"), "n")
+	res, err := Persist(st, PersistOptions{})
+	if err != nil || res.Layer == "" {
+		t.Fatalf("persist with toram: %+v, %v", res, err)
+	}
+	if _, err := os.Stat(res.Layer); err != nil || within(res.Layer, e.stateDir) {
+		t.Fatalf("the layer is not on the medium: %s, %v", res.Layer, err)
+	}
+	if len(st.Layers) != 1 {
+		t.Fatalf("%d layers mounted", len(st.Layers))
+	}
+	if got := readFile(t, filepath.Join(e.target, "new")); got != "n" {
+		t.Errorf("new = %q", got)
+	}
+	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := ParseSpec(spec)
+	opts := e.opts()
+	opts.memFree = func() int64 { return 1 << 20 }
+	_, err = Mount(sp, opts)
+	if err == nil || !strings.Contains(err.Error(), "toram") || !strings.Contains(err.Error(), "drop toram") {
+		t.Fatalf("toram with 1 MiB free: %v", err)
+	}
+	if _, ok, _ := mountAt(e.target); ok {
+		t.Fatal("a refused toram mount left the target mounted")
+	}
+}

@@ -754,3 +754,140 @@ func fileSize(t *testing.T, p string) int64 {
 	}
 	return fi.Size()
 }
+
+// TestPersistLayerKilled kills a layer-writing persist at many moments:
+// a fresh mount of the stack (as after a power cut) always shows the old
+// or the new view, and what it lacks is still in the live overlay.
+func TestPersistLayerKilled(t *testing.T) {
+	bin := binary(t)
+	_, img0 := portageImage(t, 0.02)
+	var sawOld, sawNew int
+	finished := false
+	for _, delay := range []time.Duration{0, 20, 50, 120, 300, 3000} {
+		if finished {
+			break
+		}
+		delay *= time.Millisecond
+		t.Run(fmt.Sprint(delay), func(t *testing.T) {
+			e := newEnv(t)
+			img := filepath.Join(e.dir, "gentoo.sqfs")
+			copyTo(t, img0, img)
+			spec := img + ":" + e.target + ":layers=8"
+			st := e.mount(spec)
+			// One layer already there: the new one goes on top of it.
+			writeFile(t, filepath.Join(e.target, "first"), "1")
+			if _, err := Persist(st, PersistOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			oldView := filepath.Join(t.TempDir(), "old")
+			copyTo(t, e.target, oldView)
+			syncChanges(t, e.target)
+			newView := filepath.Join(t.TempDir(), "new")
+			copyTo(t, e.target, newView)
+
+			cmd := exec.Command(bin, "persist", "--state-dir", e.stateDir, e.target)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(delay)
+			cmd.Process.Kill()
+			finished = cmd.Wait() == nil
+
+			// The live overlay (repaired by the next lock holder) still
+			// shows the new view.
+			if err := Umount(e.target, UmountOptions{StateDir: e.stateDir, Discard: true}); err != nil {
+				t.Fatal(err)
+			}
+			// Which is what survives a power cut: the stack on disk.
+			st = e.mount(spec)
+			switch {
+			case len(testtree.CompareWith(newView, e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 1})) == 0:
+				sawNew++
+			case len(testtree.CompareWith(oldView, e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 1})) == 0:
+				sawOld++
+			default:
+				t.Fatalf("killed at %v: the stack shows neither the old nor the new view\n%s", delay, out.String())
+			}
+			if left, _ := filepath.Glob(img + ".layer-*.new"); len(left) > 0 {
+				// Harmless (no record names it), but a persist removes it.
+				writeFile(t, filepath.Join(e.target, "again"), "x")
+				if _, err := Persist(st, PersistOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+	t.Logf("the stack was old after %d kills, new after %d", sawOld, sawNew)
+	if sawOld == 0 || sawNew == 0 {
+		t.Errorf("the kills did not cover both outcomes (old %d, new %d)", sawOld, sawNew)
+	}
+}
+
+// TestCompactAndRollback: compact folds the layers into a new image; a
+// rollback drops the newest layer, or goes back to IMAGE.old; each is
+// checked by mounting what is left.
+func TestCompactAndRollback(t *testing.T) {
+	e := newEnv(t)
+	img := makeImage(t, testFiles)
+	spec := img + ":" + e.target + ":layers=8,compact=1000%"
+	st := e.mount(spec)
+	views := []string{filepath.Join(t.TempDir(), "v0")}
+	copyTo(t, e.target, views[0])
+	for i := 1; i <= 2; i++ {
+		writeFile(t, filepath.Join(e.target, fmt.Sprintf("l%d", i)), "x")
+		if res, err := Persist(st, PersistOptions{}); err != nil || res.Layer == "" {
+			t.Fatalf("layer %d: %+v, %v", i, res, err)
+		}
+		views = append(views, filepath.Join(t.TempDir(), fmt.Sprintf("v%d", i)))
+		copyTo(t, e.target, views[i])
+	}
+	// Rolling back a mounted image is refused.
+	if _, err := Rollback(img, e.stateDir); err == nil || !strings.Contains(err.Error(), "umount") {
+		t.Fatalf("rollback of a mounted image: %v", err)
+	}
+	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := Rollback(img, e.stateDir)
+	if err != nil || !strings.Contains(msg, "1 layers left") {
+		t.Fatalf("rollback of a layer: %q, %v", msg, err)
+	}
+	st = e.mount(spec)
+	if d := testtree.CompareWith(views[1], e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 5}); len(d) > 0 {
+		t.Fatalf("after dropping layer 2 the stack differs from view 1: %v", d)
+	}
+	// Compact, with nothing pending: one layer folded into a new IMAGE.
+	before := filepath.Join(t.TempDir(), "before")
+	copyTo(t, img, before)
+	res, err := Persist(st, PersistOptions{Compact: true})
+	if err != nil || res.Layer != "" || !res.Written || sameBytes(t, img, before) {
+		t.Fatalf("compact: %+v, %v", res, err)
+	}
+	if left, _ := filepath.Glob(img + ".layer-????"); len(left) != 0 {
+		t.Errorf("layers left after compact: %v", left)
+	}
+	if len(st.Layers) != 0 {
+		t.Errorf("still %d layers mounted after compact", len(st.Layers))
+	}
+	if d := testtree.CompareWith(views[1], e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 5}); len(d) > 0 {
+		t.Fatalf("after compact the view differs: %v", d)
+	}
+	if !imageEquals(t, img, views[1]) {
+		t.Fatal("the compacted image is not the view")
+	}
+	// Rollback past the compaction: IMAGE.old, the image without layers.
+	if err := Umount(e.target, UmountOptions{StateDir: e.stateDir}); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := Rollback(img, e.stateDir); err != nil || !strings.Contains(msg, "previous generation") {
+		t.Fatalf("rollback to IMAGE.old: %q, %v", msg, err)
+	}
+	if !sameBytes(t, img, before) || sameBytes(t, img+".rolled-back", before) {
+		t.Fatal("after the rollback IMAGE is not the generation before the compaction")
+	}
+	if !imageEquals(t, img, views[0]) {
+		t.Fatal("after the rollback IMAGE does not show the first view")
+	}
+}

@@ -38,7 +38,7 @@ const DefaultSize = "25%"
 const DefaultKeep = 2
 
 // allowedOptions is quoted in errors about unknown options.
-const allowedOptions = "ro, upper=, size=, persist=, comp=, block=, keep=, exec, noexec, threshold=, layers=, compact="
+const allowedOptions = "ro, upper=, size=, persist=, comp=, block=, keep=, exec, noexec, threshold=, layers=, compact=, toram"
 
 // maxLayers bounds layers=: overlayfs stacks up to 500 lowers, but every
 // layer is a loop device and a lookup more.
@@ -71,6 +71,9 @@ type Spec struct {
 	// the upper) below which persist leaves the image alone; 0 persists any
 	// change.
 	Threshold int64
+	// ToRAM copies the image and its layers into RAM at mount, for slow
+	// media; persist still writes to the medium.
+	ToRAM bool
 	// Layers is how many delta layers persist stacks on the image before
 	// it folds them into a new image; 0 writes a whole new image each time.
 	Layers int
@@ -149,7 +152,7 @@ func parseSpec(s string) (Spec, error) {
 
 func (sp *Spec) setOption(opt, key, val string, hasVal bool) error {
 	takesValue, known := map[string]bool{
-		"ro": false, "exec": false,
+		"ro": false, "exec": false, "toram": false,
 		"upper": true, "size": true, "persist": true, "comp": true, "block": true, "keep": true, "threshold": true,
 		"layers": true, "compact": true,
 	}[key]
@@ -167,6 +170,8 @@ func (sp *Spec) setOption(opt, key, val string, hasVal bool) error {
 		sp.ReadOnly = true
 	case "exec":
 		sp.Exec = opt == "exec"
+	case "toram":
+		sp.ToRAM = true
 	case "upper":
 		if val == UpperTmpfs {
 			sp.Upper = UpperTmpfs
@@ -366,6 +371,9 @@ func (sp Spec) String() string {
 	if sp.Exec {
 		opts = append(opts, "exec")
 	}
+	if sp.ToRAM {
+		opts = append(opts, "toram")
+	}
 	if !sp.ReadOnly && sp.Threshold != 0 {
 		opts = append(opts, "threshold="+formatBytes(sp.Threshold))
 	}
@@ -480,6 +488,8 @@ into /etc/squashportage.conf ('#' starts a comment).
   compact=P%      fold the layers also once they add up to P% of IMAGE's
                   size (default 25%)
   exec, noexec    allow running programs from TARGET (default noexec)
+  toram           copy the image and its layers into RAM at mount (slow
+                  sticks); refused when memory is short
 
 Examples:
   /var/cache/gentoo.sqfs:/var/db/repos/gentoo

@@ -79,7 +79,7 @@ func TestParseSpec(t *testing.T) {
 
 func TestParseSpecErrors(t *testing.T) {
 	tests := []struct{ in, want string }{
-		{"/a.sqfs:/x:sise=1g", `spec "/a.sqfs:/x:sise=1g": unknown option "sise" (allowed: ro, upper=, size=, persist=, comp=, block=, keep=, exec, noexec, threshold=, layers=, compact=)`},
+		{"/a.sqfs:/x:sise=1g", `spec "/a.sqfs:/x:sise=1g": unknown option "sise" (allowed: ro, upper=, size=, persist=, comp=, block=, keep=, exec, noexec, threshold=, layers=, compact=, toram)`},
 		{"/a.sqfs:/x:bogus", `unknown option "bogus"`},
 		{"/a.sqfs:/x:ro,,exec", `unknown option ""`},
 		{"/a.sqfs", "want IMAGE:TARGET[:OPTIONS]"},

@@ -59,6 +59,8 @@ type State struct {
 	Work      string    `json:"work,omitempty"`
 	UpperKind string    `json:"upper_kind"`
 	MountedAt time.Time `json:"mounted_at"`
+	// RAM is the tmpfs holding copies of the image and its layers (toram).
+	RAM string `json:"ram,omitempty"`
 	// Layers are the mount points of the delta layers stacked between the
 	// upper and Lower, newest first (layers= in the spec).
 	Layers []string `json:"layers,omitempty"`
@@ -79,6 +81,15 @@ type State struct {
 
 	// dir is the state directory the record lives in.
 	dir string
+	// memFree, when set, stands in for MemAvailable (tests).
+	memFree func() int64
+}
+
+func (st *State) memAvailable() int64 {
+	if st.memFree != nil {
+		return st.memFree()
+	}
+	return memAvailable()
 }
 
 // Path is p as reachable from the current root (p with Root prepended).
@@ -117,6 +128,12 @@ func (st *State) WorkPath() string {
 		return st.Path(st.Work)
 	}
 	return st.Work
+}
+
+// lowerDirs are the overlay's lower layers, newest first: the delta
+// layers, then the image.
+func (st *State) lowerDirs() []string {
+	return append(append([]string(nil), st.Layers...), st.LowerPath())
 }
 
 // StateDir is the directory the record was loaded from or saved to.

@@ -32,6 +32,12 @@ type Report struct {
 	// the disk holding upper=DIR).
 	UpperUsed  int64 `json:"upper_used"`
 	UpperLimit int64 `json:"upper_limit"`
+	// Layers are the delta layers stacked on the image (layers= in the
+	// spec), oldest first; LayerLimit is the spec's layers=, and
+	// CompactBytes the layers' size at which persist folds them.
+	Layers       []StackFile `json:"layers"`
+	LayerLimit   int         `json:"layer_limit"`
+	CompactBytes int64       `json:"compact_bytes"`
 	// UpperFull: the upper's filesystem has (next to) no room left, so
 	// writes may have failed with ENOSPC; persist refuses without --force.
 	UpperFull bool `json:"upper_full"`
@@ -72,6 +78,11 @@ func Status(st *State) (Report, error) {
 	if fi, err := os.Stat(st.ImagePath()); err == nil {
 		rep.ImageSize = fi.Size()
 	}
+	rep.Layers, rep.LayerLimit = []StackFile{}, st.Spec.Layers
+	if stack, err := readStack(st.ImagePath()); err == nil {
+		rep.Layers = append(rep.Layers, stack.Layers...)
+		rep.CompactBytes = stack.Base.Size * int64(st.Spec.compactPercent()) / 100
+	}
 	m, mounted, err := mountAt(st.TargetPath())
 	if err != nil {
 		return rep, fmt.Errorf("status of %s: %w", st.Target, err)
@@ -85,7 +96,7 @@ func Status(st *State) (Report, error) {
 		return rep, fmt.Errorf("status of %s: %w", st.Target, err)
 	}
 	rep.UpperLimit, rep.UpperUsed, rep.UpperFull = u.Limit, u.Used, u.Full
-	c, err := CountChanges(st.UpperPath(), st.LowerPath())
+	c, err := CountChanges(st.UpperPath(), st.lowerDirs()...)
 	if err != nil {
 		return rep, fmt.Errorf("status of %s: %w", st.Target, err)
 	}
@@ -152,7 +163,7 @@ type Changes struct {
 // it: a whiteout (char device 0/0, or a file with trusted.overlay.whiteout)
 // deletes the lower entry; an opaque directory (trusted.overlay.opaque=y)
 // hides all the lower entries it does not have itself.
-func CountChanges(upper, lower string) (Changes, error) {
+func CountChanges(upper string, lowers ...string) (Changes, error) {
 	var c Changes
 	err := filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -162,7 +173,17 @@ func CountChanges(upper, lower string) (Changes, error) {
 			return nil
 		}
 		rel, _ := filepath.Rel(upper, p)
-		lp := filepath.Join(lower, rel)
+		// The entry below: in the newest lower layer that has it (a
+		// whiteout there means none).
+		lp, inLower := "", false
+		for _, lower := range lowers {
+			q := filepath.Join(lower, rel)
+			var ls unix.Stat_t
+			if unix.Lstat(q, &ls) == nil {
+				lp, inLower = q, !isWhiteout(q, &ls)
+				break
+			}
+		}
 		var s unix.Stat_t
 		if err := unix.Lstat(p, &s); err != nil {
 			return fmt.Errorf("count changes: %w", err)
@@ -171,8 +192,6 @@ func CountChanges(upper, lower string) (Changes, error) {
 			c.Deleted++
 			return nil
 		}
-		_, lerr := os.Lstat(lp)
-		inLower := lerr == nil
 		switch s.Mode & unix.S_IFMT {
 		case unix.S_IFDIR:
 			opaque := xattrIs(p, "trusted.overlay.opaque", "y")

@@ -110,7 +110,7 @@ func swapTo(st *State, image string, beneath bool, log func(string, ...any)) (st
 	}
 	// Left mounted by a persist that died before it recorded them.
 	junk, _ := filepath.Glob(filepath.Join(base, "layer*."+strconv.Itoa(next.Gen)))
-	for _, d := range append(junk, staged, filepath.Join(base, genName("lower", next.Gen)), filepath.Join(base, genName("rw", next.Gen))) {
+	for _, d := range append(junk, staged, filepath.Join(base, genName("ram", next.Gen)), filepath.Join(base, genName("lower", next.Gen)), filepath.Join(base, genName("rw", next.Gen))) {
 		_ = unmountAll(d)
 	}
 	if err := makeDirs(&u, base, staged); err != nil {
@@ -167,7 +167,7 @@ func retire(old *State, stacked bool) error {
 	for _, l := range st.Layers {
 		errs = append(errs, unmountPrivate(l))
 	}
-	errs = append(errs, unmountPrivate(st.Lower))
+	errs = append(errs, unmountPrivate(st.Lower), unmountPrivate(st.RAM))
 	return errors.Join(errs...)
 }
 
@@ -231,6 +231,7 @@ func reconcile(st *State, log func(string, ...any)) error {
 				_ = unmountPrivate(l)
 			}
 			_ = unmountPrivate(next.Lower)
+			_ = unmountPrivate(next.RAM)
 			if st.UpperKind == KindDir {
 				for _, d := range []string{st.UpperPath(), st.WorkPath()} {
 					if _, err := os.Stat(d + prevSuffix); err == nil {

@@ -15,7 +15,8 @@ import (
 	"github.com/squashportage/squashportage/overlay"
 )
 
-const usage = `Usage: squashportage persist [--dry-run] [--force] [--if-managed] [--json] [--wait D] [--state-dir DIR] [TARGET...]
+const usage = `Usage: squashportage persist [--dry-run] [--force] [--compact] [--if-managed] [--json] [--wait D] [--state-dir DIR] [TARGET...]
+       squashportage compact [options] [TARGET...]   (persist --compact)
 
 Writes the merged view of each managed overlay (all of them without
 TARGET; a TARGET may be relative or reached through a symlink) into a new
@@ -32,6 +33,12 @@ squashfs image, when its upper holds changes:
     the new image with an empty upper takes its place in one step, freeing
     the RAM. Nothing written before, during or after is lost.
 
+With layers=N in the spec, a persist writes only the upper's changes, as
+a small delta layer (IMAGE.layer-NNNN) stacked on IMAGE and named in
+IMAGE.layers; when the layers reach N (or compact=P% of IMAGE's size),
+or with --compact, it folds IMAGE, the layers and the upper into a new
+IMAGE as above and removes the layers.
+
 Nothing is written when the upper is empty, when the spec says
 persist=never or ro, below threshold=, when /etc/killpower or
 /etc/nut/killpower exists, or on battery (unless --force). When the
@@ -40,6 +47,7 @@ until --force says the tree was checked.
 On any failure the image and the upper stay as they were.
 
 Options:
+  --compact        fold the delta layers into a new image now
   --dry-run        say what would be written
   --force          persist even below the threshold, on battery, with a
                    killpower flag, or when the upper ran full
@@ -67,6 +75,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	dry := fs.Bool("dry-run", false, "")
 	force := fs.Bool("force", false, "")
+	compact := fs.Bool("compact", false, "")
 	ifManaged := fs.Bool("if-managed", false, "")
 	asJSON := fs.Bool("json", false, "")
 	procs := fs.Int("processors", runtime.NumCPU(), "")
@@ -110,7 +119,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		states = append(states, st)
 	}
-	opts := overlay.PersistOptions{DryRun: *dry, Force: *force, Workers: *procs, WriterWait: *wait}
+	opts := overlay.PersistOptions{DryRun: *dry, Force: *force, Compact: *compact, Workers: *procs, WriterWait: *wait}
 	// On a terminal a persist shows its phases and a bar while it writes
 	// (a comp= change recompresses everything: minutes on slow CPUs);
 	// elsewhere (a service's log) only -v makes it talk.

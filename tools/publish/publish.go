@@ -53,7 +53,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	// Delta layers (layers= in the spec) hold changes IMAGE alone lacks.
 	if n, err := overlay.DeltaLayers(rest[0]); err == nil && n > 0 {
-		fmt.Fprintf(stderr, "squashportage publish: %s carries %d delta layers (layers=) not folded into it: its clients would miss their changes; fold them into the image first\n", rest[0], n)
+		fmt.Fprintf(stderr, "squashportage publish: %s carries %d delta layers (layers=) not folded into it: its clients would miss their changes; fold them in first ('squashportage compact TARGET'), then publish\n", rest[0], n)
 		return 1
 	}
 	key, err := fleet.ReadSecretKey(*keyPath)

@@ -120,7 +120,7 @@ func printTable(w io.Writer, reps []overlay.Report) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TARGET\tIMAGE\tCOMP\tIMAGE SIZE\tUPPER\tUSED/LIMIT\tCHANGED\tNEW\tDELETED\tPENDING\tLAST PERSIST")
+	fmt.Fprintln(tw, "TARGET\tIMAGE\tCOMP\tIMAGE SIZE\tLAYERS\tUPPER\tUSED/LIMIT\tCHANGED\tNEW\tDELETED\tPENDING\tLAST PERSIST")
 	for _, r := range reps {
 		used, changed, added, deleted, pending := "-", "-", "-", "-", "-"
 		if r.UpperKind != overlay.KindNone && r.Mounted {
@@ -141,10 +141,23 @@ func printTable(w io.Writer, reps []overlay.Report) {
 		if r.Persist == overlay.PersistNever && r.UpperKind != overlay.KindNone {
 			last += ", persist=never"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			r.Target, r.Image, r.Compressor, size(r.ImageSize), r.UpperKind, used, changed, added, deleted, pending, last)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.Target, r.Image, r.Compressor, size(r.ImageSize), layers(r), r.UpperKind, used, changed, added, deleted, pending, last)
 	}
 	tw.Flush()
+}
+
+// layers says how many delta layers there are, their size, and how far
+// the next fold is: "2/8 96K<24M".
+func layers(r overlay.Report) string {
+	if r.LayerLimit == 0 && len(r.Layers) == 0 {
+		return "-"
+	}
+	var n int64
+	for _, l := range r.Layers {
+		n += l.Size
+	}
+	return fmt.Sprintf("%d/%d %s<%s", len(r.Layers), r.LayerLimit, size(n), size(r.CompactBytes))
 }
 
 // size formats bytes in binary units, short enough for a table.

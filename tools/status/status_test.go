@@ -92,7 +92,7 @@ func TestMainCLI(t *testing.T) {
 			t.Errorf("column %d = %q, want %q\n%s", i, fields[i], w, out)
 		}
 	}
-	if fields[4] != "tmpfs" || !strings.HasSuffix(fields[5], "/4.0M") || fields[7] != "1" || fields[8] != "1" || fields[9] != "1" || fields[10] != "10B" || fields[11] != "never" {
+	if fields[4] != "-" || fields[5] != "tmpfs" || !strings.HasSuffix(fields[6], "/4.0M") || fields[8] != "1" || fields[9] != "1" || fields[10] != "1" || fields[11] != "10B" || fields[12] != "never" {
 		t.Errorf("row %q", fields)
 	}
 
@@ -139,5 +139,50 @@ func TestMainCLI(t *testing.T) {
 	code, out, _ = call("--json")
 	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || !got.Mounts[0].UpperFull {
 		t.Errorf("--json of a full upper: %v\n%s", err, out)
+	}
+
+	// A stack of delta layers: how many, their size, the fold's limit.
+	img2 := filepath.Join(t.TempDir(), "img2.sqfs")
+	if out, err := exec.Command("mksquashfs", src, img2, "-noappend", "-quiet", "-no-progress").CombinedOutput(); err != nil {
+		t.Fatalf("mksquashfs: %v\n%s", err, out)
+	}
+	target2 := dir + "/layered"
+	if err := os.Mkdir(target2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sp2, err := overlay.ParseSpec(img2 + ":" + target2 + ":layers=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2, err := overlay.Mount(sp2, overlay.MountOptions{StateDir: stateDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { overlay.Umount(target2, overlay.UmountOptions{StateDir: stateDir, Lazy: true, Discard: true}) })
+	if err := os.WriteFile(target2+"/x", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := overlay.Persist(st2, overlay.PersistOptions{}); err != nil || res.Layer == "" {
+		t.Fatalf("persist of a layered mount: %+v, %v", res, err)
+	}
+	code, out, _ = call()
+	row := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, target2+" ") {
+			row = l
+		}
+	}
+	if f := strings.Fields(row); code != 0 || len(f) < 5 || !strings.HasPrefix(f[4], "1/2") {
+		t.Errorf("layered row %q\n%s", row, out)
+	}
+	code, out, _ = call("--json")
+	got = output{}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 {
+		t.Fatalf("--json: %v", err)
+	}
+	for _, m := range got.Mounts {
+		if m.Target == target2 && (len(m.Layers) != 1 || m.LayerLimit != 2 || m.CompactBytes == 0 || m.Layers[0].Size == 0) {
+			t.Errorf("--json of a layered mount: %+v", m)
+		}
 	}
 }

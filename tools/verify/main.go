@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"github.com/squashportage/squashportage/internal/progress"
+	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/squash"
 )
 
 const usage = "Usage: squashportage verify [-q] [-n] IMAGE\n\n" +
 	"Reads every metadata table and data block of IMAGE and checks that they\n" +
 	"decode and agree. Data and fragment blocks that do not decode are listed\n" +
-	"with the files (paths in the image) whose contents they hold.\n" +
+	"with the files (paths in the image) whose contents they hold. The delta\n" +
+	"layers IMAGE.layers names (layers= in a spec) are checked against their\n" +
+	"recorded size and sha256 and verified as well.\n" +
 	"Exit status 0 if the image is sound, 1 otherwise.\n" +
 	"  -q, --quiet        print nothing on success\n" +
 	"  -n, --no-progress  no progress bar\n"
@@ -42,7 +45,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprint(stderr, "verify: expected exactly one image\n"+usage)
 				return 1
 			}
-			return run(image, quiet, noProgress, stdout, stderr)
+			return runStack(image, quiet, noProgress, stdout, stderr)
 		case strings.HasPrefix(a, "-") && a != "-":
 			fmt.Fprintf(stderr, "verify: unknown option %s\n%s", a, usage)
 			return 1
@@ -58,7 +61,26 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, "verify: no image given\n"+usage)
 		return 1
 	}
-	return run(image, quiet, noProgress, stdout, stderr)
+	return runStack(image, quiet, noProgress, stdout, stderr)
+}
+
+// runStack verifies image and the delta layers its record names: the
+// whole stack a mount would show.
+func runStack(image string, quiet, noProgress bool, stdout, stderr io.Writer) int {
+	if code := run(image, quiet, noProgress, stdout, stderr); code != 0 {
+		return code
+	}
+	layers, err := overlay.LayerFiles(image)
+	if err != nil {
+		fmt.Fprintf(stderr, "verify: %s: FAULT: %v\n", image, err)
+		return 1
+	}
+	for _, l := range layers {
+		if code := run(l, quiet, noProgress, stdout, stderr); code != 0 {
+			return code
+		}
+	}
+	return 0
 }
 
 func run(image string, quiet, noProgress bool, stdout, stderr io.Writer) int {

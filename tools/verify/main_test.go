@@ -10,7 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/internal/testtree"
+	"github.com/squashportage/squashportage/overlay"
 )
 
 func smallImage(t *testing.T) string {
@@ -116,5 +118,47 @@ func TestMainNamesDamagedFiles(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "data block 0 at") || !strings.Contains(errb.String(), "fragment block") {
 		t.Errorf("report does not say which blocks")
+	}
+}
+
+func TestMain(m *testing.M) { privileged.Main(m) }
+
+// TestMainVerifiesLayers: verify checks the delta layers IMAGE.layers
+// names too, and names a layer that was changed behind its back.
+func TestMainVerifiesLayers(t *testing.T) {
+	img := smallImage(t)
+	dir := t.TempDir()
+	target, state := filepath.Join(dir, "t"), filepath.Join(dir, "state")
+	os.Mkdir(target, 0o755)
+	sp, err := overlay.ParseSpec(img + ":" + target + ":layers=4,compact=1000%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := overlay.Mount(sp, overlay.MountOptions{StateDir: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(target, "g"), []byte("layer"), 0o644)
+	res, err := overlay.Persist(st, overlay.PersistOptions{})
+	if err != nil || res.Layer == "" {
+		t.Fatalf("persist: %+v, %v", res, err)
+	}
+	if err := overlay.Umount(target, overlay.UmountOptions{StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := Main([]string{"-n", img}, &out, &errb); code != 0 || strings.Count(out.String(), ": OK:") != 2 || !strings.Contains(out.String(), res.Layer+": OK") {
+		t.Fatalf("verify of a stack: exit %d\n%s%s", code, &out, &errb)
+	}
+	f, err := os.OpenFile(res.Layer, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("x"))
+	f.Close()
+	out.Reset()
+	errb.Reset()
+	if code := Main([]string{"-n", img}, &out, &errb); code != 1 || !strings.Contains(errb.String(), res.Layer) || !strings.Contains(errb.String(), "damaged or replaced") {
+		t.Fatalf("verify of a changed layer: exit %d\n%s%s", code, &out, &errb)
 	}
 }
