@@ -13,10 +13,13 @@ import (
 	"strings"
 
 	"github.com/squashportage/squashportage/tools/convert"
+	"github.com/squashportage/squashportage/tools/fetch"
 	"github.com/squashportage/squashportage/tools/info"
+	"github.com/squashportage/squashportage/tools/keygen"
 	"github.com/squashportage/squashportage/tools/mksquashfs"
 	"github.com/squashportage/squashportage/tools/mount"
 	"github.com/squashportage/squashportage/tools/persist"
+	"github.com/squashportage/squashportage/tools/publish"
 	"github.com/squashportage/squashportage/tools/rollback"
 	"github.com/squashportage/squashportage/tools/status"
 	"github.com/squashportage/squashportage/tools/umount"
@@ -45,6 +48,9 @@ func commands() map[string]command {
 		"umount":     {"unmount managed overlays", umount.Main, false},
 		"status":     {"show managed mounts and their pending changes", status.Main, false},
 		"persist":    {"fold overlay changes into new images, crash-safely", persist.Main, false},
+		"keygen":     {"make the key pair that signs published images", keygen.Main, false},
+		"publish":    {"publish an image generation with its block index and a signed manifest", publish.Main, false},
+		"fetch":      {"update an image from a publisher (or a Gentoo snapshot), verified", fetch.Main, false},
 		"rollback":   {"step an unmounted image back one generation (layer or image)", rollback.Main, false},
 		"compact": {"fold a target's delta layers into a new image now", func(args []string, stdout, stderr io.Writer) int {
 			return persist.Main(append([]string{"--compact"}, args...), stdout, stderr)

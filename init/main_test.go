@@ -23,6 +23,10 @@ func TestRun(t *testing.T) {
 		{[]string{"squashportage", "mksquashfs", "-version"}, 0, "squashportage mksquashfs", ""},
 		{[]string{"/usr/bin/mksquashfs", "-help"}, 0, "Usage: squashportage mksquashfs", ""},
 		{[]string{"mksquashfs", "src"}, 1, "", "need at least one SOURCE and a DEST"},
+		{[]string{"squashportage", "help"}, 0, "fetch", ""},
+		{[]string{"squashportage", "help", "publish"}, 0, "Usage: squashportage publish", ""},
+		{[]string{"squashportage", "help", "keygen"}, 0, "Usage: squashportage keygen", ""},
+		{[]string{"squashportage", "fetch", "http://127.0.0.1:1/x.sqfs", "img"}, 2, "", "needs --gpg-key"},
 	}
 	for _, tc := range tests {
 		var out, errb bytes.Buffer

@@ -16,9 +16,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/internal/testimage"
 	"github.com/squashportage/squashportage/internal/testtree"
 	"github.com/squashportage/squashportage/squash"
-	"github.com/squashportage/squashportage/squash/sourcetree"
 )
 
 // portageImage writes a small Portage-like tree and its image (made by our
@@ -33,25 +33,7 @@ func portageImage(t *testing.T, scale float64) (src, image string) {
 		t.Fatal(err)
 	}
 	image = filepath.Join(t.TempDir(), "gentoo.sqfs")
-	tree, err := sourcetree.Scan([]string{src}, sourcetree.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := squash.NewWriter(f, squash.WriterOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tree.Write(w, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	testimage.Write(t, src, image, squash.WriterOptions{})
 	return src, image
 }
 

@@ -5,8 +5,10 @@
 package cliflag
 
 import (
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -35,4 +37,16 @@ func Parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		rest = append(rest, args[0])
 		args = args[1:]
 	}
+}
+
+// Refused answers a command line Parse (or the command's own checks)
+// refused: --help prints usage to stdout, exit 0; anything else names the
+// problem on stderr, exit 2 (bad usage).
+func Refused(cmd, usage string, err error, stdout, stderr io.Writer) int {
+	if errors.Is(err, flag.ErrHelp) {
+		io.WriteString(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "squashportage %s: %v (see squashportage %s --help)\n", cmd, err, cmd)
+	return 2
 }

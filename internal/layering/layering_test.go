@@ -23,6 +23,7 @@ var rules = []struct {
 }{
 	{"squash", []string{"overlay", "tools", "boot", "init", "testdata"}},
 	{"overlay", []string{"tools", "boot", "init", "testdata"}},
+	{"fleet", []string{"overlay", "tools", "boot", "init", "testdata"}},
 	{"tools", []string{"tools/*", "boot", "init", "testdata"}},
 	{"boot", []string{"overlay", "tools", "init", "testdata"}},
 	{"internal", []string{"overlay", "tools", "init", "testdata"}},
@@ -111,6 +112,9 @@ func TestForbidden(t *testing.T) {
 		{"init", "tools/persist", true},
 		{"internal/testtree", "internal/treecmp", true},
 		{"internal/testtree", "overlay/fold", false},
+		{"fleet", "squash/blockindex", true},
+		{"fleet", "overlay", false},
+		{"tools/fetch", "fleet", true},
 	} {
 		if got := forbidden(tc.pkg, tc.dep) == ""; got != tc.ok {
 			t.Errorf("%s → %s allowed = %v, want %v", tc.pkg, tc.dep, got, tc.ok)

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/squashportage/squashportage/internal/testimage"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,26 +59,7 @@ func allCases(t *testing.T) string {
 
 func writeImage(t testing.TB, src, image string, opts squash.WriterOptions, sopts sourcetree.Options) squash.WriteStats {
 	t.Helper()
-	tree, err := sourcetree.Scan([]string{src}, sopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	w, err := squash.NewWriter(f, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tree.Write(w, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return w.Stats()
+	return testimage.WriteWith(t, src, image, opts, sopts)
 }
 
 type rtCase struct {

@@ -60,6 +60,12 @@ src_install() {
 	newins configs/squashportage.conf.example squashportage.conf
 
 	dodoc README.md boot/README.md
+	# A fleet (README: "A fleet"): the client's fetch script, its systemd
+	# timer and config, the publisher's postsync hook; examples to copy.
+	docinto fleet
+	dodoc configs/fleet/squashportage-fetch configs/fleet/squashportage-fetch.service \
+		configs/fleet/squashportage-fetch.timer configs/fleet/fleet.conf.example \
+		configs/fleet/60-squashportage-publish
 }
 
 pkg_postinst() {
