@@ -32,6 +32,10 @@ const (
 	imagePath   = "/var/cache/squashportage/gentoo.sqfs"
 	corruptPath = "/var/cache/squashportage/corrupt.sqfs"
 	targetPath  = "/var/db/repos/gentoo"
+	// A stack: an image with three delta layers, made on the host by
+	// persists; the guest persists a fourth.
+	layeredImage  = "/var/cache/squashportage/layered.sqfs"
+	layeredTarget = "/var/db/repos/layered"
 	// A second image and target, for the handover with two specs.
 	image2Path  = "/var/cache/squashportage/linux.sqfs"
 	target2Path = "/usr/src/linux"
@@ -67,6 +71,16 @@ case "$E2E_STEP" in
 	[ -e ` + imagePath + `.old ] && echo "E2E: old image present"
 	ls -l /var/cache/squashportage
 	;;
+3|4)
+	L=` + layeredTarget + `
+	lowers=$(grep " $L " /proc/mounts | sed -n 's/.*lowerdir=\([^,]*\).*/\1/p' | tr ':' '\n' | wc -l)
+	echo "E2E: layered lowers=$lowers markers=[$(cat $L/layer-* 2>&1 | tr '\n' ' ')]"
+	if [ "$E2E_STEP" = 3 ]; then
+		echo 4 > $L/layer-4
+		squashportage persist $L
+		echo "E2E: persist4 rc=$?"
+	fi
+	;;
 esac
 echo "E2E: done"
 sync
@@ -98,7 +112,7 @@ func TestE2E(t *testing.T) {
 
 	diskA := e.disk(t, "a")
 	t.Run("boot1-persist", func(t *testing.T) {
-		log := e.boot(t, diskA, fmt.Sprintf("root=UUID=%s rw squashportage=%s:%s E2E_STEP=1 -- e2earg", rootUUID, imagePath, targetPath))
+		log := e.boot(t, diskA, fmt.Sprintf("root=UUID=%s rw squashportage=%s:%s:layers=0 E2E_STEP=1 -- e2earg", rootUUID, imagePath, targetPath))
 		expect(t, log,
 			`squashportage: mounted /dev/vda \(ext4\) on /newroot read-write`,
 			`squashportage: squashportage=\S+ mounted in`,
@@ -111,13 +125,30 @@ func TestE2E(t *testing.T) {
 			`E2E: done`)
 	})
 	t.Run("boot2-persisted", func(t *testing.T) {
-		log := e.boot(t, diskA, fmt.Sprintf("root=LABEL=%s rw squashportage=%s:%s E2E_STEP=2", rootLabel, imagePath, targetPath))
+		log := e.boot(t, diskA, fmt.Sprintf("root=LABEL=%s rw squashportage=%s:%s:layers=0 E2E_STEP=2", rootLabel, imagePath, targetPath))
 		expect(t, log,
 			`E2E: init pid=1 args=\[\] step=\[2\]`,
 			`E2E: upper-files=0 `,
 			`E2E: marker=\[written at boot 1\]`,
 			`E2E: marker-in-lower=\[written at boot 1\]`,
 			`E2E: old image present`,
+			`E2E: done`)
+	})
+	diskC := e.disk(t, "c")
+	layered := fmt.Sprintf("squashportage=%s:%s:compact=1000%%", layeredImage, layeredTarget)
+	t.Run("layers-boot-persist", func(t *testing.T) {
+		log := e.boot(t, diskC, fmt.Sprintf("root=UUID=%s rw %s E2E_STEP=3", rootUUID, layered))
+		expect(t, log,
+			`squashportage: squashportage=\S+ mounted in`,
+			`E2E: layered lowers=4 markers=\[1 2 3 \]`,
+			`wrote layer `+regexp.QuoteMeta(layeredImage)+`\.layer-0004 `,
+			`E2E: persist4 rc=0`,
+			`E2E: done`)
+	})
+	t.Run("layers-boot-four", func(t *testing.T) {
+		log := e.boot(t, diskC, fmt.Sprintf("root=UUID=%s rw %s E2E_STEP=4", rootUUID, layered))
+		expect(t, log,
+			`E2E: layered lowers=5 markers=\[1 2 3 4 \]`,
 			`E2E: done`)
 	})
 	diskB := e.disk(t, "b")
@@ -298,10 +329,12 @@ func buildInitramfs(t *testing.T, e *env, bin, uroot, busybox string) string {
 func buildRootDir(t *testing.T, dir, bin string) string {
 	t.Helper()
 	root := filepath.Join(dir, "root")
-	if err := vmtest.LayoutRoot(root, bin, realInit, "var/cache/squashportage", targetPath, target2Path); err != nil {
+	if err := vmtest.LayoutRoot(root, bin, realInit, "var/cache/squashportage", targetPath, target2Path, layeredTarget); err != nil {
 		t.Fatal(err)
 	}
 	makeImage(t, filepath.Join(dir, "tree"), filepath.Join(root, imagePath), 0.003, 7)
+	makeImage(t, filepath.Join(dir, "tree3"), filepath.Join(root, layeredImage), 0.002, 13)
+	makeLayers(t, bin, dir, filepath.Join(root, layeredImage), 3)
 	// The second image: a smaller tree of its own.
 	makeImage(t, filepath.Join(dir, "tree2"), filepath.Join(root, image2Path), 0.001, 11)
 	// A squashfs superblock magic followed by garbage: it gets past a
@@ -311,6 +344,36 @@ func buildRootDir(t *testing.T, dir, bin string) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// makeLayers stacks n delta layers on image with the squashportage
+// binary, as persists on the host would: mount, write layer-N, persist.
+func makeLayers(t *testing.T, bin, dir, image string, n int) {
+	t.Helper()
+	state, target := filepath.Join(dir, "layers-state"), filepath.Join(dir, "layers-target")
+	if err := os.Mkdir(target, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sp := "--state-dir"
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+			t.Fatalf("squashportage %v: %v\n%s", args, err, out)
+		}
+	}
+	run("mount", sp, state, image+":"+target+":compact=1000%")
+	defer exec.Command(bin, "umount", "--discard", sp, state, target).Run()
+	for i := 1; i <= n; i++ {
+		if err := os.WriteFile(filepath.Join(target, fmt.Sprintf("layer-%d", i)), []byte(fmt.Sprint(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run("persist", sp, state, target)
+	}
+	run("umount", sp, state, target)
+	layers, _ := filepath.Glob(image + ".layer-*")
+	if len(layers) != n {
+		t.Fatalf("%d layers made, want %d: %v", len(layers), n, layers)
+	}
 }
 
 // makeImage generates a Portage-like tree at tree and writes its image

@@ -254,7 +254,10 @@ func (d *demo) run() error {
 		return err
 	}
 
-	spec := "squashportage=" + image + ":" + target
+	// layers=0: the demo shows the whole image persisted and swapped (its
+	// disk inspection compares IMAGE and IMAGE.old); the default stacks
+	// a delta layer instead, which make test boots (boot/e2e).
+	spec := "squashportage=" + image + ":" + target + ":layers=0"
 	log1, err := d.boot(1, "root=LABEL="+rootLabel+" rw "+spec+" DEMO_BOOT=1")
 	if err != nil {
 		return err
