@@ -11,8 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/sourcetree"
 )
@@ -96,17 +95,18 @@ func run(c *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(fmt.Errorf("creating image %s: %w", c.dest, err))
 	}
-	var bar *progressBar
-	if !c.quiet && !c.noProgress && (!c.info || c.progress) && isTerminal(stderr) {
-		bar = newProgressBar(stderr, total)
+	var bar *progress.Bar
+	var onProgress func(int64)
+	if !c.quiet && !c.noProgress && (!c.info || c.progress) && progress.IsTerminal(stderr) {
+		bar = progress.NewBar(stderr, "B")
+		onProgress = func(done int64) { bar.Update(done, total) }
 	}
-	var progress func(int64)
+	werr := tree.Write(w, onProgress)
 	if bar != nil {
-		progress = bar.update
-	}
-	werr := tree.Write(w, progress)
-	if bar != nil {
-		bar.finish(werr == nil)
+		if werr == nil {
+			bar.Update(total, total)
+		}
+		bar.Done()
 	}
 	if werr != nil {
 		w.Close()
@@ -236,94 +236,4 @@ func printSummary(w io.Writer, c *config, st squash.WriteStats, size int64) {
 	fmt.Fprintf(w, "Number of fragments %d\n", st.Fragments)
 	fmt.Fprintf(w, "Number of directories %d\n", st.Dirs)
 	fmt.Fprintf(w, "Number of duplicate files found %d\n", st.Duplicates)
-}
-
-// isTerminal reports whether w is a terminal (only then is a progress bar
-// drawn, so logs and pipes stay clean).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(interface{ Fd() uintptr })
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
-// progressBar draws one self-overwriting line on a terminal.
-type progressBar struct {
-	w     io.Writer
-	total int64
-	start time.Time
-	last  time.Time
-	done  int64
-}
-
-const progressInterval = 200 * time.Millisecond // at most 5 redraws a second
-
-func newProgressBar(w io.Writer, total int64) *progressBar {
-	now := time.Now()
-	p := &progressBar{w: w, total: total, start: now}
-	p.draw(now)
-	return p
-}
-
-func (p *progressBar) update(done int64) {
-	p.done = done
-	now := time.Now()
-	if now.Sub(p.last) < progressInterval {
-		return
-	}
-	p.draw(now)
-}
-
-func (p *progressBar) finish(ok bool) {
-	if ok {
-		p.done = p.total
-	}
-	p.draw(time.Now())
-	fmt.Fprintln(p.w)
-}
-
-func (p *progressBar) draw(now time.Time) {
-	p.last = now
-	frac := 1.0
-	if p.total > 0 {
-		frac = float64(p.done) / float64(p.total)
-	}
-	const width = 30
-	fill := int(frac * width)
-	bar := make([]byte, width)
-	for i := range bar {
-		switch {
-		case i < fill:
-			bar[i] = '='
-		case i == fill:
-			bar[i] = '>'
-		default:
-			bar[i] = ' '
-		}
-	}
-	elapsed := now.Sub(p.start).Seconds()
-	rate := 0.0
-	if elapsed > 0 {
-		rate = float64(p.done) / elapsed
-	}
-	eta := "ETA --:--"
-	switch {
-	case p.done >= p.total:
-		eta = "took " + fmtDuration(now.Sub(p.start))
-	case rate > 0:
-		eta = "ETA " + fmtDuration(time.Duration(float64(p.total-p.done)/rate*float64(time.Second)))
-	}
-	const mb = 1 << 20
-	fmt.Fprintf(p.w, "\r[%s] %3.0f%% %.1f/%.1f MB %.1f MB/s %s \x1b[K",
-		bar, 100*frac, float64(p.done)/mb, float64(p.total)/mb, rate/mb, eta)
-}
-
-func fmtDuration(d time.Duration) string {
-	s := int(d.Round(time.Second).Seconds())
-	if s >= 3600 {
-		return fmt.Sprintf("%d:%02d:%02d", s/3600, s/60%60, s%60)
-	}
-	return fmt.Sprintf("%d:%02d", s/60, s%60)
 }
