@@ -364,7 +364,7 @@ func makeLayers(t *testing.T, bin, dir, image string, n int) {
 	run("mount", sp, state, image+":"+target+":compact=1000%")
 	defer exec.Command(bin, "umount", "--discard", sp, state, target).Run()
 	for i := 1; i <= n; i++ {
-		if err := os.WriteFile(filepath.Join(target, fmt.Sprintf("layer-%d", i)), []byte(fmt.Sprint(i)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(target, fmt.Sprintf("layer-%d", i)), []byte(fmt.Sprintf("%d\n", i)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		run("persist", sp, state, target)
