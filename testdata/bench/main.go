@@ -34,7 +34,7 @@ func main() {
 	bin := flag.String("bin", "bin/squashportage", "squashportage binary")
 	scale := flag.Float64("scale", 1, "Portage tree scale (1 is about 160k files)")
 	runs := flag.Int("runs", 1, "runs of each writer (the median is reported)")
-	only := flag.String("only", "writer,persist", "parts to run: writer, persist")
+	only := flag.String("only", "writer,persist,layers", "parts to run: writer, persist, layers")
 	trees := flag.String("trees", "portage,linux", "trees for the writer part")
 	comps := flag.String("comps", "gzip,xz,zstd,lz4", "compressors for the writer part")
 	pcomps := flag.String("persist-comps", "gzip,xz", "compressors for the persist part")
@@ -61,6 +61,11 @@ func main() {
 				}
 			}
 			b.writer(tree, src, strings.Split(*comps, ","))
+		}
+	}
+	if strings.Contains(*only, "layers") {
+		if err := b.layers(portage, "gzip"); err != nil {
+			fail(err)
 		}
 	}
 	if strings.Contains(*only, "persist") {
