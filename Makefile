@@ -71,13 +71,30 @@ demo: build
 	fi
 	$(GO) run ./testdata/demo -bin $(BIN)
 
-# Our writer against mksquashfs (Portage-like tree and Linux sources, four
-# compressors) and persist against a full rebuild; see testdata/bench.
+# make bench: our writer against the peers (squashfs-tools 4.7.x built
+# from upstream's source into BENCH_DIR, never committed; squashfs-tools-ng's
+# gensquashfs and Debian's mksquashfs 4.5.1 from Debian's packages), persist,
+# delta layers and extraction; see testdata/bench. Give a peer's binary to
+# skip its build: make bench MKSQUASHFS_47=/path/to/mksquashfs.
 # BENCH_ARGS passes flags, e.g. BENCH_ARGS="-trees portage -comps gzip".
-bench: build
-	@command -v mksquashfs >/dev/null && command -v rsync >/dev/null || \
-		apt-get install -y --no-install-recommends squashfs-tools rsync xz-utils
-	$(GO) run ./testdata/bench -bin $(BIN) -scale $(BENCH_SCALE) $(BENCH_ARGS)
+BENCH_DIR          ?= /var/tmp/squashportage-bench
+SQUASHFS_TOOLS_GIT ?= https://github.com/plougher/squashfs-tools
+SQUASHFS_TOOLS_TAG ?= 4.7.5
+MKSQUASHFS_47      ?= $(BENCH_DIR)/peers/squashfs-tools-$(SQUASHFS_TOOLS_TAG)/squashfs-tools/mksquashfs
+GENSQUASHFS        ?= /usr/bin/gensquashfs
+MKSQUASHFS         ?= /usr/bin/mksquashfs
+
+$(BENCH_DIR)/peers/squashfs-tools-%/squashfs-tools/mksquashfs:
+	apt-get install -y --no-install-recommends build-essential git zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev libzstd-dev
+	rm -rf $(BENCH_DIR)/peers/squashfs-tools-$*
+	git clone --depth 1 -b $* $(SQUASHFS_TOOLS_GIT) $(BENCH_DIR)/peers/squashfs-tools-$*
+	$(MAKE) -C $(BENCH_DIR)/peers/squashfs-tools-$*/squashfs-tools XZ_SUPPORT=1 LZO_SUPPORT=1 LZ4_SUPPORT=1 ZSTD_SUPPORT=1
+
+bench: build $(MKSQUASHFS_47)
+	@command -v mksquashfs >/dev/null && command -v gensquashfs >/dev/null && command -v rsync >/dev/null || \
+		apt-get install -y --no-install-recommends squashfs-tools squashfs-tools-ng rsync xz-utils
+	$(GO) run ./testdata/bench -dir $(BENCH_DIR) -bin $(BIN) -scale $(BENCH_SCALE) \
+		-peers "4.7=$(MKSQUASHFS_47),gensquashfs=$(GENSQUASHFS),debian-4.5=$(MKSQUASHFS)" $(BENCH_ARGS)
 
 clean:
 	rm -rf bin

@@ -39,6 +39,7 @@ func main() {
 	comps := flag.String("comps", "gzip,xz,zstd,lz4", "compressors for the writer part")
 	pcomps := flag.String("persist-comps", "gzip,xz", "compressors for the persist part")
 	pbases := flag.String("persist-bases", "ours,mksquashfs", "who writes the image persist starts from")
+	peerList := flag.String("peers", envOr("BENCH_PEERS", "debian-4.5=/usr/bin/mksquashfs"), "writers to compare with, NAME=BINARY,... (gensquashfs: squashfs-tools-ng's)")
 	flag.Parse()
 	b := &bench{dir: *dir, runs: *runs}
 	var err error
@@ -60,7 +61,7 @@ func main() {
 					fail(err)
 				}
 			}
-			b.writer(tree, src, strings.Split(*comps, ","))
+			b.writerPeers(tree, src, strings.Split(*comps, ","), parsePeers(*peerList))
 		}
 	}
 	if strings.Contains(*only, "layers") {
@@ -176,35 +177,6 @@ func median(rs []result) result {
 		}
 	}
 	return rs[len(rs)/2]
-}
-
-func (b *bench) writer(tree, src string, comps []string) {
-	fmt.Printf("\n### Writer on the %s tree (%s), 128 KiB blocks, 2 processors, median of %d\n\n", tree, src, b.runs)
-	fmt.Println("| comp | ours wall | mksquashfs wall | time ratio | ours CPU | mksquashfs CPU | ours RSS | mksquashfs RSS | ours size | mksquashfs size | size ratio |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, c := range comps {
-		img := filepath.Join(b.dir, "w.sqfs")
-		var ours, theirs []result
-		for range b.runs {
-			common := []string{src, img, "-comp", c, "-b", "128K", "-processors", "2", "-noappend", "-quiet", "-no-progress"}
-			o, err := measure(img, b.bin, append([]string{"mksquashfs"}, common...)...)
-			if err != nil {
-				fail(err)
-			}
-			ours = append(ours, o)
-			t, err := measure(img, "mksquashfs", common...)
-			if err != nil {
-				fail(err)
-			}
-			theirs = append(theirs, t)
-		}
-		o, t := median(ours), median(theirs)
-		fmt.Printf("| %s | %.1f s | %.1f s | %.2f | %.1f s | %.1f s | %d MB | %d MB | %.1f MB | %.1f MB | %.3f |\n",
-			c, o.wall.Seconds(), t.wall.Seconds(), o.wall.Seconds()/t.wall.Seconds(),
-			o.cpu.Seconds(), t.cpu.Seconds(), o.rss>>10, t.rss>>10,
-			float64(o.size)/1e6, float64(t.size)/1e6, float64(o.size)/float64(t.size))
-		os.Remove(img)
-	}
 }
 
 // persist times squashportage persist after an emerge --sync-like change
