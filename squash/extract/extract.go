@@ -55,7 +55,7 @@ type Options struct {
 // dest, creating dest if it does not exist. dest itself must not be a
 // symlink; it receives the metadata of the image's root directory.
 func Extract(r *squash.Reader, dest string, opts Options) error {
-	return extract(readerSource{r: r, frags: &fragCache{}}, dest, opts)
+	return extract(readerSource{r: r}, dest, opts)
 }
 
 // dirent is one directory entry as the image lists it.
@@ -82,8 +82,7 @@ type source interface {
 // readerSource adapts a *squash.Reader to source. Listings are read by
 // inode, not by path, so nothing about them depends on path lookup.
 type readerSource struct {
-	r     *squash.Reader
-	frags *fragCache
+	r *squash.Reader
 }
 
 func (s readerSource) root() (*squash.Inode, error) { return s.r.Root() }
@@ -108,7 +107,7 @@ func (s readerSource) readDir(dir *squash.Inode) ([]dirent, error) {
 }
 
 func (s readerSource) open(_ string, ino *squash.Inode) (io.ReadCloser, error) {
-	return newFileData(s.r, s.frags, ino)
+	return newFileData(s.r, ino)
 }
 
 func (s readerSource) xattrs(ino *squash.Inode) ([]squash.Xattr, error) { return s.r.Xattrs(ino) }
@@ -140,7 +139,7 @@ func isRoot() bool { return os.Geteuid() == 0 }
 // after validating the whole selection as Extract does. Listing tools use
 // it to show exactly what extraction would write.
 func Walk(r *squash.Reader, paths []string, fn func(rel string, ino *squash.Inode) error) error {
-	nodes, _, err := plan(readerSource{r: r, frags: &fragCache{}}, paths)
+	nodes, _, err := plan(readerSource{r: r}, paths)
 	if err != nil {
 		return err
 	}
