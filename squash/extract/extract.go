@@ -107,7 +107,13 @@ func (s readerSource) readDir(dir *squash.Inode) ([]dirent, error) {
 }
 
 func (s readerSource) open(_ string, ino *squash.Inode) (io.ReadCloser, error) {
-	return newFileData(s.r, ino)
+	return newFileData(s.r, ino, nil)
+}
+
+func (s readerSource) fragmentBlock(i uint32) ([]byte, error) { return s.r.FragmentBlock(i) }
+
+func (s readerSource) openFragment(ino *squash.Inode, block []byte) (io.ReadCloser, error) {
+	return newFileData(s.r, ino, block)
 }
 
 func (s readerSource) xattrs(ino *squash.Inode) ([]squash.Xattr, error) { return s.r.Xattrs(ino) }

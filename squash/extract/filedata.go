@@ -26,9 +26,12 @@ type fileData struct {
 	store []byte // backing storage of buf, allocated on a short Read
 	raw   []byte // compressed bytes of the last block
 	left  uint64 // bytes not yet returned
+	frag  []byte // the file's fragment block if already decoded, or nil
 }
 
-func newFileData(r *squash.Reader, ino *squash.Inode) (*fileData, error) {
+// newFileData reads ino's contents. frag, if not nil, is its decoded
+// fragment block.
+func newFileData(r *squash.Reader, ino *squash.Inode, frag []byte) (*fileData, error) {
 	bs := int(r.Superblock().BlockSize)
 	full := ino.Size / uint64(bs)
 	want := full
@@ -38,7 +41,7 @@ func newFileData(r *squash.Reader, ino *squash.Inode) (*fileData, error) {
 	if uint64(len(ino.BlockSizes)) != want {
 		return nil, fmt.Errorf("inode %d: %d blocks listed for %d bytes", ino.Number, len(ino.BlockSizes), ino.Size)
 	}
-	return &fileData{r: r, ino: ino, bs: bs, pos: ino.BlocksStart, left: ino.Size}, nil
+	return &fileData{r: r, ino: ino, bs: bs, pos: ino.BlocksStart, left: ino.Size, frag: frag}, nil
 }
 
 func (f *fileData) Close() error { return nil }
@@ -109,9 +112,12 @@ func (f *fileData) fragment(want uint64) ([]byte, error) {
 	if ino.Fragment == squash.NoFragment {
 		return nil, fmt.Errorf("inode %d: %d bytes beyond its blocks and no fragment", ino.Number, f.left)
 	}
-	block, err := f.r.FragmentBlock(ino.Fragment)
-	if err != nil {
-		return nil, err
+	block := f.frag
+	if block == nil {
+		var err error
+		if block, err = f.r.FragmentBlock(ino.Fragment); err != nil {
+			return nil, err
+		}
 	}
 	end := uint64(ino.FragOffset) + want
 	if end > uint64(len(block)) {

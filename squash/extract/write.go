@@ -31,15 +31,17 @@ type extractor struct {
 	total int64
 	err   error
 
-	jobs chan fileJob
-	wg   sync.WaitGroup
+	jobs  chan fileJob
+	wg    sync.WaitGroup
+	ahead *fragAhead // decodes queued files' fragment blocks; nil without workers
 }
 
 // fileJob is a created, empty regular file whose contents and metadata are
 // still to be written.
 type fileJob struct {
-	fd int
-	n  *node
+	fd   int
+	n    *node
+	frag *fragRef // its fragment block, when decoded ahead
 }
 
 func extract(src source, dest string, opts Options) error {
@@ -63,6 +65,9 @@ func extract(src source, dest string, opts Options) error {
 		x.proc = true
 	}
 	if opts.Workers > 1 {
+		if fs, ok := src.(fragmentSource); ok {
+			x.ahead = newFragAhead(fs, opts.Workers, src.blockSize())
+		}
 		x.jobs = make(chan fileJob, queueLen(opts.Workers))
 		for range opts.Workers {
 			x.wg.Add(1)
@@ -73,6 +78,9 @@ func extract(src source, dest string, opts Options) error {
 	if x.jobs != nil {
 		close(x.jobs)
 		x.wg.Wait()
+	}
+	if x.ahead != nil {
+		x.ahead.close()
 	}
 	if runErr != nil {
 		return runErr
@@ -244,6 +252,9 @@ func (x *extractor) create(parent int, n *node) (int, error) {
 		x.advance(1)
 		job := fileJob{fd: fd, n: n}
 		if x.jobs != nil {
+			if x.ahead != nil && needsFragment(ino, x.src.blockSize()) {
+				job.frag = x.ahead.get(ino.Fragment)
+			}
 			x.jobs <- job
 			return -1, nil
 		}
@@ -389,12 +400,15 @@ func (x *extractor) worker(blockSize int) {
 	defer x.wg.Done()
 	buf := make([]byte, blockSize)
 	for job := range x.jobs {
-		if x.failed() != nil {
+		if x.failed() == nil {
+			if err := x.writeFile(job, buf); err != nil {
+				x.fail(err)
+			}
+		} else {
 			unix.Close(job.fd)
-			continue
 		}
-		if err := x.writeFile(job, buf); err != nil {
-			x.fail(err)
+		if job.frag != nil {
+			x.ahead.release(job.frag)
 		}
 	}
 }
@@ -410,7 +424,16 @@ func (x *extractor) writeFile(job fileJob, buf []byte) (err error) {
 	}()
 	size := int64(n.ino.Size)
 	if size > 0 {
-		f, err := x.src.open(n.imagePath(), n.ino)
+		var f io.ReadCloser
+		var err error
+		if job.frag != nil {
+			var block []byte
+			if block, err = job.frag.wait(); err == nil {
+				f, err = x.src.(fragmentSource).openFragment(n.ino, block)
+			}
+		} else {
+			f, err = x.src.open(n.imagePath(), n.ino)
+		}
 		if err != nil {
 			return fmt.Errorf("open %q in image: %w", n.rel, err)
 		}
