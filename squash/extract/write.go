@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -24,7 +25,7 @@ type extractor struct {
 	chown bool // set ownership (root only)
 	proc  bool // /proc/self/fd is usable for path-based xattr calls
 
-	links map[uint32]string // inode number -> rel path of its first copy
+	links map[uint32]*linkTarget // inode number -> its first copy
 
 	mu    sync.Mutex // guards done, err and Progress calls
 	done  int64
@@ -36,12 +37,37 @@ type extractor struct {
 	ahead *fragAhead // decodes queued files' fragment blocks; nil without workers
 }
 
-// fileJob is a created, empty regular file whose contents and metadata are
-// still to be written.
+// linkTarget is the first copy of an inode, which later hard links name.
+// ready is closed once it exists, or once it will not (err set).
+type linkTarget struct {
+	rel   string
+	ready chan struct{}
+	err   error
+	once  sync.Once
+}
+
+// signal closes ready, with err nil if the entry was created. Only the
+// first call counts.
+func (t *linkTarget) signal(err error) {
+	t.once.Do(func() {
+		t.err = err
+		close(t.ready)
+	})
+}
+
+// errNotCreated stands for a link target that extraction gave up on.
+var errNotCreated = errors.New("not created")
+
+// fileJob is a regular file to create and fill, or (target set) a hard link
+// to make, in the open directory parent. Workers do both, so that creating
+// files, the costliest part of extracting many small ones, runs in
+// parallel too.
 type fileJob struct {
-	fd   int
-	n    *node
-	frag *fragRef // its fragment block, when decoded ahead
+	parent *dirFrame
+	n      *node
+	frag   *fragRef    // the file's fragment block, when decoded ahead
+	first  *linkTarget // the file's own entry in links
+	target *linkTarget // for a hard link: what it links to
 }
 
 func extract(src source, dest string, opts Options) error {
@@ -58,7 +84,7 @@ func extract(src source, dest string, opts Options) error {
 		opts:  opts,
 		root:  root,
 		chown: !opts.NoOwner && isRoot(),
-		links: map[uint32]string{},
+		links: map[uint32]*linkTarget{},
 		total: total,
 	}
 	if _, err := os.Stat("/proc/self/fd"); err == nil {
@@ -74,7 +100,10 @@ func extract(src source, dest string, opts Options) error {
 			go x.worker(src.blockSize())
 		}
 	}
-	runErr := x.run(nodes)
+	stack, runErr := x.run(nodes)
+	if runErr != nil {
+		x.fail(runErr)
+	}
 	if x.jobs != nil {
 		close(x.jobs)
 		x.wg.Wait()
@@ -82,8 +111,11 @@ func extract(src source, dest string, opts Options) error {
 	if x.ahead != nil {
 		x.ahead.close()
 	}
-	if runErr != nil {
-		return runErr
+	// Every job is done: what is left open (only the root, unless the walk
+	// stopped early) gets its metadata last, so nothing extraction does
+	// afterwards can disturb it.
+	for i := len(stack) - 1; i >= 0; i-- {
+		x.dirDone(stack[i])
 	}
 	return x.failed()
 }
@@ -127,53 +159,80 @@ func openDest(dest string) (int, error) {
 	return fd, nil
 }
 
-// dirFrame is an open directory on the walk stack.
+// dirFrame is an open directory. Its metadata is set, and its descriptor
+// closed, when the walk has left it and every job creating an entry in it
+// is done: pending counts the walk (1) plus those jobs.
 type dirFrame struct {
-	fd int
-	n  *node
+	fd      int
+	n       *node
+	pending atomic.Int64
 }
 
-func (x *extractor) run(nodes []*node) error {
-	stack := []dirFrame{{fd: x.root, n: nodes[0]}}
-	// On error, close what is still open without touching metadata.
-	defer func() {
-		for _, f := range stack {
-			unix.Close(f.fd)
-		}
-	}()
+func newFrame(fd int, n *node) *dirFrame {
+	f := &dirFrame{fd: fd, n: n}
+	f.pending.Store(1)
+	return f
+}
+
+// dirDone drops one hold on f; the last one finishes it. After a failure
+// the directory is closed without touching its metadata.
+func (x *extractor) dirDone(f *dirFrame) {
+	if f.pending.Add(-1) != 0 {
+		return
+	}
+	if x.failed() != nil {
+		unix.Close(f.fd)
+		return
+	}
+	if err := x.finishDir(f); err != nil {
+		x.fail(err)
+	}
+}
+
+// run creates the nodes in order. Directories, symlinks and special files
+// are made here; regular files and hard links go to the workers (or are
+// made here too without workers). It returns the directories still held by
+// the walk: the root, or more when it stopped early.
+func (x *extractor) run(nodes []*node) ([]*dirFrame, error) {
+	stack := []*dirFrame{newFrame(x.root, nodes[0])}
 	x.info(nodes[0])
 	x.advance(1)
+	var buf []byte // file contents, without workers
 	for _, n := range nodes[1:] {
 		if err := x.failed(); err != nil {
-			return err
+			return stack, err
 		}
 		for len(stack) > n.depth {
-			top := stack[len(stack)-1]
+			x.dirDone(stack[len(stack)-1])
 			stack = stack[:len(stack)-1]
-			if err := x.finishDir(top); err != nil {
-				return err
-			}
 		}
-		parent := stack[len(stack)-1].fd
+		parent := stack[len(stack)-1]
 		x.info(n)
-		fd, err := x.create(parent, n)
+		job, dir, err := x.create(parent, n)
 		if err != nil {
-			return err
+			return stack, err
 		}
-		if fd >= 0 {
-			stack = append(stack, dirFrame{fd: fd, n: n})
+		if dir != nil {
+			stack = append(stack, dir)
+		}
+		if job == nil {
+			continue
+		}
+		parent.pending.Add(1)
+		if x.jobs != nil {
+			x.jobs <- *job
+			continue
+		}
+		if buf == nil {
+			buf = make([]byte, x.src.blockSize())
+		}
+		err = x.doJob(*job, buf)
+		x.jobDone(*job)
+		if err != nil {
+			return stack, err
 		}
 	}
-	// Wait for file contents before the root's times are set, so nothing
-	// extract does afterwards can disturb what it set.
-	for len(stack) > 0 {
-		top := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if err := x.finishDir(top); err != nil {
-			return err
-		}
-	}
-	return nil
+	return stack, nil
 }
 
 func (x *extractor) info(n *node) {
@@ -214,59 +273,46 @@ func (x *extractor) warn(err error) error {
 	return nil
 }
 
-// create makes n in the directory parent. For a directory it returns its
-// open descriptor (metadata pending until finishDir); otherwise -1.
-func (x *extractor) create(parent int, n *node) (int, error) {
+// create makes n in the directory pf. For a directory it returns its open
+// frame (metadata pending until dirDone finishes it); for a regular file or
+// a hard link, the job that will make it.
+func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 	ino := n.ino
 	typ := squash.BasicType(ino.Type)
+	parent := pf.fd
 	if typ != squash.TypeDir {
 		if first, ok := x.links[ino.Number]; ok {
-			err := x.retry(parent, n, func() error { return x.link(first, parent, n.name) })
-			if err != nil {
-				return -1, fmt.Errorf("hard link %q to %q: %w", n.rel, first, err)
-			}
-			x.advance(1)
-			return -1, nil
+			return &fileJob{parent: pf, n: n, target: first}, nil, nil
 		}
-		x.links[ino.Number] = n.rel
 	}
 	perm := uint32(0o600)
 	switch typ {
 	case squash.TypeDir:
 		fd, err := x.makeDir(parent, n)
 		if err != nil {
-			return -1, err
+			return nil, nil, err
 		}
 		x.advance(1)
-		return fd, nil
+		return nil, newFrame(fd, n), nil
 	case squash.TypeFile:
-		var fd int
-		err := x.retry(parent, n, func() error {
-			var err error
-			fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
-			return err
-		})
-		if err != nil {
-			return -1, fmt.Errorf("create %q: %w", n.rel, err)
+		first := &linkTarget{rel: n.rel, ready: make(chan struct{})}
+		x.links[ino.Number] = first
+		job := &fileJob{parent: pf, n: n, first: first}
+		if x.ahead != nil && ino.Size > 0 && needsFragment(ino, x.src.blockSize()) {
+			job.frag = x.ahead.get(ino.Fragment)
 		}
-		x.advance(1)
-		job := fileJob{fd: fd, n: n}
-		if x.jobs != nil {
-			if x.ahead != nil && needsFragment(ino, x.src.blockSize()) {
-				job.frag = x.ahead.get(ino.Fragment)
-			}
-			x.jobs <- job
-			return -1, nil
-		}
-		buf := make([]byte, x.src.blockSize())
-		return -1, x.writeFile(job, buf)
+		return job, nil, nil
+	}
+	// Made right here: links to it need not wait (nor is it signalled).
+	x.links[ino.Number] = &linkTarget{rel: n.rel, ready: closedChan}
+	switch typ {
 	case squash.TypeSymlink:
 		if ino.Target == "" || strings.ContainsRune(ino.Target, 0) {
-			return -1, fmt.Errorf("symlink %q: bad target %q", n.rel, ino.Target)
+			return nil, nil, fmt.Errorf("symlink %q: bad target %q", n.rel, ino.Target)
 		}
 		err := x.retry(parent, n, func() error { return unix.Symlinkat(ino.Target, parent, n.name) })
 		if err != nil {
-			return -1, fmt.Errorf("create symlink %q: %w", n.rel, err)
+			return nil, nil, fmt.Errorf("create symlink %q: %w", n.rel, err)
 		}
 	case squash.TypeBlockDev, squash.TypeCharDev, squash.TypeFifo, squash.TypeSocket:
 		mode := map[uint16]uint32{
@@ -287,19 +333,26 @@ func (x *extractor) create(parent int, n *node) (int, error) {
 				// Only root may make device nodes; unsquashfs skips them.
 				delete(x.links, ino.Number)
 				x.advance(1)
-				return -1, x.warn(err)
+				return nil, nil, x.warn(err)
 			}
-			return -1, err
+			return nil, nil, err
 		}
 	default:
-		return -1, fmt.Errorf("%q: unknown inode type %d", n.rel, ino.Type)
+		return nil, nil, fmt.Errorf("%q: unknown inode type %d", n.rel, ino.Type)
 	}
 	if err := x.setMetaAt(parent, n); err != nil {
-		return -1, err
+		return nil, nil, err
 	}
 	x.advance(1)
-	return -1, nil
+	return nil, nil, nil
 }
+
+// closedChan is the ready channel of entries that exist when listed.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // retry runs create; if the name is taken and Force is set, it removes the
 // existing entry (never following it) and tries once more.
@@ -401,24 +454,64 @@ func (x *extractor) worker(blockSize int) {
 	buf := make([]byte, blockSize)
 	for job := range x.jobs {
 		if x.failed() == nil {
-			if err := x.writeFile(job, buf); err != nil {
+			if err := x.doJob(job, buf); err != nil {
 				x.fail(err)
 			}
-		} else {
-			unix.Close(job.fd)
 		}
-		if job.frag != nil {
-			x.ahead.release(job.frag)
-		}
+		x.jobDone(job)
 	}
 }
 
+// jobDone releases what a job held, done or skipped.
+func (x *extractor) jobDone(job fileJob) {
+	if job.first != nil {
+		// A no-op if the file was created; otherwise links to it must
+		// not wait forever.
+		job.first.signal(errNotCreated)
+	}
+	if job.frag != nil {
+		x.ahead.release(job.frag)
+	}
+	x.dirDone(job.parent)
+}
+
+// doJob makes a hard link or creates and fills a regular file. A file's
+// first is signalled as soon as it exists, so links to it need not wait
+// for its contents.
+func (x *extractor) doJob(job fileJob, buf []byte) error {
+	n, parent := job.n, job.parent.fd
+	if t := job.target; t != nil {
+		<-t.ready
+		err := t.err
+		if err == nil {
+			err = x.retry(parent, n, func() error { return x.link(t.rel, parent, n.name) })
+		}
+		if err != nil {
+			return fmt.Errorf("hard link %q to %q: %w", n.rel, t.rel, err)
+		}
+		x.advance(1)
+		return nil
+	}
+	var fd int
+	err := x.retry(parent, n, func() error {
+		var err error
+		fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create %q: %w", n.rel, err)
+	}
+	job.first.signal(nil)
+	x.advance(1)
+	return x.writeFile(fd, job, buf)
+}
+
 // writeFile fills a created file, leaving holes where the image has zero
-// blocks, then sets its metadata through the descriptor. It closes job.fd.
-func (x *extractor) writeFile(job fileJob, buf []byte) (err error) {
+// blocks, then sets its metadata through the descriptor. It closes fd.
+func (x *extractor) writeFile(fd int, job fileJob, buf []byte) (err error) {
 	n := job.n
 	defer func() {
-		if cerr := unix.Close(job.fd); cerr != nil && err == nil {
+		if cerr := unix.Close(fd); cerr != nil && err == nil {
 			err = fmt.Errorf("close %q: %w", n.rel, cerr)
 		}
 	}()
@@ -445,7 +538,7 @@ func (x *extractor) writeFile(job fileJob, buf []byte) (err error) {
 				return fmt.Errorf("read %q at %d: %w", n.rel, off, err)
 			}
 			if !allZero(buf[:k]) {
-				if err := pwriteAll(job.fd, buf[:k], off); err != nil {
+				if err := pwriteAll(fd, buf[:k], off); err != nil {
 					return fmt.Errorf("write %q at %d: %w", n.rel, off, err)
 				}
 				end = off + int64(k)
@@ -455,12 +548,12 @@ func (x *extractor) writeFile(job fileJob, buf []byte) (err error) {
 		}
 		// Trailing holes were never written: the size comes from truncate.
 		if end != size {
-			if err := unix.Ftruncate(job.fd, size); err != nil {
+			if err := unix.Ftruncate(fd, size); err != nil {
 				return fmt.Errorf("truncate %q: %w", n.rel, err)
 			}
 		}
 	}
-	return x.setMetaFd(job.fd, n)
+	return x.setMetaFd(fd, n)
 }
 
 func pwriteAll(fd int, b []byte, off int64) error {
@@ -494,7 +587,7 @@ func allZero(b []byte) bool {
 
 // finishDir sets a directory's metadata once everything inside it exists,
 // then closes it.
-func (x *extractor) finishDir(f dirFrame) error {
+func (x *extractor) finishDir(f *dirFrame) error {
 	err := x.setMetaFd(f.fd, f.n)
 	if cerr := unix.Close(f.fd); cerr != nil && err == nil {
 		err = fmt.Errorf("close directory %q: %w", f.n.rel, cerr)
