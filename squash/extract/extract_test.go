@@ -1,6 +1,7 @@
 package extract
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -147,10 +148,17 @@ func TestSymlinkFromImageNotFollowed(t *testing.T) {
 	f := m.file(4, "data")
 	m.add(3, "f", f)
 	m.add(1, "c", f) // hard link
-	dest := filepath.Join(t.TempDir(), "dest")
-	if err := extract(m, dest, Options{}); err != nil {
-		t.Fatal(err)
+	for _, workers := range []int{0, 3} {
+		dest := filepath.Join(t.TempDir(), "dest")
+		if err := extract(m, dest, Options{Workers: workers}); err != nil {
+			t.Fatal(err)
+		}
+		checkSymlinkAndLink(t, dest, out)
 	}
+}
+
+func checkSymlinkAndLink(t *testing.T, dest, out string) {
+	t.Helper()
 	if tgt, err := os.Readlink(filepath.Join(dest, "a")); err != nil || tgt != out {
 		t.Errorf("symlink a: %q, %v", tgt, err)
 	}
@@ -179,7 +187,7 @@ func TestPreexistingSymlinkInDest(t *testing.T) {
 			if err := os.Symlink(out, filepath.Join(dest, "sub")); err != nil {
 				t.Fatal(err)
 			}
-			err := extract(m, dest, Options{Force: force})
+			err := extract(m, dest, Options{Force: force, Workers: 3})
 			if !force {
 				if err == nil || !strings.Contains(err.Error(), "not a directory") {
 					t.Fatalf("extract without force: %v, want 'not a directory' error", err)
@@ -222,21 +230,23 @@ func TestExistingEntries(t *testing.T) {
 		{"empty dir force", func(t *testing.T, p string) { mustMkdir(t, p) }, true, false},
 		{"full dir force", func(t *testing.T, p string) { mustMkdir(t, p); mustWrite(t, p+"/x", "") }, true, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := newMem()
-			m.add(1, "f", m.file(2, "new"))
-			dest := t.TempDir()
-			tc.existing(t, filepath.Join(dest, "f"))
-			err := extract(m, dest, Options{Force: tc.force})
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("extract: %v, want error %v", err, tc.wantErr)
-			}
-			if err == nil {
-				if b, err := os.ReadFile(filepath.Join(dest, "f")); err != nil || string(b) != "new" {
-					t.Errorf("f = %q, %v", b, err)
+		for _, workers := range []int{0, 3} {
+			t.Run(fmt.Sprintf("%s workers=%d", tc.name, workers), func(t *testing.T) {
+				m := newMem()
+				m.add(1, "f", m.file(2, "new"))
+				dest := t.TempDir()
+				tc.existing(t, filepath.Join(dest, "f"))
+				err := extract(m, dest, Options{Force: tc.force, Workers: workers})
+				if (err != nil) != tc.wantErr {
+					t.Fatalf("extract: %v, want error %v", err, tc.wantErr)
 				}
-			}
-		})
+				if err == nil {
+					if b, err := os.ReadFile(filepath.Join(dest, "f")); err != nil || string(b) != "new" {
+						t.Errorf("f = %q, %v", b, err)
+					}
+				}
+			})
+		}
 	}
 }
 

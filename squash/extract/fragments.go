@@ -56,11 +56,12 @@ type fragAhead struct {
 	wg    sync.WaitGroup
 }
 
-// fragAheadBytes bounds the decoded blocks fragAhead holds.
-const fragAheadBytes = 16 << 20
+// fragAheadBytes bounds the decoded blocks fragAhead holds (but it always
+// has room for two). A variable so tests can squeeze it.
+var fragAheadBytes = 16 << 20
 
 func newFragAhead(src fragmentSource, decoders, blockSize int) *fragAhead {
-	n := max(8, fragAheadBytes/max(blockSize, 1))
+	n := max(2, fragAheadBytes/max(blockSize, 1))
 	a := &fragAhead{
 		src:   src,
 		live:  map[uint32]*fragRef{},
