@@ -133,7 +133,7 @@ func NewReader(r io.ReaderAt, size int64) (*Reader, error) {
 
 	rd.meta = newReaderLRU[uint64, metaBlock](metaCacheSize(*sb))
 	rd.data = newReaderLRU[uint64, dataBlock](dataCacheBlocks)
-	rd.frags = newFragBlocks()
+	rd.frags = newFragBlocks(fragCacheBytes)
 	rd.dirs = newReaderLRU[dirKey, []DirEntry](dirCacheEntries)
 
 	var opts []byte

@@ -29,8 +29,9 @@ type fragBlocks struct {
 	inflight map[uint32]*fragCall
 }
 
-func newFragBlocks() *fragBlocks {
-	return &fragBlocks{lru: newReaderLRU[uint32, []byte](fragCacheBytes), inflight: map[uint32]*fragCall{}}
+// newFragBlocks makes a cache of at most maxBytes of decoded blocks.
+func newFragBlocks(maxBytes int) *fragBlocks {
+	return &fragBlocks{lru: newReaderLRU[uint32, []byte](maxBytes), inflight: map[uint32]*fragCall{}}
 }
 
 // FragmentBlock returns the decoded contents of fragment block i. The result
