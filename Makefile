@@ -69,7 +69,8 @@ demo: build
 	$(GO) run ./testdata/demo -bin $(BIN)
 
 # Our writer against mksquashfs (Portage-like tree and Linux sources, four
-# compressors) and persist against a full rebuild; see testdata/bench.
+# compressors), persist against a full rebuild and unsquashfs against
+# unsquashfs; see testdata/bench.
 # BENCH_ARGS passes flags, e.g. BENCH_ARGS="-trees portage -comps gzip".
 bench: build
 	@command -v mksquashfs >/dev/null && command -v rsync >/dev/null || \
