@@ -145,14 +145,45 @@ func isRoot() bool { return os.Geteuid() == 0 }
 // after validating the whole selection as Extract does. Listing tools use
 // it to show exactly what extraction would write.
 func Walk(r *squash.Reader, paths []string, fn func(rel string, ino *squash.Inode) error) error {
-	nodes, _, err := plan(readerSource{r: r}, paths)
+	p, err := NewPlan(r, paths)
 	if err != nil {
 		return err
 	}
-	for _, n := range nodes {
+	return p.Walk(fn)
+}
+
+// Plan is a validated selection of an image: what Extract would create.
+// Tools that both describe and extract a selection (unsquashfs prints
+// counts first) plan once instead of walking the image twice.
+type Plan struct {
+	src   source
+	nodes []*node
+	total int64
+}
+
+// NewPlan validates the selection of r that paths make (see
+// Options.Paths) as Extract does.
+func NewPlan(r *squash.Reader, paths []string) (*Plan, error) {
+	src := readerSource{r: r}
+	nodes, total, err := plan(src, paths)
+	if err != nil {
+		return nil, err
+	}
+	return &Plan{src: src, nodes: nodes, total: total}, nil
+}
+
+// Walk calls fn for the root ("") and every selected entry, in the order
+// Extract creates them (pre-order, listing order).
+func (p *Plan) Walk(fn func(rel string, ino *squash.Inode) error) error {
+	for _, n := range p.nodes {
 		if err := fn(n.rel, n.ino); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Extract is Extract of the planned selection; opts.Paths is ignored.
+func (p *Plan) Extract(dest string, opts Options) error {
+	return extractNodes(p.src, p.nodes, p.total, dest, opts)
 }

@@ -75,6 +75,11 @@ func extract(src source, dest string, opts Options) error {
 	if err != nil {
 		return err
 	}
+	return extractNodes(src, nodes, total, dest, opts)
+}
+
+// extractNodes creates planned nodes; opts.Paths has served already.
+func extractNodes(src source, nodes []*node, total int64, dest string, opts Options) error {
 	root, err := openDest(dest)
 	if err != nil {
 		return err

@@ -290,10 +290,10 @@ type counts struct {
 	files, dirs, symlinks, devices, fifos, sockets, hardlinks int64
 }
 
-func tally(r *squash.Reader, paths []string) (counts, error) {
+func tally(p *extract.Plan) (counts, error) {
 	var n counts
 	seen := map[uint32]bool{}
-	err := extract.Walk(r, paths, func(_ string, ino *squash.Inode) error {
+	err := p.Walk(func(_ string, ino *squash.Inode) error {
 		// unsquashfs's "inodes to write" counts non-directory entries,
 		// hard links included.
 		if basicType(ino.Type) != squash.TypeDir {
@@ -335,7 +335,11 @@ func plural(n int64, one, many string) string {
 }
 
 func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.Location) error {
-	n, err := tally(r, c.paths)
+	p, err := extract.NewPlan(r, c.paths)
+	if err != nil {
+		return err
+	}
+	n, err := tally(p)
 	if err != nil {
 		return err
 	}
@@ -344,7 +348,6 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 		fmt.Fprintf(stdout, "%d inodes (%d blocks) to write\n\n", n.inodes, n.blocks)
 	}
 	opts := extract.Options{
-		Paths:    c.paths,
 		Force:    c.force,
 		NoXattrs: c.noXattrs,
 		Workers:  c.processors,
@@ -375,7 +378,7 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 			io.WriteString(bw, l.line(rel, ino))
 		}
 	}
-	err = extract.Extract(r, c.dest, opts)
+	err = p.Extract(c.dest, opts)
 	if bar != nil {
 		bar.Done()
 	}
