@@ -56,7 +56,8 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 	-n[o-progress]		don't display the progress bar
 	-no[-xattrs]		don't extract xattrs in file system
 	-x[attrs]		extract xattrs in file system (default)
-	-p[rocessors] <number>	use <number> processors to write files
+	-p[rocessors] <number>	decode and write files with <number> goroutines
+				(default: all CPUs; 1 extracts in order)
 	-i[nfo]			print files as they are extracted
 	-li[nfo]		print files as they are extracted with file
 				attributes (like ls -l output)
