@@ -113,7 +113,13 @@ func (s readerSource) open(_ string, ino *squash.Inode) (io.ReadCloser, error) {
 	return newFileData(s.r, ino, nil)
 }
 
-func (s readerSource) fragmentBlock(i uint32) ([]byte, error) { return s.r.FragmentBlock(i) }
+func (s readerSource) decodeFragment(i uint32, dst, scratch []byte) (int, error) {
+	fe, err := s.r.Fragment(i)
+	if err != nil {
+		return 0, err
+	}
+	return s.r.ReadBlockInto(dst, fe.Start, fe.Size, scratch)
+}
 
 func (s readerSource) openFragment(ino *squash.Inode, block []byte) (io.ReadCloser, error) {
 	return newFileData(s.r, ino, block)
