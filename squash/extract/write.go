@@ -32,6 +32,14 @@ type extractor struct {
 	total int64
 	err   error
 
+	// createMu makes one goroutine at a time create entries. On ext4
+	// without a journal, files created concurrently in one block group
+	// cost several times the system time of the same creates in a row
+	// (22 s against 6 s for the gentree image with two workers): the
+	// allocator rescans the group's recently freed inodes on every
+	// collision. Writing contents and metadata stays parallel.
+	createMu sync.Mutex
+
 	jobs  []chan fileJob // one queue per worker
 	dirs  int            // directories opened so far, to spread them over workers
 	wg    sync.WaitGroup
@@ -329,7 +337,9 @@ func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 		if ino.Target == "" || strings.ContainsRune(ino.Target, 0) {
 			return nil, nil, fmt.Errorf("symlink %q: bad target %q", n.rel, ino.Target)
 		}
-		err := x.retry(parent, n, func() error { return unix.Symlinkat(ino.Target, parent, n.name) })
+		err := x.retry(parent, n, func() error {
+			return x.creating(func() error { return unix.Symlinkat(ino.Target, parent, n.name) })
+		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("create symlink %q: %w", n.rel, err)
 		}
@@ -345,7 +355,9 @@ func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 			major, minor := squash.DecodeDev(ino.Rdev)
 			dev = unix.Mkdev(major, minor)
 		}
-		err := x.retry(parent, n, func() error { return unix.Mknodat(parent, n.name, mode, int(dev)) })
+		err := x.retry(parent, n, func() error {
+			return x.creating(func() error { return unix.Mknodat(parent, n.name, mode, int(dev)) })
+		})
 		if err != nil {
 			err = fmt.Errorf("create %q: %w", n.rel, err)
 			if errors.Is(err, unix.EPERM) && mode&unix.S_IFMT != unix.S_IFIFO && mode&unix.S_IFMT != unix.S_IFSOCK {
@@ -372,6 +384,13 @@ var closedChan = func() chan struct{} {
 	close(c)
 	return c
 }()
+
+// creating runs create, a syscall that makes a new inode, under createMu.
+func (x *extractor) creating(create func() error) error {
+	x.createMu.Lock()
+	defer x.createMu.Unlock()
+	return create()
+}
 
 // retry runs create; if the name is taken and Force is set, it removes the
 // existing entry (never following it) and tries once more.
@@ -402,7 +421,7 @@ func removeAt(parent int, name string) error {
 // created owner-only writable so it can be filled even when the image
 // marks it read-only; its real mode comes in finishDir.
 func (x *extractor) makeDir(parent int, n *node) (int, error) {
-	err := unix.Mkdirat(parent, n.name, 0o700)
+	err := x.creating(func() error { return unix.Mkdirat(parent, n.name, 0o700) })
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return -1, fmt.Errorf("create directory %q: %w", n.rel, err)
 	}
@@ -420,7 +439,7 @@ func (x *extractor) makeDir(parent int, n *node) (int, error) {
 	if err := unix.Unlinkat(parent, n.name, 0); err != nil {
 		return -1, fmt.Errorf("replace %q with a directory: %w", n.rel, err)
 	}
-	if err := unix.Mkdirat(parent, n.name, 0o700); err != nil {
+	if err := x.creating(func() error { return unix.Mkdirat(parent, n.name, 0o700) }); err != nil {
 		return -1, fmt.Errorf("create directory %q: %w", n.rel, err)
 	}
 	fd, err = unix.Openat(parent, n.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -513,9 +532,11 @@ func (x *extractor) doJob(job fileJob, buf []byte) error {
 	}
 	var fd int
 	err := x.retry(parent, n, func() error {
-		var err error
-		fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		return err
+		return x.creating(func() error {
+			var err error
+			fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+			return err
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("create %q: %w", n.rel, err)
