@@ -35,11 +35,12 @@ type Options struct {
 	// NoOwner skips chown. Ownership is only ever set when running as root,
 	// because nobody else may give files away.
 	NoOwner bool
-	// Workers creates and fills regular files and makes hard links on that
-	// many goroutines, and decodes the fragment blocks they need ahead of
-	// them on as many more; directories, symlinks and special files are
-	// made on the calling goroutine. 0 or 1 does everything in order on the
-	// calling goroutine.
+	// Workers fills regular files and sets their metadata on that many
+	// goroutines, and decodes the fragment blocks they need ahead of them
+	// on as many more; one more goroutine creates files and hard links in
+	// order, and the calling goroutine makes directories, symlinks and
+	// special files. 0 or 1 does everything in order on the calling
+	// goroutine.
 	Workers int
 	// Progress, if set, is called as work is done, in units of file data
 	// bytes plus one per entry; total is known before the first call. Calls

@@ -162,15 +162,25 @@ func checkSymlinkAndLink(t *testing.T, dest, out string) {
 	if tgt, err := os.Readlink(filepath.Join(dest, "a")); err != nil || tgt != out {
 		t.Errorf("symlink a: %q, %v", tgt, err)
 	}
-	var s1, s2 unix.Stat_t
-	if err := unix.Lstat(filepath.Join(dest, "b/f"), &s1); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Lstat(filepath.Join(dest, "c"), &s2); err != nil {
-		t.Fatal(err)
-	}
-	if s1.Ino != s2.Ino || s1.Nlink != 2 {
-		t.Errorf("b/f and c are not one inode with 2 links: %d/%d nlink %d", s1.Ino, s2.Ino, s1.Nlink)
+	checkLinked(t, dest, 2, "b/f", "c")
+}
+
+// checkLinked makes sure the names below dest are one inode with nlink
+// links.
+func checkLinked(t *testing.T, dest string, nlink uint64, names ...string) {
+	t.Helper()
+	var first unix.Stat_t
+	for i, name := range names {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dest, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = st
+		}
+		if st.Ino != first.Ino || uint64(st.Nlink) != nlink {
+			t.Errorf("%s: inode %d with %d links; want inode %d (%s) with %d", name, st.Ino, st.Nlink, first.Ino, names[0], nlink)
+		}
 	}
 }
 

@@ -181,16 +181,8 @@ func TestParallelEqualsSerial(t *testing.T) {
 						// Holes are as fine as the image's blocks.
 						checkHole(t, filepath.Join(dest, "aaa-first/big"))
 					}
-					var a, b unix.Stat_t
-					if err := unix.Lstat(filepath.Join(dest, "aaa-first/f03"), &a); err != nil {
-						t.Fatal(err)
-					}
-					if err := unix.Lstat(filepath.Join(dest, "mmm-middle/l03"), &b); err != nil {
-						t.Fatal(err)
-					}
-					if a.Ino != b.Ino || a.Nlink != 3 {
-						t.Errorf("aaa-first/f03 and mmm-middle/l03: inodes %d and %d, nlink %d; want one inode, 3 links", a.Ino, b.Ino, a.Nlink)
-					}
+					checkLinked(t, dest, 3, "aaa-first/f03", "mmm-middle/l03", "zzz-last/l03")
+					checkLinked(t, dest, 2, "ro-src/file", "ro-dst/file-link")
 				})
 			}
 		})

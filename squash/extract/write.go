@@ -32,18 +32,25 @@ type extractor struct {
 	total int64
 	err   error
 
-	// createMu makes one goroutine at a time create entries. On ext4
-	// without a journal, files created concurrently in one block group
-	// cost several times the system time of the same creates in a row
-	// (22 s against 6 s for the gentree image with two workers): the
-	// allocator rescans the group's recently freed inodes on every
-	// collision. Writing contents and metadata stays parallel.
-	createMu sync.Mutex
+	// With workers, the walk queues files and links on creates; one
+	// creator goroutine makes them in order and passes created files on
+	// writes to the writers, which fill them, set their metadata and
+	// close them. Creating on one goroutine is deliberate: on ext4 without
+	// a journal, files created concurrently in one block group cost
+	// several times the system time of the same creates in a row (22 s
+	// against 6 s for the gentree image with two workers creating), and
+	// whoever creates takes the directory's lock, which concurrent
+	// creators spin on.
+	creates chan fileJob
+	writes  chan writeJob
+	wg      sync.WaitGroup
+	ahead   *fragAhead // decodes queued files' fragment blocks; nil without workers
+}
 
-	jobs  []chan fileJob // one queue per worker
-	dirs  int            // directories opened so far, to spread them over workers
-	wg    sync.WaitGroup
-	ahead *fragAhead // decodes queued files' fragment blocks; nil without workers
+// writeJob is a created file for a writer.
+type writeJob struct {
+	fd  int
+	job fileJob
 }
 
 // linkTarget is the first copy of an inode, which later hard links name.
@@ -68,11 +75,9 @@ func (t *linkTarget) signal(err error) {
 var errNotCreated = errors.New("not created")
 
 // fileJob is a regular file to create and fill, or (target set) a hard link
-// to make, in the open directory parent. Workers do both, so that creating
-// files, the costliest part of extracting many small ones, runs in
-// parallel too. A link waits until its target exists. Targets are queued
-// before their links and each worker takes its jobs in queue order, so the
-// oldest unfinished job never waits for another: all of them finish.
+// to make, in the open directory parent. A link's target is always
+// created before it (they are made in listing order), or has failed,
+// which stops the extraction.
 type fileJob struct {
 	parent *dirFrame
 	n      *node
@@ -110,22 +115,22 @@ func extractNodes(src source, nodes []*node, total int64, dest string, opts Opti
 		if fs, ok := src.(fragmentSource); ok {
 			x.ahead = newFragAhead(fs, opts.Workers, src.blockSize())
 		}
-		n := max(1, queueLen(opts.Workers)/opts.Workers)
+		n := queueLen(opts.Workers)
+		x.creates = make(chan fileJob, n)
+		x.writes = make(chan writeJob, n)
+		x.wg.Add(1)
+		go x.creator()
 		for range opts.Workers {
-			q := make(chan fileJob, n)
-			x.jobs = append(x.jobs, q)
 			x.wg.Add(1)
-			go x.worker(q, src.blockSize())
+			go x.writer(src.blockSize())
 		}
 	}
 	stack, runErr := x.run(nodes)
 	if runErr != nil {
 		x.fail(runErr)
 	}
-	if x.jobs != nil {
-		for _, q := range x.jobs {
-			close(q)
-		}
+	if x.creates != nil {
+		close(x.creates) // the creator closes writes
 		x.wg.Wait()
 	}
 	if x.ahead != nil {
@@ -182,21 +187,14 @@ func openDest(dest string) (int, error) {
 // dirFrame is an open directory. Its metadata is set, and its descriptor
 // closed, when the walk has left it and every job creating an entry in it
 // is done: pending counts the walk (1) plus those jobs.
-//
-// All jobs of one directory go to the same worker: creating an entry locks
-// the directory, and two workers creating files in one directory spend
-// their time spinning on that lock (6% of the CPU time on ext4).
-// Directories take turns among the workers.
 type dirFrame struct {
 	fd      int
 	n       *node
 	pending atomic.Int64
-	worker  int
 }
 
 func (x *extractor) newFrame(fd int, n *node) *dirFrame {
-	f := &dirFrame{fd: fd, n: n, worker: x.dirs % max(1, len(x.jobs))}
-	x.dirs++
+	f := &dirFrame{fd: fd, n: n}
 	f.pending.Store(1)
 	return f
 }
@@ -217,7 +215,7 @@ func (x *extractor) dirDone(f *dirFrame) {
 }
 
 // run creates the nodes in order. Directories, symlinks and special files
-// are made here; regular files and hard links go to the workers (or are
+// are made here; regular files and hard links go to the creator (or are
 // made here too without workers). It returns the directories still held by
 // the walk: the root, or more when it stopped early.
 func (x *extractor) run(nodes []*node) ([]*dirFrame, error) {
@@ -246,14 +244,17 @@ func (x *extractor) run(nodes []*node) ([]*dirFrame, error) {
 			continue
 		}
 		parent.pending.Add(1)
-		if x.jobs != nil {
-			x.jobs[parent.worker] <- *job
+		if x.creates != nil {
+			x.creates <- *job
 			continue
 		}
 		if buf == nil {
 			buf = make([]byte, x.src.blockSize())
 		}
-		err = x.doJob(*job, buf)
+		var fd int
+		if fd, err = x.createJob(*job); err == nil && fd >= 0 {
+			err = x.writeFile(fd, *job, buf)
+		}
 		x.jobDone(*job)
 		if err != nil {
 			return stack, err
@@ -337,9 +338,7 @@ func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 		if ino.Target == "" || strings.ContainsRune(ino.Target, 0) {
 			return nil, nil, fmt.Errorf("symlink %q: bad target %q", n.rel, ino.Target)
 		}
-		err := x.retry(parent, n, func() error {
-			return x.creating(func() error { return unix.Symlinkat(ino.Target, parent, n.name) })
-		})
+		err := x.retry(parent, n, func() error { return unix.Symlinkat(ino.Target, parent, n.name) })
 		if err != nil {
 			return nil, nil, fmt.Errorf("create symlink %q: %w", n.rel, err)
 		}
@@ -355,9 +354,7 @@ func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 			major, minor := squash.DecodeDev(ino.Rdev)
 			dev = unix.Mkdev(major, minor)
 		}
-		err := x.retry(parent, n, func() error {
-			return x.creating(func() error { return unix.Mknodat(parent, n.name, mode, int(dev)) })
-		})
+		err := x.retry(parent, n, func() error { return unix.Mknodat(parent, n.name, mode, int(dev)) })
 		if err != nil {
 			err = fmt.Errorf("create %q: %w", n.rel, err)
 			if errors.Is(err, unix.EPERM) && mode&unix.S_IFMT != unix.S_IFIFO && mode&unix.S_IFMT != unix.S_IFSOCK {
@@ -384,13 +381,6 @@ var closedChan = func() chan struct{} {
 	close(c)
 	return c
 }()
-
-// creating runs create, a syscall that makes a new inode, under createMu.
-func (x *extractor) creating(create func() error) error {
-	x.createMu.Lock()
-	defer x.createMu.Unlock()
-	return create()
-}
 
 // retry runs create; if the name is taken and Force is set, it removes the
 // existing entry (never following it) and tries once more.
@@ -421,7 +411,7 @@ func removeAt(parent int, name string) error {
 // created owner-only writable so it can be filled even when the image
 // marks it read-only; its real mode comes in finishDir.
 func (x *extractor) makeDir(parent int, n *node) (int, error) {
-	err := x.creating(func() error { return unix.Mkdirat(parent, n.name, 0o700) })
+	err := unix.Mkdirat(parent, n.name, 0o700)
 	if err != nil && !errors.Is(err, unix.EEXIST) {
 		return -1, fmt.Errorf("create directory %q: %w", n.rel, err)
 	}
@@ -439,7 +429,7 @@ func (x *extractor) makeDir(parent int, n *node) (int, error) {
 	if err := unix.Unlinkat(parent, n.name, 0); err != nil {
 		return -1, fmt.Errorf("replace %q with a directory: %w", n.rel, err)
 	}
-	if err := x.creating(func() error { return unix.Mkdirat(parent, n.name, 0o700) }); err != nil {
+	if err := unix.Mkdirat(parent, n.name, 0o700); err != nil {
 		return -1, fmt.Errorf("create directory %q: %w", n.rel, err)
 	}
 	fd, err = unix.Openat(parent, n.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -487,16 +477,41 @@ func openBeneath(root int, rel string) (int, error) {
 	return cur, nil
 }
 
-func (x *extractor) worker(jobs <-chan fileJob, blockSize int) {
+// creator makes queued files and links in order, passing files on to the
+// writers.
+func (x *extractor) creator() {
+	defer x.wg.Done()
+	defer close(x.writes)
+	for job := range x.creates {
+		if x.failed() != nil {
+			x.jobDone(job)
+			continue
+		}
+		fd, err := x.createJob(job)
+		if err != nil {
+			x.fail(err)
+		}
+		if fd < 0 {
+			x.jobDone(job)
+			continue
+		}
+		x.writes <- writeJob{fd: fd, job: job}
+	}
+}
+
+// writer fills created files and sets their metadata.
+func (x *extractor) writer(blockSize int) {
 	defer x.wg.Done()
 	buf := make([]byte, blockSize)
-	for job := range jobs {
+	for w := range x.writes {
 		if x.failed() == nil {
-			if err := x.doJob(job, buf); err != nil {
+			if err := x.writeFile(w.fd, w.job, buf); err != nil {
 				x.fail(err)
 			}
+		} else {
+			unix.Close(w.fd)
 		}
-		x.jobDone(job)
+		x.jobDone(w.job)
 	}
 }
 
@@ -513,10 +528,10 @@ func (x *extractor) jobDone(job fileJob) {
 	x.dirDone(job.parent)
 }
 
-// doJob makes a hard link or creates and fills a regular file. A file's
-// first is signalled as soon as it exists, so links to it need not wait
-// for its contents.
-func (x *extractor) doJob(job fileJob, buf []byte) error {
+// createJob makes a hard link (returning -1) or creates a regular file,
+// returning its descriptor for writeFile. A file's first is signalled as
+// soon as it exists.
+func (x *extractor) createJob(job fileJob) (int, error) {
 	n, parent := job.n, job.parent.fd
 	if t := job.target; t != nil {
 		<-t.ready
@@ -525,25 +540,23 @@ func (x *extractor) doJob(job fileJob, buf []byte) error {
 			err = x.retry(parent, n, func() error { return x.link(t.rel, parent, n.name) })
 		}
 		if err != nil {
-			return fmt.Errorf("hard link %q to %q: %w", n.rel, t.rel, err)
+			return -1, fmt.Errorf("hard link %q to %q: %w", n.rel, t.rel, err)
 		}
 		x.advance(1)
-		return nil
+		return -1, nil
 	}
 	var fd int
 	err := x.retry(parent, n, func() error {
-		return x.creating(func() error {
-			var err error
-			fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-			return err
-		})
+		var err error
+		fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		return err
 	})
 	if err != nil {
-		return fmt.Errorf("create %q: %w", n.rel, err)
+		return -1, fmt.Errorf("create %q: %w", n.rel, err)
 	}
 	job.first.signal(nil)
 	x.advance(1)
-	return x.writeFile(fd, job, buf)
+	return fd, nil
 }
 
 // writeFile fills a created file, leaving holes where the image has zero
