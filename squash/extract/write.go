@@ -25,7 +25,7 @@ type extractor struct {
 	chown bool // set ownership (root only)
 	proc  bool // /proc/self/fd is usable for path-based xattr calls
 
-	links map[uint32]*linkTarget // inode number -> its first copy
+	links map[uint32]string // inode number -> rel path of its first copy
 
 	mu    sync.Mutex // guards done, err and Progress calls
 	done  int64
@@ -53,27 +53,6 @@ type writeJob struct {
 	job fileJob
 }
 
-// linkTarget is the first copy of an inode, which later hard links name.
-// ready is closed once it exists, or once it will not (err set).
-type linkTarget struct {
-	rel   string
-	ready chan struct{}
-	err   error
-	once  sync.Once
-}
-
-// signal closes ready, with err nil if the entry was created. Only the
-// first call counts.
-func (t *linkTarget) signal(err error) {
-	t.once.Do(func() {
-		t.err = err
-		close(t.ready)
-	})
-}
-
-// errNotCreated stands for a link target that extraction gave up on.
-var errNotCreated = errors.New("not created")
-
 // fileJob is a regular file to create and fill, or (target set) a hard link
 // to make, in the open directory parent. A link's target is always
 // created before it (they are made in listing order), or has failed,
@@ -81,9 +60,8 @@ var errNotCreated = errors.New("not created")
 type fileJob struct {
 	parent *dirFrame
 	n      *node
-	frag   *fragRef    // the file's fragment block, when decoded ahead
-	first  *linkTarget // the file's own entry in links
-	target *linkTarget // for a hard link: what it links to
+	frag   *fragRef // the file's fragment block, when decoded ahead
+	target string   // for a hard link: the rel path of what it links to
 }
 
 func extract(src source, dest string, opts Options) error {
@@ -105,7 +83,7 @@ func extractNodes(src source, nodes []*node, total int64, dest string, opts Opti
 		opts:  opts,
 		root:  root,
 		chown: !opts.NoOwner && isRoot(),
-		links: map[uint32]*linkTarget{},
+		links: map[uint32]string{},
 		total: total,
 	}
 	if _, err := os.Stat("/proc/self/fd"); err == nil {
@@ -145,11 +123,11 @@ func extractNodes(src source, nodes []*node, total int64, dest string, opts Opti
 	return x.failed()
 }
 
-// queueLen is how many created files may wait for a worker, each holding a
-// descriptor. Creating entries is one goroutine's job, so a deep queue lets
-// it run ahead while workers decode and write, and keeps workers busy while
-// it waits on a slow mkdir or create. It stays well inside the descriptor
-// limit.
+// queueLen is how many files may wait to be created, and how many created
+// files (each holding a descriptor) may wait for a writer. Deep queues let
+// the walk and the creator run ahead while writers decode and write, and
+// keep writers busy while the creator waits on a slow create. It stays
+// well inside the descriptor limit.
 func queueLen(workers int) int {
 	n := 256 * workers
 	var lim unix.Rlimit
@@ -323,16 +301,15 @@ func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 		x.advance(1)
 		return nil, x.newFrame(fd, n), nil
 	case squash.TypeFile:
-		first := &linkTarget{rel: n.rel, ready: make(chan struct{})}
-		x.links[ino.Number] = first
-		job := &fileJob{parent: pf, n: n, first: first}
+		x.links[ino.Number] = n.rel
+		job := &fileJob{parent: pf, n: n}
 		if x.ahead != nil && ino.Size > 0 && needsFragment(ino, x.src.blockSize()) {
 			job.frag = x.ahead.get(ino.Fragment)
 		}
 		return job, nil, nil
 	}
 	// Made right here: links to it need not wait (nor is it signalled).
-	x.links[ino.Number] = &linkTarget{rel: n.rel, ready: closedChan}
+	x.links[ino.Number] = n.rel
 	switch typ {
 	case squash.TypeSymlink:
 		if ino.Target == "" || strings.ContainsRune(ino.Target, 0) {
@@ -374,13 +351,6 @@ func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 	x.advance(1)
 	return nil, nil, nil
 }
-
-// closedChan is the ready channel of entries that exist when listed.
-var closedChan = func() chan struct{} {
-	c := make(chan struct{})
-	close(c)
-	return c
-}()
 
 // retry runs create; if the name is taken and Force is set, it removes the
 // existing entry (never following it) and tries once more.
@@ -517,11 +487,6 @@ func (x *extractor) writer(blockSize int) {
 
 // jobDone releases what a job held, done or skipped.
 func (x *extractor) jobDone(job fileJob) {
-	if job.first != nil {
-		// A no-op if the file was created; otherwise links to it must
-		// not wait forever.
-		job.first.signal(errNotCreated)
-	}
 	if job.frag != nil {
 		x.ahead.release(job.frag)
 	}
@@ -529,18 +494,13 @@ func (x *extractor) jobDone(job fileJob) {
 }
 
 // createJob makes a hard link (returning -1) or creates a regular file,
-// returning its descriptor for writeFile. A file's first is signalled as
-// soon as it exists.
+// returning its descriptor for writeFile.
 func (x *extractor) createJob(job fileJob) (int, error) {
 	n, parent := job.n, job.parent.fd
-	if t := job.target; t != nil {
-		<-t.ready
-		err := t.err
-		if err == nil {
-			err = x.retry(parent, n, func() error { return x.link(t.rel, parent, n.name) })
-		}
+	if t := job.target; t != "" {
+		err := x.retry(parent, n, func() error { return x.link(t, parent, n.name) })
 		if err != nil {
-			return -1, fmt.Errorf("hard link %q to %q: %w", n.rel, t.rel, err)
+			return -1, fmt.Errorf("hard link %q to %q: %w", n.rel, t, err)
 		}
 		x.advance(1)
 		return -1, nil
@@ -554,7 +514,6 @@ func (x *extractor) createJob(job fileJob) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("create %q: %w", n.rel, err)
 	}
-	job.first.signal(nil)
 	x.advance(1)
 	return fd, nil
 }
