@@ -66,9 +66,10 @@ type Reader struct {
 	xattrIDs    uint32
 	xattrIndex  []uint64
 
-	meta *readerLRU[uint64, metaBlock]
-	data *readerLRU[uint64, dataBlock]
-	dirs *readerLRU[dirKey, []DirEntry]
+	meta  *readerLRU[uint64, metaBlock]
+	data  *readerLRU[uint64, dataBlock]
+	frags *fragBlocks
+	dirs  *readerLRU[dirKey, []DirEntry]
 }
 
 // ReadCloser is a Reader over a file it owns.
@@ -135,6 +136,7 @@ func NewReader(r io.ReaderAt, size int64) (*Reader, error) {
 
 	rd.meta = newReaderLRU[uint64, metaBlock](metaCacheSize(*sb))
 	rd.data = newReaderLRU[uint64, dataBlock](dataCacheBlocks)
+	rd.frags = newFragBlocks(fragCacheBytes)
 	rd.dirs = newReaderLRU[dirKey, []DirEntry](dirCacheEntries)
 
 	var opts []byte

@@ -3,7 +3,7 @@ package squash
 import "sync"
 
 // readerLRU is a small mutex-guarded LRU cache. The Reader keeps decoded
-// metadata blocks, data/fragment blocks and parsed directory listings in
+// metadata blocks, data blocks, fragment blocks and parsed directory listings in
 // instances of it so that sequential access patterns (fs.WalkDir followed by
 // ReadFile of every file) decode each block about once.
 type readerLRU[K comparable, V any] struct {

@@ -434,13 +434,9 @@ func (r *Reader) fragmentTail(ino *Inode) ([]byte, error) {
 	if ino.Fragment == NoFragment {
 		return nil, corruptf("file of %d bytes has too few blocks and no fragment", ino.Size)
 	}
-	fe, err := r.Fragment(ino.Fragment)
+	b, err := r.FragmentBlock(ino.Fragment)
 	if err != nil {
 		return nil, err
-	}
-	b, err := r.readDataBlock(fe.Start, fe.Size)
-	if err != nil {
-		return nil, fmt.Errorf("fragment %d at %#x: %w", ino.Fragment, fe.Start, err)
 	}
 	tail := ino.Size % uint64(r.sb.BlockSize)
 	if uint64(ino.FragOffset) > uint64(len(b)) || tail > uint64(len(b))-uint64(ino.FragOffset) {

@@ -35,8 +35,12 @@ type Options struct {
 	// NoOwner skips chown. Ownership is only ever set when running as root,
 	// because nobody else may give files away.
 	NoOwner bool
-	// Workers writes regular files' contents on that many goroutines; 0 or 1
-	// writes them in order on the calling goroutine.
+	// Workers fills regular files and sets their metadata on that many
+	// goroutines, and decodes the fragment blocks they need ahead of them
+	// on as many more; one more goroutine creates files and hard links in
+	// order, and the calling goroutine makes directories, symlinks and
+	// special files. 0 or 1 does everything in order on the calling
+	// goroutine.
 	Workers int
 	// Progress, if set, is called as work is done, in units of file data
 	// bytes plus one per entry; total is known before the first call. Calls
@@ -55,7 +59,7 @@ type Options struct {
 // dest, creating dest if it does not exist. dest itself must not be a
 // symlink; it receives the metadata of the image's root directory.
 func Extract(r *squash.Reader, dest string, opts Options) error {
-	return extract(readerSource{r: r, frags: &fragCache{}}, dest, opts)
+	return extract(readerSource{r: r}, dest, opts)
 }
 
 // dirent is one directory entry as the image lists it.
@@ -82,8 +86,7 @@ type source interface {
 // readerSource adapts a *squash.Reader to source. Listings are read by
 // inode, not by path, so nothing about them depends on path lookup.
 type readerSource struct {
-	r     *squash.Reader
-	frags *fragCache
+	r *squash.Reader
 }
 
 func (s readerSource) root() (*squash.Inode, error) { return s.r.Root() }
@@ -108,7 +111,19 @@ func (s readerSource) readDir(dir *squash.Inode) ([]dirent, error) {
 }
 
 func (s readerSource) open(_ string, ino *squash.Inode) (io.ReadCloser, error) {
-	return newFileData(s.r, s.frags, ino)
+	return newFileData(s.r, ino, nil)
+}
+
+func (s readerSource) decodeFragment(i uint32, dst, scratch []byte) (int, error) {
+	fe, err := s.r.Fragment(i)
+	if err != nil {
+		return 0, err
+	}
+	return s.r.ReadBlockInto(dst, fe.Start, fe.Size, scratch)
+}
+
+func (s readerSource) openFragment(ino *squash.Inode, block []byte) (io.ReadCloser, error) {
+	return newFileData(s.r, ino, block)
 }
 
 func (s readerSource) xattrs(ino *squash.Inode) ([]squash.Xattr, error) { return s.r.Xattrs(ino) }
@@ -140,14 +155,45 @@ func isRoot() bool { return os.Geteuid() == 0 }
 // after validating the whole selection as Extract does. Listing tools use
 // it to show exactly what extraction would write.
 func Walk(r *squash.Reader, paths []string, fn func(rel string, ino *squash.Inode) error) error {
-	nodes, _, err := plan(readerSource{r: r, frags: &fragCache{}}, paths)
+	p, err := NewPlan(r, paths)
 	if err != nil {
 		return err
 	}
-	for _, n := range nodes {
+	return p.Walk(fn)
+}
+
+// Plan is a validated selection of an image: what Extract would create.
+// Tools that both describe and extract a selection (unsquashfs prints
+// counts first) plan once instead of walking the image twice.
+type Plan struct {
+	src   source
+	nodes []*node
+	total int64
+}
+
+// NewPlan validates the selection of r that paths make (see
+// Options.Paths) as Extract does.
+func NewPlan(r *squash.Reader, paths []string) (*Plan, error) {
+	src := readerSource{r: r}
+	nodes, total, err := plan(src, paths)
+	if err != nil {
+		return nil, err
+	}
+	return &Plan{src: src, nodes: nodes, total: total}, nil
+}
+
+// Walk calls fn for the root ("") and every selected entry, in the order
+// Extract creates them (pre-order, listing order).
+func (p *Plan) Walk(fn func(rel string, ino *squash.Inode) error) error {
+	for _, n := range p.nodes {
 		if err := fn(n.rel, n.ino); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// Extract is Extract of the planned selection; opts.Paths is ignored.
+func (p *Plan) Extract(dest string, opts Options) error {
+	return extractNodes(p.src, p.nodes, p.total, dest, opts)
 }

@@ -1,6 +1,7 @@
 package extract
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -147,22 +148,39 @@ func TestSymlinkFromImageNotFollowed(t *testing.T) {
 	f := m.file(4, "data")
 	m.add(3, "f", f)
 	m.add(1, "c", f) // hard link
-	dest := filepath.Join(t.TempDir(), "dest")
-	if err := extract(m, dest, Options{}); err != nil {
-		t.Fatal(err)
+	for _, workers := range []int{0, 3} {
+		dest := filepath.Join(t.TempDir(), "dest")
+		if err := extract(m, dest, Options{Workers: workers}); err != nil {
+			t.Fatal(err)
+		}
+		checkSymlinkAndLink(t, dest, out)
 	}
+}
+
+func checkSymlinkAndLink(t *testing.T, dest, out string) {
+	t.Helper()
 	if tgt, err := os.Readlink(filepath.Join(dest, "a")); err != nil || tgt != out {
 		t.Errorf("symlink a: %q, %v", tgt, err)
 	}
-	var s1, s2 unix.Stat_t
-	if err := unix.Lstat(filepath.Join(dest, "b/f"), &s1); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Lstat(filepath.Join(dest, "c"), &s2); err != nil {
-		t.Fatal(err)
-	}
-	if s1.Ino != s2.Ino || s1.Nlink != 2 {
-		t.Errorf("b/f and c are not one inode with 2 links: %d/%d nlink %d", s1.Ino, s2.Ino, s1.Nlink)
+	checkLinked(t, dest, 2, "b/f", "c")
+}
+
+// checkLinked makes sure the names below dest are one inode with nlink
+// links.
+func checkLinked(t *testing.T, dest string, nlink uint64, names ...string) {
+	t.Helper()
+	var first unix.Stat_t
+	for i, name := range names {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dest, name), &st); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = st
+		}
+		if st.Ino != first.Ino || uint64(st.Nlink) != nlink {
+			t.Errorf("%s: inode %d with %d links; want inode %d (%s) with %d", name, st.Ino, st.Nlink, first.Ino, names[0], nlink)
+		}
 	}
 }
 
@@ -179,7 +197,7 @@ func TestPreexistingSymlinkInDest(t *testing.T) {
 			if err := os.Symlink(out, filepath.Join(dest, "sub")); err != nil {
 				t.Fatal(err)
 			}
-			err := extract(m, dest, Options{Force: force})
+			err := extract(m, dest, Options{Force: force, Workers: 3})
 			if !force {
 				if err == nil || !strings.Contains(err.Error(), "not a directory") {
 					t.Fatalf("extract without force: %v, want 'not a directory' error", err)
@@ -222,21 +240,23 @@ func TestExistingEntries(t *testing.T) {
 		{"empty dir force", func(t *testing.T, p string) { mustMkdir(t, p) }, true, false},
 		{"full dir force", func(t *testing.T, p string) { mustMkdir(t, p); mustWrite(t, p+"/x", "") }, true, true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			m := newMem()
-			m.add(1, "f", m.file(2, "new"))
-			dest := t.TempDir()
-			tc.existing(t, filepath.Join(dest, "f"))
-			err := extract(m, dest, Options{Force: tc.force})
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("extract: %v, want error %v", err, tc.wantErr)
-			}
-			if err == nil {
-				if b, err := os.ReadFile(filepath.Join(dest, "f")); err != nil || string(b) != "new" {
-					t.Errorf("f = %q, %v", b, err)
+		for _, workers := range []int{0, 3} {
+			t.Run(fmt.Sprintf("%s workers=%d", tc.name, workers), func(t *testing.T) {
+				m := newMem()
+				m.add(1, "f", m.file(2, "new"))
+				dest := t.TempDir()
+				tc.existing(t, filepath.Join(dest, "f"))
+				err := extract(m, dest, Options{Force: tc.force, Workers: workers})
+				if (err != nil) != tc.wantErr {
+					t.Fatalf("extract: %v, want error %v", err, tc.wantErr)
 				}
-			}
-		})
+				if err == nil {
+					if b, err := os.ReadFile(filepath.Join(dest, "f")); err != nil || string(b) != "new" {
+						t.Errorf("f = %q, %v", b, err)
+					}
+				}
+			})
+		}
 	}
 }
 

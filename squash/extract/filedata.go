@@ -3,43 +3,35 @@ package extract
 import (
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/squashportage/squashportage/squash"
-	"github.com/squashportage/squashportage/squash/codec"
 )
 
 // fileData reads a regular file's contents straight from its inode. The
 // Reader's Open goes by path, and image names need not be valid io/fs paths
 // (any byte but '/' and NUL is allowed), so extraction reads by inode.
+//
+// It allocates nothing per file in the common case: a Read of a whole block
+// (what extraction asks for) decodes straight into the caller's buffer with
+// the Reader's pooled decoders, and a fragment tail is served from the
+// Reader's shared cache of decoded fragment blocks.
 type fileData struct {
-	r     *squash.Reader
-	frags *fragCache
-	ino   *squash.Inode
-	dec   codec.Decoder
-	bs    int
+	r   *squash.Reader
+	ino *squash.Inode
+	bs  int
 
 	block int    // next block to decode
 	pos   uint64 // image position of that block
 	buf   []byte // decoded bytes not yet returned
-	store []byte // backing storage of buf
-	raw   []byte
+	store []byte // backing storage of buf, allocated on a short Read
+	raw   []byte // compressed bytes of the last block
 	left  uint64 // bytes not yet returned
+	frag  []byte // the file's fragment block if already decoded, or nil
 }
 
-// fragCache keeps the last decoded fragment block: files sharing one are
-// usually extracted one after another.
-type fragCache struct {
-	mu    sync.Mutex
-	index uint32
-	data  []byte
-}
-
-func newFileData(r *squash.Reader, frags *fragCache, ino *squash.Inode) (*fileData, error) {
-	dec, err := r.Codec().NewDecoder()
-	if err != nil {
-		return nil, fmt.Errorf("decoder: %w", err)
-	}
+// newFileData reads ino's contents. frag, if not nil, is its decoded
+// fragment block.
+func newFileData(r *squash.Reader, ino *squash.Inode, frag []byte) (*fileData, error) {
 	bs := int(r.Superblock().BlockSize)
 	full := ino.Size / uint64(bs)
 	want := full
@@ -49,8 +41,7 @@ func newFileData(r *squash.Reader, frags *fragCache, ino *squash.Inode) (*fileDa
 	if uint64(len(ino.BlockSizes)) != want {
 		return nil, fmt.Errorf("inode %d: %d blocks listed for %d bytes", ino.Number, len(ino.BlockSizes), ino.Size)
 	}
-	return &fileData{r: r, frags: frags, ino: ino, dec: dec, bs: bs,
-		pos: ino.BlocksStart, store: make([]byte, bs), left: ino.Size}, nil
+	return &fileData{r: r, ino: ino, bs: bs, pos: ino.BlocksStart, left: ino.Size, frag: frag}, nil
 }
 
 func (f *fileData) Close() error { return nil }
@@ -60,8 +51,29 @@ func (f *fileData) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if len(f.buf) == 0 {
-		if err := f.next(); err != nil {
-			return 0, err
+		want := min(uint64(f.bs), f.left)
+		if uint64(len(p)) >= want && f.block < len(f.ino.BlockSizes) {
+			// The whole next block fits: decode it in place.
+			if err := f.next(p[:want]); err != nil {
+				return 0, err
+			}
+			f.left -= want
+			return int(want), nil
+		}
+		if f.block < len(f.ino.BlockSizes) {
+			if f.store == nil {
+				f.store = make([]byte, f.bs)
+			}
+			if err := f.next(f.store[:want]); err != nil {
+				return 0, err
+			}
+			f.buf = f.store[:want]
+		} else {
+			tail, err := f.fragment(want)
+			if err != nil {
+				return 0, err
+			}
+			f.buf = tail
 		}
 	}
 	n := copy(p, f.buf)
@@ -70,101 +82,46 @@ func (f *fileData) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// next decodes the following block (or the fragment tail) into f.buf.
-func (f *fileData) next() error {
-	want := min(uint64(f.bs), f.left)
-	if f.block >= len(f.ino.BlockSizes) {
-		tail, err := f.fragment()
-		if err != nil {
-			return err
-		}
-		if uint64(len(tail)) != want {
-			return fmt.Errorf("inode %d: fragment tail of %d bytes, want %d", f.ino.Number, len(tail), want)
-		}
-		f.buf = tail
+// next decodes the following block into dst, whose length is the block's.
+func (f *fileData) next(dst []byte) error {
+	word := f.ino.BlockSizes[f.block]
+	i := f.block
+	f.block++
+	if squash.BlockSize(word) == 0 {
+		clear(dst)
 		return nil
 	}
-	word := f.ino.BlockSizes[f.block]
-	f.block++
-	dst := f.store[:want]
-	switch {
-	case word == 0:
-		clear(dst)
-	case squash.BlockCompressed(word):
-		raw, err := f.r.ReadRawBlock(f.pos, word, f.raw)
-		if err != nil {
-			return fmt.Errorf("inode %d block %d: %w", f.ino.Number, f.block-1, err)
-		}
-		f.raw = raw
-		n, err := f.dec.Decompress(f.store, raw)
-		if err != nil {
-			return fmt.Errorf("inode %d block %d: %w", f.ino.Number, f.block-1, err)
-		}
-		if uint64(n) != want {
-			return fmt.Errorf("inode %d block %d: decoded %d bytes, want %d", f.ino.Number, f.block-1, n, want)
-		}
-	default:
-		raw, err := f.r.ReadRawBlock(f.pos, word, f.raw)
-		if err != nil {
-			return fmt.Errorf("inode %d block %d: %w", f.ino.Number, f.block-1, err)
-		}
-		f.raw = raw
-		if uint64(len(raw)) != want {
-			return fmt.Errorf("inode %d block %d: %d bytes stored, want %d", f.ino.Number, f.block-1, len(raw), want)
-		}
-		copy(dst, raw)
+	if cap(f.raw) < f.bs {
+		f.raw = make([]byte, f.bs)
+	}
+	n, err := f.r.ReadBlockInto(dst, f.pos, word, f.raw)
+	if err != nil {
+		return fmt.Errorf("inode %d block %d: %w", f.ino.Number, i, err)
+	}
+	if n != len(dst) {
+		return fmt.Errorf("inode %d block %d: decoded %d bytes, want %d", f.ino.Number, i, n, len(dst))
 	}
 	f.pos += uint64(squash.BlockSize(word))
-	f.buf = dst
 	return nil
 }
 
-// fragment returns the file's tail from its fragment block.
-func (f *fileData) fragment() ([]byte, error) {
+// fragment returns the file's tail of want bytes from its fragment block.
+// The slice is shared with the Reader's cache and must not be modified.
+func (f *fileData) fragment(want uint64) ([]byte, error) {
 	ino := f.ino
 	if ino.Fragment == squash.NoFragment {
 		return nil, fmt.Errorf("inode %d: %d bytes beyond its blocks and no fragment", ino.Number, f.left)
 	}
-	block, err := f.fragBlock(ino.Fragment)
-	if err != nil {
-		return nil, err
+	block := f.frag
+	if block == nil {
+		var err error
+		if block, err = f.r.FragmentBlock(ino.Fragment); err != nil {
+			return nil, err
+		}
 	}
-	end := uint64(ino.FragOffset) + f.left
+	end := uint64(ino.FragOffset) + want
 	if end > uint64(len(block)) {
-		return nil, fmt.Errorf("inode %d: fragment %d of %d bytes has no %d bytes at %d", ino.Number, ino.Fragment, len(block), f.left, ino.FragOffset)
+		return nil, fmt.Errorf("inode %d: fragment %d of %d bytes has no %d bytes at %d", ino.Number, ino.Fragment, len(block), want, ino.FragOffset)
 	}
 	return block[ino.FragOffset:end], nil
-}
-
-func (f *fileData) fragBlock(i uint32) ([]byte, error) {
-	c := f.frags
-	c.mu.Lock()
-	if c.data != nil && c.index == i {
-		b := c.data
-		c.mu.Unlock()
-		return b, nil
-	}
-	c.mu.Unlock()
-	fe, err := f.r.Fragment(i)
-	if err != nil {
-		return nil, fmt.Errorf("fragment %d: %w", i, err)
-	}
-	raw, err := f.r.ReadRawBlock(fe.Start, fe.Size, nil)
-	if err != nil {
-		return nil, fmt.Errorf("fragment %d: %w", i, err)
-	}
-	b := raw
-	if squash.BlockCompressed(fe.Size) {
-		b = make([]byte, f.bs)
-		n, err := f.dec.Decompress(b, raw)
-		if err != nil {
-			return nil, fmt.Errorf("fragment %d: %w", i, err)
-		}
-		b = b[:n]
-	}
-	// The cached slice is never written to again, so readers may share it.
-	c.mu.Lock()
-	c.index, c.data = i, b
-	c.mu.Unlock()
-	return b, nil
 }

@@ -8,9 +8,13 @@
 //   - persist: a Portage image mounted with an overlay, about 1% of the tree
 //     changed the way emerge --sync does, then `squashportage persist`
 //     against a full mksquashfs rebuild of the merged view, and the rsync
-//     delta from the old image to each new one.
+//     delta from the old image to each new one;
+//   - extract: our unsquashfs and Debian's on the same images of the
+//     Portage-like tree (written by our mksquashfs), 2 processors, run
+//     alternately into a fresh directory of BENCH_DIR with caches dropped
+//     before each run: wall time, CPU time, peak RSS.
 //
-// It needs root (mounts), squashfs-tools and rsync. Trees are cached in
+// It needs root (mounts, drop_caches), squashfs-tools and rsync. Trees are cached in
 // BENCH_DIR (default /var/tmp/squashportage-bench).
 package main
 
@@ -19,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,12 +39,13 @@ func main() {
 	bin := flag.String("bin", "bin/squashportage", "squashportage binary")
 	scale := flag.Float64("scale", 1, "Portage tree scale (1 is about 160k files)")
 	runs := flag.Int("runs", 1, "runs of each writer (the median is reported)")
-	only := flag.String("only", "writer,persist,layers", "parts to run: writer, persist, layers")
+	only := flag.String("only", "writer,persist,layers,extract", "parts to run: writer, persist, layers, extract")
 	trees := flag.String("trees", "portage,linux", "trees for the writer part")
 	comps := flag.String("comps", "gzip,xz,zstd,lz4", "compressors for the writer part")
 	pcomps := flag.String("persist-comps", "gzip,xz", "compressors for the persist part")
 	pbases := flag.String("persist-bases", "ours,mksquashfs", "who writes the image persist starts from")
 	peerList := flag.String("peers", envOr("BENCH_PEERS", "debian-4.5=/usr/bin/mksquashfs"), "writers to compare with, NAME=BINARY,... (gensquashfs: squashfs-tools-ng's)")
+	ecomps := flag.String("extract-comps", "gzip,xz", "compressors for the extract part")
 	flag.Parse()
 	b := &bench{dir: *dir, runs: *runs}
 	var err error
@@ -66,6 +72,11 @@ func main() {
 	}
 	if strings.Contains(*only, "layers") {
 		if err := b.layers(portage, "gzip"); err != nil {
+			fail(err)
+		}
+	}
+	if strings.Contains(*only, "extract") {
+		if err := b.extract(portage, strings.Split(*ecomps, ",")); err != nil {
 			fail(err)
 		}
 	}
@@ -151,7 +162,9 @@ type result struct {
 }
 
 func measure(out string, name string, args ...string) (result, error) {
-	os.Remove(out)
+	if out != "" {
+		os.Remove(out)
+	}
 	cmd := exec.Command(name, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -163,7 +176,7 @@ func measure(out string, name string, args ...string) (result, error) {
 	}
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	r := result{wall: wall, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), rss: ru.Maxrss}
-	if fi, err := os.Stat(out); err == nil {
+	if fi, err := os.Stat(out); out != "" && err == nil {
 		r.size = fi.Size()
 	}
 	return r, nil
@@ -177,6 +190,78 @@ func median(rs []result) result {
 		}
 	}
 	return rs[len(rs)/2]
+}
+
+// extract times our unsquashfs against Debian's on images of the Portage
+// tree written by our mksquashfs.
+func (b *bench) extract(portage string, comps []string) error {
+	fmt.Printf("\n### Extract of the Portage tree (%s), 2 processors, median of %d\n\n", portage, b.runs)
+	fmt.Println("| comp | ours wall | unsquashfs wall | time ratio | ours CPU | unsquashfs CPU | ours RSS | unsquashfs RSS |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
+	img := filepath.Join(b.dir, "x.sqfs")
+	dest := filepath.Join(b.dir, "x.out")
+	defer os.Remove(img)
+	for _, c := range comps {
+		if _, err := measure(img, b.bin, "mksquashfs", portage, img, "-comp", c, "-noappend", "-quiet", "-no-progress", "-e", ".complete"); err != nil {
+			return err
+		}
+		var ours, theirs []result
+		for range b.runs {
+			for _, who := range []string{"ours", "theirs"} {
+				if err := freshDest(dest, img); err != nil {
+					return err
+				}
+				args := []string{"-q", "-n", "-p", "2", "-d", dest, img}
+				var r result
+				var err error
+				if who == "ours" {
+					r, err = measure("", b.bin, append([]string{"unsquashfs"}, args...)...)
+					ours = append(ours, r)
+				} else {
+					r, err = measure("", "unsquashfs", args...)
+					theirs = append(theirs, r)
+				}
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if err := freshDest(dest, ""); err != nil {
+			return err
+		}
+		o, t := median(ours), median(theirs)
+		fmt.Printf("| %s | %.1f s | %.1f s | %.2f | %.1f s | %.1f s | %d MB | %d MB |\n",
+			c, o.wall.Seconds(), t.wall.Seconds(), o.wall.Seconds()/t.wall.Seconds(),
+			o.cpu.Seconds(), t.cpu.Seconds(), o.rss>>10, t.rss>>10)
+	}
+	return nil
+}
+
+// freshDest removes dest and drops the page cache, then reads img (if
+// given) back into it, so every extraction starts alike: the image cached,
+// nothing of the previous run's tree in memory. Without dropping caches,
+// ext4 without a journal makes a create right after a large delete scan
+// the recently freed inodes still in the buffer cache, which costs the
+// next run tens of seconds of system time depending on where its inodes
+// land.
+func freshDest(dest, img string) error {
+	if err := os.RemoveAll(dest); err != nil {
+		return err
+	}
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o644); err != nil {
+		return fmt.Errorf("drop caches: %w", err)
+	}
+	if img == "" {
+		return nil
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(io.Discard, f)
+	return err
 }
 
 // persist times squashportage persist after an emerge --sync-like change

@@ -57,7 +57,8 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 	-n[o-progress]		don't display the progress bar
 	-no[-xattrs]		don't extract xattrs in file system
 	-x[attrs]		extract xattrs in file system (default)
-	-p[rocessors] <number>	use <number> processors to write files
+	-p[rocessors] <number>	decode and write files with <number> goroutines
+				(default: all CPUs; 1 extracts in order)
 	-i[nfo]			print files as they are extracted
 	-li[nfo]		print files as they are extracted with file
 				attributes (like ls -l output)
@@ -291,10 +292,10 @@ type counts struct {
 	files, dirs, symlinks, devices, fifos, sockets, hardlinks int64
 }
 
-func tally(r *squash.Reader, paths []string) (counts, error) {
+func tally(p *extract.Plan) (counts, error) {
 	var n counts
 	seen := map[uint32]bool{}
-	err := extract.Walk(r, paths, func(_ string, ino *squash.Inode) error {
+	err := p.Walk(func(_ string, ino *squash.Inode) error {
 		// unsquashfs's "inodes to write" counts non-directory entries,
 		// hard links included.
 		if basicType(ino.Type) != squash.TypeDir {
@@ -336,7 +337,11 @@ func plural(n int64, one, many string) string {
 }
 
 func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.Location) error {
-	n, err := tally(r, c.paths)
+	p, err := extract.NewPlan(r, c.paths)
+	if err != nil {
+		return err
+	}
+	n, err := tally(p)
 	if err != nil {
 		return err
 	}
@@ -345,7 +350,6 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 		fmt.Fprintf(stdout, "%d inodes (%d blocks) to write\n\n", n.inodes, n.blocks)
 	}
 	opts := extract.Options{
-		Paths:    c.paths,
 		Force:    c.force,
 		NoXattrs: c.noXattrs,
 		Workers:  c.processors,
@@ -376,7 +380,7 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 			io.WriteString(bw, l.line(rel, ino))
 		}
 	}
-	err = extract.Extract(r, c.dest, opts)
+	err = p.Extract(c.dest, opts)
 	if bar != nil {
 		bar.Done()
 	}
