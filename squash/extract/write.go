@@ -24,6 +24,9 @@ type extractor struct {
 	root  int  // descriptor of the destination directory
 	chown bool // set ownership (root only)
 	proc  bool // /proc/self/fd is usable for path-based xattr calls
+	// umask is the process's, -1 if unknown: files whose permissions it
+	// leaves alone are created with them, one fchmod fewer per file.
+	umask int
 
 	links map[uint32]string // inode number -> rel path of its first copy
 
@@ -89,6 +92,7 @@ func extractNodes(src source, nodes []*node, total int64, dest string, opts Opti
 	if _, err := os.Stat("/proc/self/fd"); err == nil {
 		x.proc = true
 	}
+	x.umask = processUmask()
 	if opts.Workers > 1 {
 		if fs, ok := src.(fragmentSource); ok {
 			x.ahead = newFragAhead(fs, opts.Workers, src.blockSize())
@@ -508,7 +512,7 @@ func (x *extractor) createJob(job fileJob) (int, error) {
 	var fd int
 	err := x.retry(parent, n, func() error {
 		var err error
-		fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		fd, err = unix.Openat(parent, n.name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, x.createMode(n))
 		return err
 	})
 	if err != nil {
@@ -565,7 +569,37 @@ func (x *extractor) writeFile(fd int, job fileJob, buf []byte) (err error) {
 			}
 		}
 	}
-	return x.setMetaFd(fd, n)
+	return x.setMetaFdMode(fd, n, x.createMode(n) != squash.UnixPerm(n.ino.Mode))
+}
+
+// createMode is what a file is created with: its own permissions when the
+// umask keeps them and no set-id or sticky bit (chown would clear those)
+// is among them, else 0600 and a chmod once written.
+func (x *extractor) createMode(n *node) uint32 {
+	perm := squash.UnixPerm(n.ino.Mode)
+	if x.umask < 0 || perm&^0o777 != 0 || perm&uint32(x.umask) != 0 {
+		return 0o600
+	}
+	return perm
+}
+
+// processUmask reads the umask from /proc without changing it (umask(2)
+// would, for a moment, for every thread); -1 when it cannot be read.
+func processUmask() int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil {
+				return -1
+			}
+			return int(n)
+		}
+	}
+	return -1
 }
 
 func pwriteAll(fd int, b []byte, off int64) error {
@@ -610,7 +644,10 @@ func (x *extractor) finishDir(f *dirFrame) error {
 // setMetaFd applies owner, mode, xattrs and times through a descriptor of a
 // regular file or directory. The mode comes after chown, which clears
 // setuid and setgid.
-func (x *extractor) setMetaFd(fd int, n *node) error {
+func (x *extractor) setMetaFd(fd int, n *node) error { return x.setMetaFdMode(fd, n, true) }
+
+// setMetaFdMode is setMetaFd, with the chmod only if chmod says so.
+func (x *extractor) setMetaFdMode(fd int, n *node, chmod bool) error {
 	ino := n.ino
 	name := n.rel
 	if name == "" {
@@ -621,8 +658,10 @@ func (x *extractor) setMetaFd(fd int, n *node) error {
 			return fmt.Errorf("chown %q: %w", name, err)
 		}
 	}
-	if err := unix.Fchmod(fd, squash.UnixPerm(ino.Mode)); err != nil {
-		return fmt.Errorf("chmod %q: %w", name, err)
+	if chmod {
+		if err := unix.Fchmod(fd, squash.UnixPerm(ino.Mode)); err != nil {
+			return fmt.Errorf("chmod %q: %w", name, err)
+		}
 	}
 	if err := x.setXattrs(n, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
 		return err
