@@ -17,8 +17,9 @@ import (
 	"github.com/squashportage/squashportage/squash"
 )
 
-// ErrBusy is matched (errors.Is) by the errors of Umount and Remount when
-// processes still use the target.
+// ErrBusy is matched (errors.Is) by the errors of Umount when processes
+// still use the target, and of a persist whose freeze waited in vain for
+// files open for writing.
 var ErrBusy = errors.New("target busy")
 
 type busyErr string

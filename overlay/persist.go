@@ -114,8 +114,9 @@ func Persist(st *State, opts PersistOptions) (res PersistResult, err error) {
 		return res, fmt.Errorf("persist %s: the upper %s is gone (was the overlay unmounted behind squashportage's back, or a persist killed while remounting?): %w; mount it again with 'squashportage mount'", st.Target, st.UpperPath(), err)
 	}
 	// Fold against the image the overlay really runs on: after a persist
-	// whose remount was left to the next boot, IMAGE is already newer than
-	// the mounted lower, and the upper's changes are relative to the lower.
+	// that installed IMAGE but could not swap (it failed or was killed),
+	// IMAGE is newer than the mounted lower, and the upper's changes are
+	// relative to the lower.
 	base, baseName, err := openLower(st)
 	if err != nil {
 		return res, err
