@@ -910,3 +910,29 @@ func TestCompactAndRollback(t *testing.T) {
 		t.Fatal("after the rollback IMAGE does not show the first view")
 	}
 }
+
+// TestUpperChanged: a fresh upper is no change, over the image or over a
+// stack of layers (whose root the upper root copies); a new file is, and
+// so is a changed root.
+func TestUpperChanged(t *testing.T) {
+	e := newEnv(t)
+	img := makeImage(t, testFiles)
+	st := e.mount(img + ":" + e.target + ":compact=1000%")
+	check := func(want bool, what string) {
+		t.Helper()
+		if got, err := upperChanged(st); err != nil || got != want {
+			t.Fatalf("%s: changed %v, %v; want %v", what, got, err, want)
+		}
+	}
+	check(false, "fresh overlay")
+	writeFile(t, filepath.Join(e.target, "b"), "b")
+	check(true, "a new file")
+	if res, err := Persist(st, PersistOptions{}); err != nil || res.Layer == "" {
+		t.Fatalf("persist: %+v, %v", res, err)
+	}
+	check(false, "fresh upper over a layer")
+	if err := os.Chmod(e.target, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	check(true, "the root's mode changed")
+}

@@ -118,34 +118,6 @@ func (f *folder) resolveLinks() {
 	}
 }
 
-// HasChanges reports whether the upper directory holds anything that the
-// image does not: an entry, or a root whose metadata differs.
-func HasChanges(r *squash.Reader, upper string) (bool, error) {
-	d, err := os.Open(upper)
-	if err != nil {
-		return false, err
-	}
-	defer d.Close()
-	names, err := d.Readdirnames(1)
-	if len(names) > 0 {
-		return true, nil
-	}
-	if err != nil && err != io.EOF {
-		return false, fmt.Errorf("read upper %s: %w", upper, err)
-	}
-	root, err := r.Root()
-	if err != nil {
-		return false, err
-	}
-	var st unix.Stat_t
-	if err := unix.Lstat(upper, &st); err != nil {
-		return false, fmt.Errorf("upper %s: %w", upper, err)
-	}
-	perm := uint32(st.Mode) & 0o7777
-	return perm != squash.UnixPerm(root.Mode) || st.Uid != root.UID || st.Gid != root.GID ||
-		uint32(st.Mtim.Sec) != root.Mtime, nil
-}
-
 // Fold writes the merged view of r (whose bytes are readable from data) and
 // the upper directory to out.
 func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, opts Options) (Stats, error) {

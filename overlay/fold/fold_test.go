@@ -252,26 +252,6 @@ func TestFoldEquivalence(t *testing.T) {
 	}
 }
 
-func TestHasChanges(t *testing.T) {
-	src := t.TempDir()
-	w(t, src+"/a", []byte("a"))
-	image := filepath.Join(t.TempDir(), "base.sqfs")
-	writeImage(t, src, image, codec.Config{ID: codec.Gzip})
-	s := mountStack(t, image)
-	r, err := squash.OpenFile(image)
-	must(t, err)
-	defer r.Close()
-	changed, err := fold.HasChanges(r.Reader, s.upper)
-	must(t, err)
-	if changed {
-		t.Fatal("a fresh overlay reports changes")
-	}
-	w(t, s.merged+"/b", []byte("b"))
-	if changed, err = fold.HasChanges(r.Reader, s.upper); err != nil || !changed {
-		t.Fatalf("a new file is not a change: %v %v", changed, err)
-	}
-}
-
 func TestFoldNewCodec(t *testing.T) {
 	src := buildSource(t)
 	image := filepath.Join(t.TempDir(), "base.sqfs")
