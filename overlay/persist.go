@@ -282,37 +282,47 @@ func Persist(st *State, opts PersistOptions) (res PersistResult, err error) {
 	}
 	res.Written = true
 	res.Duration = time.Since(start)
-	st.LastPersist = time.Now()
-	st.LastPersistResult = fmt.Sprintf("ok: %s, %d bytes (%d reused files, %d new bytes) in %v",
+	result := fmt.Sprintf("ok: %s, %d bytes (%d reused files, %d new bytes) in %v",
 		st.Image, res.ImageSize, res.Stats.ReusedFiles, res.Stats.NewBytes, res.Duration.Round(time.Millisecond))
+	err = install(st, &res, "image", result, opts, log, func() {
+		for _, l := range folded {
+			// Folded into IMAGE and no longer mounted.
+			if err := os.Remove(filepath.Join(filepath.Dir(image), l.File)); err != nil {
+				log("persist %s: remove folded layer: %v", st.Target, err)
+			}
+		}
+	})
+	swapped = res.Remounted
+	return res, err
+}
+
+// install records a persist that wrote an image or a layer (what) and
+// swaps the target onto the stack with it; after runs once it is in place.
+func install(st *State, res *PersistResult, what, result string, opts PersistOptions, log func(string, ...any), after func()) error {
+	st.LastPersist, st.LastPersistResult = time.Now(), result
 	if err := st.Save(st.StateDir()); err != nil {
 		log("persist %s: record state: %v", st.Target, err)
 	}
-	if err := recordLastPersist(image, st.LastPersist, st.LastPersistResult); err != nil {
+	if err := recordLastPersist(st.ImagePath(), st.LastPersist, st.LastPersistResult); err != nil {
 		log("persist %s: record last persist beside the image: %v", st.Target, err)
 	}
-
-	log("persist %s: installed at %v", st.Target, time.Since(start).Round(time.Millisecond))
-	res.Stacked, err = swapTo(st, st.Image, !opts.stackOnTop, log)
-	if err != nil {
+	log("persist %s: %s installed at %v", st.Target, what, time.Since(opts.start).Round(time.Millisecond))
+	var err error
+	if res.Stacked, err = swapTo(st, st.Image, !opts.stackOnTop, log); err != nil {
 		// The old overlay, thawed, still shows the same view: its upper
-		// holds what the new image holds, relative to the old image it
-		// runs on, and the next persist folds against that one again.
-		return res, fmt.Errorf("persist %s: image written, but the overlay still runs on the old image: %w", st.Target, err)
+		// holds what the new image or layer holds, relative to the stack
+		// it runs on, and the next persist starts from that one again.
+		return fmt.Errorf("persist %s: %s written, but the overlay still runs without it: %w", st.Target, what, err)
 	}
-	swapped = true
 	res.Remounted = true
-	for _, l := range folded {
-		// Folded into IMAGE and no longer mounted.
-		if err := os.Remove(filepath.Join(filepath.Dir(image), l.File)); err != nil {
-			log("persist %s: remove folded layer: %v", st.Target, err)
-		}
+	if after != nil {
+		after()
 	}
 	if err := st.Save(st.StateDir()); err != nil {
-		return res, fmt.Errorf("persist %s: image written and mounted, but %w", st.Target, err)
+		return fmt.Errorf("persist %s: %s written and mounted, but %w", st.Target, what, err)
 	}
-	log("persist %s: new overlay in place at %v", st.Target, time.Since(start).Round(time.Millisecond))
-	return res, nil
+	log("persist %s: new overlay in place at %v", st.Target, time.Since(opts.start).Round(time.Millisecond))
+	return nil
 }
 
 // persistLayer writes the frozen upper as the next delta layer of the
@@ -374,20 +384,7 @@ func persistLayer(st *State, res *PersistResult, stack Stack, cfg codec.Config, 
 	}
 	res.Written, res.Layer, res.Layers, res.ImageSize = true, name, len(stack.Layers), size
 	res.Duration = time.Since(opts.start)
-	st.LastPersist = time.Now()
-	st.LastPersistResult = fmt.Sprintf("ok: layer %s, %d bytes, %d layers, in %v", name, size, len(stack.Layers), res.Duration.Round(time.Millisecond))
-	if err := recordLastPersist(image, st.LastPersist, st.LastPersistResult); err != nil {
-		log("persist %s: record last persist beside the image: %v", st.Target, err)
-	}
-	log("persist %s: layer installed", st.Target)
-	if res.Stacked, err = swapTo(st, st.Image, !opts.stackOnTop, log); err != nil {
-		return fmt.Errorf("persist %s: layer written, but the overlay still runs without it: %w", st.Target, err)
-	}
-	res.Remounted = true
-	if err := st.Save(st.StateDir()); err != nil {
-		return fmt.Errorf("persist %s: layer written and mounted, but %w", st.Target, err)
-	}
-	return nil
+	return install(st, res, "layer", fmt.Sprintf("ok: layer %s, %d bytes, %d layers, in %v", name, size, len(stack.Layers), res.Duration.Round(time.Millisecond)), opts, log, nil)
 }
 
 // upperChanged reports whether the upper holds an entry, or a root whose

@@ -347,6 +347,21 @@ func binary(t *testing.T) string {
 	return binPath
 }
 
+// killedPersist runs `squashportage persist` on e's target and kills it
+// with SIGKILL after delay; finished says it had completed by then.
+func killedPersist(t *testing.T, bin string, e *env, delay time.Duration) (finished bool, out string) {
+	t.Helper()
+	cmd := exec.Command(bin, "persist", "--state-dir", e.stateDir, e.target)
+	var b bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &b, &b
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(delay)
+	cmd.Process.Kill()
+	return cmd.Wait() == nil, b.String()
+}
+
 // TestPersistKilled kills `squashportage persist` with SIGKILL at many
 // moments: IMAGE must always mount and show the old or the new view, and
 // whatever IMAGE lacks must still be in the overlay.
@@ -369,17 +384,9 @@ func TestPersistKilled(t *testing.T) {
 			view := filepath.Join(t.TempDir(), "view")
 			copyTo(t, e.target, view)
 
-			cmd := exec.Command(bin, "persist", "--state-dir", e.stateDir, e.target)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(delay)
-			cmd.Process.Kill()
-			if err := cmd.Wait(); err == nil {
-				finished = true // the persist completed before the kill
-			}
+			// finished: the persist completed before the kill.
+			var out string
+			finished, out = killedPersist(t, bin, e, delay)
 
 			switch {
 			case imageEquals(t, img, view):
@@ -391,7 +398,7 @@ func TestPersistKilled(t *testing.T) {
 					t.Fatalf("killed at %v: IMAGE is old and the overlay lost changes: %v", delay, d)
 				}
 			default:
-				t.Fatalf("killed at %v: IMAGE is neither the old nor the new view\n%s", delay, out.String())
+				t.Fatalf("killed at %v: IMAGE is neither the old nor the new view\n%s", delay, out)
 			}
 			// A later persist finishes the job and cleans up after the dead
 			// one, unless the kill came during the remount, after IMAGE
@@ -804,15 +811,8 @@ func TestPersistLayerKilled(t *testing.T) {
 			newView := filepath.Join(t.TempDir(), "new")
 			copyTo(t, e.target, newView)
 
-			cmd := exec.Command(bin, "persist", "--state-dir", e.stateDir, e.target)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(delay)
-			cmd.Process.Kill()
-			finished = cmd.Wait() == nil
+			var out string
+			finished, out = killedPersist(t, bin, e, delay)
 
 			// The live overlay (repaired by the next lock holder) still
 			// shows the new view.
@@ -827,7 +827,7 @@ func TestPersistLayerKilled(t *testing.T) {
 			case len(testtree.CompareWith(oldView, e.target, testtree.CompareOptions{IgnoreDirNlink: true, MaxDiffs: 1})) == 0:
 				sawOld++
 			default:
-				t.Fatalf("killed at %v: the stack shows neither the old nor the new view\n%s", delay, out.String())
+				t.Fatalf("killed at %v: the stack shows neither the old nor the new view\n%s", delay, out)
 			}
 			if left, _ := filepath.Glob(img + ".layer-*.new"); len(left) > 0 {
 				// Harmless (no record names it), but a persist removes it.
