@@ -548,45 +548,46 @@ func TestPersistConcurrentWriters(t *testing.T) {
 					}
 				}
 			}
-			wg.Add(2)
-			go func() { // creates files, a new directory every 20
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
+			// writer runs step(0), step(1), ... until stop or a failed step.
+			writer := func(step func(i int) bool) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if !step(i) {
+							return
+						}
+						time.Sleep(200 * time.Microsecond)
 					}
-					dir := filepath.Join(e.target, "w", fmt.Sprintf("d%03d", i/20))
-					name := filepath.Join(dir, fmt.Sprintf("f%05d", i))
-					if !retry(func() error { return os.MkdirAll(dir, 0o755) }) ||
-						!retry(func() error { return os.WriteFile(name, []byte(name), 0o644) }) {
-						return
-					}
-					mu.Lock()
-					closed = append(closed, name)
-					mu.Unlock()
-					time.Sleep(200 * time.Microsecond)
+				}()
+			}
+			writer(func(i int) bool { // creates files, a new directory every 20
+				dir := filepath.Join(e.target, "w", fmt.Sprintf("d%03d", i/20))
+				name := filepath.Join(dir, fmt.Sprintf("f%05d", i))
+				if !retry(func() error { return os.MkdirAll(dir, 0o755) }) ||
+					!retry(func() error { return os.WriteFile(name, []byte(name), 0o644) }) {
+					return false
 				}
-			}()
-			go func() { // rewrites a file of the image
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					v := fmt.Sprintf("version %d\n", i)
-					if !retry(func() error { return os.WriteFile(filepath.Join(e.target, "a.txt"), []byte(v), 0o644) }) {
-						return
-					}
-					mu.Lock()
-					last = v
-					mu.Unlock()
-					time.Sleep(200 * time.Microsecond)
+				mu.Lock()
+				closed = append(closed, name)
+				mu.Unlock()
+				return true
+			})
+			writer(func(i int) bool { // rewrites a file of the image
+				v := fmt.Sprintf("version %d\n", i)
+				if !retry(func() error { return os.WriteFile(filepath.Join(e.target, "a.txt"), []byte(v), 0o644) }) {
+					return false
 				}
-			}()
+				mu.Lock()
+				last = v
+				mu.Unlock()
+				return true
+			})
 			written := 0
 			for range 6 {
 				time.Sleep(30 * time.Millisecond)

@@ -146,11 +146,10 @@ func swapTo(st *State, image string, beneath bool, log func(string, ...any)) (st
 	return stacked, nil
 }
 
-// retire lets go of the stack old that a new one has replaced at the
+// retire lets go of the stack st that a new one has replaced at the
 // target; the old overlay (detached, or hidden beneath) keeps what it
 // still uses.
-func retire(old *State, stacked bool) error {
-	st := old
+func retire(st *State, stacked bool) error {
 	var errs []error
 	switch st.UpperKind {
 	case KindTmpfs:
