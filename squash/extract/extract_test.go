@@ -398,3 +398,57 @@ func checkSparse(t *testing.T, dest string) {
 		t.Errorf("%s: size %d but %d bytes allocated, want a hole", p, st.Size, st.Blocks*512)
 	}
 }
+
+// Ownership is exact although chown is skipped for entries that are
+// created with the owner the image asks for: a set-group-ID destination
+// gives its group to what is made in it, and a directory that was there
+// keeps its owner unless chowned.
+func TestOwnership(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root for ownership")
+	}
+	owned := func(ino *squash.Inode, uid, gid uint32) *squash.Inode {
+		ino.UID, ino.GID = uid, gid
+		return ino
+	}
+	for _, workers := range []int{0, 3} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			m := newMem()
+			m.rootIno.UID, m.rootIno.GID = 0, 0
+			m.add(1, "f", owned(m.file(2, "root's"), 0, 0))
+			m.add(1, "g", owned(m.file(3, "someone's"), 1234, 5678))
+			m.add(1, "s", owned(m.symlink(4, "f"), 0, 0))
+			m.add(1, "d", owned(m.dir(5, 0o755), 0, 0))
+			m.add(5, "h", owned(m.file(6, "in d"), 0, 0))
+			m.add(1, "e", owned(m.dir(7, 0o755), 0, 0))
+			m.add(7, "i", owned(m.file(8, "in e"), 0, 0))
+			dest := t.TempDir()
+			if err := os.Chown(dest, 0, 4321); err != nil {
+				t.Fatal(err)
+			}
+			if err := unix.Chmod(dest, 0o2755); err != nil {
+				t.Fatal(err)
+			}
+			// e is there already, someone else's.
+			mustMkdir(t, filepath.Join(dest, "e"))
+			if err := os.Chown(filepath.Join(dest, "e"), 1111, 2222); err != nil {
+				t.Fatal(err)
+			}
+			if err := extract(m, dest, Options{Workers: workers}); err != nil {
+				t.Fatal(err)
+			}
+			for name, want := range map[string][2]uint32{
+				".": {0, 0}, "f": {0, 0}, "g": {1234, 5678}, "s": {0, 0},
+				"d": {0, 0}, "d/h": {0, 0}, "e": {0, 0}, "e/i": {0, 0},
+			} {
+				var st unix.Stat_t
+				if err := unix.Lstat(filepath.Join(dest, name), &st); err != nil {
+					t.Fatal(err)
+				}
+				if st.Uid != want[0] || st.Gid != want[1] {
+					t.Errorf("%s owned by %d:%d, want %d:%d", name, st.Uid, st.Gid, want[0], want[1])
+				}
+			}
+		})
+	}
+}

@@ -27,23 +27,30 @@ type extractor struct {
 	// umask is the process's, -1 if unknown: files whose permissions it
 	// leaves alone are created with them, one fchmod fewer per file.
 	umask int
+	// uid and gid own what this process creates in a directory without
+	// the set-group-ID bit: chown to them is skipped, one system call
+	// per entry fewer for the usual root-owned tree.
+	uid, gid int
 
-	links map[uint32]string // inode number -> rel path of its first copy
+	links   map[uint32]string // inode number -> rel path of its first copy (the walk's)
+	skipped map[uint32]bool   // device nodes not made (the creator's)
 
 	mu    sync.Mutex // guards done, err and Progress calls
 	done  int64
 	total int64
 	err   error
 
-	// With workers, the walk queues files and links on creates; one
-	// creator goroutine makes them in order and passes created files on
-	// writes to the writers, which fill them, set their metadata and
-	// close them. Creating on one goroutine is deliberate: on ext4 without
-	// a journal, files created concurrently in one block group cost
-	// several times the system time of the same creates in a row (22 s
-	// against 6 s for the gentree image with two workers creating), and
-	// whoever creates takes the directory's lock, which concurrent
-	// creators spin on.
+	// With workers, the walk queues every entry on creates; one creator
+	// goroutine makes them in order and passes created files on writes to
+	// the writers, which fill them, set their metadata and close them.
+	// Making every name on one goroutine is deliberate: on ext4 without a
+	// journal, inodes allocated concurrently in one block group cost
+	// several times the system time of the same allocations in a row
+	// (each retry scans the group's recently deleted inodes again: 17 s
+	// against 7 s of system time for the bench image extracted right
+	// after a tree was removed, when directories were made on the walk's
+	// goroutine beside the creator's files), and whoever creates takes
+	// the directory's lock, which concurrent creators spin on.
 	creates chan fileJob
 	writes  chan writeJob
 	wg      sync.WaitGroup
@@ -56,15 +63,17 @@ type writeJob struct {
 	job fileJob
 }
 
-// fileJob is a regular file to create and fill, or (target set) a hard link
-// to make, in the open directory parent. A link's target is always
-// created before it (they are made in listing order), or has failed,
-// which stops the extraction.
+// fileJob is an entry to make in the directory parent: a regular file to
+// create and fill, a directory (dir set), a symlink or special file, or
+// (target set) a hard link. Jobs are made in listing order, so a parent is
+// open before its entries and a link's target exists before the link, or
+// has failed, which stops the extraction.
 type fileJob struct {
 	parent *dirFrame
 	n      *node
-	frag   *fragRef // the file's fragment block, when decoded ahead
-	target string   // for a hard link: the rel path of what it links to
+	frag   *fragRef  // the file's fragment block, when decoded ahead
+	target string    // for a hard link: the rel path of what it links to
+	dir    *dirFrame // for a directory: the frame the job opens
 }
 
 func extract(src source, dest string, opts Options) error {
@@ -82,17 +91,19 @@ func extractNodes(src source, nodes []*node, total int64, dest string, opts Opti
 		return err
 	}
 	x := &extractor{
-		src:   src,
-		opts:  opts,
-		root:  root,
-		chown: !opts.NoOwner && isRoot(),
-		links: map[uint32]string{},
-		total: total,
+		src:     src,
+		opts:    opts,
+		root:    root,
+		chown:   !opts.NoOwner && isRoot(),
+		links:   map[uint32]string{},
+		skipped: map[uint32]bool{},
+		total:   total,
 	}
 	if _, err := os.Stat("/proc/self/fd"); err == nil {
 		x.proc = true
 	}
 	x.umask = processUmask()
+	x.uid, x.gid = os.Geteuid(), os.Getegid()
 	if opts.Workers > 1 {
 		if fs, ok := src.(fragmentSource); ok {
 			x.ahead = newFragAhead(fs, opts.Workers, src.blockSize())
@@ -173,12 +184,34 @@ type dirFrame struct {
 	fd      int
 	n       *node
 	pending atomic.Int64
+	// sgid: entries made in the directory take its group (it has the
+	// set-group-ID bit); owned: it already has the owner and group the
+	// image gives it.
+	sgid, owned bool
 }
 
-func (x *extractor) newFrame(fd int, n *node) *dirFrame {
-	f := &dirFrame{fd: fd, n: n}
+// newFrame is directory n, held by the walk, not yet open.
+func (x *extractor) newFrame(n *node) *dirFrame {
+	f := &dirFrame{fd: -1, n: n, sgid: true}
 	f.pending.Store(1)
 	return f
+}
+
+// open gives f its descriptor. One fstat tells what chown the directory
+// and the entries made in it need; on error both are assumed to need one.
+func (f *dirFrame) open(fd int) {
+	f.fd = fd
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) == nil {
+		f.sgid = st.Mode&unix.S_ISGID != 0
+		f.owned = st.Uid == f.n.ino.UID && st.Gid == f.n.ino.GID
+	}
+}
+
+// ownedIn reports whether an entry just made in pf already has the owner
+// and group n asks for.
+func (x *extractor) ownedIn(pf *dirFrame, n *node) bool {
+	return !pf.sgid && int(n.ino.UID) == x.uid && int(n.ino.GID) == x.gid
 }
 
 // dirDone drops one hold on f; the last one finishes it. After a failure
@@ -188,7 +221,9 @@ func (x *extractor) dirDone(f *dirFrame) {
 		return
 	}
 	if x.failed() != nil {
-		unix.Close(f.fd)
+		if f.fd >= 0 {
+			unix.Close(f.fd)
+		}
 		return
 	}
 	if err := x.finishDir(f); err != nil {
@@ -196,12 +231,13 @@ func (x *extractor) dirDone(f *dirFrame) {
 	}
 }
 
-// run creates the nodes in order. Directories, symlinks and special files
-// are made here; regular files and hard links go to the creator (or are
-// made here too without workers). It returns the directories still held by
-// the walk: the root, or more when it stopped early.
+// run queues the nodes in order for the creator (or makes them right here
+// without workers). It returns the directories still held by the walk: the
+// root, or more when it stopped early.
 func (x *extractor) run(nodes []*node) ([]*dirFrame, error) {
-	stack := []*dirFrame{x.newFrame(x.root, nodes[0])}
+	root := x.newFrame(nodes[0])
+	root.open(x.root)
+	stack := []*dirFrame{root}
 	x.info(nodes[0])
 	x.advance(1)
 	var buf []byte // file contents, without workers
@@ -283,53 +319,57 @@ func (x *extractor) warn(err error) error {
 	return nil
 }
 
-// create makes n in the directory pf. For a directory it returns its open
-// frame (metadata pending until dirDone finishes it); for a regular file or
-// a hard link, the job that will make it.
+// create validates n and returns the job that makes it in the directory
+// pf, and for a directory the frame its entries go in. A name that
+// appeared before as another entry of the same inode becomes a hard link.
 func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 	ino := n.ino
 	typ := squash.BasicType(ino.Type)
-	parent := pf.fd
-	if typ != squash.TypeDir {
-		if first, ok := x.links[ino.Number]; ok {
-			return &fileJob{parent: pf, n: n, target: first}, nil, nil
-		}
+	job := &fileJob{parent: pf, n: n}
+	if typ == squash.TypeDir {
+		f := x.newFrame(n)
+		f.pending.Add(1) // held by the job that makes and opens it
+		job.dir = f
+		return job, f, nil
 	}
-	perm := uint32(0o600)
+	if first, ok := x.links[ino.Number]; ok {
+		job.target = first
+		return job, nil, nil
+	}
+	x.links[ino.Number] = n.rel
 	switch typ {
-	case squash.TypeDir:
-		fd, err := x.makeDir(parent, n)
-		if err != nil {
-			return nil, nil, err
-		}
-		x.advance(1)
-		return nil, x.newFrame(fd, n), nil
 	case squash.TypeFile:
-		x.links[ino.Number] = n.rel
-		job := &fileJob{parent: pf, n: n}
 		if x.ahead != nil && ino.Size > 0 && needsFragment(ino, x.src.blockSize()) {
 			job.frag = x.ahead.get(ino.Fragment)
 		}
-		return job, nil, nil
-	}
-	// Made right here: links to it need not wait (nor is it signalled).
-	x.links[ino.Number] = n.rel
-	switch typ {
 	case squash.TypeSymlink:
 		if ino.Target == "" || strings.ContainsRune(ino.Target, 0) {
 			return nil, nil, fmt.Errorf("symlink %q: bad target %q", n.rel, ino.Target)
 		}
+	case squash.TypeBlockDev, squash.TypeCharDev, squash.TypeFifo, squash.TypeSocket:
+	default:
+		return nil, nil, fmt.Errorf("%q: unknown inode type %d", n.rel, ino.Type)
+	}
+	return job, nil, nil
+}
+
+// makeNode makes a symlink or special file with its metadata.
+func (x *extractor) makeNode(pf *dirFrame, n *node) error {
+	ino := n.ino
+	typ := squash.BasicType(ino.Type)
+	parent := pf.fd
+	if typ == squash.TypeSymlink {
 		err := x.retry(parent, n, func() error { return unix.Symlinkat(ino.Target, parent, n.name) })
 		if err != nil {
-			return nil, nil, fmt.Errorf("create symlink %q: %w", n.rel, err)
+			return fmt.Errorf("create symlink %q: %w", n.rel, err)
 		}
-	case squash.TypeBlockDev, squash.TypeCharDev, squash.TypeFifo, squash.TypeSocket:
+	} else {
 		mode := map[uint16]uint32{
 			squash.TypeBlockDev: unix.S_IFBLK,
 			squash.TypeCharDev:  unix.S_IFCHR,
 			squash.TypeFifo:     unix.S_IFIFO,
 			squash.TypeSocket:   unix.S_IFSOCK,
-		}[typ] | perm
+		}[typ] | 0o600
 		var dev uint64
 		if typ == squash.TypeBlockDev || typ == squash.TypeCharDev {
 			major, minor := squash.DecodeDev(ino.Rdev)
@@ -339,21 +379,20 @@ func (x *extractor) create(pf *dirFrame, n *node) (*fileJob, *dirFrame, error) {
 		if err != nil {
 			err = fmt.Errorf("create %q: %w", n.rel, err)
 			if errors.Is(err, unix.EPERM) && mode&unix.S_IFMT != unix.S_IFIFO && mode&unix.S_IFMT != unix.S_IFSOCK {
-				// Only root may make device nodes; unsquashfs skips them.
-				delete(x.links, ino.Number)
+				// Only root may make device nodes; unsquashfs skips
+				// them, and its other names are tried as nodes too.
+				x.skipped[ino.Number] = true
 				x.advance(1)
-				return nil, nil, x.warn(err)
+				return x.warn(err)
 			}
-			return nil, nil, err
+			return err
 		}
-	default:
-		return nil, nil, fmt.Errorf("%q: unknown inode type %d", n.rel, ino.Type)
 	}
-	if err := x.setMetaAt(parent, n); err != nil {
-		return nil, nil, err
+	if err := x.setMetaAt(parent, n, x.ownedIn(pf, n)); err != nil {
+		return err
 	}
 	x.advance(1)
-	return nil, nil, nil
+	return nil
 }
 
 // retry runs create; if the name is taken and Force is set, it removes the
@@ -451,8 +490,7 @@ func openBeneath(root int, rel string) (int, error) {
 	return cur, nil
 }
 
-// creator makes queued files and links in order, passing files on to the
-// writers.
+// creator makes queued entries in order, passing files on to the writers.
 func (x *extractor) creator() {
 	defer x.wg.Done()
 	defer close(x.writes)
@@ -491,16 +529,33 @@ func (x *extractor) writer(blockSize int) {
 
 // jobDone releases what a job held, done or skipped.
 func (x *extractor) jobDone(job fileJob) {
+	if job.dir != nil {
+		x.dirDone(job.dir)
+	}
 	if job.frag != nil {
 		x.ahead.release(job.frag)
 	}
 	x.dirDone(job.parent)
 }
 
-// createJob makes a hard link (returning -1) or creates a regular file,
-// returning its descriptor for writeFile.
+// createJob makes a directory, symlink, special file or hard link
+// (returning -1), or creates a regular file, returning its descriptor for
+// writeFile.
 func (x *extractor) createJob(job fileJob) (int, error) {
 	n, parent := job.n, job.parent.fd
+	typ := squash.BasicType(n.ino.Type)
+	switch {
+	case job.dir != nil:
+		fd, err := x.makeDir(parent, n)
+		if err != nil {
+			return -1, err
+		}
+		job.dir.open(fd)
+		x.advance(1)
+		return -1, nil
+	case job.target != "" && x.skipped[n.ino.Number], job.target == "" && typ != squash.TypeFile:
+		return -1, x.makeNode(job.parent, n)
+	}
 	if t := job.target; t != "" {
 		err := x.retry(parent, n, func() error { return x.link(t, parent, n.name) })
 		if err != nil {
@@ -532,7 +587,13 @@ func (x *extractor) writeFile(fd int, job fileJob, buf []byte) (err error) {
 		}
 	}()
 	size := int64(n.ino.Size)
-	if size > 0 {
+	if size > 0 && job.frag != nil && len(n.ino.BlockSizes) == 0 {
+		// All of it is in a decoded fragment block: written from there,
+		// not copied through buf (most files of a Portage tree).
+		if err := x.writeTail(fd, job); err != nil {
+			return err
+		}
+	} else if size > 0 {
 		var f io.ReadCloser
 		var err error
 		if job.frag != nil {
@@ -569,7 +630,30 @@ func (x *extractor) writeFile(fd int, job fileJob, buf []byte) (err error) {
 			}
 		}
 	}
-	return x.setMetaFdMode(fd, n, x.createMode(n) != squash.UnixPerm(n.ino.Mode))
+	return x.setMetaFdMode(fd, n, x.createMode(n) != squash.UnixPerm(n.ino.Mode), x.ownedIn(job.parent, n))
+}
+
+// writeTail writes a file kept whole in its fragment block.
+func (x *extractor) writeTail(fd int, job fileJob) error {
+	n := job.n
+	block, err := job.frag.wait()
+	if err != nil {
+		return fmt.Errorf("open %q in image: %w", n.rel, err)
+	}
+	off, end := uint64(n.ino.FragOffset), uint64(n.ino.FragOffset)+n.ino.Size
+	if end > uint64(len(block)) {
+		return fmt.Errorf("open %q in image: fragment %d of %d bytes has no %d bytes at %d", n.rel, n.ino.Fragment, len(block), n.ino.Size, off)
+	}
+	tail := block[off:end]
+	if allZero(tail) {
+		if err := unix.Ftruncate(fd, int64(len(tail))); err != nil {
+			return fmt.Errorf("truncate %q: %w", n.rel, err)
+		}
+	} else if err := pwriteAll(fd, tail, 0); err != nil {
+		return fmt.Errorf("write %q at 0: %w", n.rel, err)
+	}
+	x.advance(int64(len(tail)))
+	return nil
 }
 
 // createMode is what a file is created with: its own permissions when the
@@ -634,26 +718,23 @@ func allZero(b []byte) bool {
 // finishDir sets a directory's metadata once everything inside it exists,
 // then closes it.
 func (x *extractor) finishDir(f *dirFrame) error {
-	err := x.setMetaFd(f.fd, f.n)
+	err := x.setMetaFdMode(f.fd, f.n, true, f.owned)
 	if cerr := unix.Close(f.fd); cerr != nil && err == nil {
 		err = fmt.Errorf("close directory %q: %w", f.n.rel, cerr)
 	}
 	return err
 }
 
-// setMetaFd applies owner, mode, xattrs and times through a descriptor of a
-// regular file or directory. The mode comes after chown, which clears
-// setuid and setgid.
-func (x *extractor) setMetaFd(fd int, n *node) error { return x.setMetaFdMode(fd, n, true) }
-
-// setMetaFdMode is setMetaFd, with the chmod only if chmod says so.
-func (x *extractor) setMetaFdMode(fd int, n *node, chmod bool) error {
+// setMetaFdMode applies owner (unless owned says it has it), mode (if chmod),
+// xattrs and times through a descriptor of a regular file or directory.
+// The mode comes after chown, which clears setuid and setgid.
+func (x *extractor) setMetaFdMode(fd int, n *node, chmod, owned bool) error {
 	ino := n.ino
 	name := n.rel
 	if name == "" {
 		name = "."
 	}
-	if x.chown {
+	if x.chown && !owned {
 		if err := unix.Fchown(fd, int(ino.UID), int(ino.GID)); err != nil {
 			return fmt.Errorf("chown %q: %w", name, err)
 		}
@@ -686,9 +767,9 @@ func futimens(fd int, ts *[2]unix.Timespec) error {
 
 // setMetaAt applies metadata to a symlink or special file by name, never
 // following a symlink (and never opening a device or fifo).
-func (x *extractor) setMetaAt(parent int, n *node) error {
+func (x *extractor) setMetaAt(parent int, n *node, owned bool) error {
 	ino := n.ino
-	if x.chown {
+	if x.chown && !owned {
 		if err := unix.Fchownat(parent, n.name, int(ino.UID), int(ino.GID), unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("chown %q: %w", n.rel, err)
 		}
