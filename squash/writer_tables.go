@@ -24,11 +24,11 @@ func (w *Writer) Close() error {
 	if w.err() == nil {
 		w.flushFragments()
 	} else {
-		for _, fb := range w.frags {
+		if fb := w.frag; fb != nil {
 			b := fb.data[:0]
 			w.bufs.Put(&b)
 		}
-		w.frags = nil
+		w.frag = nil
 	}
 	close(w.work)
 	close(w.queue)

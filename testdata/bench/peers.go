@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // A peer is another image writer the writer part compares with.
@@ -64,23 +67,33 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 	}
 	fmt.Println(head + " | time / fastest peer | size / smallest peer |")
 	fmt.Println(strings.Repeat("|---", 4+len(peers)) + "|")
+	var reads []string
 	for _, c := range comps {
 		img := filepath.Join(b.dir, "w.sqfs")
 		runs := make([][]result, 1+len(peers))
+		// Each tool's last image is read back through the kernel.
+		readsOf := make([]coldRead, 1+len(peers))
 		for range b.runs {
 			o, err := measure(img, b.bin, append([]string{"mksquashfs"}, peer{}.args(src, img, c)...)...)
 			if err != nil {
 				fail(err)
 			}
 			runs[0] = append(runs[0], o)
+			if readsOf[0], err = b.coldReads(img, tree == "portage"); err != nil {
+				fail(err)
+			}
 			for i, p := range peers {
 				r, err := measure(img, p.bin, p.args(src, img, c)...)
 				if err != nil {
 					fail(err)
 				}
 				runs[i+1] = append(runs[i+1], r)
+				if readsOf[i+1], err = b.coldReads(img, tree == "portage"); err != nil {
+					fail(err)
+				}
 			}
 		}
+		reads = append(reads, readRows(c, peers, readsOf)...)
 		cell := func(r result) string {
 			return fmt.Sprintf("%.1f s, %.1f s CPU, %d MB RSS, %.1f MB", r.wall.Seconds(), r.cpu.Seconds(), r.rss>>10, float64(r.size)/1e6)
 		}
@@ -103,4 +116,86 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 		fmt.Println(row)
 		os.Remove(img)
 	}
+	fmt.Printf("\nCold reads of those images through the kernel (loop, read-only; caches dropped before each), seconds; the ratio is ours over the fastest peer's:\n\n")
+	fmt.Println("| comp | tool | whole tree (tar) | metadata/md5-cache (cat) | metadata walk (find -ls) |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, r := range reads {
+		fmt.Println(r)
+	}
+}
+
+// coldRead is how long reading an image through the kernel took: the whole
+// tree as tar reads it, every file of metadata/md5-cache (Portage's
+// dependency cache, read on every dependency calculation; zero for other
+// trees), and a walk that stats every entry.
+type coldRead struct{ tar, md5, walk time.Duration }
+
+// coldReads mounts img read-only and times the reads, dropping caches
+// before each.
+func (b *bench) coldReads(img string, md5 bool) (coldRead, error) {
+	mnt := filepath.Join(b.dir, "r.mnt")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		return coldRead{}, err
+	}
+	sh := `set -e
+img=$1; mnt=$2; md5=$3
+mount -t squashfs -o loop,ro,nodev,nosuid "$img" "$mnt"
+trap 'umount "$mnt"' EXIT
+t() { sync; echo 3 > /proc/sys/vm/drop_caches; a=$(date +%s%N); sh -c "$1"; z=$(date +%s%N); echo $((z - a)); }
+t "tar cf - -C '$mnt' . | cat >/dev/null"
+if [ "$md5" = 1 ]; then t "find '$mnt/metadata/md5-cache' -type f -print0 | xargs -0 cat >/dev/null"; else echo 0; fi
+t "find '$mnt' -ls >/dev/null"
+`
+	m := "0"
+	if md5 {
+		m = "1"
+	}
+	out, err := exec.Command("sh", "-c", sh, "sh", img, mnt, m).Output()
+	if err != nil {
+		return coldRead{}, fmt.Errorf("cold reads of %s: %v", img, err)
+	}
+	var ns []time.Duration
+	for _, f := range strings.Fields(string(out)) {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return coldRead{}, fmt.Errorf("cold reads of %s: %q", img, out)
+		}
+		ns = append(ns, time.Duration(v))
+	}
+	if len(ns) != 3 {
+		return coldRead{}, fmt.Errorf("cold reads of %s: %q", img, out)
+	}
+	return coldRead{ns[0], ns[1], ns[2]}, nil
+}
+
+// readRows formats one compressor's cold reads: ours (with the ratio to
+// the fastest peer in each column), then each peer's.
+func readRows(comp string, peers []peer, rs []coldRead) []string {
+	best := coldRead{}
+	for _, r := range rs[1:] {
+		if best.tar == 0 || r.tar < best.tar {
+			best.tar = r.tar
+		}
+		if best.md5 == 0 || r.md5 < best.md5 {
+			best.md5 = r.md5
+		}
+		if best.walk == 0 || r.walk < best.walk {
+			best.walk = r.walk
+		}
+	}
+	cell := func(d, b time.Duration) string {
+		if d == 0 {
+			return "-"
+		}
+		if b == 0 {
+			return fmt.Sprintf("%.2f", d.Seconds())
+		}
+		return fmt.Sprintf("%.2f (%.2f)", d.Seconds(), d.Seconds()/b.Seconds())
+	}
+	rows := []string{fmt.Sprintf("| %s | ours | %s | %s | %s |", comp, cell(rs[0].tar, best.tar), cell(rs[0].md5, best.md5), cell(rs[0].walk, best.walk))}
+	for i, p := range peers {
+		r := rs[i+1]
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", comp, p.name, cell(r.tar, 0), cell(r.md5, 0), cell(r.walk, 0)))
+	}
+	return rows
 }

@@ -30,11 +30,11 @@ Layout:
                           fragment blocks too
   -no-tailends            give such tails a block of their own (default)
   -no-duplicates          do not look for identical files
-  -no-fragment-grouping   pack tails into fragments in directory order, as
-                          mksquashfs does, instead of by kind of file:
-                          images grow 2-10% (Portage-like tree) but a
-                          sequential read of the whole tree in directory
-                          order is about twice as fast through the kernel
+  -no-fragment-grouping   pack tails into fragments strictly in directory
+                          order, as mksquashfs does, instead of grouped by
+                          kind of file within windows of three blocks:
+                          images grow (gzip, Portage-like tree: 6.6%); reads in
+                          directory order are as fast either way
   -exports                make the image exportable via NFS (default)
   -no-exports             leave out the NFS export table
   -xattrs                 store extended attributes (default); only the
