@@ -84,7 +84,7 @@ func main() {
 	if strings.Contains(*only, "persist") {
 		for _, c := range strings.Split(*pcomps, ",") {
 			for _, base := range strings.Split(*pbases, ",") {
-				if err := b.persist(portage, c, base); err != nil {
+				if err := b.persist(portage, c, base, parsePeers(*peerList)); err != nil {
 					fail(err)
 				}
 			}
@@ -311,7 +311,7 @@ func freshDest(dest, img string) error {
 
 // persist times squashportage persist after an emerge --sync-like change
 // against a full mksquashfs rebuild of the same merged view.
-func (b *bench) persist(portage, comp, baseWriter string) error {
+func (b *bench) persist(portage, comp, baseWriter string, peers []peer) error {
 	work := filepath.Join(b.dir, "persist-"+comp)
 	os.RemoveAll(work)
 	if err := os.MkdirAll(filepath.Join(work, "target"), 0o755); err != nil {
@@ -336,69 +336,103 @@ func (b *bench) persist(portage, comp, baseWriter string) error {
 	if err := run("cp", img, base); err != nil {
 		return err
 	}
-	// A private mount namespace keeps the bench's mounts to itself.
+	// Each mode persists the same change (gentree's mutation is seeded)
+	// from the same base; every peer then rebuilds the merged view of the
+	// whole-image persist. A private mount namespace keeps the bench's
+	// mounts to itself.
 	script := `set -e
-bin=$1; img=$2; state=$3; target=$4; work=$5; comp=$6
-$bin mount --state-dir $state $img:$target:size=2g >/dev/null
+bin=$1; img=$2; state=$3; target=$4; work=$5; spec=$6; rebuild=$7
+rm -rf $state; cp $work/base.sqfs $img
+$bin mount --state-dir $state $img:$target:size=2g$spec >/dev/null
 go run ./testdata/gentree -o $target -mutate 0.01 >&2
 # The bench's own copies are still being written back; let them land so
 # persist's fsync waits for its image only.
 sync
 /usr/bin/time -f 'PERSIST %e %U %S %M' $bin persist --state-dir $state $target >&2
-mkdir -p $work/merged
 $bin umount --state-dir $state $target >/dev/null
-$bin mount --state-dir $state $img:$target >/dev/null
-/usr/bin/time -f 'REBUILD %e %U %S %M' mksquashfs $target $work/rebuild.sqfs -comp $comp -noappend -quiet -no-progress -processors 2 >&2
-/usr/bin/time -f 'OURS %e %U %S %M' $bin mksquashfs $target $work/ours.sqfs -comp $comp -noappend -quiet -no-progress -processors 2 >&2
-$bin umount --state-dir $state $target >/dev/null
+if [ -n "$rebuild" ]; then
+	$bin mount --state-dir $state $img:$target:size=2g$spec >/dev/null
+	eval "$rebuild"
+	$bin umount --state-dir $state $target >/dev/null
+fi
 `
-	cmd := exec.Command("unshare", "-m", "--propagation", "private", "bash", "-c", script, "bash", b.bin, img, state, target, work, comp)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	cmd.Stdout = os.Stdout
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("persist bench: %v\n%s", err, stderr.String())
+	rebuild := ""
+	for i, p := range peers {
+		args := p.args(target, filepath.Join(work, fmt.Sprintf("rebuild-%d.sqfs", i)), comp)
+		rebuild += fmt.Sprintf("/usr/bin/time -f 'REBUILD%d %%e %%U %%S %%M' %s %s >&2\n", i, p.bin, strings.Join(args, " "))
 	}
-	times := map[string][]float64{}
-	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 5 && (f[0] == "PERSIST" || f[0] == "REBUILD" || f[0] == "OURS") {
-			for _, x := range f[1:] {
-				v, _ := strconv.ParseFloat(x, 64)
-				times[f[0]] = append(times[f[0]], v)
+	rebuild += fmt.Sprintf("/usr/bin/time -f 'OURS %%e %%U %%S %%M' $bin %s >&2\n", strings.Join(append([]string{"mksquashfs"}, peer{}.args(target, filepath.Join(work, "ours.sqfs"), comp)...), " "))
+	type modeRun struct {
+		name, spec string
+		times      map[string][]float64
+		size       float64
+		written    string
+	}
+	modes := []*modeRun{{name: "whole image (layers=0)", spec: ",layers=0"}, {name: "delta layer (default)", spec: ""}}
+	for i, m := range modes {
+		rb := ""
+		if i == 0 {
+			rb = rebuild
+		}
+		cmd := exec.Command("unshare", "-m", "--propagation", "private", "bash", "-c", script, "bash", b.bin, img, state, target, work, m.spec, rb)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		cmd.Stdout = os.Stdout
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("persist bench: %v\n%s", err, stderr.String())
+		}
+		m.times = map[string][]float64{}
+		sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) == 5 && (f[0] == "PERSIST" || strings.HasPrefix(f[0], "REBUILD") || f[0] == "OURS") {
+				for _, x := range f[1:] {
+					v, _ := strconv.ParseFloat(x, 64)
+					m.times[f[0]] = append(m.times[f[0]], v)
+				}
 			}
 		}
-	}
-	p, r, o := times["PERSIST"], times["REBUILD"], times["OURS"]
-	if len(p) != 4 || len(r) != 4 || len(o) != 4 {
-		return fmt.Errorf("persist bench: no timings in\n%s", stderr.String())
-	}
-	// A second full build of the base tree shows what two rebuilds differ by.
-	rebuildBase := filepath.Join(work, "rebuild-base.sqfs")
-	if err := run("mksquashfs", portage, rebuildBase, "-comp", comp, "-noappend", "-quiet", "-no-progress", "-processors", "2", "-e", ".complete"); err != nil {
-		return err
-	}
-	dPersist, err := rsyncLiteral(base, img)
-	if err != nil {
-		return err
-	}
-	dRebuild, err := rsyncLiteral(rebuildBase, filepath.Join(work, "rebuild.sqfs"))
-	if err != nil {
-		return err
+		if len(m.times["PERSIST"]) != 4 {
+			return fmt.Errorf("persist bench: no timings in\n%s", stderr.String())
+		}
+		// What the persist added to storage: a new image, or a layer.
+		var added int64
+		matches, _ := filepath.Glob(img + "*")
+		for _, p := range matches {
+			if fi, err := os.Stat(p); err == nil && !strings.HasSuffix(p, ".old") {
+				added += fi.Size()
+			}
+		}
+		if fi, err := os.Stat(base); err == nil && i == 1 {
+			added -= fi.Size()
+		}
+		m.written = fmt.Sprintf("%.1f MB", float64(added)/1e6)
 	}
 	sizeOf := func(p string) float64 { fi, _ := os.Stat(p); return float64(fi.Size()) }
 	fmt.Printf("\n### Persist after a 1%% sync-like change (%s, image first written by %s)\n\n", comp, baseWriter)
-	fmt.Println("| | persist | full mksquashfs rebuild | ratio |")
-	fmt.Println("|---|---|---|---|")
-	fmt.Printf("| wall time | %.2f s | %.2f s | %.1fx faster |\n", p[0], r[0], r[0]/p[0])
-	fmt.Printf("| CPU time | %.2f s | %.2f s | |\n", p[1]+p[2], r[1]+r[2])
-	fmt.Printf("| peak RSS | %.0f MB | %.0f MB | |\n", p[3]/1024, r[3]/1024)
-	fmt.Printf("| image size | %.1f MB | %.1f MB | %.3f |\n", sizeOf(img)/1e6, sizeOf(filepath.Join(work, "rebuild.sqfs"))/1e6, sizeOf(img)/sizeOf(filepath.Join(work, "rebuild.sqfs")))
-	ours := filepath.Join(work, "ours.sqfs")
-	fmt.Printf("| against our own full rebuild (%.1f s) | %.1f MB | %.1f MB | %.3f |\n", o[0], sizeOf(img)/1e6, sizeOf(ours)/1e6, sizeOf(img)/sizeOf(ours))
-	fmt.Printf("| rsync delta from the previous image | %.1f MB (%.1f%%) | %.1f MB (%.1f%%) between two full builds | |\n",
-		float64(dPersist)/1e6, 100*float64(dPersist)/sizeOf(img), float64(dRebuild)/1e6, 100*float64(dRebuild)/sizeOf(filepath.Join(work, "rebuild.sqfs")))
+	fmt.Println("| who | wall | CPU | peak RSS | image (or layer) written | persist's speedup |")
+	fmt.Println("|---|---|---|---|---|---|")
+	fastest := 0.0
+	for i, p := range peers {
+		r := modes[0].times[fmt.Sprintf("REBUILD%d", i)]
+		if len(r) != 4 {
+			return fmt.Errorf("persist bench: no timings of %s", p.name)
+		}
+		if fastest == 0 || r[0] < fastest {
+			fastest = r[0]
+		}
+	}
+	for _, m := range modes {
+		t := m.times["PERSIST"]
+		fmt.Printf("| persist, %s | %.2f s | %.2f s | %.0f MB | %s | %.1fx the fastest rebuild |\n", m.name, t[0], t[1]+t[2], t[3]/1024, m.written, fastest/t[0])
+	}
+	for i, p := range peers {
+		r := modes[0].times[fmt.Sprintf("REBUILD%d", i)]
+		fmt.Printf("| full rebuild, %s | %.2f s | %.2f s | %.0f MB | %.1f MB | |\n", p.name, r[0], r[1]+r[2], r[3]/1024, sizeOf(filepath.Join(work, fmt.Sprintf("rebuild-%d.sqfs", i)))/1e6)
+	}
+	if o := modes[0].times["OURS"]; len(o) == 4 {
+		fmt.Printf("| full rebuild, ours | %.2f s | %.2f s | %.0f MB | %.1f MB | |\n", o[0], o[1]+o[2], o[3]/1024, sizeOf(filepath.Join(work, "ours.sqfs"))/1e6)
+	}
 	return nil
 }
 
