@@ -69,28 +69,36 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 	fmt.Println(strings.Repeat("|---", 4+len(peers)) + "|")
 	var reads []string
 	for _, c := range comps {
-		img := filepath.Join(b.dir, "w.sqfs")
+		// Each tool's last image is kept, to be read back through the
+		// kernel once every writer has run: the cold reads drop caches,
+		// and writers are timed on a source tree in the page cache.
+		imgs := make([]string, 1+len(peers))
+		for i := range imgs {
+			imgs[i] = filepath.Join(b.dir, fmt.Sprintf("w-%d.sqfs", i))
+		}
+		if err := warm(src); err != nil {
+			fail(err)
+		}
 		runs := make([][]result, 1+len(peers))
-		// Each tool's last image is read back through the kernel.
-		readsOf := make([]coldRead, 1+len(peers))
 		for range b.runs {
-			o, err := measure(img, b.bin, append([]string{"mksquashfs"}, peer{}.args(src, img, c)...)...)
+			o, err := measure(imgs[0], b.bin, append([]string{"mksquashfs"}, peer{}.args(src, imgs[0], c)...)...)
 			if err != nil {
 				fail(err)
 			}
 			runs[0] = append(runs[0], o)
-			if readsOf[0], err = b.coldReads(img, tree == "portage"); err != nil {
-				fail(err)
-			}
 			for i, p := range peers {
-				r, err := measure(img, p.bin, p.args(src, img, c)...)
+				r, err := measure(imgs[i+1], p.bin, p.args(src, imgs[i+1], c)...)
 				if err != nil {
 					fail(err)
 				}
 				runs[i+1] = append(runs[i+1], r)
-				if readsOf[i+1], err = b.coldReads(img, tree == "portage"); err != nil {
-					fail(err)
-				}
+			}
+		}
+		readsOf := make([]coldRead, 1+len(peers))
+		for i, img := range imgs {
+			var err error
+			if readsOf[i], err = b.coldReads(img, tree == "portage"); err != nil {
+				fail(err)
 			}
 		}
 		reads = append(reads, readRows(c, peers, readsOf)...)
@@ -114,7 +122,9 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 			row += fmt.Sprintf(" | %.2f | %.3f |", ours.wall.Seconds()/fastest.wall.Seconds(), float64(ours.size)/float64(smallest.size))
 		}
 		fmt.Println(row)
-		os.Remove(img)
+		for _, img := range imgs {
+			os.Remove(img)
+		}
 	}
 	fmt.Printf("\nCold reads of those images through the kernel (loop, read-only; caches dropped before each), seconds; the ratio is ours over the fastest peer's:\n\n")
 	fmt.Println("| comp | tool | whole tree (tar) | metadata/md5-cache (cat) | metadata walk (find -ls) |")
@@ -122,6 +132,16 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 	for _, r := range reads {
 		fmt.Println(r)
 	}
+}
+
+// warm reads every file of src, so that writers find it in the page cache
+// as they did before the cold reads dropped it.
+func warm(src string) error {
+	cmd := exec.Command("sh", "-c", `tar cf - -C "$1" . | cat >/dev/null`, "sh", src)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("warm %s: %v: %s", src, err, out)
+	}
+	return nil
 }
 
 // coldRead is how long reading an image through the kernel took: the whole
