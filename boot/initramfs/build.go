@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
 
@@ -127,19 +128,27 @@ func addModules(a *Archive, dir string, names []string) error {
 	}
 	base := path.Join("lib/modules", filepath.Base(filepath.Clean(dir)))
 	var load bytes.Buffer
+	// Modules go in decompressed, under their .ko names: the archive is
+	// compressed as a whole, and PID 1 hands a plain .ko to the kernel
+	// instead of decoding it first (slow under emulation).
+	plainNames := strings.NewReplacer(".ko.xz", ".ko", ".ko.zst", ".ko")
 	for _, file := range files {
 		b, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {
 			return fmt.Errorf("copying module: %w", err)
 		}
-		a.File(path.Join(base, file), 0o644, b)
+		plain, b, err := kmod.Uncompressed(file, b)
+		if err != nil {
+			return fmt.Errorf("copying module: %w", err)
+		}
+		a.File(path.Join(base, plain), 0o644, b)
 		fmt.Fprintln(&load, kmod.Name(file))
 	}
 	var depOut bytes.Buffer
 	if err := dep.WriteDep(&depOut, files); err != nil {
 		return err
 	}
-	a.File(path.Join(base, "modules.dep"), 0o644, depOut.Bytes())
+	a.File(path.Join(base, "modules.dep"), 0o644, []byte(plainNames.Replace(depOut.String())))
 	a.File(path.Join(base, LoadList), 0o644, load.Bytes())
 	return nil
 }

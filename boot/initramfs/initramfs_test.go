@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/u-root/u-root/pkg/cpio"
+	"github.com/ulikunitz/xz"
 )
 
 // record is one parsed newc entry.
@@ -139,7 +140,7 @@ func fakeModules(t *testing.T) string {
 		"kernel/fs/overlayfs/overlay.ko":        "ov",
 		"kernel/drivers/virtio/virtio.ko":       "v",
 		"kernel/drivers/virtio/virtio_ring.ko":  "vr",
-		"kernel/drivers/block/virtio_blk.ko.xz": "vb",
+		"kernel/drivers/block/virtio_blk.ko.xz": xzString(t, "vb"),
 		"kernel/unused.ko":                      "un",
 	}
 	for name, data := range files {
@@ -152,6 +153,22 @@ func fakeModules(t *testing.T) string {
 		}
 	}
 	return dir
+}
+
+func xzString(t *testing.T, s string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := xz.NewWriter(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(w, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
 }
 
 func buildBytes(t *testing.T, o Options) []byte {
@@ -193,11 +210,15 @@ func TestBuild(t *testing.T) {
 		{"dev/null", TypeChar | 0o666, ""},
 		{"bin/sh", TypeSymlink | 0o777, "busybox"},
 		{"newroot", TypeDir | 0o755, ""},
-		{mods + "kernel/drivers/block/virtio_blk.ko.xz", TypeFile | 0o644, "vb"},
+		// Stored decompressed, under its .ko name.
+		{mods + "kernel/drivers/block/virtio_blk.ko", TypeFile | 0o644, "vb"},
 		{mods + "squashportage.load", TypeFile | 0o644, "squashfs\nloop\noverlay\nvirtio\nvirtio_ring\nvirtio_blk\n"},
 		{mods + "modules.dep", TypeFile | 0o644, "kernel/fs/squashfs/squashfs.ko:\nkernel/drivers/block/loop.ko:\n" +
 			"kernel/fs/overlayfs/overlay.ko:\nkernel/drivers/virtio/virtio.ko:\nkernel/drivers/virtio/virtio_ring.ko:\n" +
-			"kernel/drivers/block/virtio_blk.ko.xz: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n"},
+			"kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko\n"},
+	}
+	if _, ok := byName[mods+"kernel/drivers/block/virtio_blk.ko.xz"]; ok {
+		t.Error("virtio_blk.ko.xz stored compressed")
 	}
 	for _, c := range checks {
 		r, ok := byName[c.name]
