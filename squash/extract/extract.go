@@ -37,10 +37,9 @@ type Options struct {
 	NoOwner bool
 	// Workers fills regular files and sets their metadata on that many
 	// goroutines, and decodes the fragment blocks they need ahead of them
-	// on as many more; one more goroutine creates files and hard links in
-	// order, and the calling goroutine makes directories, symlinks and
-	// special files. 0 or 1 does everything in order on the calling
-	// goroutine.
+	// on as many more; one more goroutine makes every entry (directories,
+	// files, links, symlinks, special files) in order. 0 or 1 does
+	// everything in order on the calling goroutine.
 	Workers int
 	// Progress, if set, is called as work is done, in units of file data
 	// bytes plus one per entry; total is known before the first call. Calls

@@ -46,10 +46,10 @@ type extractor struct {
 	// Making every name on one goroutine is deliberate: on ext4 without a
 	// journal, inodes allocated concurrently in one block group cost
 	// several times the system time of the same allocations in a row
-	// (each retry scans the group's recently deleted inodes again: 17 s
-	// against 7 s of system time for the bench image extracted right
-	// after a tree was removed, when directories were made on the walk's
-	// goroutine beside the creator's files), and whoever creates takes
+	// (each retry scans the group's recently deleted inodes again: 16-20 s
+	// of system time against 7 s with one worker, for the bench image
+	// extracted right after a tree was removed, when directories were made
+	// on the walk's goroutine beside the creator's files), and whoever creates takes
 	// the directory's lock, which concurrent creators spin on.
 	creates chan fileJob
 	writes  chan writeJob

@@ -17,8 +17,9 @@ const (
 	prefetchMaxFile = 1 << 20 // files up to this size are read ahead whole
 	// prefetchBudget bounds the bytes of prefetched data in flight. 16 MiB
 	// is thousands of small files ahead of a writer that compresses far
-	// slower than they are read; 64 MiB cost the kernel tree 100 MB of
-	// peak RSS for no speed.
+	// slower than they are read. With 64 MiB and fresh buffers per file,
+	// the kernel tree's gzip build peaked at 265 MB; with 16 MiB and
+	// recycled buffers at 243 MB, in the same time (15.4 s and 15.8 s).
 	prefetchBudget  = 16 << 20
 	prefetchWorkers = 8
 	prefetchAhead   = 4096 // files in flight at most (bounds empty files too)
