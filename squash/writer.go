@@ -11,6 +11,7 @@ import (
 	"path"
 	"runtime"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,7 +100,8 @@ type Writer struct {
 	dupSizes  map[uint64]bool // when not nil, the only sizes worth hashing
 	frag      *fragBuf        // the fragment block being filled
 	window    []byte          // tails waiting to be grouped (see addTail)
-	pending   []pendingTail
+	pending   []pendingTail   // grouped by kind (see slot)
+	kinds     map[string]int  // the window's kinds, numbered
 	fragCount uint32
 	span      *copySpan // blocks to copy, not yet submitted (see CopyRun)
 
@@ -223,6 +225,7 @@ func NewWriter(out Output, opts WriterOptions) (*Writer, error) {
 		idMap:     make(map[uint32]uint16),
 		xattrs:    make(map[string]uint32),
 		dups:      make(map[dupKey]*fileRec),
+		kinds:     make(map[string]int),
 		work:      make(chan *job, 2*opts.Workers),
 		queue:     make(chan *job, 4*opts.Workers+4),
 		outDone:   make(chan struct{}),
@@ -661,10 +664,10 @@ const fragmentWindow = 3
 
 // pendingTail is a tail waiting in the window.
 type pendingTail struct {
-	f     *fileRec
-	class string
-	off   int // in Writer.window
-	n     int
+	f    *fileRec
+	kind int // see kindOf
+	off  int // in Writer.window
+	n    int
 }
 
 // addTail packs a file's tail into a fragment block. Tails come in Add
@@ -682,7 +685,8 @@ func (w *Writer) addTail(f *fileRec, name string, tail []byte) {
 		w.packTail(f, tail)
 		return
 	}
-	p := pendingTail{f: f, class: fragmentClass(name), off: len(w.window), n: len(tail)}
+	class := fragmentClass(name)
+	p := pendingTail{f: f, kind: w.kindOf(class), off: len(w.window), n: len(tail)}
 	// Near the window's end, a dry run of the packing says whether the
 	// tail still fits in it (a tail never straddles blocks, so bytes
 	// alone cannot tell).
@@ -690,52 +694,65 @@ func (w *Writer) addTail(f *fileRec, name string, tail []byte) {
 	if w.frag != nil {
 		room -= len(w.frag.data)
 	}
-	if len(w.window)+len(tail) > room-w.blockSize && w.blocksFor(append(slices.Clip(w.pending), p)) > fragmentWindow {
+	if len(w.window)+len(tail) > room-w.blockSize && w.blocksWith(p) > fragmentWindow {
 		w.flushWindow()
-		p.off = 0
+		p.kind, p.off = w.kindOf(class), 0
 	}
-	w.pending = append(w.pending, p)
+	w.pending = slices.Insert(w.pending, w.slot(p.kind), p)
 	w.window = append(w.window, tail...)
 }
 
-// groupByKind orders tails kind by kind, in the order the kinds first
-// appear, each kind in Add order.
-func groupByKind(ps []pendingTail) {
-	seen := map[string]int{}
-	for _, p := range ps {
-		if _, ok := seen[p.class]; !ok {
-			seen[p.class] = len(seen)
-		}
+// kindOf numbers a window's kinds in the order they first appear.
+func (w *Writer) kindOf(class string) int {
+	k, ok := w.kinds[class]
+	if !ok {
+		k = len(w.kinds)
+		w.kinds[class] = k
 	}
-	slices.SortStableFunc(ps, func(a, b pendingTail) int { return seen[a.class] - seen[b.class] })
+	return k
 }
 
-// blocksFor counts the fragment blocks packing ps grouped would touch,
-// the open one included.
-func (w *Writer) blocksFor(ps []pendingTail) int {
-	groupByKind(ps)
+// slot is where a tail of kind k goes in the pending tails, which are
+// kept grouped: after every tail of its kind and of the kinds before.
+func (w *Writer) slot(k int) int {
+	return sort.Search(len(w.pending), func(i int) bool { return w.pending[i].kind > k })
+}
+
+// blocksWith counts the fragment blocks the window would touch, the open
+// one included, with p in its slot.
+func (w *Writer) blocksWith(p pendingTail) int {
 	blocks, used := 1, 0
 	if w.frag != nil {
 		used = len(w.frag.data)
 	}
-	for _, p := range ps {
-		if used+p.n > w.blockSize {
+	add := func(n int) {
+		if used+n > w.blockSize {
 			blocks++
 			used = 0
 		}
-		used += p.n
+		used += n
+	}
+	at := w.slot(p.kind)
+	for i, q := range w.pending {
+		if i == at {
+			add(p.n)
+		}
+		add(q.n)
+	}
+	if at == len(w.pending) {
+		add(p.n)
 	}
 	return blocks
 }
 
 // flushWindow packs the window's tails, grouped by kind.
 func (w *Writer) flushWindow() {
-	groupByKind(w.pending)
 	for _, p := range w.pending {
 		w.packTail(p.f, w.window[p.off:p.off+p.n])
 	}
 	w.pending = w.pending[:0]
 	w.window = w.window[:0]
+	clear(w.kinds)
 }
 
 // packTail appends a tail to the open fragment block, flushing it first
