@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	"github.com/u-root/u-root/pkg/cpio"
 
@@ -128,10 +127,10 @@ func addModules(a *Archive, dir string, names []string) error {
 	}
 	base := path.Join("lib/modules", filepath.Base(filepath.Clean(dir)))
 	var load bytes.Buffer
-	// Modules go in decompressed, under their .ko names: the archive is
-	// compressed as a whole, and PID 1 hands a plain .ko to the kernel
-	// instead of decoding it first (slow under emulation).
-	plainNames := strings.NewReplacer(".ko.xz", ".ko", ".ko.zst", ".ko")
+	// Modules go in decompressed, under their .ko names (as WriteDep
+	// names them): the archive is compressed as a whole, and PID 1 hands a
+	// plain .ko to the kernel instead of decoding it first (slow under
+	// emulation).
 	for _, file := range files {
 		b, err := os.ReadFile(filepath.Join(dir, file))
 		if err != nil {
@@ -148,7 +147,7 @@ func addModules(a *Archive, dir string, names []string) error {
 	if err := dep.WriteDep(&depOut, files); err != nil {
 		return err
 	}
-	a.File(path.Join(base, "modules.dep"), 0o644, []byte(plainNames.Replace(depOut.String())))
+	a.File(path.Join(base, "modules.dep"), 0o644, depOut.Bytes())
 	a.File(path.Join(base, LoadList), 0o644, load.Bytes())
 	return nil
 }

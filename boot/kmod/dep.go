@@ -101,17 +101,28 @@ func (d *Dep) Order(names []string) ([]string, error) {
 }
 
 // WriteDep writes a modules.dep restricted to files, in their order, so a
-// pruned module tree stays self-consistent.
+// pruned module tree stays self-consistent. It names every module by its
+// PlainName: a pruned tree stores modules decompressed (see Uncompressed).
 func (d *Dep) WriteDep(w io.Writer, files []string) error {
 	for _, f := range files {
-		name := Name(f)
-		line := f + ":"
-		if ds := d.deps[name]; len(ds) > 0 {
-			line += " " + strings.Join(ds, " ")
+		line := PlainName(f) + ":"
+		for _, dep := range d.deps[Name(f)] {
+			line += " " + PlainName(dep)
 		}
 		if _, err := io.WriteString(w, line+"\n"); err != nil {
 			return fmt.Errorf("writing modules.dep: %w", err)
 		}
 	}
 	return nil
+}
+
+// PlainName is a module file's name once decompressed: .ko.xz and .ko.zst
+// become .ko.
+func PlainName(file string) string {
+	for _, suf := range []string{".ko.xz", ".ko.zst"} {
+		if strings.HasSuffix(file, suf) {
+			return strings.TrimSuffix(file, suf) + ".ko"
+		}
+	}
+	return file
 }

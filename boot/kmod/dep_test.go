@@ -160,3 +160,27 @@ func TestLoaderSkips(t *testing.T) {
 		t.Errorf("err = %v, want one naming squashfs", err)
 	}
 }
+
+// A pruned tree stores modules decompressed, so its modules.dep names
+// them, and their dependencies, as plain .ko files.
+func TestWriteDepPlainNames(t *testing.T) {
+	d, err := ParseDep(strings.NewReader(debianDep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := d.Order([]string{"btrfs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := d.WriteDep(&b, files); err != nil {
+		t.Fatal(err)
+	}
+	want := `kernel/crypto/xor.ko:
+kernel/lib/zstd/zstd_compress.ko:
+kernel/fs/btrfs/btrfs.ko: kernel/lib/zstd/zstd_compress.ko kernel/crypto/xor.ko
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

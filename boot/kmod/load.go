@@ -137,14 +137,14 @@ func Uncompressed(name string, b []byte) (string, []byte, error) {
 		if err != nil {
 			return "", nil, fmt.Errorf("decompressing %s: %w", name, err)
 		}
-		r, plainName = xr, strings.TrimSuffix(name, ".xz")
+		r, plainName = xr, PlainName(name)
 	case strings.HasSuffix(name, ".ko.zst"):
 		zr, err := zstd.NewReader(bytes.NewReader(b))
 		if err != nil {
 			return "", nil, fmt.Errorf("decompressing %s: %w", name, err)
 		}
 		defer zr.Close()
-		r, plainName = zr, strings.TrimSuffix(name, ".zst")
+		r, plainName = zr, PlainName(name)
 	default:
 		return "", nil, fmt.Errorf("%s: unsupported module format", name)
 	}
