@@ -119,6 +119,12 @@ func (f *fileData) fragment(want uint64) ([]byte, error) {
 			return nil, err
 		}
 	}
+	return tailOf(ino, block, want)
+}
+
+// tailOf returns the want bytes of ino's tail in its decoded fragment
+// block.
+func tailOf(ino *squash.Inode, block []byte, want uint64) ([]byte, error) {
 	end := uint64(ino.FragOffset) + want
 	if end > uint64(len(block)) {
 		return nil, fmt.Errorf("inode %d: fragment %d of %d bytes has no %d bytes at %d", ino.Number, ino.Fragment, len(block), want, ino.FragOffset)

@@ -587,41 +587,26 @@ func (x *extractor) writeFile(fd int, job fileJob, buf []byte) (err error) {
 		}
 	}()
 	size := int64(n.ino.Size)
-	if size > 0 && job.frag != nil && len(n.ino.BlockSizes) == 0 {
-		// All of it is in a decoded fragment block: written from there,
-		// not copied through buf (most files of a Portage tree).
-		if err := x.writeTail(fd, job); err != nil {
-			return err
-		}
-	} else if size > 0 {
-		var f io.ReadCloser
-		var err error
-		if job.frag != nil {
-			var block []byte
-			if block, err = job.frag.wait(); err == nil {
-				f, err = x.src.(fragmentSource).openFragment(n.ino, block)
-			}
-		} else {
-			f, err = x.src.open(n.imagePath(), n.ino)
-		}
+	if size > 0 {
+		read, done, err := x.contents(job, buf)
 		if err != nil {
 			return fmt.Errorf("open %q in image: %w", n.rel, err)
 		}
-		defer f.Close()
+		defer done()
 		var off, end int64 // end: where the last write stopped
 		for off < size {
-			k := int(min(int64(len(buf)), size-off))
-			if _, err := io.ReadFull(f, buf[:k]); err != nil {
+			b, err := read(int(min(int64(len(buf)), size-off)))
+			if err != nil {
 				return fmt.Errorf("read %q at %d: %w", n.rel, off, err)
 			}
-			if !allZero(buf[:k]) {
-				if err := pwriteAll(fd, buf[:k], off); err != nil {
+			if !allZero(b) {
+				if err := pwriteAll(fd, b, off); err != nil {
 					return fmt.Errorf("write %q at %d: %w", n.rel, off, err)
 				}
-				end = off + int64(k)
+				end = off + int64(len(b))
 			}
-			off += int64(k)
-			x.advance(int64(k))
+			off += int64(len(b))
+			x.advance(int64(len(b)))
 		}
 		// Trailing holes were never written: the size comes from truncate.
 		if end != size {
@@ -633,27 +618,35 @@ func (x *extractor) writeFile(fd int, job fileJob, buf []byte) (err error) {
 	return x.setMetaFdMode(fd, n, x.createMode(n) != squash.UnixPerm(n.ino.Mode), x.ownedIn(job.parent, n))
 }
 
-// writeTail writes a file kept whole in its fragment block.
-func (x *extractor) writeTail(fd int, job fileJob) error {
+// contents returns a function that yields a file's next k bytes (read into
+// buf, or a slice of a decoded fragment block), and one that releases
+// what it holds.
+func (x *extractor) contents(job fileJob, buf []byte) (read func(k int) ([]byte, error), done func(), err error) {
 	n := job.n
-	block, err := job.frag.wait()
-	if err != nil {
-		return fmt.Errorf("open %q in image: %w", n.rel, err)
-	}
-	off, end := uint64(n.ino.FragOffset), uint64(n.ino.FragOffset)+n.ino.Size
-	if end > uint64(len(block)) {
-		return fmt.Errorf("open %q in image: fragment %d of %d bytes has no %d bytes at %d", n.rel, n.ino.Fragment, len(block), n.ino.Size, off)
-	}
-	tail := block[off:end]
-	if allZero(tail) {
-		if err := unix.Ftruncate(fd, int64(len(tail))); err != nil {
-			return fmt.Errorf("truncate %q: %w", n.rel, err)
+	var f io.ReadCloser
+	if job.frag != nil {
+		block, err := job.frag.wait()
+		if err != nil {
+			return nil, nil, err
 		}
-	} else if err := pwriteAll(fd, tail, 0); err != nil {
-		return fmt.Errorf("write %q at 0: %w", n.rel, err)
+		if len(n.ino.BlockSizes) == 0 {
+			// All of it is in the block: written from there, not copied
+			// through buf (most files of a Portage tree).
+			tail, err := tailOf(n.ino, block, n.ino.Size)
+			return func(int) ([]byte, error) { return tail, nil }, func() {}, err
+		}
+		f, err = x.src.(fragmentSource).openFragment(n.ino, block)
+		if err != nil {
+			return nil, nil, err
+		}
+	} else if f, err = x.src.open(n.imagePath(), n.ino); err != nil {
+		return nil, nil, err
 	}
-	x.advance(int64(len(tail)))
-	return nil
+	read = func(k int) ([]byte, error) {
+		_, err := io.ReadFull(f, buf[:k])
+		return buf[:k], err
+	}
+	return read, func() { f.Close() }, nil
 }
 
 // createMode is what a file is created with: its own permissions when the
