@@ -28,15 +28,11 @@ func (b *bench) layers(portage, comp string) error {
 	script := `set -e
 bin=$1; img=$2; state=$3; target=$4; work=$5
 spec=$img:$target:size=2g,compact=1000%
-ms() { echo $(( ($2 - $1) / 1000000 )); }
+` + coldReadsSh + `
 cold() {
 	$bin umount --state-dir $state $target >/dev/null
 	$bin mount --state-dir $state $spec >/dev/null
-	sync; echo 3 > /proc/sys/vm/drop_caches
-	a=$(date +%s%N); tar cf - -C $target . | cat >/dev/null; z=$(date +%s%N)
-	sync; echo 3 > /proc/sys/vm/drop_caches
-	c=$(date +%s%N); find $target/metadata/md5-cache -type f -print0 | xargs -0 cat >/dev/null; d=$(date +%s%N)
-	echo "READ $1 $(ms $a $z) $(ms $c $d)" >&2
+	echo "READ $1 $(coldreads $target 1)" >&2
 }
 $bin mount --state-dir $state $spec >/dev/null
 cold 0
@@ -87,8 +83,9 @@ $bin umount --state-dir $state $target >/dev/null
 			}
 			fmt.Printf("| %s | %s, %.0f KB | %.0f KB | %.2f%% | %s s | %.0f MB |\n", f[1], what, float64(res[0].ImageSize)/1e3,
 				float64(res[0].BytesWritten)/1e3, 100*float64(res[0].BytesWritten)/float64(fi.Size()), f[2], rss/1024)
-		case len(f) == 4 && f[0] == "READ":
-			reads[f[1]] = [2]string{f[2], f[3]}
+		case len(f) == 5 && f[0] == "READ":
+			ms := func(ns string) string { v, _ := strconv.ParseInt(ns, 10, 64); return strconv.FormatInt(v/1e6, 10) }
+			reads[f[1]] = [2]string{ms(f[2]), ms(f[3])}
 		}
 	}
 	fmt.Println("\nCold reads through the kernel (caches dropped), ms:")

@@ -161,10 +161,8 @@ func (b *bench) coldReads(img string, md5 bool) (coldRead, error) {
 img=$1; mnt=$2; md5=$3
 mount -t squashfs -o loop,ro,nodev,nosuid "$img" "$mnt"
 trap 'umount "$mnt"' EXIT
-t() { sync; echo 3 > /proc/sys/vm/drop_caches; a=$(date +%s%N); sh -c "$1"; z=$(date +%s%N); echo $((z - a)); }
-t "tar cf - -C '$mnt' . | cat >/dev/null"
-if [ "$md5" = 1 ]; then t "find '$mnt/metadata/md5-cache' -type f -print0 | xargs -0 cat >/dev/null"; else echo 0; fi
-t "find '$mnt' -ls >/dev/null"
+` + coldReadsSh + `
+coldreads "$mnt" "$md5"
 `
 	m := "0"
 	if md5 {
@@ -187,6 +185,17 @@ t "find '$mnt' -ls >/dev/null"
 	}
 	return coldRead{ns[0], ns[1], ns[2]}, nil
 }
+
+// coldReadsSh defines the shell function coldreads DIR MD5, which prints
+// the nanoseconds of the reads coldRead describes of the tree at DIR
+// (md5-cache only if MD5 is 1, else 0), dropping caches before each.
+const coldReadsSh = `t() { sync; echo 3 > /proc/sys/vm/drop_caches; a=$(date +%s%N); sh -c "$1"; z=$(date +%s%N); echo -n "$((z - a)) "; }
+coldreads() {
+	t "tar cf - -C '$1' . | cat >/dev/null"
+	if [ "$2" = 1 ]; then t "find '$1/metadata/md5-cache' -type f -print0 | xargs -0 cat >/dev/null"; else echo -n "0 "; fi
+	t "find '$1' -ls >/dev/null"
+	echo
+}`
 
 // readRows formats one compressor's cold reads: ours (with the ratio to
 // the fastest peer in each column), then each peer's.
