@@ -303,7 +303,7 @@ func (p *prefetcher) getBuf(n int) []byte {
 
 func (p *prefetcher) putBuf(b []byte) {
 	c := bufClass(cap(b))
-	if 1<<c != cap(b) { // not one of getBuf's (nil, or a failed read's)
+	if 1<<c != cap(b) { // nil, or not from getBuf
 		return
 	}
 	b = b[:0]
