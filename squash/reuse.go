@@ -11,6 +11,7 @@ import (
 type Run struct {
 	start   uint64 // position in the new image, set when written
 	started bool
+	seq     uint64 // the job that writes it, once queued
 }
 
 // Reused describes a file whose data is already in the image being written:
@@ -109,7 +110,13 @@ func (w *Writer) addSpan(src io.ReaderAt, off, n uint64, p copyPart) {
 func (w *Writer) flushSpan() {
 	if s := w.span; s != nil {
 		w.span = nil
-		w.submit(&job{kind: jobCopy, span: s})
+		j := &job{kind: jobCopy, span: s}
+		w.submit(j)
+		for _, p := range s.parts {
+			if p.run != nil {
+				p.run.seq = j.seq
+			}
+		}
 	}
 }
 

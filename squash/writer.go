@@ -3,6 +3,7 @@ package squash
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -67,7 +68,11 @@ type Header struct {
 	Major, Minor uint32 // devices
 	Target       string // symlink target
 	Link         string // non-empty: a hard link to the earlier entry of that name
-	Xattrs       []Xattr
+	// Nlink, above 1, marks an entry that later entries may name in Link;
+	// the writer keeps only such entries findable, and counts the names
+	// itself. Directories ignore it.
+	Nlink  uint32
+	Xattrs []Xattr
 }
 
 // WriteStats counts what Close wrote.
@@ -79,18 +84,30 @@ type WriteStats struct {
 	CopiedEnd int64
 }
 
-// Writer writes a SquashFS image. Entries are fed with Add; file data is
+// Writer writes a SquashFS image. Entries are fed with Add in pre-order:
+// the root (or nothing, for an implicit one) first, each directory before
+// its entries, and all of a directory's entries before anything outside
+// it; a directory's entries may come in any order. File data is
 // compressed by a pool of workers and laid out in Add order, so the image
 // depends only on what was added and in which order, never on scheduling.
-// Close writes the metadata tables and the superblock.
+//
+// Memory stays bounded by the tree's depth and width, not its size: once
+// a directory is complete and its files' blocks are placed, its inodes and
+// listing go into the tables and its entries are forgotten. Close writes
+// the rest of the tables and the superblock.
 type Writer struct {
 	out       Output
 	opts      WriterOptions
 	cfg       codec.Config
 	blockSize int
 
-	nodes  map[string]*node
-	order  []*node // in Add order
+	stack    []*openDir       // the directories being added to, root first
+	ready    []*node          // complete directories, waiting for their files' blocks
+	linkable map[string]*node // entries added with Nlink > 1, by name
+	count    uint32           // inode numbers given so far, in Add order
+	dirCount int
+	tables   *tableWriter
+
 	idMap  map[uint32]uint16
 	ids    []uint32
 	xattrs map[string]uint32 // canonical set -> index
@@ -109,6 +126,8 @@ type Writer struct {
 	// the output goroutine, which takes them in submission order).
 	work    chan *job
 	queue   chan *job
+	seq     uint64        // jobs submitted
+	doneSeq atomic.Uint64 // the last job the output goroutine finished
 	bufs    sync.Pool
 	outDone chan struct{}
 	workWG  sync.WaitGroup
@@ -133,7 +152,7 @@ type node struct {
 	name     string // base name
 	hdr      Header
 	parent   *node
-	children []*node
+	children []*node // of a directory, until it is written
 	file     *fileRec
 	link     *node // the primary entry of a hard link
 	nlink    uint32
@@ -144,6 +163,13 @@ type node struct {
 	typ      uint16 // on-disk type, set when the inode is written
 	written  bool
 	subdirs  uint32
+	nlinkAt  int // where the written inode's link count is, for later links
+}
+
+// openDir is a directory whose entries are still being added.
+type openDir struct {
+	path string
+	n    *node
 }
 
 type fileRec struct {
@@ -157,6 +183,8 @@ type fileRec struct {
 	fragBuf  *fragBuf // the fragment block holding the tail, until its index is known
 	run      *Run
 	hasStart bool
+	lastSeq  uint64 // the file's blocks are placed once this job is done
+	inWindow bool   // its tail waits to be grouped (see addTail)
 }
 
 type dupKey struct {
@@ -183,6 +211,7 @@ type job struct {
 	stored bool // out is raw (uncompressed)
 	noComp bool
 	span   *copySpan // jobCopy
+	seq    uint64
 	err    error
 	done   chan struct{}
 }
@@ -221,7 +250,7 @@ func NewWriter(out Output, opts WriterOptions) (*Writer, error) {
 		opts:      opts,
 		cfg:       cfg,
 		blockSize: cfg.BlockSize,
-		nodes:     make(map[string]*node),
+		linkable:  make(map[string]*node),
 		idMap:     make(map[uint32]uint16),
 		xattrs:    make(map[string]uint32),
 		dups:      make(map[dupKey]*fileRec),
@@ -254,6 +283,11 @@ func NewWriter(out Output, opts WriterOptions) (*Writer, error) {
 		w.pos += 2 + int64(len(blob))
 	}
 	w.obufStart = w.pos
+	menc, err := w.metaConfig().NewEncoder()
+	if err != nil {
+		return nil, err
+	}
+	w.tables = &tableWriter{w: w, enc: menc, inodes: &metaStream{}, dirs: &metaStream{}}
 	for _, enc := range encs {
 		w.workWG.Add(1)
 		go w.worker(enc)
@@ -300,11 +334,13 @@ func (w *Writer) output() {
 		}
 		if w.err() != nil {
 			w.release(j)
+			w.doneSeq.Store(j.seq)
 			continue
 		}
 		if j.err != nil {
 			w.fail(fmt.Errorf("compress: %w", j.err))
 			w.release(j)
+			w.doneSeq.Store(j.seq)
 			continue
 		}
 		switch j.kind {
@@ -339,6 +375,7 @@ func (w *Writer) output() {
 			}
 		}
 		w.release(j)
+		w.doneSeq.Store(j.seq)
 	}
 	if err := w.flushOut(); err != nil {
 		w.fail(err)
@@ -403,6 +440,8 @@ func (w *Writer) submit(j *job) {
 		// Copies queue before anything added after them.
 		w.flushSpan()
 	}
+	w.seq++
+	j.seq = w.seq
 	if j.kind == jobData || j.kind == jobFragment {
 		j.done = make(chan struct{})
 		j.out = w.getBuf()
@@ -433,33 +472,63 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := w.nodes[name]; ok {
-		return fmt.Errorf("add %q: already added", name)
+	if name == "" {
+		if len(w.stack) > 0 || w.count > 0 {
+			return errors.New("add the root: it must come first, and once")
+		}
+		if !h.Mode.IsDir() || h.Link != "" {
+			return errors.New("the root entry is not a directory")
+		}
+	} else if len(w.stack) == 0 {
+		if err := w.implicitRoot(); err != nil {
+			return err
+		}
 	}
-	n := &node{name: path.Base(name), hdr: *h, nlink: 1, xattr: NoXattr}
+	var parent *openDir
+	if name != "" {
+		dir := path.Dir(name)
+		if dir == "." {
+			dir = ""
+		}
+		i := len(w.stack) - 1
+		for i >= 0 && w.stack[i].path != dir {
+			i--
+		}
+		if i < 0 {
+			return fmt.Errorf("add %q: directory %q is not open: add each directory before its entries, and all of a directory's entries before anything outside it", name, dir)
+		}
+		// The directories below the parent are complete.
+		for len(w.stack) > i+1 {
+			if err := w.completeTop(); err != nil {
+				return err
+			}
+		}
+		parent = w.stack[i]
+	}
+	n := &node{name: path.Base(name), hdr: *h, nlink: 1, xattr: NoXattr, nlinkAt: -1}
 	n.hdr.Name = name
+	n.hdr.Xattrs = nil // indexed below; the node outlives the caller's slice otherwise
 	if name == "" {
 		n.name = ""
+	}
+	if parent != nil {
+		n.parent = parent.n
 	}
 	if h.Link != "" {
 		target, err := cleanName(h.Link)
 		if err != nil {
 			return err
 		}
-		p := w.nodes[target]
+		p := w.linkable[target]
 		if p == nil {
-			return fmt.Errorf("add %q: hard link to %q, which was not added", name, h.Link)
-		}
-		for p.link != nil {
-			p = p.link
-		}
-		if p.hdr.Mode.IsDir() {
-			return fmt.Errorf("add %q: hard link to directory %q", name, h.Link)
+			return fmt.Errorf("add %q: hard link to %q, which was not added before with Nlink above 1", name, h.Link)
 		}
 		p.nlink++
+		if p.nlinkAt >= 0 {
+			binary.LittleEndian.PutUint32(w.tables.inodes.buf[p.nlinkAt:], p.nlink)
+		}
 		n.link = p
-		w.nodes[name] = n
-		w.order = append(w.order, n)
+		parent.n.children = append(parent.n.children, n)
 		return nil
 	}
 	if n.uid, err = w.idIndex(h.UID); err != nil {
@@ -493,9 +562,106 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 			return fmt.Errorf("add %q: device %d:%d out of range", name, h.Major, h.Minor)
 		}
 	}
-	w.nodes[name] = n
-	w.order = append(w.order, n)
+	w.count++
+	n.number = w.count
+	if h.Mode.IsDir() {
+		w.dirCount++
+		w.stack = append(w.stack, &openDir{path: name, n: n})
+		if parent != nil {
+			parent.n.subdirs++
+		}
+	} else if h.Nlink > 1 {
+		w.linkable[name] = n
+	}
+	if parent != nil {
+		parent.n.children = append(parent.n.children, n)
+	}
 	return nil
+}
+
+// implicitRoot opens the root mksquashfs makes up when none is given:
+// 0755, root:root, the image's time.
+func (w *Writer) implicitRoot() error {
+	id, err := w.idIndex(0)
+	if err != nil {
+		return err
+	}
+	root := &node{hdr: Header{Mode: fs.ModeDir | 0o755, Mtime: w.opts.MkfsTime}, nlink: 1, xattr: NoXattr, uid: id, gid: id, nlinkAt: -1}
+	w.count++
+	root.number = w.count
+	w.dirCount++
+	w.stack = append(w.stack, &openDir{n: root})
+	return nil
+}
+
+// completeTop closes the innermost open directory: its listing is sorted
+// and checked, and it waits in w.ready until its files' blocks are placed.
+func (w *Writer) completeTop() error {
+	d := w.stack[len(w.stack)-1].n
+	w.stack = w.stack[:len(w.stack)-1]
+	slices.SortFunc(d.children, func(a, b *node) int { return strings.Compare(a.name, b.name) })
+	for i := 1; i < len(d.children); i++ {
+		if d.children[i].name == d.children[i-1].name {
+			err := fmt.Errorf("add %q: already added", d.children[i].hdr.Name)
+			w.fail(err)
+			return err
+		}
+	}
+	w.ready = append(w.ready, d)
+	return w.drain(false)
+}
+
+// drain writes the complete directories whose files are all placed, in
+// the order they completed (a directory after its subdirectories); with
+// force, all of them (the data is all written).
+func (w *Writer) drain(force bool) error {
+	done := 0
+	for _, d := range w.ready {
+		if !force && !w.placed(d) {
+			if w.span != nil {
+				// Waiting on copies not yet queued: queue them.
+				w.flushSpan()
+			}
+			break
+		}
+		if err := w.tables.writeDir(d); err != nil {
+			w.fail(err)
+			return err
+		}
+		done++
+	}
+	n := copy(w.ready, w.ready[done:])
+	clear(w.ready[n:])
+	w.ready = w.ready[:n]
+	return nil
+}
+
+// placed reports whether every file d lists (or links to) has its blocks
+// and tail at known places in the image.
+func (w *Writer) placed(d *node) bool {
+	done := w.doneSeq.Load()
+	for _, c := range d.children {
+		if p := primary(c); !p.written && p.file != nil && !p.file.placed(done) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f *fileRec) placed(done uint64) bool {
+	switch {
+	case f.lastSeq > done:
+		// A duplicate's own blocks must be dropped (jobRewind, which
+		// reads its start) before resolve points it at the original.
+		return false
+	case f.dupOf != nil:
+		return f.dupOf.placed(done)
+	case f.run != nil && (f.run.seq == 0 || f.run.seq > done):
+		return false
+	case f.inWindow || f.fragBuf != nil && !f.fragBuf.flushed:
+		return false
+	}
+	return true
 }
 
 func cleanName(name string) (string, error) {
@@ -617,6 +783,7 @@ func (w *Writer) addData(name string, size uint64, data io.Reader) (*fileRec, er
 			started = true
 		}
 		w.submit(&job{kind: jobData, file: f, index: uint32(i), raw: buf, noComp: w.opts.UncompressedData})
+		f.lastSeq = w.seq
 	}
 	var tailBuf []byte
 	if tail > 0 {
@@ -638,6 +805,7 @@ func (w *Writer) addData(name string, size uint64, data io.Reader) (*fileRec, er
 			w.stats.Duplicates++
 			if started {
 				w.submit(&job{kind: jobRewind, file: f})
+				f.lastSeq = w.seq
 			}
 			return f, nil
 		}
@@ -651,8 +819,9 @@ func (w *Writer) addData(name string, size uint64, data io.Reader) (*fileRec, er
 
 // fragBuf is a fragment block being filled.
 type fragBuf struct {
-	data  []byte
-	index uint32 // valid once flushed
+	data    []byte
+	index   uint32 // valid once flushed
+	flushed bool
 }
 
 // fragmentWindow is how many fragment blocks a window of tails grouped by
@@ -698,6 +867,7 @@ func (w *Writer) addTail(f *fileRec, name string, tail []byte) {
 		w.flushWindow()
 		p.kind, p.off = w.kindOf(class), 0
 	}
+	f.inWindow = true
 	w.pending = slices.Insert(w.pending, w.slot(p.kind), p)
 	w.window = append(w.window, tail...)
 }
@@ -768,6 +938,7 @@ func (w *Writer) packTail(f *fileRec, tail []byte) {
 		w.frag = fb
 	}
 	f.fragBuf = fb
+	f.inWindow = false
 	f.fragOff = uint32(len(fb.data))
 	fb.data = append(fb.data, tail...)
 }
@@ -796,6 +967,7 @@ func (w *Writer) flushFragment(fb *fragBuf) {
 		w.frag = nil
 	}
 	fb.index = w.fragCount
+	fb.flushed = true
 	w.fragCount++
 	w.submit(&job{kind: jobFragment, index: fb.index, raw: fb.data, noComp: w.opts.UncompressedFragments})
 	fb.data = nil

@@ -4,10 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
-	"path"
 	"slices"
-	"strings"
 
 	"github.com/squashportage/squashportage/squash/codec"
 )
@@ -19,8 +16,8 @@ func (w *Writer) Close() error {
 	if w.closed {
 		return errors.New("close: writer is already closed")
 	}
-	w.closed = true
 	w.flushSpan()
+	w.closed = true
 	if w.err() == nil {
 		w.flushFragments()
 	} else {
@@ -37,19 +34,23 @@ func (w *Writer) Close() error {
 	if err := w.err(); err != nil {
 		return err
 	}
-	root, err := w.buildTree()
-	if err != nil {
-		return err
+	if len(w.stack) == 0 && w.count == 0 {
+		if err := w.implicitRoot(); err != nil {
+			return err
+		}
 	}
-	enc, err := w.metaConfig().NewEncoder()
-	if err != nil {
-		return err
+	if len(w.stack) == 0 {
+		return errors.New("close: the root was already written") // cannot happen: only Close pops it
 	}
-	t := &tableWriter{w: w, enc: enc, inodes: &metaStream{}, dirs: &metaStream{}}
-	var count uint32
-	numberInodes(root, &count)
-	t.count = count
-	if err := t.writeDir(root); err != nil {
+	root := w.stack[0].n
+	t := w.tables
+	t.count = w.count // the root's parent is one past the last inode, as in mksquashfs
+	for len(w.stack) > 0 {
+		if err := w.completeTop(); err != nil {
+			return err
+		}
+	}
+	if err := w.drain(true); err != nil {
 		return err
 	}
 	return t.finish(root)
@@ -67,82 +68,6 @@ func (w *Writer) metaConfig() codec.Config {
 		c.Options.Level = w.opts.MetadataLevel
 	}
 	return c
-}
-
-// buildTree links every entry to its parent and sorts each directory.
-func (w *Writer) buildTree() (*node, error) {
-	root := w.nodes[""]
-	if root == nil {
-		// mksquashfs gives an implicit root 0755 root:root; so do we.
-		root = &node{hdr: Header{Mode: fs.ModeDir | 0o755, Mtime: w.opts.MkfsTime}, nlink: 1, xattr: NoXattr}
-		var err error
-		if root.uid, err = w.idIndex(0); err != nil {
-			return nil, err
-		}
-		root.gid = root.uid
-		w.nodes[""] = root
-	}
-	if !root.hdr.Mode.IsDir() {
-		return nil, errors.New("the root entry is not a directory")
-	}
-	for _, n := range w.order {
-		if n == root {
-			continue
-		}
-		dir := path.Dir(n.hdr.Name)
-		if dir == "." {
-			dir = ""
-		}
-		p := w.nodes[dir]
-		if p == nil {
-			return nil, fmt.Errorf("%q: parent directory %q was not added", n.hdr.Name, dir)
-		}
-		if p.link != nil || !p.hdr.Mode.IsDir() {
-			return nil, fmt.Errorf("%q: parent %q is not a directory", n.hdr.Name, dir)
-		}
-		n.parent = p
-		p.children = append(p.children, n)
-		if n.link == nil && n.hdr.Mode.IsDir() {
-			p.subdirs++
-		}
-		if n.file != nil && n.file.fragBuf != nil {
-			n.file.frag = n.file.fragBuf.index
-		}
-		if n.file != nil && n.file.run != nil {
-			n.file.start, n.file.hasStart = n.file.run.start, n.file.run.started
-		}
-		if n.file != nil && n.file.dupOf != nil {
-			d := n.file.dupOf
-			n.file.start, n.file.hasStart = d.start, d.hasStart
-			n.file.sizes, n.file.frag, n.file.fragOff, n.file.sparse = d.sizes, d.frag, d.fragOff, d.sparse
-		}
-	}
-	for _, n := range w.nodes {
-		if len(n.children) > 1 {
-			slices.SortFunc(n.children, func(a, b *node) int { return strings.Compare(a.name, b.name) })
-		}
-	}
-	return root, nil
-}
-
-// numberInodes assigns inode numbers in the order writeDir writes inodes:
-// subdirectories first, then the other entries, then the directory itself,
-// so the root has the highest number as in mksquashfs.
-func numberInodes(d *node, count *uint32) {
-	for _, c := range d.children {
-		if c.link == nil && c.hdr.Mode.IsDir() {
-			numberInodes(c, count)
-		}
-	}
-	for _, c := range d.children {
-		p := primary(c)
-		if p.number == 0 {
-			*count++
-			p.number = *count
-		}
-	}
-	*count++
-	d.number = *count
 }
 
 func primary(n *node) *node {
@@ -167,14 +92,10 @@ type tableWriter struct {
 // index << 16 | offset.
 func vref(block int, off uint16) uint64 { return uint64(block)<<16 | uint64(off) }
 
+// writeDir writes the inodes of d's entries (its subdirectories are
+// written already: they completed first), then d's listing and inode, and
+// lets go of d's entries.
 func (t *tableWriter) writeDir(d *node) error {
-	for _, c := range d.children {
-		if c.link == nil && c.hdr.Mode.IsDir() {
-			if err := t.writeDir(c); err != nil {
-				return err
-			}
-		}
-	}
 	for _, c := range d.children {
 		if p := primary(c); !p.written {
 			if err := t.writeInode(p); err != nil {
@@ -182,7 +103,9 @@ func (t *tableWriter) writeDir(d *node) error {
 			}
 		}
 	}
-	return t.writeDirInode(d)
+	err := t.writeDirInode(d)
+	d.children = nil
+	return err
 }
 
 func (t *tableWriter) begin(n *node, typ uint16) []byte {
@@ -201,8 +124,8 @@ func (t *tableWriter) begin(n *node, typ uint16) []byte {
 func (t *tableWriter) end(n *node, b []byte) error {
 	n.ref = vref(t.inodes.pos())
 	n.written = true
-	if t.refs == nil {
-		t.refs = make([]uint64, t.count)
+	if int(n.number) > len(t.refs) {
+		t.refs = slices.Grow(t.refs, int(n.number)-len(t.refs))[:n.number]
 	}
 	t.refs[n.number-1] = n.ref
 	t.scr = b
@@ -210,12 +133,38 @@ func (t *tableWriter) end(n *node, b []byte) error {
 	return nil
 }
 
+// nlinkField notes where n's link count goes in the inode being built in
+// b, so that a hard link added later can raise it.
+func (t *tableWriter) nlinkField(n *node, b []byte) {
+	n.nlinkAt = len(t.inodes.buf) + len(b)
+}
+
+// resolve fills in where f's data went: its run's position, a duplicate's
+// original, the index of the fragment block holding its tail.
+func (f *fileRec) resolve() {
+	if f.fragBuf != nil {
+		f.frag = f.fragBuf.index
+		f.fragBuf = nil
+	}
+	if f.run != nil {
+		f.start, f.hasStart = f.run.start, f.run.started
+	}
+	if d := f.dupOf; d != nil {
+		d.resolve()
+		f.start, f.hasStart = d.start, d.hasStart
+		f.sizes, f.frag, f.fragOff, f.sparse = d.sizes, d.frag, d.fragOff, d.sparse
+	}
+}
+
 func (t *tableWriter) writeInode(n *node) error {
 	le := binary.LittleEndian
-	ext := n.nlink > 1 || n.xattr != NoXattr
+	// A hard-linkable entry gets an inode with a link count even while it
+	// has one name: links added later raise the count in place.
+	ext := n.nlink > 1 || n.hdr.Nlink > 1 || n.xattr != NoXattr
 	switch typeOf(n.hdr.Mode) {
 	case TypeFile:
 		f := n.file
+		f.resolve()
 		start := uint64(0)
 		if f.hasStart {
 			start = f.start
@@ -225,6 +174,7 @@ func (t *tableWriter) writeInode(n *node) error {
 			b = le.AppendUint64(b, start)
 			b = le.AppendUint64(b, f.size)
 			b = le.AppendUint64(b, f.sparse)
+			t.nlinkField(n, b)
 			b = le.AppendUint32(b, n.nlink)
 			b = le.AppendUint32(b, f.frag)
 			b = le.AppendUint32(b, f.fragOff)
@@ -249,6 +199,7 @@ func (t *tableWriter) writeInode(n *node) error {
 			typ = TypeLSymlink
 		}
 		b := t.begin(n, typ)
+		t.nlinkField(n, b)
 		b = le.AppendUint32(b, n.nlink)
 		b = le.AppendUint32(b, uint32(len(n.hdr.Target)))
 		b = append(b, n.hdr.Target...)
@@ -262,6 +213,7 @@ func (t *tableWriter) writeInode(n *node) error {
 			typ += 7
 		}
 		b := t.begin(n, typ)
+		t.nlinkField(n, b)
 		b = le.AppendUint32(b, n.nlink)
 		b = le.AppendUint32(b, EncodeDev(n.hdr.Major, n.hdr.Minor))
 		if ext {
@@ -274,6 +226,7 @@ func (t *tableWriter) writeInode(n *node) error {
 			typ += 7
 		}
 		b := t.begin(n, typ)
+		t.nlinkField(n, b)
 		b = le.AppendUint32(b, n.nlink)
 		if ext {
 			b = le.AppendUint32(b, n.xattr)
@@ -588,10 +541,6 @@ func (t *tableWriter) writeXattrs(pos *uint64, put func([]byte) error, lookup fu
 // Stats reports what was written; valid after Close.
 func (w *Writer) Stats() WriteStats {
 	s := w.stats
-	for _, n := range w.nodes {
-		if n.link == nil && n.hdr.Mode.IsDir() {
-			s.Dirs++
-		}
-	}
+	s.Dirs = w.dirCount
 	return s
 }

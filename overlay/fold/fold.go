@@ -104,17 +104,20 @@ type linkKey struct {
 // resolveLinks turns every later name of an inode into a hard link to its
 // first name in the merged order.
 func (f *folder) resolveLinks() {
-	first := make(map[linkKey]string)
+	first := make(map[linkKey]int)
 	for i := range f.ents {
 		e := &f.ents[i]
 		if e.link == (linkKey{}) {
 			continue
 		}
-		if name, ok := first[e.link]; ok {
-			*e = entry{hdr: squash.Header{Name: e.hdr.Name, Link: name}}
+		if j, ok := first[e.link]; ok {
+			h := &f.ents[j].hdr
+			h.Nlink++ // the writer keeps linkable entries findable
+			*e = entry{hdr: squash.Header{Name: e.hdr.Name, Link: h.Name}}
 			continue
 		}
-		first[e.link] = e.hdr.Name
+		first[e.link] = i
+		e.hdr.Nlink = 1
 	}
 }
 

@@ -101,7 +101,7 @@ type devIno struct{ dev, ino uint64 }
 type scanner struct {
 	opts    Options
 	ex      *excluder
-	links   map[devIno]string
+	links   map[devIno]int // the entry of each inode's first name
 	tree    *Tree
 	xattrs  xattr.Reader
 	linkBuf []byte
@@ -123,7 +123,7 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 	s := &scanner{
 		opts:  opts,
 		ex:    ex,
-		links: make(map[devIno]string),
+		links: make(map[devIno]int),
 		tree:  &Tree{onAdd: opts.OnAdd},
 	}
 
@@ -258,17 +258,25 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 	if excluded {
 		return nil
 	}
+	var key devIno
 	if !isDir && st.Nlink > 1 {
-		key := devIno{uint64(st.Dev), st.Ino}
+		key = devIno{uint64(st.Dev), st.Ino}
 		if first, ok := s.links[key]; ok {
-			s.tree.entries = append(s.tree.entries, entry{hdr: squash.Header{Name: imgPath, Link: first}})
+			// The writer finds the first name only if it was told to
+			// expect links to it (Nlink).
+			h := &s.tree.entries[first].hdr
+			h.Nlink++
+			s.tree.entries = append(s.tree.entries, entry{hdr: squash.Header{Name: imgPath, Link: h.Name}})
 			return nil
 		}
-		s.links[key] = imgPath
+		s.links[key] = len(s.tree.entries)
 	}
 	hdr, err := s.header(fsPath, imgPath, st)
 	if err != nil {
 		return err
+	}
+	if key != (devIno{}) {
+		hdr.Nlink = 1
 	}
 	s.add(hdr, fsPath, st)
 	if isDir {

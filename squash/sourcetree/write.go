@@ -15,12 +15,13 @@ import (
 // on several goroutines hides open/read/close latency behind compression.
 const (
 	prefetchMaxFile = 1 << 20 // files up to this size are read ahead whole
-	// prefetchBudget bounds the bytes of prefetched data in flight. 16 MiB
-	// is thousands of small files ahead of a writer that compresses far
-	// slower than they are read. With 64 MiB and fresh buffers per file,
-	// the kernel tree's gzip build peaked at 265 MB; with 16 MiB and
-	// recycled buffers at 243 MB, in the same time (15.4 s and 15.8 s).
-	prefetchBudget  = 16 << 20
+	// prefetchBudget bounds the bytes of buffers holding prefetched data,
+	// and apart from it those kept for reuse: 8 MiB is thousands of
+	// Portage files (hundreds of kernel sources) ahead of a writer that
+	// compresses far slower than they are read. Counting file sizes
+	// instead of buffer sizes, with a sync.Pool per size class, let the
+	// buffers grow to 44 MB of live heap on the kernel tree.
+	prefetchBudget  = 8 << 20
 	prefetchWorkers = 8
 	prefetchAhead   = 4096 // files in flight at most (bounds empty files too)
 )
@@ -192,12 +193,12 @@ type prefetcher struct {
 	quit  chan struct{}
 	wg    sync.WaitGroup
 
-	pools [22 - minBufClass]sync.Pool // by class, up to prefetchMaxFile+1
-
-	mu     sync.Mutex
-	cond   *sync.Cond
-	budget int64
-	closed bool
+	mu        sync.Mutex
+	cond      *sync.Cond
+	budget    int64                      // buffer bytes that may still be handed out
+	free      [22 - minBufClass][][]byte // by class, up to prefetchMaxFile+1
+	freeBytes int64
+	closed    bool
 }
 
 func newPrefetcher(entries []entry) *prefetcher {
@@ -224,7 +225,7 @@ func (p *prefetcher) dispatch(entries []entry) {
 		if !isSmall(e) {
 			continue
 		}
-		if !p.acquire(e.hdr.Size) {
+		if !p.acquire(bufSize(e.hdr.Size)) {
 			return
 		}
 		j := &job{e: e, done: make(chan struct{})}
@@ -293,21 +294,36 @@ func bufClass(n int) int {
 	return c
 }
 
+// bufSize is the size of the buffer a file of size bytes is read into:
+// one byte more, so that a grown file is noticed.
+func bufSize(size int64) int64 { return 1 << bufClass(int(size)+1) }
+
 func (p *prefetcher) getBuf(n int) []byte {
 	c := bufClass(n)
-	if b, ok := p.pools[c-minBufClass].Get().(*[]byte); ok {
-		return (*b)[:n]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.free[c-minBufClass]; len(l) > 0 {
+		b := l[len(l)-1]
+		p.free[c-minBufClass] = l[:len(l)-1]
+		p.freeBytes -= int64(cap(b))
+		return b[:n]
 	}
 	return make([]byte, n, 1<<c)
 }
 
+// putBuf keeps b for reuse while the buffers kept stay within the budget.
 func (p *prefetcher) putBuf(b []byte) {
 	c := bufClass(cap(b))
 	if 1<<c != cap(b) { // nil, or not from getBuf
 		return
 	}
-	b = b[:0]
-	p.pools[c-minBufClass].Put(&b)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.freeBytes+int64(cap(b)) > prefetchBudget {
+		return
+	}
+	p.free[c-minBufClass] = append(p.free[c-minBufClass], b[:0])
+	p.freeBytes += int64(cap(b))
 }
 
 // acquire blocks until size bytes of budget are free; false once stopped.
@@ -326,11 +342,10 @@ func (p *prefetcher) acquire(size int64) bool {
 
 // release returns a consumed job's budget.
 func (p *prefetcher) release(j *job) {
-	size := j.e.hdr.Size
 	p.putBuf(j.buf)
 	j.buf = nil
 	p.mu.Lock()
-	p.budget += size
+	p.budget += bufSize(j.e.hdr.Size)
 	p.mu.Unlock()
 	p.cond.Signal()
 }

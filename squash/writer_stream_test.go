@@ -1,0 +1,210 @@
+package squash
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// streamWriter starts a writer on a temporary file for the tests below.
+func streamWriter(t *testing.T, opts WriterOptions) (*Writer, string) {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "i.sqfs")
+	f, err := os.Create(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	w, err := NewWriter(f, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, img
+}
+
+func addBytes(w *Writer, name string, data []byte) error {
+	return w.Add(&Header{Name: name, Mode: 0o644, Size: int64(len(data))}, bytes.NewReader(data))
+}
+
+func addDir(w *Writer, name string) error {
+	return w.Add(&Header{Name: name, Mode: fs.ModeDir | 0o755}, nil)
+}
+
+// TestWriterStreamsDirectories feeds thousands of directories and checks
+// that the writer writes each one out soon after it is complete instead
+// of holding the tree until Close: only the directories whose files'
+// tails still wait for their fragment block may wait with them.
+func TestWriterStreamsDirectories(t *testing.T) {
+	w, img := streamWriter(t, WriterOptions{Workers: 2})
+	const dirs = 4000
+	most := 0
+	for i := range dirs {
+		d := fmt.Sprintf("d%04d", i)
+		if err := addDir(w, d); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 3 {
+			if err := addBytes(w, fmt.Sprintf("%s/f%d", d, j), bytes.Repeat([]byte{byte(i), byte(j)}, 300+i%50)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		most = max(most, len(w.ready))
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A window of three 128 KiB fragment blocks holds about 140 of these
+	// directories' tails; the compressors' queues hold a few more.
+	if most > 400 {
+		t.Errorf("up to %d complete directories were held back, of %d", most, dirs)
+	}
+	r, err := OpenFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.Verify(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int{0, 1234, dirs - 1} {
+		name := fmt.Sprintf("d%04d/f2", i)
+		got, err := fs.ReadFile(r, name)
+		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte{byte(i), 2}, 300+i%50)) {
+			t.Errorf("%s: %d bytes, %v", name, len(got), err)
+		}
+	}
+}
+
+// TestWriterLateHardLinks adds names of an inode after the directory of
+// its first name was written out: the link count in the written inode is
+// raised in place, and every name reads the same inode.
+func TestWriterLateHardLinks(t *testing.T) {
+	for _, typ := range []string{"fifo", "symlink", "file"} {
+		t.Run(typ, func(t *testing.T) {
+			w, img := streamWriter(t, WriterOptions{Workers: 2, NoFragments: true})
+			h := &Header{Name: "a/first", Nlink: 2}
+			var data io.Reader
+			switch typ {
+			case "fifo":
+				h.Mode = fs.ModeNamedPipe | 0o644
+			case "symlink":
+				h.Mode, h.Target = fs.ModeSymlink|0o777, "somewhere"
+			case "file":
+				h.Mode, h.Size, data = 0o644, 5, strings.NewReader("hello")
+			}
+			must := func(err error) {
+				t.Helper()
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			must(addDir(w, "a"))
+			must(w.Add(h, data))
+			// Enough directories after a/ that its inode is written for
+			// the fifo and symlink cases before the links come.
+			for i := range 50 {
+				must(addDir(w, fmt.Sprintf("b%02d", i)))
+			}
+			if typ != "file" && !h.Mode.IsRegular() && w.linkable["a/first"].nlinkAt < 0 {
+				t.Fatal("a/first was not written before its links came: the test tests nothing")
+			}
+			must(w.Add(&Header{Name: "b49/second", Link: "a/first"}, nil))
+			must(addDir(w, "c"))
+			must(w.Add(&Header{Name: "c/third", Link: "/a/first"}, nil))
+			must(w.Close())
+			r, err := OpenFile(img)
+			must(err)
+			defer r.Close()
+			var number uint32
+			for _, name := range []string{"a/first", "b49/second", "c/third"} {
+				fi, err := r.Lstat(name)
+				must(err)
+				ino := fi.Sys().(*Inode)
+				if ino.Nlink != 3 {
+					t.Errorf("%s: nlink %d, want 3", name, ino.Nlink)
+				}
+				if number == 0 {
+					number = ino.Number
+				} else if ino.Number != number {
+					t.Errorf("%s: inode %d, want %d", name, ino.Number, number)
+				}
+			}
+			must(r.Verify(context.Background(), nil))
+		})
+	}
+}
+
+// TestWriterAddOrder: entries that break pre-order, or name what the
+// writer cannot find, are refused with an error that says what to do.
+func TestWriterAddOrder(t *testing.T) {
+	cases := []struct {
+		name string
+		add  func(w *Writer) error
+		want string
+	}{
+		{"parent never added", func(w *Writer) error {
+			return addBytes(w, "nodir/f", nil)
+		}, "is not open"},
+		{"parent already complete", func(w *Writer) error {
+			if err := addDir(w, "a"); err != nil {
+				return err
+			}
+			if err := addDir(w, "b"); err != nil {
+				return err
+			}
+			return addBytes(w, "a/late", nil)
+		}, "all of a directory's entries before anything outside it"},
+		{"parent is a file", func(w *Writer) error {
+			if err := addBytes(w, "f", nil); err != nil {
+				return err
+			}
+			return addBytes(w, "f/x", nil)
+		}, "is not open"},
+		{"root after entries", func(w *Writer) error {
+			if err := addDir(w, "a"); err != nil {
+				return err
+			}
+			return addDir(w, "")
+		}, "must come first"},
+		{"link to an entry not marked linkable", func(w *Writer) error {
+			if err := addBytes(w, "f", []byte("x")); err != nil {
+				return err
+			}
+			return w.Add(&Header{Name: "g", Link: "f"}, nil)
+		}, "Nlink above 1"},
+		{"link to a directory", func(w *Writer) error {
+			if err := w.Add(&Header{Name: "d", Mode: fs.ModeDir | 0o755, Nlink: 2}, nil); err != nil {
+				return err
+			}
+			return w.Add(&Header{Name: "g", Link: "d"}, nil)
+		}, "Nlink above 1"},
+		{"same name twice", func(w *Writer) error {
+			if err := addDir(w, "a"); err != nil {
+				return err
+			}
+			if err := addBytes(w, "a/x", nil); err != nil {
+				return err
+			}
+			if err := addBytes(w, "a/x", nil); err != nil {
+				return err
+			}
+			return w.Close()
+		}, "already added"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			w, _ := streamWriter(t, WriterOptions{Workers: 1})
+			err := c.add(w)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+			w.Close()
+		})
+	}
+}
