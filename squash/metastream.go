@@ -3,128 +3,148 @@ package squash
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
+	"slices"
 
 	"github.com/squashportage/squashportage/squash/codec"
 )
 
-// metaStream is a metadata table laid out uncompressed first, with the
-// fields that hold positions in another table left as patches. The inode
-// and directory tables point into each other (entries name inode blocks,
-// directory inodes name directory blocks), so neither can be compressed
-// ahead of the other; laid out this way, both are compressed at once, each
-// block waiting only for the positions its own patches need.
+// metaStream is a metadata table written as the writer goes: each 8 KiB
+// block is compressed as soon as it is full and the positions its patches
+// need are known, so memory holds the compressed table and a block or
+// two, not the table (a Portage tree's inode and directory tables are
+// 10 MB uncompressed). The inode and directory tables point into each
+// other (entries name inode blocks, directory inodes name directory
+// blocks); a field naming a block of the other table is a patch, filled
+// once that block's compressed position is known. Every patch names a
+// block that had begun when the patch was written, so the two streams
+// never wait for each other in a circle.
 type metaStream struct {
-	buf     []byte
-	patches []patch // in increasing at order
+	buf     []byte   // uncompressed, from block base on
+	base    int      // blocks compressed
+	patches []patch  // pending, in increasing at order
+	pins    []int    // u32 fields (by offset) that may still change
+	out     []byte   // the compressed blocks
+	starts  []uint64 // compressed position of blocks 0..base
+	enc     codec.Encoder
+	stored  bool // keep blocks uncompressed (-noI)
+	scratch []byte
 }
 
-// patch is a u32 field at buf[at:] that must hold the compressed position
-// of block `block` of the other stream.
+// patch is a u32 field at offset at of the stream that must hold the
+// compressed position of block `block` of the other stream.
 type patch struct {
 	at    int
 	block int
 }
 
+func newMetaStream(enc codec.Encoder, uncompressed bool) *metaStream {
+	return &metaStream{enc: enc, stored: uncompressed, starts: []uint64{0}}
+}
+
+func (m *metaStream) size() int { return m.base*MetadataSize + len(m.buf) }
+
 // pos returns the block index and offset of the next byte written.
 func (m *metaStream) pos() (block int, offset uint16) {
-	return len(m.buf) / MetadataSize, uint16(len(m.buf) % MetadataSize)
+	n := m.size()
+	return n / MetadataSize, uint16(n % MetadataSize)
 }
 
 func (m *metaStream) write(p []byte) { m.buf = append(m.buf, p...) }
 
-func (m *metaStream) blocks() int { return (len(m.buf) + MetadataSize - 1) / MetadataSize }
-
-// compressedTables is the result of compressing two metaStreams.
-type compressedTables struct {
-	out [2][]byte
-	pos [2][]uint64 // position of each block, plus the end
-}
-
-// ref resolves a virtual reference (block index << 16 | offset) of stream s.
-func (c *compressedTables) ref(s int, vref uint64) uint64 {
-	return c.pos[s][vref>>16]<<16 | vref&0xffff
-}
-
-// compressPair compresses two streams whose patches point into each other,
-// one goroutine each.
-func compressPair(streams [2]*metaStream, encs [2]codec.Encoder, uncompressed bool) (*compressedTables, error) {
-	c := &compressedTables{}
-	var mu sync.Mutex
-	cond := sync.NewCond(&mu)
-	done := [2]int{} // blocks compressed so far
-	var firstErr error
-	for s := range 2 {
-		c.pos[s] = make([]uint64, streams[s].blocks()+1)
+// setU32 rewrites the field at offset at; false when its block is
+// compressed already.
+func (m *metaStream) setU32(at int, v uint32) bool {
+	rel := at - m.base*MetadataSize
+	if rel < 0 {
+		return false
 	}
-	// known reports whether the position of block b of stream s is known.
-	known := func(s, b int) bool { return done[s] >= b || firstErr != nil }
-	var wg sync.WaitGroup
-	for s := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			m, other := streams[s], 1-s
-			var scratch []byte
-			pi := 0
-			for b := range m.blocks() {
-				lo, hi := b*MetadataSize, min((b+1)*MetadataSize, len(m.buf))
-				// Patches touching this block, including one straddling
-				// its start.
-				for pi > 0 && m.patches[pi-1].at+4 > lo {
-					pi--
-				}
-				first := pi
-				need := -1
-				for ; pi < len(m.patches) && m.patches[pi].at < hi; pi++ {
-					need = max(need, m.patches[pi].block)
-				}
-				mu.Lock()
-				for need >= 0 && !known(other, need) {
-					cond.Wait()
-				}
-				failed := firstErr != nil
-				mu.Unlock()
-				if failed {
-					return
-				}
-				for _, p := range m.patches[first:pi] {
-					binary.LittleEndian.PutUint32(m.buf[p.at:], uint32(c.pos[other][p.block]))
-				}
-				raw := m.buf[lo:hi]
-				stored := true
-				if !uncompressed && encs[s] != nil {
-					var err error
-					scratch, err = encs[s].Compress(scratch[:0], raw)
-					if err != nil {
-						mu.Lock()
-						if firstErr == nil {
-							firstErr = fmt.Errorf("compress metadata block: %w", err)
-						}
-						cond.Broadcast()
-						mu.Unlock()
-						return
-					}
-					stored = len(scratch) >= len(raw)
-				}
-				if stored {
-					c.out[s] = binary.LittleEndian.AppendUint16(c.out[s], uint16(len(raw))|metaUncompressed)
-					c.out[s] = append(c.out[s], raw...)
-				} else {
-					c.out[s] = binary.LittleEndian.AppendUint16(c.out[s], uint16(len(scratch)))
-					c.out[s] = append(c.out[s], scratch...)
-				}
-				mu.Lock()
-				c.pos[s][b+1] = uint64(len(c.out[s]))
-				done[s] = b + 1
-				cond.Broadcast()
-				mu.Unlock()
+	binary.LittleEndian.PutUint32(m.buf[rel:], v)
+	return true
+}
+
+// pin keeps the block holding the field at offset at uncompressed until
+// unpin: the field may still change (see setU32).
+func (m *metaStream) pin(at int) { m.pins = append(m.pins, at) }
+
+func (m *metaStream) unpin(at int) {
+	if i := slices.Index(m.pins, at); i >= 0 {
+		m.pins = slices.Delete(m.pins, i, i+1)
+	}
+}
+
+// resolve turns a virtual reference (block index << 16 | offset) into the
+// on-disk one; the block must be compressed already.
+func (m *metaStream) resolve(vref uint64) uint64 {
+	return m.starts[vref>>16]<<16 | vref&0xffff
+}
+
+// step compresses the stream's first uncompressed block if it can: it is
+// full (or final says no more is coming), the positions its patches name
+// in other are known, and nothing in it is pinned.
+func (m *metaStream) step(other *metaStream, final bool) (bool, error) {
+	n := min(len(m.buf), MetadataSize)
+	if n == 0 || n < MetadataSize && !final {
+		return false, nil
+	}
+	lo := m.base * MetadataSize
+	hi := lo + n
+	k := 0
+	for ; k < len(m.patches) && m.patches[k].at < hi; k++ {
+		if m.patches[k].block > other.base {
+			return false, nil
+		}
+	}
+	for _, at := range m.pins {
+		if at < hi && at+4 > lo {
+			return false, nil
+		}
+	}
+	for _, p := range m.patches[:k] {
+		binary.LittleEndian.PutUint32(m.buf[p.at-lo:], uint32(other.starts[p.block]))
+	}
+	m.patches = m.patches[:copy(m.patches, m.patches[k:])]
+	raw := m.buf[:n]
+	stored := m.stored || m.enc == nil
+	if !stored {
+		var err error
+		if m.scratch, err = m.enc.Compress(m.scratch[:0], raw); err != nil {
+			return false, fmt.Errorf("compress metadata block: %w", err)
+		}
+		stored = len(m.scratch) >= len(raw)
+	}
+	if stored {
+		m.out = binary.LittleEndian.AppendUint16(m.out, uint16(len(raw))|metaUncompressed)
+		m.out = append(m.out, raw...)
+	} else {
+		m.out = binary.LittleEndian.AppendUint16(m.out, uint16(len(m.scratch)))
+		m.out = append(m.out, m.scratch...)
+	}
+	m.starts = append(m.starts, uint64(len(m.out)))
+	m.base++
+	m.buf = m.buf[:copy(m.buf, m.buf[n:])]
+	return true, nil
+}
+
+// compressPair compresses what it can of two streams that point into each
+// other; with final, everything (pins are dropped: no more changes come).
+func compressPair(a, b *metaStream, final bool) error {
+	if final {
+		a.pins, b.pins = nil, nil
+	}
+	for {
+		da, err := a.step(b, final)
+		if err != nil {
+			return err
+		}
+		db, err := b.step(a, final)
+		if err != nil {
+			return err
+		}
+		if !da && !db {
+			if final && (len(a.buf) > 0 || len(b.buf) > 0) {
+				return fmt.Errorf("metadata tables: %d and %d bytes left that wait for each other", len(a.buf), len(b.buf))
 			}
-		}()
+			return nil
+		}
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	return c, nil
 }

@@ -212,6 +212,16 @@ func metaCacheSize(sb Superblock) int {
 	return int(max(metaCacheBlocks, min(blocks, 8192)))
 }
 
+// SetCache bounds the decoded metadata blocks and the directory listings
+// r keeps. The defaults hold a large tree's tables whole, for walks that
+// come back to them (verify, extraction); a reader that passes over the
+// tree in order (a fold) needs a few hundred blocks. It drops what is
+// cached; r must not be in use meanwhile.
+func (r *Reader) SetCache(metaBlocks, listings int) {
+	r.meta = newReaderLRU[uint64, metaBlock](max(metaBlocks, 1))
+	r.dirs = newReaderLRU[dirKey, []DirEntry](max(listings, 1))
+}
+
 // Codec returns the compressor configuration of the image.
 func (r *Reader) Codec() codec.Config { return r.cfg }
 

@@ -58,7 +58,34 @@ func (r *Reader) readInode(ref uint64) (*Inode, error) {
 	if blk >= r.size-r.sb.InodeTable {
 		return nil, corruptf("reference past end of image")
 	}
-	c := r.newCursor(r.sb.InodeTable+blk, uint16(ref))
+	return r.parseInode(r.newCursor(r.sb.InodeTable+blk, uint16(ref)), ref)
+}
+
+// Inodes calls fn with every inode of the inode table, in table order, for
+// work that needs each inode once but not the tree: a fold plans which
+// blocks to copy from every file's. It stops at fn's first error.
+func (r *Reader) Inodes(fn func(*Inode) error) error {
+	c := r.newCursor(r.sb.InodeTable, 0)
+	for i := uint32(0); i < r.sb.Inodes; i++ {
+		// A cursor at a block's end moves to the next block's start,
+		// which is how the inode there is referenced.
+		if err := c.load(); err != nil {
+			return fmt.Errorf("inode table, inode %d of %d: %w", i+1, r.sb.Inodes, err)
+		}
+		ref := (c.pos-r.sb.InodeTable)<<16 | uint64(c.off)
+		ino, err := r.parseInode(c, ref)
+		if err != nil {
+			return fmt.Errorf("inode %#x: %w", ref, err)
+		}
+		if err := fn(ino); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseInode decodes the inode at c, leaving c just after it.
+func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 	le := binary.LittleEndian
 	var b [64]byte
 	if err := c.read(b[:16]); err != nil {

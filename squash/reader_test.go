@@ -510,7 +510,35 @@ func TestReadMksquashfs(t *testing.T) {
 				t.Errorf("Verify with a cancelled context = %v", err)
 			}
 			checkSpecifics(t, rc.Reader)
+			checkInodes(t, rc.Reader)
 		})
+	}
+}
+
+// checkInodes: Inodes yields every inode once, each at the reference
+// that reads it back.
+func checkInodes(t *testing.T, r *Reader) {
+	t.Helper()
+	seen := make(map[uint32]bool)
+	err := r.Inodes(func(ino *Inode) error {
+		if seen[ino.Number] {
+			return fmt.Errorf("inode %d twice", ino.Number)
+		}
+		seen[ino.Number] = true
+		back, err := r.InodeAt(ino.Ref)
+		if err != nil {
+			return err
+		}
+		if back.Number != ino.Number || back.Size != ino.Size || back.Type != ino.Type {
+			return fmt.Errorf("inode %d at %#x reads back as %d", ino.Number, ino.Ref, back.Number)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Errorf("Inodes: %v", err)
+	}
+	if len(seen) != int(r.Superblock().Inodes) {
+		t.Errorf("Inodes: %d inodes, the superblock says %d", len(seen), r.Superblock().Inodes)
 	}
 }
 

@@ -68,12 +68,9 @@ func (w *Writer) CopyFragment(src io.ReaderAt, e FragmentEntry) (uint32, error) 
 	if n == 0 || n > uint32(w.blockSize) {
 		return 0, fmt.Errorf("copy fragment at %d: bad size %d", e.Start, n)
 	}
-	// Fragments being filled get their indices when flushed; the copy
-	// takes the next one now, and the span keeps the order of indices
-	// because anything submitted later flushes it first.
 	idx := w.fragCount
 	w.fragCount++
-	w.addSpan(src, e.Start, uint64(n), copyPart{frag: true, word: e.Size})
+	w.addSpan(src, e.Start, uint64(n), copyPart{frag: true, index: idx, word: e.Size})
 	return idx, nil
 }
 
@@ -89,7 +86,8 @@ type copyPart struct {
 	off   uint64   // in the source
 	run   *Run     // a run's first stored block, with its block size words, or
 	sizes []uint32 //
-	frag  bool     // a fragment block with this size word
+	frag  bool     // a fragment block with this index and size word
+	index uint32
 	word  uint32
 }
 
@@ -120,19 +118,21 @@ func (w *Writer) flushSpan() {
 	}
 }
 
-// copySpan writes span s at the output position; run by the output
-// goroutine.
-func (w *Writer) copySpan(s *copySpan) error {
+// copySpan writes span s, queued as job seq, at the output position; run
+// by the output goroutine. The files in it are placed before the copy
+// starts: a span is up to 64 MiB, and their directories need not wait.
+func (w *Writer) copySpan(s *copySpan, seq uint64) error {
 	base := uint64(w.pos)
 	for _, p := range s.parts {
 		at := base + p.off - s.off
 		switch {
 		case p.frag:
-			w.fragTable = append(w.fragTable, FragmentEntry{Start: at, Size: p.word})
+			w.setFragment(p.index, FragmentEntry{Start: at, Size: p.word})
 		case !p.run.started:
 			p.run.start, p.run.started = at, true
 		}
 	}
+	w.placedSeq.Store(seq)
 	if err := w.flushOut(); err != nil {
 		return err
 	}

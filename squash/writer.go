@@ -3,7 +3,6 @@ package squash
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -79,8 +78,9 @@ type Header struct {
 type WriteStats struct {
 	Inodes, Files, Dirs, Fragments, Duplicates int
 	BytesIn, BytesOut                          int64
-	// CopiedEnd is the position just after the last block copied verbatim
-	// (CopyRun, CopyFragment); 0 when none was.
+	// CopiedEnd is the end of the blocks copied verbatim (CopyRun,
+	// CopyFragment) before the first block compressed here: everything
+	// below it is copied; 0 when nothing was.
 	CopiedEnd int64
 }
 
@@ -103,6 +103,7 @@ type Writer struct {
 
 	stack    []*openDir       // the directories being added to, root first
 	ready    []*node          // complete directories, waiting for their files' blocks
+	held     int              // the entries they list
 	linkable map[string]*node // entries added with Nlink > 1, by name
 	count    uint32           // inode numbers given so far, in Add order
 	dirCount int
@@ -124,14 +125,16 @@ type Writer struct {
 
 	// Pipeline: Add submits jobs to work (for the workers) and to queue (for
 	// the output goroutine, which takes them in submission order).
-	work    chan *job
-	queue   chan *job
-	seq     uint64        // jobs submitted
-	doneSeq atomic.Uint64 // the last job the output goroutine finished
-	bufs    sync.Pool
-	outDone chan struct{}
-	workWG  sync.WaitGroup
-	failed  atomic.Pointer[error]
+	work  chan *job
+	queue chan *job
+	seq   uint64 // jobs submitted
+	// placedSeq is the last job whose blocks have their place in the
+	// image: the output goroutine placed it, and wrote it or is copying it.
+	placedSeq atomic.Uint64
+	bufs      sync.Pool
+	outDone   chan struct{}
+	workWG    sync.WaitGroup
+	failed    atomic.Pointer[error]
 
 	// Owned by the output goroutine until outDone closes.
 	pos       int64
@@ -139,6 +142,7 @@ type Writer struct {
 	obuf      []byte
 	obufStart int64
 	sums      []blockSum // with opts.BlockSums, in position order
+	newData   bool       // a block was compressed here (CopiedEnd stops growing)
 
 	zero    []byte
 	sha     hash.Hash
@@ -287,7 +291,9 @@ func NewWriter(out Output, opts WriterOptions) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.tables = &tableWriter{w: w, enc: menc, inodes: &metaStream{}, dirs: &metaStream{}}
+	w.tables = &tableWriter{w: w, enc: menc,
+		inodes: newMetaStream(menc, opts.UncompressedInodes),
+		dirs:   newMetaStream(menc, opts.UncompressedInodes)}
 	for _, enc := range encs {
 		w.workWG.Add(1)
 		go w.worker(enc)
@@ -334,13 +340,13 @@ func (w *Writer) output() {
 		}
 		if w.err() != nil {
 			w.release(j)
-			w.doneSeq.Store(j.seq)
+			w.placedSeq.Store(j.seq)
 			continue
 		}
 		if j.err != nil {
 			w.fail(fmt.Errorf("compress: %w", j.err))
 			w.release(j)
-			w.doneSeq.Store(j.seq)
+			w.placedSeq.Store(j.seq)
 			continue
 		}
 		switch j.kind {
@@ -353,11 +359,14 @@ func (w *Writer) output() {
 				w.sums = w.sums[:len(w.sums)-1]
 			}
 		case jobCopy:
-			if err := w.copySpan(j.span); err != nil {
+			if err := w.copySpan(j.span, j.seq); err != nil {
 				w.fail(err)
 			}
-			w.stats.CopiedEnd = w.pos
+			if !w.newData {
+				w.stats.CopiedEnd = w.pos
+			}
 		case jobData, jobFragment:
+			w.newData = true
 			data, word := j.out, uint32(len(j.out))
 			if j.stored {
 				data, word = j.raw, uint32(len(j.raw))|dataUncompressed
@@ -368,18 +377,28 @@ func (w *Writer) output() {
 			if j.kind == jobData {
 				j.file.sizes[j.index] = word
 			} else {
-				w.fragTable = append(w.fragTable, FragmentEntry{Start: uint64(w.pos), Size: word})
+				w.setFragment(j.index, FragmentEntry{Start: uint64(w.pos), Size: word})
 			}
 			if err := w.emit(data); err != nil {
 				w.fail(err)
 			}
 		}
 		w.release(j)
-		w.doneSeq.Store(j.seq)
+		w.placedSeq.Store(j.seq)
 	}
 	if err := w.flushOut(); err != nil {
 		w.fail(err)
 	}
+}
+
+// setFragment fills the fragment table's entry i. Indices are given when
+// a block opens, and copied blocks are written when their span is, so
+// entries do not come in index order.
+func (w *Writer) setFragment(i uint32, e FragmentEntry) {
+	if int(i) >= len(w.fragTable) {
+		w.fragTable = slices.Grow(w.fragTable, int(i)+1-len(w.fragTable))[:i+1]
+	}
+	w.fragTable[i] = e
 }
 
 func (w *Writer) release(j *job) {
@@ -524,8 +543,18 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 			return fmt.Errorf("add %q: hard link to %q, which was not added before with Nlink above 1", name, h.Link)
 		}
 		p.nlink++
+		if p.nlink > p.hdr.Nlink {
+			return fmt.Errorf("add %q: hard link to %q makes %d names, more than its Nlink %d", name, h.Link, p.nlink, p.hdr.Nlink)
+		}
 		if p.nlinkAt >= 0 {
-			binary.LittleEndian.PutUint32(w.tables.inodes.buf[p.nlinkAt:], p.nlink)
+			// Its inode is written, in a block kept uncompressed
+			// (pinned) until the last name comes.
+			if !w.tables.inodes.setU32(p.nlinkAt, p.nlink) {
+				return fmt.Errorf("add %q: internal error: the inode of %q is compressed already", name, h.Link)
+			}
+			if p.nlink == p.hdr.Nlink {
+				w.tables.inodes.unpin(p.nlinkAt)
+			}
 		}
 		n.link = p
 		parent.n.children = append(parent.n.children, n)
@@ -608,8 +637,16 @@ func (w *Writer) completeTop() error {
 		}
 	}
 	w.ready = append(w.ready, d)
+	w.held += len(d.children)
 	return w.drain(false)
 }
+
+// maxHeld bounds the entries of complete directories held back for tails
+// still waiting in the window: when few files have new tails (a persist
+// copies most of its blocks) a window would otherwise take most of the
+// tree to fill, and its directories would wait in memory all that time.
+// Packing the window early costs some grouping there, nothing else.
+const maxHeld = 8192
 
 // drain writes the complete directories whose files are all placed, in
 // the order they completed (a directory after its subdirectories); with
@@ -622,8 +659,15 @@ func (w *Writer) drain(force bool) error {
 				// Waiting on copies not yet queued: queue them.
 				w.flushSpan()
 			}
-			break
+			if w.held <= maxHeld || len(w.pending) == 0 {
+				break
+			}
+			w.flushWindow()
+			if !w.placed(d) {
+				break // blocks still being written
+			}
 		}
+		w.held -= len(d.children)
 		if err := w.tables.writeDir(d); err != nil {
 			w.fail(err)
 			return err
@@ -639,7 +683,7 @@ func (w *Writer) drain(force bool) error {
 // placed reports whether every file d lists (or links to) has its blocks
 // and tail at known places in the image.
 func (w *Writer) placed(d *node) bool {
-	done := w.doneSeq.Load()
+	done := w.placedSeq.Load()
 	for _, c := range d.children {
 		if p := primary(c); !p.written && p.file != nil && !p.file.placed(done) {
 			return false
@@ -658,7 +702,7 @@ func (f *fileRec) placed(done uint64) bool {
 		return f.dupOf.placed(done)
 	case f.run != nil && (f.run.seq == 0 || f.run.seq > done):
 		return false
-	case f.inWindow || f.fragBuf != nil && !f.fragBuf.flushed:
+	case f.inWindow:
 		return false
 	}
 	return true
@@ -819,9 +863,8 @@ func (w *Writer) addData(name string, size uint64, data io.Reader) (*fileRec, er
 
 // fragBuf is a fragment block being filled.
 type fragBuf struct {
-	data    []byte
-	index   uint32 // valid once flushed
-	flushed bool
+	data  []byte
+	index uint32 // given when the block opens, so its tails' inodes need not wait
 }
 
 // fragmentWindow is how many fragment blocks a window of tails grouped by
@@ -934,7 +977,8 @@ func (w *Writer) packTail(f *fileRec, tail []byte) {
 		fb = nil
 	}
 	if fb == nil {
-		fb = &fragBuf{data: w.getBuf()}
+		fb = &fragBuf{data: w.getBuf(), index: w.fragCount}
+		w.fragCount++
 		w.frag = fb
 	}
 	f.fragBuf = fb
@@ -966,9 +1010,6 @@ func (w *Writer) flushFragment(fb *fragBuf) {
 	if w.frag == fb {
 		w.frag = nil
 	}
-	fb.index = w.fragCount
-	fb.flushed = true
-	w.fragCount++
 	w.submit(&job{kind: jobFragment, index: fb.index, raw: fb.data, noComp: w.opts.UncompressedFragments})
 	fb.data = nil
 }

@@ -72,6 +72,7 @@ func TestWriterStreamsDirectories(t *testing.T) {
 	if err := r.Verify(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
+	checkInodes(t, r.Reader)
 	for _, i := range []int{0, 1234, dirs - 1} {
 		name := fmt.Sprintf("d%04d/f2", i)
 		got, err := fs.ReadFile(r, name)
@@ -88,7 +89,7 @@ func TestWriterLateHardLinks(t *testing.T) {
 	for _, typ := range []string{"fifo", "symlink", "file"} {
 		t.Run(typ, func(t *testing.T) {
 			w, img := streamWriter(t, WriterOptions{Workers: 2, NoFragments: true})
-			h := &Header{Name: "a/first", Nlink: 2}
+			h := &Header{Name: "a/first", Nlink: 3}
 			var data io.Reader
 			switch typ {
 			case "fifo":
@@ -107,14 +108,16 @@ func TestWriterLateHardLinks(t *testing.T) {
 			must(addDir(w, "a"))
 			must(w.Add(h, data))
 			// Enough directories after a/ that its inode is written for
-			// the fifo and symlink cases before the links come.
-			for i := range 50 {
-				must(addDir(w, fmt.Sprintf("b%02d", i)))
+			// the fifo and symlink cases before the links come, and
+			// blocks of the inode table after it fill: its own block
+			// must wait (pinned) for the last name.
+			for i := range 1000 {
+				must(addDir(w, fmt.Sprintf("b%03d", i)))
 			}
-			if typ != "file" && !h.Mode.IsRegular() && w.linkable["a/first"].nlinkAt < 0 {
-				t.Fatal("a/first was not written before its links came: the test tests nothing")
+			if typ != "file" && (w.linkable["a/first"].nlinkAt < 0 || w.tables.inodes.size() < 2*MetadataSize) {
+				t.Fatal("a/first was not written, or no block after it filled, before its links came: the test tests nothing")
 			}
-			must(w.Add(&Header{Name: "b49/second", Link: "a/first"}, nil))
+			must(w.Add(&Header{Name: "b999/second", Link: "a/first"}, nil))
 			must(addDir(w, "c"))
 			must(w.Add(&Header{Name: "c/third", Link: "/a/first"}, nil))
 			must(w.Close())
@@ -122,7 +125,7 @@ func TestWriterLateHardLinks(t *testing.T) {
 			must(err)
 			defer r.Close()
 			var number uint32
-			for _, name := range []string{"a/first", "b49/second", "c/third"} {
+			for _, name := range []string{"a/first", "b999/second", "c/third"} {
 				fi, err := r.Lstat(name)
 				must(err)
 				ino := fi.Sys().(*Inode)
@@ -184,6 +187,15 @@ func TestWriterAddOrder(t *testing.T) {
 			}
 			return w.Add(&Header{Name: "g", Link: "d"}, nil)
 		}, "Nlink above 1"},
+		{"more names than Nlink", func(w *Writer) error {
+			if err := w.Add(&Header{Name: "f", Mode: fs.ModeNamedPipe | 0o644, Nlink: 2}, nil); err != nil {
+				return err
+			}
+			if err := w.Add(&Header{Name: "g", Link: "f"}, nil); err != nil {
+				return err
+			}
+			return w.Add(&Header{Name: "h", Link: "f"}, nil)
+		}, "more than its Nlink 2"},
 		{"same name twice", func(w *Writer) error {
 			if err := addDir(w, "a"); err != nil {
 				return err

@@ -105,7 +105,10 @@ func (t *tableWriter) writeDir(d *node) error {
 	}
 	err := t.writeDirInode(d)
 	d.children = nil
-	return err
+	if err != nil {
+		return err
+	}
+	return compressPair(t.inodes, t.dirs, false)
 }
 
 func (t *tableWriter) begin(n *node, typ uint16) []byte {
@@ -136,7 +139,10 @@ func (t *tableWriter) end(n *node, b []byte) error {
 // nlinkField notes where n's link count goes in the inode being built in
 // b, so that a hard link added later can raise it.
 func (t *tableWriter) nlinkField(n *node, b []byte) {
-	n.nlinkAt = len(t.inodes.buf) + len(b)
+	n.nlinkAt = t.inodes.size() + len(b)
+	if n.nlink < n.hdr.Nlink {
+		t.inodes.pin(n.nlinkAt) // more names to come
+	}
 }
 
 // resolve fills in where f's data went: its run's position, a duplicate's
@@ -240,7 +246,7 @@ func (t *tableWriter) writeInode(n *node) error {
 func (t *tableWriter) writeDirInode(d *node) error {
 	le := binary.LittleEndian
 	dirBlock, dirOff := t.dirs.pos()
-	startAbs := uint64(len(t.dirs.buf))
+	startAbs := uint64(t.dirs.size())
 	type pendingIndex struct {
 		index uint32
 		block uint64 // uncompressed block number in the directory table
@@ -296,7 +302,7 @@ func (t *tableWriter) writeDirInode(d *node) error {
 	nlink := 2 + d.subdirs
 	// Fields naming directory blocks are patched once those blocks are
 	// compressed; at is their offset in the inode being built.
-	base := len(t.inodes.buf)
+	base := t.inodes.size()
 	dirPatch := func(at int, block int) {
 		t.inodes.patches = append(t.inodes.patches, patch{at: base + at, block: block})
 	}
@@ -375,21 +381,17 @@ func (t *tableWriter) finish(root *node) error {
 		sb.BlockLog++
 	}
 
-	enc2, err := w.metaConfig().NewEncoder()
+	err := compressPair(t.inodes, t.dirs, true)
 	if err != nil {
 		return err
 	}
-	tabs, err := compressPair([2]*metaStream{t.inodes, t.dirs}, [2]codec.Encoder{t.enc, enc2}, w.opts.UncompressedInodes)
-	if err != nil {
-		return err
-	}
-	sb.RootInode = tabs.ref(0, root.ref)
+	sb.RootInode = t.inodes.resolve(root.ref)
 	sb.InodeTable = pos
-	if err := put(tabs.out[0]); err != nil {
+	if err := put(t.inodes.out); err != nil {
 		return err
 	}
 	sb.DirTable = pos
-	if err := put(tabs.out[1]); err != nil {
+	if err := put(t.dirs.out); err != nil {
 		return err
 	}
 
@@ -405,7 +407,7 @@ func (t *tableWriter) finish(root *node) error {
 	if !w.opts.NoExports {
 		e = e[:0]
 		for _, r := range t.refs {
-			e = le.AppendUint64(e, tabs.ref(0, r))
+			e = le.AppendUint64(e, t.inodes.resolve(r))
 		}
 		if sb.ExportTable, err = lookup(e, false); err != nil {
 			return err

@@ -80,13 +80,38 @@ type entry struct {
 
 type folder struct {
 	r       *squash.Reader
-	ents    []entry
+	mode    foldMode
+	sink    func(*entry) error // takes each entry, in order, while writing
 	workers int
-	live    []tailUse // fragment tails of the files kept
-	dead    []tailUse // and of the files deleted or replaced
+	dead    []tailUse // tails of the old files deleted or replaced
+	deadRun []uint64  // and the starts of their stored blocks
 	stats   Stats
 	xattrs  xattr.Reader
 	check   *reuseCheck
+
+	// While writing.
+	runs      map[uint64]*squash.Run // copied runs by their old start
+	frags     map[uint32]uint32      // kept fragment blocks: old index to new
+	firstName map[linkKey]string     // hard-linked inodes' first names
+}
+
+// foldMode is what a merge of the layers over the image is for.
+type foldMode uint8
+
+const (
+	// planning merges only where the layers reach, to find what they
+	// delete: the reuse plan needs it before the first block is written.
+	planning foldMode = iota
+	// writing merges everything and hands each entry, in order, to sink.
+	writing
+)
+
+// emit hands an entry of the merged view on.
+func (f *folder) emit(e entry) error {
+	if f.mode == planning {
+		return nil
+	}
+	return f.sink(&e)
 }
 
 // tailUse is a file's tail in a fragment block of the old image. Slices
@@ -101,26 +126,6 @@ type linkKey struct {
 	a, b uint64
 }
 
-// resolveLinks turns every later name of an inode into a hard link to its
-// first name in the merged order.
-func (f *folder) resolveLinks() {
-	first := make(map[linkKey]int)
-	for i := range f.ents {
-		e := &f.ents[i]
-		if e.link == (linkKey{}) {
-			continue
-		}
-		if j, ok := first[e.link]; ok {
-			h := &f.ents[j].hdr
-			h.Nlink++ // the writer keeps linkable entries findable
-			*e = entry{hdr: squash.Header{Name: e.hdr.Name, Link: h.Name}}
-			continue
-		}
-		first[e.link] = i
-		e.hdr.Nlink = 1
-	}
-}
-
 // Fold writes the merged view of r (whose bytes are readable from data) and
 // the upper directory to out.
 func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, opts Options) (Stats, error) {
@@ -131,7 +136,8 @@ func Fold(r *squash.Reader, data io.ReaderAt, upper string, out squash.Output, o
 // overlayfs's upper form, newest first (an upper, then the delta layers
 // below it, each mounted), to out, as overlayfs shows
 // lowerdir=layers[1]:...:image under upperdir=layers[0]. Redirects and
-// metacopy data are looked up in the image only.
+// metacopy data are looked up in the image only. It bounds r's caches
+// (Reader.SetCache).
 func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.Output, opts Options) (Stats, error) {
 	old := r.Codec()
 	cfg := opts.Codec
@@ -149,14 +155,12 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 		f.workers = runtime.NumCPU()
 	}
 	f.stats.Reuse = cfg.ID == old.ID && cfg.BlockSize == old.BlockSize && cfg.Options == old.Options
+	// Each pass goes over the tree in order: caching whole tables would
+	// only hold memory (about 15 MB of a Portage tree's).
+	r.SetCache(512, 256)
 	root, err := r.Root()
 	if err != nil {
 		return f.stats, err
-	}
-	f.ents = make([]entry, 0, min(r.Superblock().Inodes, 1<<22)+1024)
-	if f.stats.Reuse {
-		f.check = startCheck(r, f.workers)
-		defer f.check.abort()
 	}
 	start := time.Now()
 	log := func(format string, args ...any) {
@@ -164,11 +168,15 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 			opts.Log(format+" at %v", append(args, time.Since(start).Round(time.Millisecond))...)
 		}
 	}
-	if err := f.mergeDir("", root, "", layers); err != nil {
-		return f.stats, err
+	if f.stats.Reuse {
+		f.check = startCheck(r, f.workers)
+		defer f.check.abort()
+		if err := f.mergeDir("", root, "", layers); err != nil {
+			return f.stats, err
+		}
+		f.stats.FromUpper, f.stats.Deleted = 0, 0 // counted again while writing
+		log("found %d deleted tails", len(f.dead))
 	}
-	f.resolveLinks()
-	log("merged %d entries", len(f.ents))
 
 	wopts := opts.Writer
 	wopts.Codec, wopts.Workers, wopts.MkfsTime = cfg, opts.Workers, opts.MkfsTime
@@ -180,25 +188,49 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 	if err != nil {
 		return f.stats, err
 	}
-	if err := f.write(w, data, opts.Progress); err != nil {
+	fail := func(err error) (Stats, error) {
 		w.Close()
-		if derr := f.damaged(); derr != nil {
+		if derr := f.damaged(layers); derr != nil {
 			return f.stats, derr // what made the write fail, and more
 		}
 		return f.stats, err
 	}
-	log("data written")
+	f.runs = make(map[uint64]*squash.Run)
+	f.frags = make(map[uint32]uint32)
+	f.firstName = make(map[linkKey]string)
+	if f.stats.Reuse {
+		if err := f.copyReused(w, data); err != nil {
+			return fail(err)
+		}
+		log("reused blocks queued")
+	}
+	// The merged view goes to the writer entry by entry: neither it nor
+	// the writer holds the tree.
+	f.mode = writing
+	total := int64(r.Superblock().Inodes)
+	f.sink = func(e *entry) error {
+		if opts.Progress != nil {
+			opts.Progress(int64(f.stats.Entries), max(total, int64(f.stats.Entries)+1))
+		}
+		return f.put(w, data, e)
+	}
+	if err := f.mergeDir("", root, "", layers); err != nil {
+		return fail(err)
+	}
+	if opts.Progress != nil {
+		opts.Progress(int64(f.stats.Entries), int64(f.stats.Entries))
+	}
+	log("merged and added %d entries", f.stats.Entries)
 	if err := w.Close(); err != nil {
 		return f.stats, err
 	}
 	log("tables written")
-	if err := f.damaged(); err != nil {
+	if err := f.damaged(layers); err != nil {
 		return f.stats, err
 	}
 	if f.check != nil {
 		log("reused blocks checked")
 	}
-	f.stats.Entries = len(f.ents)
 	f.stats.ReusedEnd = uint64(w.Stats().CopiedEnd)
 	return f.stats, nil
 }
@@ -264,7 +296,9 @@ func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath string, upp
 			return err
 		}
 	}
-	f.ents = append(f.ents, entry{hdr: hdr})
+	if err := f.emit(entry{hdr: hdr}); err != nil {
+		return err
+	}
 
 	var oldEnts []squash.DirEntry
 	if oldDir != nil {
@@ -323,39 +357,81 @@ func (f *folder) run(t childTask) error {
 }
 
 // runParallel merges the root's children on several goroutines, each into
-// a folder of its own, and joins the results in order: the walk reads and
-// decodes the old image's whole metadata, which is most of a persist's
-// work before writing.
+// a folder of its own, and passes their entries on in order: the walk
+// reads and decodes the old image's whole metadata, which is most of a
+// persist's work before writing. A subtree merged ahead of its turn waits
+// after a few hundred entries, so memory holds those, not the tree.
 func (f *folder) runParallel(tasks []childTask) error {
-	subs := make([]*folder, len(tasks))
-	errs := make([]error, len(tasks))
-	next := make(chan int, len(tasks))
-	for i := range tasks {
-		next <- i
+	type result struct {
+		sub  *folder
+		ents chan entry // closed when the subtree is merged
+		err  error
 	}
-	close(next)
+	const buffered = 256
+	results := make([]*result, len(tasks))
+	for i := range results {
+		results[i] = &result{ents: make(chan entry, buffered)}
+	}
+	ahead := make(chan struct{}, f.workers+1)
+	next := make(chan int)
+	stop := make(chan struct{})
+	errStopped := errors.New("stopped")
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(next)
+		for i := range tasks {
+			select {
+			case ahead <- struct{}{}:
+			case <-stop:
+				return
+			}
+			select {
+			case next <- i:
+			case <-stop:
+				return
+			}
+		}
+	}()
 	for range f.workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				sub := &folder{r: f.r}
-				errs[i] = sub.run(tasks[i])
-				subs[i] = sub
+				res := results[i]
+				sub := &folder{r: f.r, mode: f.mode}
+				sub.sink = func(e *entry) error {
+					select {
+					case res.ents <- *e:
+						return nil
+					case <-stop:
+						return errStopped
+					}
+				}
+				res.sub, res.err = sub, sub.run(tasks[i])
+				close(res.ents)
 			}
 		}()
 	}
-	wg.Wait()
-	for i, sub := range subs {
-		if errs[i] != nil {
-			return errs[i]
+	defer wg.Wait()
+	defer close(stop)
+	for i, res := range results {
+		for e := range res.ents {
+			if err := f.emit(e); err != nil {
+				return err
+			}
 		}
-		f.ents = append(f.ents, sub.ents...)
-		f.live = append(f.live, sub.live...)
+		results[i] = nil
+		if res.err != nil {
+			return res.err
+		}
+		sub := res.sub
 		f.dead = append(f.dead, sub.dead...)
+		f.deadRun = append(f.deadRun, sub.deadRun...)
 		f.stats.FromUpper += sub.stats.FromUpper
 		f.stats.Deleted += sub.stats.Deleted
+		<-ahead
 	}
 	return nil
 }
@@ -385,6 +461,9 @@ func firstNonEmpty(a, b string) string {
 
 // addOld adds an entry that only the image has, with its whole subtree.
 func (f *folder) addOld(name, oldPath string, e *squash.DirEntry) error {
+	if f.mode == planning {
+		return nil // all of it stays
+	}
 	ino, err := f.r.InodeAt(e.Ref)
 	if err != nil {
 		return fmt.Errorf("image /%s: %w", oldPath, err)
@@ -399,13 +478,12 @@ func (f *folder) addOld(name, oldPath string, e *squash.DirEntry) error {
 	ent := entry{hdr: hdr}
 	if ino.Nlink > 1 {
 		ent.link = linkKey{old: true, a: uint64(ino.Number)}
+		ent.hdr.Nlink = ino.Nlink // at most that many names show
 	}
 	if ino.Mode.IsRegular() {
 		ent.old, ent.oldPath = ino, oldPath
-		f.live = f.noteTail(f.live, ino)
 	}
-	f.ents = append(f.ents, ent)
-	return nil
+	return f.emit(ent)
 }
 
 // addUpper adds an entry that an upper layer has: base is its name in the
@@ -518,6 +596,7 @@ func (f *folder) addUpperFile(name, oldParent, oldPath string, oldIno *squash.In
 	ent := entry{hdr: hdr}
 	if st.Nlink > 1 {
 		ent.link = linkKey{a: st.Dev, b: st.Ino}
+		ent.hdr.Nlink = uint32(st.Nlink)
 	}
 	if mode == unix.S_IFREG {
 		if _, ok := xattrValue(xs, xattrMetacopy); ok {
@@ -530,15 +609,12 @@ func (f *folder) addUpperFile(name, oldParent, oldPath string, oldIno *squash.In
 			if err != nil {
 				return fmt.Errorf("upper %s: metacopy without lower data /%s: %w", up, lowerPath, err)
 			}
-			ino := fi.Sys().(*squash.Inode)
-			ent.old, ent.oldPath = ino, lowerPath
-			f.live = f.noteTail(f.live, ino)
+			ent.old, ent.oldPath = fi.Sys().(*squash.Inode), lowerPath
 		} else {
 			ent.upperPath = up
 		}
 	}
-	f.ents = append(f.ents, ent)
-	return nil
+	return f.emit(ent)
 }
 
 func redirectPath(parent, redirect string) string {
@@ -552,8 +628,14 @@ func redirectPath(parent, redirect string) string {
 // directory) that the new image no longer shows, to judge which fragment
 // blocks are mostly dead.
 func (f *folder) markDead(ino *squash.Inode) error {
+	if f.mode != planning {
+		return nil
+	}
 	if ino.Mode.IsRegular() {
 		f.dead = f.noteTail(f.dead, ino)
+		if len(ino.BlockSizes) > 0 {
+			f.deadRun = append(f.deadRun, ino.BlocksStart)
+		}
 		return nil
 	}
 	if !ino.Mode.IsDir() {
@@ -712,152 +794,171 @@ func withoutOverlay(xs []squash.Xattr) []squash.Xattr {
 	return out
 }
 
-// write copies the reused blocks in their old order, then adds every entry;
-// new data thus goes after all reused data.
-func (f *folder) write(w *squash.Writer, data io.ReaderAt, progress func(done, total int64)) error {
-	runs := make(map[uint64]*squash.Run)
-	frags := make(map[uint32]uint32)
-	keep := make(map[uint32]bool)
-	if f.stats.Reuse {
-		var liveBy, deadBy map[uint32]uint64
-		f.live, liveBy = tailBytes(f.live, nil)
-		_, deadBy = tailBytes(f.dead, f.live)
-		// A fragment block stays while at least half of what it holds is
-		// alive: repacking costs compression, keeping costs space.
-		for frag, n := range liveBy {
-			if n >= deadBy[frag] {
-				keep[frag] = true
-			}
+// copyReused copies, in their old order and ahead of all new data, the
+// blocks of the old files that the layers leave alone: every file's runs
+// (from the inode table, without walking the tree) but the deleted ones',
+// and the fragment blocks still mostly alive.
+func (f *folder) copyReused(w *squash.Writer, data io.ReaderAt) error {
+	type item struct {
+		pos   uint64
+		frag  uint32
+		isRun bool
+		ino   *squash.Inode
+	}
+	var items []item
+	var all []tailUse
+	dead := make(map[uint64]bool, len(f.deadRun))
+	for _, p := range f.deadRun {
+		dead[p] = true
+	}
+	err := f.r.Inodes(func(ino *squash.Inode) error {
+		if !ino.Mode.IsRegular() {
+			return nil
 		}
-		type item struct {
-			pos   uint64
-			frag  uint32
-			isRun bool
-			ino   *squash.Inode
+		all = f.noteTail(all, ino)
+		if len(ino.BlockSizes) == 0 || allHoles(ino.BlockSizes) || dead[ino.BlocksStart] {
+			return nil
 		}
-		var items []item
-		for i := range f.ents {
-			ino := f.ents[i].old
-			if ino == nil || len(ino.BlockSizes) == 0 {
-				continue
-			}
-			if _, ok := runs[ino.BlocksStart]; ok || allHoles(ino.BlockSizes) {
-				continue
-			}
-			runs[ino.BlocksStart] = nil
-			items = append(items, item{pos: ino.BlocksStart, isRun: true, ino: ino})
+		if _, ok := f.runs[ino.BlocksStart]; ok {
+			return nil // a duplicate's or a hard link's
 		}
-		runInos := make([]*squash.Inode, len(items))
-		for i, it := range items {
-			runInos[i] = it.ino
+		f.runs[ino.BlocksStart] = nil
+		items = append(items, item{pos: ino.BlocksStart, isRun: true, ino: ino})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("image: %w", err)
+	}
+	runInos := make([]*squash.Inode, len(items))
+	for i, it := range items {
+		runInos[i] = it.ino
+	}
+	f.check.files(runInos)
+
+	// A fragment block stays while at least half of what it holds is
+	// alive: repacking costs compression, keeping costs space. A tail the
+	// layers delete counts as dead even when a duplicate of it lives on.
+	f.dead, _ = tailBytes(f.dead, nil)
+	_, liveBy := tailBytes(all, f.dead)
+	_, deadBy := tailBytes(f.dead, nil)
+	for frag, n := range liveBy {
+		if n == 0 || n < deadBy[frag] {
+			continue
 		}
-		f.check.files(runInos)
-		for frag := range keep {
-			e, err := f.r.Fragment(frag)
+		e, err := f.r.Fragment(frag)
+		if err != nil {
+			return err
+		}
+		items = append(items, item{pos: e.Start, frag: frag})
+	}
+	slices.SortFunc(items, func(a, b item) int { return cmp.Compare(a.pos, b.pos) })
+	kept := 0
+	for _, it := range items {
+		if it.isRun {
+			run, err := w.CopyRun(data, it.pos, it.ino.BlockSizes)
 			if err != nil {
 				return err
 			}
-			items = append(items, item{pos: e.Start, frag: frag})
-		}
-		slices.SortFunc(items, func(a, b item) int {
-			switch {
-			case a.pos < b.pos:
-				return -1
-			case a.pos > b.pos:
-				return 1
+			f.runs[it.pos] = run
+			for _, s := range it.ino.BlockSizes {
+				f.stats.ReusedBytes += int64(squash.BlockSize(s))
 			}
-			return 0
-		})
-		for _, it := range items {
-			if it.isRun {
-				run, err := w.CopyRun(data, it.pos, it.ino.BlockSizes)
+			continue
+		}
+		e, err := f.r.Fragment(it.frag)
+		if err != nil {
+			return err
+		}
+		idx, err := w.CopyFragment(data, e)
+		if err != nil {
+			return err
+		}
+		f.frags[it.frag] = idx
+		f.stats.ReusedBytes += int64(squash.BlockSize(e.Size))
+		kept++
+	}
+	f.stats.FragmentsKept = kept
+	for frag, n := range liveBy {
+		if _, ok := f.frags[frag]; !ok && n > 0 {
+			f.stats.FragmentsRepacked++
+		}
+	}
+	return nil
+}
+
+// put adds one entry of the merged view to w.
+func (f *folder) put(w *squash.Writer, data io.ReaderAt, e *entry) error {
+	f.stats.Entries++
+	if e.link != (linkKey{}) {
+		if first, ok := f.firstName[e.link]; ok {
+			return w.Add(&squash.Header{Name: e.hdr.Name, Link: first}, nil)
+		}
+		f.firstName[e.link] = e.hdr.Name
+	}
+	switch {
+	case e.old != nil && f.stats.Reuse:
+		ino := e.old
+		r := squash.Reused{
+			Size:     ino.Size,
+			Sizes:    ino.BlockSizes,
+			Sparse:   ino.Sparse,
+			Fragment: squash.NoFragment,
+		}
+		if len(ino.BlockSizes) > 0 && !allHoles(ino.BlockSizes) {
+			run, ok := f.runs[ino.BlocksStart]
+			if !ok || run == nil {
+				// A run the plan took for deleted (one name of a hard
+				// link, or a duplicate, went): copied now, after new
+				// data, where verification decodes it.
+				var err error
+				if run, err = w.CopyRun(data, ino.BlocksStart, ino.BlockSizes); err != nil {
+					return err
+				}
+				f.runs[ino.BlocksStart] = run
+				f.check.file(ino)
+				for _, s := range ino.BlockSizes {
+					f.stats.ReusedBytes += int64(squash.BlockSize(s))
+				}
+			}
+			r.Run = run
+		}
+		if ino.Fragment != squash.NoFragment {
+			if idx, ok := f.frags[ino.Fragment]; ok {
+				r.Fragment, r.FragOffset = idx, ino.FragOffset
+			} else {
+				tail, err := f.readTail(e.oldPath, ino)
 				if err != nil {
 					return err
 				}
-				runs[it.pos] = run
-				for _, s := range it.ino.BlockSizes {
-					f.stats.ReusedBytes += int64(squash.BlockSize(s))
-				}
-				continue
-			}
-			e, err := f.r.Fragment(it.frag)
-			if err != nil {
-				return err
-			}
-			idx, err := w.CopyFragment(data, e)
-			if err != nil {
-				return err
-			}
-			frags[it.frag] = idx
-			f.stats.ReusedBytes += int64(squash.BlockSize(e.Size))
-			f.stats.FragmentsKept++
-		}
-		f.stats.FragmentsRepacked = len(liveBy) - len(keep)
-	}
-
-	for i := range f.ents {
-		if progress != nil {
-			progress(int64(i), int64(len(f.ents)))
-		}
-		e := &f.ents[i]
-		switch {
-		case e.old != nil && f.stats.Reuse:
-			ino := e.old
-			r := squash.Reused{
-				Size:     ino.Size,
-				Run:      runs[ino.BlocksStart],
-				Sizes:    ino.BlockSizes,
-				Sparse:   ino.Sparse,
-				Fragment: squash.NoFragment,
-			}
-			if ino.Fragment != squash.NoFragment {
-				if idx, ok := frags[ino.Fragment]; ok {
-					r.Fragment, r.FragOffset = idx, ino.FragOffset
-				} else {
-					tail, err := f.readTail(e.oldPath, ino)
-					if err != nil {
-						return err
-					}
-					r.Tail = tail
-					f.stats.NewBytes += int64(len(tail))
-				}
-			}
-			f.stats.ReusedFiles++
-			if err := w.AddReused(&e.hdr, r); err != nil {
-				return err
-			}
-		case e.old != nil:
-			file, err := f.r.OpenInode(e.old)
-			if err != nil {
-				return fmt.Errorf("image /%s: %w", e.oldPath, err)
-			}
-			f.stats.NewBytes += e.hdr.Size
-			err = w.Add(&e.hdr, file)
-			file.Close()
-			if err != nil {
-				return err
-			}
-		case e.upperPath != "":
-			file, err := os.Open(e.upperPath)
-			if err != nil {
-				return fmt.Errorf("upper: %w", err)
-			}
-			f.stats.NewBytes += e.hdr.Size
-			err = w.Add(&e.hdr, file)
-			file.Close()
-			if err != nil {
-				return fmt.Errorf("upper %s: %w", e.upperPath, err)
-			}
-		default:
-			if err := w.Add(&e.hdr, nil); err != nil {
-				return err
+				r.Tail = tail
+				f.stats.NewBytes += int64(len(tail))
 			}
 		}
+		f.stats.ReusedFiles++
+		return w.AddReused(&e.hdr, r)
+	case e.old != nil:
+		file, err := f.r.OpenInode(e.old)
+		if err != nil {
+			return fmt.Errorf("image /%s: %w", e.oldPath, err)
+		}
+		f.stats.NewBytes += e.hdr.Size
+		err = w.Add(&e.hdr, file)
+		file.Close()
+		return err
+	case e.upperPath != "":
+		file, err := os.Open(e.upperPath)
+		if err != nil {
+			return fmt.Errorf("upper: %w", err)
+		}
+		f.stats.NewBytes += e.hdr.Size
+		err = w.Add(&e.hdr, file)
+		file.Close()
+		if err != nil {
+			return fmt.Errorf("upper %s: %w", e.upperPath, err)
+		}
+		return nil
 	}
-	if progress != nil {
-		progress(int64(len(f.ents)), int64(len(f.ents)))
-	}
-	return nil
+	return w.Add(&e.hdr, nil)
 }
 
 func allHoles(sizes []uint32) bool {
@@ -944,6 +1045,15 @@ func (k *reuseCheck) files(inos []*squash.Inode) {
 	}()
 }
 
+// file queues the stored blocks of one more file whose run is copied.
+func (k *reuseCheck) file(ino *squash.Inode) {
+	if k == nil {
+		return
+	}
+	k.runStart[ino.Number] = ino.BlocksStart
+	k.c.File(ino)
+}
+
 // close waits for every queued block and returns the faults.
 func (k *reuseCheck) close() []squash.BlockFault {
 	if k == nil {
@@ -973,7 +1083,9 @@ func (k *reuseCheck) abort() {
 // data lives in an old block that does not decode; nil when none does.
 // Damaged blocks that no file of the new image uses (their files were
 // deleted or replaced) do not matter: that is how a damaged image heals.
-func (f *folder) damaged() error {
+// The names come from merging the layers once more, which only a damaged
+// image costs.
+func (f *folder) damaged(layers []string) error {
 	faults := f.check.close()
 	if len(faults) == 0 {
 		return nil
@@ -990,11 +1102,11 @@ func (f *folder) damaged() error {
 	bs := uint64(f.r.Superblock().BlockSize)
 	named := make([]squash.BlockFault, len(faults))
 	copy(named, faults)
-	for i := range f.ents {
-		e := &f.ents[i]
+	namer := &folder{r: f.r, workers: f.workers, mode: writing}
+	namer.sink = func(e *entry) error {
 		ino := e.old
 		if ino == nil {
-			continue
+			return nil
 		}
 		p := "/" + e.hdr.Name
 		if len(ino.BlockSizes) > 0 {
@@ -1007,20 +1119,14 @@ func (f *folder) damaged() error {
 				named[j].Paths = append(named[j].Paths, p)
 			}
 		}
+		return nil
 	}
-	// Later names of a hard link are links to the first one by now.
-	firsts := make(map[string][]int)
-	for j, bf := range named {
-		for _, p := range bf.Paths {
-			firsts[p] = append(firsts[p], j)
-		}
+	root, err := f.r.Root()
+	if err == nil {
+		err = namer.mergeDir("", root, "", layers)
 	}
-	for i := range f.ents {
-		if l := f.ents[i].hdr.Link; l != "" {
-			for _, j := range firsts["/"+l] {
-				named[j].Paths = append(named[j].Paths, "/"+f.ents[i].hdr.Name)
-			}
-		}
+	if err != nil {
+		return fmt.Errorf("the old image is damaged (%w), and naming its files failed: %v", &squash.DamageError{Faults: faults}, err)
 	}
 	var used []squash.BlockFault
 	for _, bf := range named {

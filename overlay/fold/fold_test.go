@@ -152,6 +152,9 @@ type change struct {
 
 func w(t *testing.T, p string, data []byte) { must(t, os.WriteFile(p, data, 0o644)) }
 
+// bigLinked has whole blocks (a run) as well as a tail.
+var bigLinked = bytes.Repeat([]byte("a hard-linked file with blocks\n"), 10000)
+
 // changes are made through the overlay, as a user (or emerge --sync) would.
 var changes = []change{
 	{"modify", func(t *testing.T, m string) { w(t, m+"/files/text-4096", bytes.Repeat([]byte("x"), 4096)) }},
@@ -186,6 +189,8 @@ var changes = []change{
 	{"new hard link", func(t *testing.T, m string) {
 		w(t, m+"/hl-a", []byte("linked"))
 		must(t, os.Link(m+"/hl-a", m+"/hl-b"))
+		w(t, m+"/hl-big-a", bigLinked)
+		must(t, os.Link(m+"/hl-big-a", m+"/hl-big-b"))
 	}},
 	{"new empty dir", func(t *testing.T, m string) { must(t, os.Mkdir(m+"/emptynew", 0o755)) }},
 	{"big new file", func(t *testing.T, m string) {
@@ -235,18 +240,28 @@ func TestFoldEquivalence(t *testing.T) {
 			// Removing one name of a hard link in the lower: overlayfs
 			// keeps showing the lower inode's stale link count of 2;
 			// the new image tells the truth.
+			// The removed name's blocks are planned as deleted, and
+			// still copied for the name left.
 			s3 := mountStack(t, img3)
 			must(t, os.Remove(s3.merged+"/hl-b"))
+			must(t, os.Remove(s3.merged+"/hl-big-b"))
 			img4, _ := foldStack(t, s3, fold.Options{})
 			dir := t.TempDir()
 			privileged.MountSquashfs(t, img4, dir)
-			var hl unix.Stat_t
-			must(t, unix.Lstat(dir+"/hl-a", &hl))
-			if hl.Nlink != 1 {
-				t.Errorf("hl-a: nlink %d in the new image, want 1", hl.Nlink)
+			for _, name := range []string{"hl-a", "hl-big-a"} {
+				var hl unix.Stat_t
+				must(t, unix.Lstat(dir+"/"+name, &hl))
+				if hl.Nlink != 1 {
+					t.Errorf("%s: nlink %d in the new image, want 1", name, hl.Nlink)
+				}
 			}
-			if _, err := os.Lstat(dir + "/hl-b"); !os.IsNotExist(err) {
-				t.Errorf("hl-b survived its removal: %v", err)
+			if got, err := os.ReadFile(dir + "/hl-big-a"); err != nil || !bytes.Equal(got, bigLinked) {
+				t.Errorf("hl-big-a: %d bytes, %v; want its %d bytes", len(got), err, len(bigLinked))
+			}
+			for _, name := range []string{"hl-b", "hl-big-b"} {
+				if _, err := os.Lstat(dir + "/" + name); !os.IsNotExist(err) {
+					t.Errorf("%s survived its removal: %v", name, err)
+				}
 			}
 		})
 	}
