@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -78,10 +79,85 @@ type Tree struct {
 	onAdd   func(h *squash.Header)
 }
 
-// entry is one image entry plus where its data comes from.
+// entry is one image entry, kept small: a tree's worth of them is held
+// between Scan and Write (the kernel tree's took 25 MB as full headers and
+// paths). Paths are rebuilt from the parent chain as Write goes.
 type entry struct {
-	hdr squash.Header
-	src string // filesystem path; "" for the made-up root
+	name   string // base name; the root's is ""
+	parent int32  // index of the parent directory's entry; -1 for the root
+	mode   fs.FileMode
+	uid    uint32
+	gid    uint32
+	mtime  uint32
+	nlink  uint32 // names of a hard-linked file in the tree (squash.Header.Nlink)
+	size   int64
+	x      *extra // what few entries have
+}
+
+type extra struct {
+	src          string // the filesystem path, when not the parent's + "/" + name
+	target       string // symlink
+	link         string // hard link: the image path of the first name
+	major, minor uint32
+	xattrs       []squash.Xattr
+}
+
+func (e *entry) extra() *extra {
+	if e.x == nil {
+		e.x = &extra{}
+	}
+	return e.x
+}
+
+func (e *entry) isLink() bool { return e.x != nil && e.x.link != "" }
+
+// header returns the entry's image header, given its image path.
+func (e *entry) header(name string) squash.Header {
+	h := squash.Header{Name: name, Mode: e.mode, UID: e.uid, GID: e.gid, Mtime: e.mtime, Size: e.size, Nlink: e.nlink}
+	if x := e.x; x != nil {
+		if x.link != "" {
+			return squash.Header{Name: name, Link: x.link}
+		}
+		h.Target, h.Major, h.Minor, h.Xattrs = x.target, x.major, x.minor, x.xattrs
+	}
+	return h
+}
+
+// paths rebuilds the image and filesystem paths of entries visited in
+// order, keeping those of the directories above the current one.
+type paths struct {
+	entries []entry
+	stack   []dirPaths
+}
+
+type dirPaths struct {
+	i        int32
+	img, src string
+}
+
+// of returns entry i's image and filesystem paths; i must not go back
+// past a directory's entries once they are left.
+func (p *paths) of(i int) (img, src string) {
+	e := &p.entries[i]
+	if e.parent >= 0 {
+		for len(p.stack) > 0 && p.stack[len(p.stack)-1].i != e.parent {
+			p.stack = p.stack[:len(p.stack)-1]
+		}
+		if len(p.stack) > 0 { // always, in a scanned tree
+			top := p.stack[len(p.stack)-1]
+			img, src = e.name, top.src+"/"+e.name
+			if top.img != "" {
+				img = top.img + "/" + e.name
+			}
+		}
+	}
+	if e.x != nil && e.x.src != "" {
+		src = e.x.src
+	}
+	if e.mode.IsDir() && !e.isLink() {
+		p.stack = append(p.stack, dirPaths{int32(i), img, src})
+	}
+	return img, src
 }
 
 // Stats returns totals for progress reporting: non-directory entries (hard
@@ -101,10 +177,18 @@ type devIno struct{ dev, ino uint64 }
 type scanner struct {
 	opts    Options
 	ex      *excluder
-	links   map[devIno]int // the entry of each inode's first name
+	links   map[devIno]firstName
 	tree    *Tree
+	parent  int32 // the directory being scanned
 	xattrs  xattr.Reader
 	linkBuf []byte
+}
+
+// firstName is the entry, and its image path, of a hard-linked inode's
+// first name.
+type firstName struct {
+	i   int
+	img string
 }
 
 // Scan lstats the sources and everything below them and returns the entries
@@ -121,10 +205,11 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 		return nil, err
 	}
 	s := &scanner{
-		opts:  opts,
-		ex:    ex,
-		links: make(map[devIno]int),
-		tree:  &Tree{onAdd: opts.OnAdd},
+		opts:   opts,
+		ex:     ex,
+		links:  make(map[devIno]firstName),
+		parent: -1,
+		tree:   &Tree{onAdd: opts.OnAdd},
 	}
 
 	var st unix.Stat_t
@@ -137,7 +222,8 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 			if err != nil {
 				return nil, err
 			}
-			s.add(hdr, sources[0], &st)
+			s.add(hdr, sources[0], true)
+			s.parent = 0
 			if err := s.scanDir(sources[0], "", rootMatch(ex)); err != nil {
 				return nil, err
 			}
@@ -156,7 +242,8 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 		root.Mtime = clampUnix(time.Now().Unix())
 	}
 	s.fixOwnerTime(&root)
-	s.add(root, "", nil)
+	s.add(root, "", false)
+	s.parent = 0
 
 	type top struct{ name, src string }
 	tops := make([]top, 0, len(sources))
@@ -181,7 +268,7 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 		if err := unix.Lstat(tp.src, &st); err != nil {
 			return nil, fmt.Errorf("source: %w", &fs.PathError{Op: "lstat", Path: tp.src, Err: err})
 		}
-		if err := s.child(tp.src, tp.name, tp.name, &st, rm); err != nil {
+		if err := s.child(tp.src, tp.name, tp.name, &st, rm, true); err != nil {
 			return nil, err
 		}
 	}
@@ -236,7 +323,7 @@ func (s *scanner) scanDir(fsPath, imgPath string, m matchState) error {
 		if imgPath != "" {
 			childImg = imgPath + "/" + name
 		}
-		if err := s.child(childFS, childImg, name, &st, m); err != nil {
+		if err := s.child(childFS, childImg, name, &st, m, false); err != nil {
 			d.Close()
 			return err
 		}
@@ -248,8 +335,9 @@ func (s *scanner) scanDir(fsPath, imgPath string, m matchState) error {
 }
 
 // child adds one entry below a directory (unless excluded) and recurses
-// into it if it is a directory.
-func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchState) error {
+// into it if it is a directory. A top entry is a source itself: its path
+// is kept, not rebuilt from its parent's.
+func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchState, top bool) error {
 	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
 	if s.ex.excludedID(devIno{uint64(st.Dev), st.Ino}) {
 		return nil
@@ -262,14 +350,13 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 	if !isDir && st.Nlink > 1 {
 		key = devIno{uint64(st.Dev), st.Ino}
 		if first, ok := s.links[key]; ok {
-			// The writer finds the first name only if it was told to
-			// expect links to it (Nlink).
-			h := &s.tree.entries[first].hdr
-			h.Nlink++
-			s.tree.entries = append(s.tree.entries, entry{hdr: squash.Header{Name: imgPath, Link: h.Name}})
+			// The writer finds the first name only if it was told how
+			// many names to expect (Nlink).
+			s.tree.entries[first.i].nlink++
+			s.tree.entries = append(s.tree.entries, entry{name: name, parent: s.parent, x: &extra{link: first.img}})
 			return nil
 		}
-		s.links[key] = len(s.tree.entries)
+		s.links[key] = firstName{len(s.tree.entries), imgPath}
 	}
 	hdr, err := s.header(fsPath, imgPath, st)
 	if err != nil {
@@ -278,16 +365,48 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 	if key != (devIno{}) {
 		hdr.Nlink = 1
 	}
-	s.add(hdr, fsPath, st)
+	s.add(hdr, fsPath, top)
 	if isDir {
-		return s.scanDir(fsPath, imgPath, sub)
+		parent := s.parent
+		s.parent = int32(len(s.tree.entries) - 1)
+		err := s.scanDir(fsPath, imgPath, sub)
+		s.parent = parent
+		return err
 	}
 	return nil
 }
 
-func (s *scanner) add(hdr squash.Header, src string, st *unix.Stat_t) {
+// add appends an entry; src is kept when the path cannot be rebuilt from
+// the parent's (a source itself).
+func (s *scanner) add(hdr squash.Header, src string, keepSrc bool) {
 	t := s.tree
-	t.entries = append(t.entries, entry{hdr: hdr, src: src})
+	e := entry{
+		name:   path.Base("/" + hdr.Name),
+		parent: s.parent,
+		mode:   hdr.Mode,
+		uid:    hdr.UID,
+		gid:    hdr.GID,
+		mtime:  hdr.Mtime,
+		nlink:  hdr.Nlink,
+		size:   hdr.Size,
+	}
+	if hdr.Name == "" {
+		e.name = ""
+	}
+	if keepSrc {
+		e.extra().src = src
+	}
+	if hdr.Target != "" {
+		e.extra().target = hdr.Target
+	}
+	if hdr.Major != 0 || hdr.Minor != 0 {
+		x := e.extra()
+		x.major, x.minor = hdr.Major, hdr.Minor
+	}
+	if len(hdr.Xattrs) > 0 {
+		e.extra().xattrs = hdr.Xattrs
+	}
+	t.entries = append(t.entries, e)
 	switch {
 	case hdr.Mode.IsDir():
 		t.dirs++

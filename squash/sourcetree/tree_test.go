@@ -48,8 +48,19 @@ func must(t *testing.T, err error) {
 
 func names(tr *Tree) []string {
 	var out []string
-	for _, e := range tr.entries {
-		out = append(out, e.hdr.Name)
+	for _, h := range headers(tr) {
+		out = append(out, h.Name)
+	}
+	return out
+}
+
+// headers returns the headers Write would add, in order.
+func headers(tr *Tree) []squash.Header {
+	ps := paths{entries: tr.entries}
+	out := make([]squash.Header, len(tr.entries))
+	for i := range tr.entries {
+		name, _ := ps.of(i)
+		out[i] = tr.entries[i].header(name)
 	}
 	return out
 }
@@ -172,8 +183,8 @@ func TestHardLinks(t *testing.T) {
 	must(t, os.Link(filepath.Join(dir, "m/orig"), filepath.Join(dir, "z/b")))
 	tr := scan(t, []string{dir}, Options{})
 	links := map[string]string{}
-	for _, e := range tr.entries {
-		links[e.hdr.Name] = e.hdr.Link
+	for _, e := range headers(tr) {
+		links[e.Name] = e.Link
 	}
 	want := map[string]string{"": "", "a": "", "m": "", "m/orig": "a", "z": "", "z/b": "a"}
 	if !reflect.DeepEqual(links, want) {
@@ -194,14 +205,14 @@ func TestXattrs(t *testing.T) {
 	must(t, unix.Lsetxattr(f, "user.a", []byte("1"), 0))
 	tr := scan(t, []string{dir}, Options{})
 	want := []squash.Xattr{{Name: "user.a", Value: []byte("1")}, {Name: "user.b", Value: []byte("2")}}
-	if got := tr.entries[1].hdr.Xattrs; !reflect.DeepEqual(got, want) {
+	if got := headers(tr)[1].Xattrs; !reflect.DeepEqual(got, want) {
 		t.Errorf("xattrs %q, want %q", got, want)
 	}
-	if got := tr.entries[2].hdr.Xattrs; got != nil {
+	if got := headers(tr)[2].Xattrs; got != nil {
 		t.Errorf("g xattrs %q, want none", got)
 	}
 	tr = scan(t, []string{dir}, Options{NoXattrs: true})
-	if got := tr.entries[1].hdr.Xattrs; got != nil {
+	if got := headers(tr)[1].Xattrs; got != nil {
 		t.Errorf("NoXattrs: xattrs %q", got)
 	}
 }
@@ -234,7 +245,7 @@ func TestSources(t *testing.T) {
 			if got := names(tr); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("names %q, want %q", got, tc.want)
 			}
-			r := tr.entries[0].hdr
+			r := headers(tr)[0]
 			if tc.rootDir != "" {
 				if r.Mode != fs.ModeDir|0o700 || r.Mtime == root {
 					t.Errorf("root %v mtime %d, want the source's metadata", r.Mode, r.Mtime)
@@ -245,8 +256,8 @@ func TestSources(t *testing.T) {
 			if tc.name == "collisions" && len(warned) != 2 {
 				t.Errorf("warnings %q, want 2", warned)
 			}
-			if tc.name == "symlink not followed" && tr.entries[1].hdr.Target != "a" {
-				t.Errorf("symlink target %q", tr.entries[1].hdr.Target)
+			if tc.name == "symlink not followed" && headers(tr)[1].Target != "a" {
+				t.Errorf("symlink target %q", headers(tr)[1].Target)
 			}
 		})
 	}
@@ -277,8 +288,8 @@ func TestOwnerAndTime(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := scan(t, []string{dir}, tc.opts)
 			var got []meta
-			for _, e := range tr.entries {
-				got = append(got, meta{e.hdr.UID, e.hdr.GID, e.hdr.Mtime})
+			for _, e := range headers(tr) {
+				got = append(got, meta{e.UID, e.GID, e.Mtime})
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
@@ -294,15 +305,15 @@ func TestSpecialFiles(t *testing.T) {
 		privileged.Unavailable(t, "no device node test (mknod needs root): %v", err)
 	}
 	tr := scan(t, []string{dir}, Options{})
-	for _, e := range tr.entries[1:] {
-		switch e.hdr.Name {
+	for _, e := range headers(tr)[1:] {
+		switch e.Name {
 		case "fifo":
-			if e.hdr.Mode != fs.ModeNamedPipe|0o600 {
-				t.Errorf("fifo mode %v", e.hdr.Mode)
+			if e.Mode != fs.ModeNamedPipe|0o600 {
+				t.Errorf("fifo mode %v", e.Mode)
 			}
 		case "null":
-			if e.hdr.Mode.Type() != fs.ModeDevice|fs.ModeCharDevice || e.hdr.Major != 1 || e.hdr.Minor != 3 {
-				t.Errorf("null: %v %d,%d", e.hdr.Mode, e.hdr.Major, e.hdr.Minor)
+			if e.Mode.Type() != fs.ModeDevice|fs.ModeCharDevice || e.Major != 1 || e.Minor != 3 {
+				t.Errorf("null: %v %d,%d", e.Mode, e.Major, e.Minor)
 			}
 		}
 	}
@@ -386,8 +397,8 @@ func TestWrite(t *testing.T) {
 		t.Fatalf("%d entries added, want %d", got, want)
 	}
 	for i, h := range rec.hdrs {
-		if h.Name != tr.entries[i].hdr.Name {
-			t.Fatalf("entry %d is %q, want %q", i, h.Name, tr.entries[i].hdr.Name)
+		if h.Name != headers(tr)[i].Name {
+			t.Fatalf("entry %d is %q, want %q", i, h.Name, headers(tr)[i].Name)
 		}
 	}
 	for _, s := range spec[:300] {

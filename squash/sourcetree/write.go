@@ -15,13 +15,10 @@ import (
 // on several goroutines hides open/read/close latency behind compression.
 const (
 	prefetchMaxFile = 1 << 20 // files up to this size are read ahead whole
-	// prefetchBudget bounds the bytes of buffers holding prefetched data,
-	// and apart from it those kept for reuse: 8 MiB is thousands of
-	// Portage files (hundreds of kernel sources) ahead of a writer that
-	// compresses far slower than they are read. Counting file sizes
-	// instead of buffer sizes, with a sync.Pool per size class, let the
-	// buffers grow to 44 MB of live heap on the kernel tree.
-	prefetchBudget  = 8 << 20
+	// prefetchBudget bounds the bytes of prefetched data: 8 MiB is
+	// thousands of Portage files (hundreds of kernel sources) ahead of a
+	// writer that compresses far slower than they are read.
+	prefetchBudget  = 8 << 20 // the ring; at least prefetchMaxFile+1
 	prefetchWorkers = 8
 	prefetchAhead   = 4096 // files in flight at most (bounds empty files too)
 )
@@ -46,11 +43,11 @@ func (t *Tree) sharedSizes() map[uint64]bool {
 	seen := make(map[uint64]bool)
 	shared := make(map[uint64]bool)
 	for i := range t.entries {
-		h := &t.entries[i].hdr
-		if !h.Mode.IsRegular() || h.Link != "" || h.Size == 0 {
+		e := &t.entries[i]
+		if !e.mode.IsRegular() || e.isLink() || e.size == 0 {
 			continue
 		}
-		sz := uint64(h.Size)
+		sz := uint64(e.size)
 		if seen[sz] {
 			shared[sz] = true
 		}
@@ -61,8 +58,11 @@ func (t *Tree) sharedSizes() map[uint64]bool {
 
 // job is one small file read ahead of the Add loop.
 type job struct {
-	e    *entry
-	buf  []byte
+	i    int // the entry
+	src  string
+	size int64
+	buf  []byte // in the prefetcher's ring
+	end  int64  // what to free up to once consumed
 	err  error
 	done chan struct{}
 }
@@ -74,10 +74,12 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 	p := newPrefetcher(t.entries)
 	defer p.stop()
 
+	ps := paths{entries: t.entries}
 	var done int64
 	for i := range t.entries {
 		e := &t.entries[i]
-		h := e.hdr // Add may keep the pointer; give it its own copy
+		name, src := ps.of(i)
+		h := e.header(name) // Add may keep the pointer; each has its own
 		if t.onAdd != nil {
 			t.onAdd(&h)
 		}
@@ -88,8 +90,8 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 			}
 		case isSmall(e):
 			j := <-p.order
-			if j.e != e {
-				return fmt.Errorf("internal error: prefetch out of order at %s", e.src)
+			if j.i != i {
+				return fmt.Errorf("internal error: prefetch out of order at %s", src)
 			}
 			<-j.done
 			if j.err != nil {
@@ -99,12 +101,12 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 			// Add has consumed the reader: the buffer is free again.
 			p.release(j)
 			if err != nil {
-				return fmt.Errorf("adding %s: %w", e.src, err)
+				return fmt.Errorf("adding %s: %w", src, err)
 			}
 			done += h.Size
 			progress(done)
 		default:
-			if err := addLarge(w, &h, e.src, done, progress); err != nil {
+			if err := addLarge(w, &h, src, done, progress); err != nil {
 				return err
 			}
 			done += h.Size
@@ -122,7 +124,7 @@ func displayName(h *squash.Header) string {
 }
 
 func isSmall(e *entry) bool {
-	return e.hdr.Link == "" && e.hdr.Mode.IsRegular() && e.hdr.Size <= prefetchMaxFile
+	return !e.isLink() && e.mode.IsRegular() && e.size <= prefetchMaxFile
 }
 
 // addLarge streams a big file straight from disk into the writer.
@@ -185,28 +187,30 @@ func (r *exactReader) Read(p []byte) (int, error) {
 }
 
 // prefetcher reads small files ahead of the Add loop. A dispatcher walks the
-// entries in order, reserves buffer budget, and hands each file to a worker;
-// order delivers the jobs to the Add loop in entry order.
+// entries in order, reserves room in a ring buffer, and hands each file to
+// a worker; order delivers the jobs to the Add loop in entry order. The
+// Add loop frees them in the same order, so the ring is all the memory
+// prefetching takes: buffers per file, recycled by size class, still left
+// 27 MB of live heap on the kernel tree.
 type prefetcher struct {
 	order chan *job
 	jobs  chan *job
 	quit  chan struct{}
 	wg    sync.WaitGroup
 
-	mu        sync.Mutex
-	cond      *sync.Cond
-	budget    int64                      // buffer bytes that may still be handed out
-	free      [22 - minBufClass][][]byte // by class, up to prefetchMaxFile+1
-	freeBytes int64
-	closed    bool
+	mu         sync.Mutex
+	cond       *sync.Cond
+	ring       []byte
+	head, tail int64 // bytes handed out and freed, ever: ring[head%len] is next
+	closed     bool
 }
 
 func newPrefetcher(entries []entry) *prefetcher {
 	p := &prefetcher{
-		order:  make(chan *job, prefetchAhead),
-		jobs:   make(chan *job, prefetchAhead),
-		quit:   make(chan struct{}),
-		budget: prefetchBudget,
+		order: make(chan *job, prefetchAhead),
+		jobs:  make(chan *job, prefetchAhead),
+		quit:  make(chan struct{}),
+		ring:  make([]byte, prefetchBudget),
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1 + prefetchWorkers)
@@ -220,15 +224,20 @@ func newPrefetcher(entries []entry) *prefetcher {
 func (p *prefetcher) dispatch(entries []entry) {
 	defer p.wg.Done()
 	defer close(p.jobs)
+	ps := paths{entries: entries}
 	for i := range entries {
 		e := &entries[i]
+		_, src := ps.of(i)
 		if !isSmall(e) {
 			continue
 		}
-		if !p.acquire(bufSize(e.hdr.Size)) {
+		j := &job{i: i, src: src, size: e.size, done: make(chan struct{})}
+		// One byte more than expected so a grown file is noticed in the
+		// same read.
+		var ok bool
+		if j.buf, j.end, ok = p.acquire(int(e.size) + 1); !ok {
 			return
 		}
-		j := &job{e: e, done: make(chan struct{})}
 		select {
 		case p.jobs <- j:
 		case <-p.quit:
@@ -249,103 +258,64 @@ func (p *prefetcher) work() {
 		case <-p.quit:
 			j.err = errors.New("prefetch stopped")
 		default:
-			j.buf, j.err = p.readSmall(j.e.src, j.e.hdr.Size)
+			j.buf, j.err = readSmall(j.src, j.size, j.buf)
 		}
 		close(j.done)
 	}
 }
 
-// readSmall reads a whole file that Scan found to be size bytes long.
-func (p *prefetcher) readSmall(name string, size int64) ([]byte, error) {
+// readSmall reads a whole file that Scan found to be size bytes long into
+// buf, which has room for one byte more.
+func readSmall(name string, size int64, buf []byte) ([]byte, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("reading file: %w", err)
 	}
 	defer f.Close()
-	buf := p.getBuf(int(size) + 1)
-	// One byte more than expected so a grown file is noticed in the same read.
 	n, err := io.ReadFull(f, buf)
 	switch {
 	case err == nil:
-		p.putBuf(buf)
 		return nil, fmt.Errorf("%s: %w (it grew)", name, errSizeChanged)
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		if int64(n) != size {
-			p.putBuf(buf)
 			return nil, fmt.Errorf("%s: %w (it shrank)", name, errSizeChanged)
 		}
 		return buf[:size], nil
 	default:
-		p.putBuf(buf)
 		return nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 }
 
-// Buffers are recycled by power-of-two size class: a tree's worth of small
-// files read into fresh buffers is a tree's worth of garbage, and the
-// collector lets the heap grow to twice what is live before it runs.
-const minBufClass = 9 // 512 bytes
-
-func bufClass(n int) int {
-	c := minBufClass
-	for 1<<c < n {
-		c++
-	}
-	return c
-}
-
-// bufSize is the size of the buffer a file of size bytes is read into:
-// one byte more, so that a grown file is noticed.
-func bufSize(size int64) int64 { return 1 << bufClass(int(size)+1) }
-
-func (p *prefetcher) getBuf(n int) []byte {
-	c := bufClass(n)
+// acquire blocks until n contiguous bytes of the ring are free and
+// returns them, with the count to free up to; false once stopped.
+func (p *prefetcher) acquire(n int) ([]byte, int64, bool) {
+	size := int64(len(p.ring))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if l := p.free[c-minBufClass]; len(l) > 0 {
-		b := l[len(l)-1]
-		p.free[c-minBufClass] = l[:len(l)-1]
-		p.freeBytes -= int64(cap(b))
-		return b[:n]
-	}
-	return make([]byte, n, 1<<c)
-}
-
-// putBuf keeps b for reuse while the buffers kept stay within the budget.
-func (p *prefetcher) putBuf(b []byte) {
-	c := bufClass(cap(b))
-	if 1<<c != cap(b) { // nil, or not from getBuf
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.freeBytes+int64(cap(b)) > prefetchBudget {
-		return
-	}
-	p.free[c-minBufClass] = append(p.free[c-minBufClass], b[:0])
-	p.freeBytes += int64(cap(b))
-}
-
-// acquire blocks until size bytes of budget are free; false once stopped.
-func (p *prefetcher) acquire(size int64) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for p.budget < size && !p.closed {
+	for {
+		if p.closed {
+			return nil, 0, false
+		}
+		at := p.head % size
+		skip := int64(0)
+		if at+int64(n) > size {
+			skip = size - at // a file never wraps: start again at 0
+		}
+		if p.head+skip+int64(n)-p.tail <= size {
+			p.head += skip
+			at = p.head % size
+			p.head += int64(n)
+			return p.ring[at : at+int64(n) : at+int64(n)], p.head, true
+		}
 		p.cond.Wait()
 	}
-	if p.closed {
-		return false
-	}
-	p.budget -= size
-	return true
 }
 
-// release returns a consumed job's budget.
+// release frees a consumed job's bytes, and those of every job before it.
 func (p *prefetcher) release(j *job) {
-	p.putBuf(j.buf)
 	j.buf = nil
 	p.mu.Lock()
-	p.budget += bufSize(j.e.hdr.Size)
+	p.tail = j.end
 	p.mu.Unlock()
 	p.cond.Signal()
 }
