@@ -292,7 +292,9 @@ func writeImage(tree *sourcetree.Tree, path string, cfg codec.Config, workers in
 		return 0, fmt.Errorf("create image: %w", err)
 	}
 	defer f.Close()
-	w, err := squash.NewWriter(f, squash.WriterOptions{Codec: cfg, Workers: workers, MkfsTime: uint32(time.Now().Unix())})
+	// With block sums, the first persist checks the blocks it copies by
+	// their sums instead of decoding them.
+	w, err := squash.NewWriter(f, squash.WriterOptions{Codec: cfg, Workers: workers, MkfsTime: uint32(time.Now().Unix()), BlockSums: true})
 	if err != nil {
 		return 0, fmt.Errorf("create image %s: %w", path, err)
 	}

@@ -42,6 +42,11 @@ for i in 1 2 3 4 5 6 7 8; do
 	/usr/bin/time -f "TIME $i %e %M" $bin persist --json --state-dir $state $target > $work/persist-$i.json
 	case $i in 1|4|8) cold $i ;; esac
 done
+# Fold the eight layers into a new image: a whole-image fold, bounded in
+# memory like persist.
+go run ./testdata/gentree -o $target -mutate 0.01 -seed 109 >/dev/null
+sync
+/usr/bin/time -f "COMPACT %e %M" $bin compact --state-dir $state $target >/dev/null
 $bin umount --state-dir $state $target >/dev/null
 `
 	cmd := exec.Command("unshare", "-m", "--propagation", "private", "bash", "-c", script, "bash",
@@ -59,6 +64,7 @@ $bin umount --state-dir $state $target >/dev/null
 	fmt.Println("| persist | layer | written to storage | of the image | wall | peak RSS |")
 	fmt.Println("|---|---|---|---|---|---|")
 	reads := map[string][2]string{}
+	var compact []string
 	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -83,6 +89,8 @@ $bin umount --state-dir $state $target >/dev/null
 			}
 			fmt.Printf("| %s | %s, %.0f KB | %.0f KB | %.2f%% | %s s | %.0f MB |\n", f[1], what, float64(res[0].ImageSize)/1e3,
 				float64(res[0].BytesWritten)/1e3, 100*float64(res[0].BytesWritten)/float64(fi.Size()), f[2], rss/1024)
+		case len(f) == 3 && f[0] == "COMPACT":
+			compact = f[1:]
 		case len(f) == 5 && f[0] == "READ":
 			ms := func(ns string) string { v, _ := strconv.ParseInt(ns, 10, 64); return strconv.FormatInt(v/1e6, 10) }
 			reads[f[1]] = [2]string{ms(f[2]), ms(f[3])}
@@ -96,5 +104,14 @@ $bin umount --state-dir $state $target >/dev/null
 		r := reads[n]
 		fmt.Printf("| %s | %s | %s |\n", n, r[0], r[1])
 	}
+	if len(compact) != 2 {
+		return fmt.Errorf("layers bench: no compaction timing in\n%s", stderr.String())
+	}
+	rss, _ := strconv.ParseFloat(compact[1], 64)
+	fi, err = os.Stat(img)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nCompaction of the 8 layers and a last 1%% change (`squashportage compact`): %s s, %.0f MB peak RSS, a new image of %.1f MB.\n", compact[0], rss/1024, float64(fi.Size())/1e6)
 	return nil
 }
