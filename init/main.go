@@ -59,6 +59,14 @@ func commands() map[string]command {
 }
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// Collect at 1.5x the live heap rather than 2x: the machines this
+		// runs on have little RAM, and most of the heap lives long (a
+		// tree's entries, the tables). On the bench trees it takes 15% off
+		// mksquashfs's peak RSS (kernel tree: 90-92 MB to 77 MB) for no
+		// time we could measure (14.9-16.4 s either way).
+		debug.SetGCPercent(50)
+	}
 	if isPID1() {
 		runPID1() // never returns
 	}

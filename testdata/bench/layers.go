@@ -25,6 +25,10 @@ func (b *bench) layers(portage, comp string) error {
 	if _, err := measure(img, b.bin, "mksquashfs", portage, img, "-comp", comp, "-noappend", "-quiet", "-no-progress", "-e", ".complete"); err != nil {
 		return err
 	}
+	base, err := os.Stat(img)
+	if err != nil {
+		return err
+	}
 	script := `set -e
 bin=$1; img=$2; state=$3; target=$4; work=$5
 spec=$img:$target:size=2g,compact=1000%
@@ -56,10 +60,7 @@ $bin umount --state-dir $state $target >/dev/null
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("layers bench: %v\n%s", err, stderr.String())
 	}
-	fi, err := os.Stat(img)
-	if err != nil {
-		return err
-	}
+	fi := base
 	fmt.Printf("\n### Persist with delta layers (%s image of %.1f MB, 1%% sync-like change before each persist)\n\n", comp, float64(fi.Size())/1e6)
 	fmt.Println("| persist | layer | written to storage | of the image | wall | peak RSS |")
 	fmt.Println("|---|---|---|---|---|---|")
