@@ -542,10 +542,10 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 		if p == nil {
 			return fmt.Errorf("add %q: hard link to %q, which was not added before with Nlink above 1", name, h.Link)
 		}
-		p.nlink++
-		if p.nlink > p.hdr.Nlink {
-			return fmt.Errorf("add %q: hard link to %q makes %d names, more than its Nlink %d", name, h.Link, p.nlink, p.hdr.Nlink)
+		if p.nlink >= p.hdr.Nlink {
+			return fmt.Errorf("add %q: hard link to %q makes %d names, more than its Nlink %d", name, h.Link, p.nlink+1, p.hdr.Nlink)
 		}
+		p.nlink++
 		if p.nlinkAt >= 0 {
 			// Its inode is written, in a block kept uncompressed
 			// (pinned) until the last name comes.
