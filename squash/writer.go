@@ -101,7 +101,7 @@ type Writer struct {
 	cfg       codec.Config
 	blockSize int
 
-	stack    []*openDir       // the directories being added to, root first
+	stack    []*node          // the directories being added to, root first
 	ready    []*node          // complete directories, waiting for their files' blocks
 	held     int              // the entries they list
 	linkable map[string]*node // entries added with Nlink > 1, by name
@@ -168,12 +168,6 @@ type node struct {
 	written  bool
 	subdirs  uint32
 	nlinkAt  int // where the written inode's link count is, for later links
-}
-
-// openDir is a directory whose entries are still being added.
-type openDir struct {
-	path string
-	n    *node
 }
 
 type fileRec struct {
@@ -503,14 +497,14 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 			return err
 		}
 	}
-	var parent *openDir
+	var parent *node
 	if name != "" {
 		dir := path.Dir(name)
 		if dir == "." {
 			dir = ""
 		}
 		i := len(w.stack) - 1
-		for i >= 0 && w.stack[i].path != dir {
+		for i >= 0 && w.stack[i].hdr.Name != dir {
 			i--
 		}
 		if i < 0 {
@@ -530,9 +524,7 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 	if name == "" {
 		n.name = ""
 	}
-	if parent != nil {
-		n.parent = parent.n
-	}
+	n.parent = parent
 	if h.Link != "" {
 		target, err := cleanName(h.Link)
 		if err != nil {
@@ -557,7 +549,7 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 			}
 		}
 		n.link = p
-		parent.n.children = append(parent.n.children, n)
+		parent.children = append(parent.children, n)
 		return nil
 	}
 	if n.uid, err = w.idIndex(h.UID); err != nil {
@@ -595,15 +587,15 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 	n.number = w.count
 	if h.Mode.IsDir() {
 		w.dirCount++
-		w.stack = append(w.stack, &openDir{path: name, n: n})
+		w.stack = append(w.stack, n)
 		if parent != nil {
-			parent.n.subdirs++
+			parent.subdirs++
 		}
 	} else if h.Nlink > 1 {
 		w.linkable[name] = n
 	}
 	if parent != nil {
-		parent.n.children = append(parent.n.children, n)
+		parent.children = append(parent.children, n)
 	}
 	return nil
 }
@@ -619,14 +611,14 @@ func (w *Writer) implicitRoot() error {
 	w.count++
 	root.number = w.count
 	w.dirCount++
-	w.stack = append(w.stack, &openDir{n: root})
+	w.stack = append(w.stack, root)
 	return nil
 }
 
 // completeTop closes the innermost open directory: its listing is sorted
 // and checked, and it waits in w.ready until its files' blocks are placed.
 func (w *Writer) completeTop() error {
-	d := w.stack[len(w.stack)-1].n
+	d := w.stack[len(w.stack)-1]
 	w.stack = w.stack[:len(w.stack)-1]
 	slices.SortFunc(d.children, func(a, b *node) int { return strings.Compare(a.name, b.name) })
 	for i := 1; i < len(d.children); i++ {

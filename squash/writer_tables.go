@@ -42,7 +42,7 @@ func (w *Writer) Close() error {
 	if len(w.stack) == 0 {
 		return errors.New("close: the root was already written") // cannot happen: only Close pops it
 	}
-	root := w.stack[0].n
+	root := w.stack[0]
 	t := w.tables
 	t.count = w.count // the root's parent is one past the last inode, as in mksquashfs
 	for len(w.stack) > 0 {

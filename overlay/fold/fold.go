@@ -156,7 +156,7 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 	}
 	f.stats.Reuse = cfg.ID == old.ID && cfg.BlockSize == old.BlockSize && cfg.Options == old.Options
 	// Each pass goes over the tree in order: caching whole tables would
-	// only hold memory (about 15 MB of a Portage tree's).
+	// only hold memory.
 	r.SetCache(512, 256)
 	root, err := r.Root()
 	if err != nil {
@@ -838,9 +838,9 @@ func (f *folder) copyReused(w *squash.Writer, data io.ReaderAt) error {
 	// A fragment block stays while at least half of what it holds is
 	// alive: repacking costs compression, keeping costs space. A tail the
 	// layers delete counts as dead even when a duplicate of it lives on.
-	f.dead, _ = tailBytes(f.dead, nil)
-	_, liveBy := tailBytes(all, f.dead)
-	_, deadBy := tailBytes(f.dead, nil)
+	var deadBy, liveBy map[uint32]uint64
+	f.dead, deadBy = tailBytes(f.dead, nil)
+	_, liveBy = tailBytes(all, f.dead)
 	for frag, n := range liveBy {
 		if n == 0 || n < deadBy[frag] {
 			continue

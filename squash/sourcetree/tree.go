@@ -80,8 +80,8 @@ type Tree struct {
 }
 
 // entry is one image entry, kept small: a tree's worth of them is held
-// between Scan and Write (the kernel tree's took 25 MB as full headers and
-// paths). Paths are rebuilt from the parent chain as Write goes.
+// between Scan and Write. Paths are rebuilt from the parent chain as Write
+// goes.
 type entry struct {
 	name   string // base name; the root's is ""
 	parent int32  // index of the parent directory's entry; -1 for the root

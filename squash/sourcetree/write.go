@@ -190,8 +190,7 @@ func (r *exactReader) Read(p []byte) (int, error) {
 // entries in order, reserves room in a ring buffer, and hands each file to
 // a worker; order delivers the jobs to the Add loop in entry order. The
 // Add loop frees them in the same order, so the ring is all the memory
-// prefetching takes: buffers per file, recycled by size class, still left
-// 27 MB of live heap on the kernel tree.
+// prefetching takes, with no buffer per file to recycle or collect.
 type prefetcher struct {
 	order chan *job
 	jobs  chan *job
