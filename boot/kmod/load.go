@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
@@ -23,7 +24,12 @@ type Loader struct {
 	SysModule string
 	// Log reports each module loaded or skipped.
 	Log func(format string, args ...any)
+
+	inserted atomic.Int32
 }
+
+// Loaded is how many modules this loader has inserted so far.
+func (l *Loader) Loaded() int { return int(l.inserted.Load()) }
 
 // NewLoader reads dir/modules.dep.
 func NewLoader(dir string, log func(string, ...any)) (*Loader, error) {
@@ -80,6 +86,7 @@ func (l *Loader) loadFile(file string) error {
 	case err != nil:
 		return fmt.Errorf("module %s: %w", name, err)
 	}
+	l.inserted.Add(1)
 	l.Log("loaded module %s", name)
 	return nil
 }

@@ -80,6 +80,8 @@ type booter struct {
 	restoreKmsg func()
 	// clock measures the time since the kernel's exec of /init.
 	clock *execClock
+	// waited is this attempt's time spent waiting on the kernel.
+	waited waits
 }
 
 // guarded runs f, turning a panic into an error so PID 1 survives it.
@@ -147,17 +149,27 @@ func (b *booter) boot() error {
 	for _, w := range b.cfg.Warnings {
 		b.log.Errorf("%s", w)
 	}
+	b.waited = waits{}
+	t := time.Now()
 	mods, specMods := loadModules(b.log, b.cfg)
+	b.waited.modules += time.Since(t)
+	t = time.Now()
 	dev, err := waitRoot(b.log, b.cfg)
+	b.waited.rootDev += time.Since(t)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errNoRoot, err)
 	}
 	if err := mountRoot(b.log, b.cfg, dev, mods); err != nil {
 		return fmt.Errorf("%w: %w", errNoRoot, err)
 	}
+	t = time.Now()
 	specMods()
+	b.waited.modules += time.Since(t)
+	if mods != nil {
+		b.waited.nmod = mods.Loaded()
+	}
 	b.mountSpecs()
-	return switchRoot(b.log, b.cfg, b.start, b.clock, b.restoreKmsg)
+	return switchRoot(b.log, b.cfg, handover{start: b.start, clock: b.clock, waited: b.waited}, b.restoreKmsg)
 }
 
 // devkmsgKnob rate-limits writes to /dev/kmsg: by default ten lines per

@@ -23,7 +23,7 @@ import (
 // with an empty environment and no arguments; the real init must get the
 // kernel's argv and environment (e.g. "single", or variables the kernel
 // passed on).
-func switchRoot(log *klog.Logger, cfg cmdline.Config, start time.Time, clock *execClock, restoreKmsg func()) error {
+func switchRoot(log *klog.Logger, cfg cmdline.Config, h handover, restoreKmsg func()) error {
 	// Under a shared parent MS_MOVE fails with EINVAL; the initramfs
 	// root is private unless something changed it, so errors are moot.
 	_ = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
@@ -60,7 +60,7 @@ func switchRoot(log *klog.Logger, cfg cmdline.Config, start time.Time, clock *ex
 	if err := os.Chdir("/"); err != nil {
 		return fmt.Errorf("chdir / in the new root: %w", err)
 	}
-	return execInit(log, cfg, start, clock)
+	return execInit(log, cfg, h)
 }
 
 // freeInitramfs deletes the initramfs's files so their memory returns to
@@ -132,7 +132,7 @@ func initCandidates(cfg cmdline.Config) []string {
 
 // execInit replaces this process with the real init, passing on the
 // arguments and environment the kernel gave PID 1.
-func execInit(log *klog.Logger, cfg cmdline.Config, start time.Time, clock *execClock) error {
+func execInit(log *klog.Logger, cfg cmdline.Config, h handover) error {
 	var errs []error
 	for _, p := range initCandidates(cfg) {
 		if _, err := os.Stat(p); err != nil {
@@ -140,13 +140,8 @@ func execInit(log *klog.Logger, cfg cmdline.Config, start time.Time, clock *exec
 			continue
 		}
 		argv := append([]string{p}, os.Args[1:]...)
-		inMain := time.Since(start)
-		fromExec := "?"
-		if d, ok := clock.sinceExec(); ok {
-			fromExec = d.Round(time.Millisecond).String()
-		}
-		log.Printf("handover: %s from the start of /init to the exec of %s (%s in main)",
-			fromExec, p, inMain.Round(time.Millisecond))
+		inMain := time.Since(h.start)
+		log.Printf("%s", h.line(p, inMain))
 		log.Printf("starting %s after %s in the initramfs (%s since the kernel started)",
 			strings.Join(argv, " "), inMain.Round(time.Millisecond), uptime())
 		err := unix.Exec(p, argv, os.Environ())

@@ -236,6 +236,11 @@ type Boot struct {
 	// OnLine, if set, sees each console line (without \r\n) as it
 	// arrives.
 	OnLine func(line string)
+	// InstructionClock runs the guest's clock on its instruction count
+	// (-icount shift=0: 1 ns per instruction, a 1 GHz CPU doing one
+	// instruction per cycle) instead of the host's: guest time then
+	// measures the guest's own work, not TCG's translation of it.
+	InstructionClock bool
 	// When a console line contains Trigger, Input is typed into the
 	// console once.
 	Trigger, Input string
@@ -263,13 +268,19 @@ func (b Boot) Run(ctx context.Context) (Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, b.Timeout)
 		defer cancel()
 	}
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
+	args := []string{
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-m", fmt.Sprint(mem), "-smp", "1", "-accel", "tcg",
 		"-kernel", b.Kernel.Image, "-initrd", b.Initrd,
-		"-append", "console=ttyS0 panic=-1 "+b.Cmdline,
-		"-drive", "file="+b.Disk+",format=raw,if=virtio",
-		"-serial", "stdio", "-monitor", "none")
+		"-append", "console=ttyS0 panic=-1 " + b.Cmdline,
+		"-drive", "file=" + b.Disk + ",format=raw,if=virtio",
+		"-serial", "stdio", "-monitor", "none"}
+	if b.InstructionClock {
+		// sleep=off: an idle guest's clock jumps to its next timer
+		// instead of following the host's.
+		args = append(args, "-icount", "shift=0,sleep=off")
+	}
+	cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
 	// A pipe, never the user's terminal: QEMU puts a terminal on stdin
 	// into raw mode, and the console must only be typed into on purpose.
 	stdin, err := cmd.StdinPipe()
@@ -327,7 +338,7 @@ func (b Boot) Run(ctx context.Context) (Result, error) {
 }
 
 var (
-	handoverRE = regexp.MustCompile(`squashportage: handover: (\S+) from the start of /init to the exec of \S+ \((\S+) in main\)`)
+	handoverRE = regexp.MustCompile(`squashportage: handover: (\S+) from the start of /init to the exec of \S+ \((\S+) in main(?:: (\S+) loading (\d+) modules, (\S+) waiting for the root device, (\S+) of our own)?\)`)
 	startingRE = regexp.MustCompile(`squashportage: starting \S+.* after \S+ in the initramfs \((\S+) since the kernel started\)`)
 )
 
@@ -336,6 +347,17 @@ type Handover struct {
 	FromExec    string // since the kernel started /init (10 ms resolution)
 	FromMain    string // since squashportage's main started
 	SinceKernel string // since the kernel started
+	// Of FromMain: blocked on the kernel loading Modules modules, waiting
+	// for the root device, and the rest (mounts, PID 1's own work).
+	Loading, Modules, RootDevice, Own string
+}
+
+func (h Handover) String() string {
+	s := fmt.Sprintf("%s from the start of /init to the exec of the real init (%s of it in squashportage's main", h.FromExec, h.FromMain)
+	if h.Own != "" {
+		s += fmt.Sprintf(": %s loading %s modules, %s waiting for the root device, %s of its own", h.Loading, h.Modules, h.RootDevice, h.Own)
+	}
+	return s + "), init started " + h.SinceKernel + " after kernel start"
 }
 
 // ReadHandover reads PID 1's last lines before the real init.
@@ -344,7 +366,8 @@ func ReadHandover(log string) (Handover, bool) {
 	if m == nil || s == nil {
 		return Handover{}, false
 	}
-	return Handover{FromExec: m[1], FromMain: m[2], SinceKernel: s[1]}, true
+	return Handover{FromExec: m[1], FromMain: m[2], SinceKernel: s[1],
+		Loading: m[3], Modules: m[4], RootDevice: m[5], Own: m[6]}, true
 }
 
 // Run runs a command and returns its output, or an error that holds it.

@@ -23,6 +23,13 @@ func TestReadHandover(t *testing.T) {
 	if !ok || h != (Handover{FromExec: "412ms", FromMain: "396ms", SinceKernel: "2.4s"}) {
 		t.Errorf("ReadHandover = %+v, %v", h, ok)
 	}
+	log = "squashportage: handover: 262ms from the start of /init to the exec of /sbin/init (258ms in main: 241ms loading 9 modules, 1ms waiting for the root device, 16ms of our own)\n" +
+		"squashportage: starting /sbin/init after 258ms in the initramfs (2.085s since the kernel started)\n"
+	h, ok = ReadHandover(log)
+	want := Handover{FromExec: "262ms", FromMain: "258ms", SinceKernel: "2.085s", Loading: "241ms", Modules: "9", RootDevice: "1ms", Own: "16ms"}
+	if !ok || h != want {
+		t.Errorf("ReadHandover = %+v, %v; want %+v", h, ok, want)
+	}
 	if _, ok := ReadHandover("nothing"); ok {
 		t.Error("no lines: ok")
 	}
