@@ -51,3 +51,39 @@ func TestAll(t *testing.T) {
 		t.Errorf("Names of a missing path: %v", err)
 	}
 }
+
+// TestAllAt reads through a directory descriptor, with listxattrat where
+// the kernel has it and by path where not, and never follows a symlink.
+func TestAllAt(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "f")
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("f", filepath.Join(dir, "l")); err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range [][2]string{{"user.b", "2"}, {"user.a", "1"}} {
+		if err := unix.Lsetxattr(p, kv[0], []byte(kv[1]), 0); err != nil {
+			t.Fatalf("set %s: %v", kv[0], err)
+		}
+	}
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
+	for _, noAt := range []bool{false, true} {
+		r := Reader{buf: make([]byte, 4), noAt: noAt} // too small: ERANGE
+		got, err := r.AllAt(dfd, "f", p, nil)
+		if err != nil || len(got) != 2 || got[0].Name != "user.a" || string(got[1].Value) != "2" {
+			t.Errorf("noAt=%v: AllAt = %v, %v", noAt, got, err)
+		}
+		if got, err := r.AllAt(dfd, "l", filepath.Join(dir, "l"), nil); err != nil || len(got) != 0 {
+			t.Errorf("noAt=%v: AllAt of the symlink = %v, %v; want its own (none)", noAt, got, err)
+		}
+		if _, err := r.AllAt(dfd, "missing", filepath.Join(dir, "missing"), nil); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("noAt=%v: AllAt of a missing name: %v", noAt, err)
+		}
+	}
+}

@@ -1,9 +1,10 @@
 // Package sourcetree turns mksquashfs SOURCE arguments into a sorted,
 // deterministic list of image entries and feeds them to a squash.Writer.
 //
-// Scan walks the sources once (lstat only, symlinks are never followed) and
-// keeps everything it needs in memory; Write then reads file data with a pool
-// of prefetching goroutines so that many small files (a Portage tree) are not
+// Scan walks the sources once (lstat only, symlinks are never followed;
+// several directories at once, merged in order) and keeps everything it
+// needs in memory; Write then reads file data with a pool of prefetching
+// goroutines so that many small files (a Portage tree) are not
 // bottlenecked on one open/read/close at a time.
 package sourcetree
 
@@ -182,6 +183,9 @@ type scanner struct {
 	parent  int32 // the directory being scanned
 	xattrs  xattr.Reader
 	linkBuf []byte
+	// pending, on a walk's worker, is the directory being scanned, which
+	// keeps the warnings for merge to raise in order.
+	pending *dirScan
 }
 
 // firstName is the entry, and its image path, of a hard-linked inode's
@@ -218,7 +222,7 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 			return nil, fmt.Errorf("source: %w", &fs.PathError{Op: "lstat", Path: sources[0], Err: err})
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			hdr, err := s.header(sources[0], "", &st)
+			hdr, err := s.header(noDir, "", sources[0], "", &st)
 			if err != nil {
 				return nil, err
 			}
@@ -291,47 +295,19 @@ func sourceName(src string) string {
 }
 
 func (s *scanner) warn(msg string) {
+	if d := s.pending; d != nil {
+		d.warns = append(d.warns, warning{len(d.entries), msg})
+		return
+	}
 	if s.opts.Warn != nil {
 		s.opts.Warn(msg)
 	}
 }
 
 // scanDir adds the sorted children of the directory at fsPath (image path
-// imgPath) and recurses into subdirectories right after their own entry.
+// imgPath) and, after each subdirectory's own entry, its children.
 func (s *scanner) scanDir(fsPath, imgPath string, m matchState) error {
-	d, err := os.Open(fsPath)
-	if err != nil {
-		return fmt.Errorf("reading directory: %w", err)
-	}
-	names, err := d.Readdirnames(-1)
-	if err != nil {
-		d.Close()
-		return fmt.Errorf("reading directory: %w", err)
-	}
-	// Byte order (strcmp) so the image does not depend on the order the OS
-	// returns entries in; Go string comparison is exactly that.
-	sort.Strings(names)
-	dfd := int(d.Fd())
-	var st unix.Stat_t
-	for _, name := range names {
-		childFS := fsPath + "/" + name
-		if err := unix.Fstatat(dfd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			d.Close()
-			return fmt.Errorf("scanning: %w", &fs.PathError{Op: "lstat", Path: childFS, Err: err})
-		}
-		childImg := name
-		if imgPath != "" {
-			childImg = imgPath + "/" + name
-		}
-		if err := s.child(childFS, childImg, name, &st, m, false); err != nil {
-			d.Close()
-			return err
-		}
-	}
-	if err := d.Close(); err != nil {
-		return fmt.Errorf("closing directory %s: %w", fsPath, err)
-	}
-	return nil
+	return s.merge(s.walk(fsPath, imgPath, m), s.parent)
 }
 
 // child adds one entry below a directory (unless excluded) and recurses
@@ -358,7 +334,7 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 		}
 		s.links[key] = firstName{len(s.tree.entries), imgPath}
 	}
-	hdr, err := s.header(fsPath, imgPath, st)
+	hdr, err := s.header(noDir, "", fsPath, imgPath, st)
 	if err != nil {
 		return err
 	}
@@ -379,10 +355,19 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 // add appends an entry; src is kept when the path cannot be rebuilt from
 // the parent's (a source itself).
 func (s *scanner) add(hdr squash.Header, src string, keepSrc bool) {
-	t := s.tree
+	e := newEntry(hdr, s.parent)
+	if keepSrc {
+		e.extra().src = src
+	}
+	s.tree.count(&e)
+	s.tree.entries = append(s.tree.entries, e)
+}
+
+// newEntry keeps what the image needs of hdr.
+func newEntry(hdr squash.Header, parent int32) entry {
 	e := entry{
 		name:   path.Base("/" + hdr.Name),
-		parent: s.parent,
+		parent: parent,
 		mode:   hdr.Mode,
 		uid:    hdr.UID,
 		gid:    hdr.GID,
@@ -392,9 +377,6 @@ func (s *scanner) add(hdr squash.Header, src string, keepSrc bool) {
 	}
 	if hdr.Name == "" {
 		e.name = ""
-	}
-	if keepSrc {
-		e.extra().src = src
 	}
 	if hdr.Target != "" {
 		e.extra().target = hdr.Target
@@ -406,20 +388,29 @@ func (s *scanner) add(hdr squash.Header, src string, keepSrc bool) {
 	if len(hdr.Xattrs) > 0 {
 		e.extra().xattrs = hdr.Xattrs
 	}
-	t.entries = append(t.entries, e)
+	return e
+}
+
+// count adds an entry to the totals of Stats.
+func (t *Tree) count(e *entry) {
 	switch {
-	case hdr.Mode.IsDir():
+	case e.mode.IsDir():
 		t.dirs++
-	case hdr.Mode.IsRegular():
+	case e.mode.IsRegular():
 		t.files++
-		t.bytes += hdr.Size
+		t.bytes += e.size
 	default:
 		t.files++
 	}
 }
 
-// header builds the image header of the file at fsPath from its lstat data.
-func (s *scanner) header(fsPath, imgPath string, st *unix.Stat_t) (squash.Header, error) {
+// noDir is header's dirfd for a file known by its path only.
+const noDir = -1
+
+// header builds the image header of the file at fsPath from its lstat
+// data. When the file's directory is open as dirfd (else noDir), name
+// (its entry there) spares the kernel walking fsPath again.
+func (s *scanner) header(dirfd int, name, fsPath, imgPath string, st *unix.Stat_t) (squash.Header, error) {
 	h := squash.Header{
 		Name:  imgPath,
 		Mode:  squash.FileModeFromUnix(st.Mode),
@@ -432,7 +423,7 @@ func (s *scanner) header(fsPath, imgPath string, st *unix.Stat_t) (squash.Header
 	case unix.S_IFREG:
 		h.Size = st.Size
 	case unix.S_IFLNK:
-		target, err := s.readlink(fsPath, st.Size)
+		target, err := s.readlink(dirfd, name, fsPath, st.Size)
 		if err != nil {
 			return h, err
 		}
@@ -442,7 +433,7 @@ func (s *scanner) header(fsPath, imgPath string, st *unix.Stat_t) (squash.Header
 		h.Minor = unix.Minor(uint64(st.Rdev))
 	}
 	if !s.opts.NoXattrs {
-		xs, err := s.readXattrs(fsPath)
+		xs, err := s.readXattrs(dirfd, name, fsPath)
 		if err != nil {
 			return h, err
 		}
@@ -470,7 +461,7 @@ func (s *scanner) fixOwnerTime(h *squash.Header) {
 	}
 }
 
-func (s *scanner) readlink(path string, size int64) (string, error) {
+func (s *scanner) readlink(dirfd int, name, path string, size int64) (string, error) {
 	n := int(size) + 1
 	if n < 256 {
 		n = 256
@@ -479,7 +470,13 @@ func (s *scanner) readlink(path string, size int64) (string, error) {
 		if len(s.linkBuf) < n {
 			s.linkBuf = make([]byte, n)
 		}
-		got, err := unix.Readlink(path, s.linkBuf[:n])
+		var got int
+		var err error
+		if dirfd == noDir {
+			got, err = unix.Readlink(path, s.linkBuf[:n])
+		} else {
+			got, err = unix.Readlinkat(dirfd, name, s.linkBuf[:n])
+		}
 		if err != nil {
 			return "", fmt.Errorf("scanning: %w", &fs.PathError{Op: "readlink", Path: path, Err: err})
 		}

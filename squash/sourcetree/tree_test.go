@@ -2,15 +2,18 @@ package sourcetree
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -195,6 +198,99 @@ func TestHardLinks(t *testing.T) {
 	}
 }
 
+// TestWalkInOrder checks the parallel walk against a plain recursive one
+// on a tree wide and deep enough to keep every worker busy: the same
+// entries in the same order, every hard link naming the first name in
+// that order (which a worker meets in no particular order), and the
+// warnings in that order too.
+func TestWalkInOrder(t *testing.T) {
+	dir := t.TempDir()
+	var links []string
+	for i := range 40 {
+		d := filepath.Join(dir, fmt.Sprintf("d%02d", i), fmt.Sprintf("e%d", i%3), "f")
+		must(t, os.MkdirAll(d, 0o755))
+		for j := range 5 {
+			must(t, os.WriteFile(filepath.Join(d, fmt.Sprintf("x%d", j)), []byte{byte(i), byte(j)}, 0o644))
+		}
+		if i%7 == 3 {
+			links = append(links, filepath.Join(d, "x0"))
+		}
+	}
+	// Deep names first in walk order are the later ones: link each of
+	// them to the last, so the first name is the earliest directory's.
+	last := links[len(links)-1]
+	for _, l := range links[:len(links)-1] {
+		must(t, os.Remove(l))
+		must(t, os.Link(last, l))
+	}
+	// An access ACL (system.posix_acl_access, a namespace squashfs
+	// cannot store) makes the scan warn, once per file.
+	warnFiles := []string{"d05/e2/f/x1", "d12/e0/f/x2", "d31/e1/f/x4"}
+	acl := []byte{2, 0, 0, 0} // version 2, then tag, perm, id
+	for _, e := range [][3]uint32{{0x01, 6, 0xffffffff}, {0x02, 4, 65534}, {0x04, 4, 0xffffffff}, {0x10, 4, 0xffffffff}, {0x20, 4, 0xffffffff}} {
+		acl = binary.LittleEndian.AppendUint16(acl, uint16(e[0]))
+		acl = binary.LittleEndian.AppendUint16(acl, uint16(e[1]))
+		acl = binary.LittleEndian.AppendUint32(acl, e[2])
+	}
+	for _, f := range warnFiles {
+		if err := unix.Lsetxattr(filepath.Join(dir, f), "system.posix_acl_access", acl, 0); err != nil {
+			t.Fatalf("POSIX ACLs unsupported here: %v", err)
+		}
+	}
+	var want []string
+	var walk func(p, img string)
+	walk = func(p, img string) {
+		ents, err := os.ReadDir(p)
+		must(t, err)
+		for _, e := range ents { // os.ReadDir sorts by name
+			ci := e.Name()
+			if img != "" {
+				ci = img + "/" + e.Name()
+			}
+			want = append(want, ci)
+			if e.IsDir() {
+				walk(filepath.Join(p, e.Name()), ci)
+			}
+		}
+	}
+	want = append(want, "")
+	walk(dir, "")
+	var warned []string
+	tr := scan(t, []string{dir}, Options{Warn: func(m string) { warned = append(warned, m) }})
+	if got := names(tr); !reflect.DeepEqual(got, want) {
+		t.Fatalf("walk order differs:\n got %q\nwant %q", got, want)
+	}
+	first := ""
+	for _, h := range headers(tr) {
+		if h.Link == "" && h.Nlink > 0 && first == "" {
+			first = h.Name
+		}
+	}
+	if first != "d03/e0/f/x0" {
+		t.Errorf("first name of the linked file %q, want d03/e0/f/x0", first)
+	}
+	n := 0
+	for _, h := range headers(tr) {
+		if h.Link != "" {
+			n++
+			if h.Link != first {
+				t.Errorf("%s links to %q, want %q", h.Name, h.Link, first)
+			}
+		}
+	}
+	if n != len(links)-1 {
+		t.Errorf("%d links, want %d", n, len(links)-1)
+	}
+	if len(warned) != len(warnFiles) {
+		t.Fatalf("warnings %q, want one for each of %q", warned, warnFiles)
+	}
+	for i, f := range warnFiles {
+		if !strings.Contains(warned[i], f+": skipping xattr system.posix_acl_access") {
+			t.Errorf("warning %d is %q, want one about %s", i, warned[i], f)
+		}
+	}
+}
+
 func TestXattrs(t *testing.T) {
 	dir := t.TempDir()
 	mkTree(t, dir, "f", "g")
@@ -320,21 +416,40 @@ func TestSpecialFiles(t *testing.T) {
 }
 
 func TestUnreadableDir(t *testing.T) {
+	if dir := os.Getenv("SOURCETREE_UNREADABLE"); dir != "" {
+		// The child, as an ordinary user: say what Scan said.
+		_, err := Scan([]string{dir}, Options{})
+		fmt.Printf("SCAN ERROR: %v\n", err)
+		return
+	}
 	dir := t.TempDir()
 	must(t, os.Chmod(filepath.Dir(dir), 0o755)) // t.TempDir's parent and dir are 0700
 	must(t, os.Chmod(dir, 0o755))
 	mkTree(t, dir, "locked/f")
 	must(t, os.Chmod(filepath.Join(dir, "locked"), 0))
 	defer os.Chmod(filepath.Join(dir, "locked"), 0o755)
-	// Root reads everything; a non-root filesystem uid on this thread
-	// drops the DAC override, as for an ordinary user.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	unix.Setfsuid(65534)
-	_, err := Scan([]string{dir}, Options{})
-	unix.Setfsuid(0)
-	if err == nil || !strings.Contains(err.Error(), "locked") {
-		t.Errorf("err = %v, want one naming the directory", err)
+	// Root reads everything, so the scan runs in a child process as
+	// nobody: the walk's workers are threads of their own, which a
+	// per-thread identity (setfsuid) would not reach.
+	// A copy of the test binary that nobody may run (go test builds it
+	// in a directory of mode 0700).
+	exe := filepath.Join(t.TempDir(), "sourcetree.test")
+	must(t, os.Chmod(filepath.Dir(exe), 0o755))
+	b, err := os.ReadFile(os.Args[0])
+	must(t, err)
+	must(t, os.WriteFile(exe, b, 0o755))
+	cmd := exec.Command(exe, "-test.run=^TestUnreadableDir$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SOURCETREE_UNREADABLE="+dir)
+	if os.Getuid() == 0 {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`SCAN ERROR: (.*)`).FindSubmatch(out)
+	if m == nil || !strings.Contains(string(m[1]), "reading directory") || !strings.Contains(string(m[1]), "locked") {
+		t.Errorf("child said %q, want an error naming the directory", out)
 	}
 }
 

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/squashportage/squashportage/squash"
 )
@@ -264,25 +267,41 @@ func (p *prefetcher) work() {
 }
 
 // readSmall reads a whole file that Scan found to be size bytes long into
-// buf, which has room for one byte more.
+// buf, which has room for one byte more. Plain system calls: os.File
+// would add a poller registration per file, refused for regular files
+// after a system call of its own.
 func readSmall(name string, size int64, buf []byte) ([]byte, error) {
-	f, err := os.Open(name)
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
-		return nil, fmt.Errorf("reading file: %w", err)
+		return nil, fmt.Errorf("reading file: %w", &fs.PathError{Op: "open", Path: name, Err: err})
 	}
-	defer f.Close()
-	n, err := io.ReadFull(f, buf)
-	switch {
-	case err == nil:
-		return nil, fmt.Errorf("%s: %w (it grew)", name, errSizeChanged)
-	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-		if int64(n) != size {
-			return nil, fmt.Errorf("%s: %w (it shrank)", name, errSizeChanged)
+	defer unix.Close(fd)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
 		}
-		return buf[:size], nil
-	default:
-		return nil, fmt.Errorf("reading %s: %w", name, err)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+		if int64(n) == size {
+			// A regular file reads short only at its end: the byte
+			// asked for beyond size is not there, so no read for EOF.
+			break
+		}
 	}
+	switch {
+	case int64(n) > size:
+		return nil, fmt.Errorf("%s: %w (it grew)", name, errSizeChanged)
+	case int64(n) < size:
+		return nil, fmt.Errorf("%s: %w (it shrank)", name, errSizeChanged)
+	}
+	return buf[:size], nil
 }
 
 // acquire blocks until n contiguous bytes of the ring are free and
