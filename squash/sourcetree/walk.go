@@ -211,6 +211,9 @@ func (s *scanner) merge(d *dirScan, parent int32) error {
 	for _, w := range warns { // raised by the entry that failed
 		s.warn(w.msg)
 	}
+	// Copied into the tree: let the collector have them as the merge
+	// goes, rather than two trees' worth at its end.
+	d.entries, d.subdirs, d.links, d.warns = nil, nil, nil, nil
 	return d.err
 }
 
