@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -94,12 +95,21 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 				runs[i+1] = append(runs[i+1], r)
 			}
 		}
-		readsOf := make([]coldRead, 1+len(peers))
-		for i, img := range imgs {
-			var err error
-			if readsOf[i], err = b.coldReads(img, tree == "portage"); err != nil {
-				fail(err)
+		// Rounds go over every image in turn, so that a slow spell of the
+		// machine falls on all of them alike.
+		rounds := make([][]coldRead, len(imgs))
+		for range b.readRounds {
+			for i, img := range imgs {
+				r, err := b.coldReads(img, tree == "portage")
+				if err != nil {
+					fail(err)
+				}
+				rounds[i] = append(rounds[i], r)
 			}
+		}
+		readsOf := make([]coldRead, len(imgs))
+		for i, rs := range rounds {
+			readsOf[i] = medianRead(rs)
 		}
 		reads = append(reads, readRows(c, peers, readsOf)...)
 		cell := func(r result) string {
@@ -126,7 +136,7 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 			os.Remove(img)
 		}
 	}
-	fmt.Printf("\nCold reads of those images through the kernel (loop, read-only; caches dropped before each), seconds; the ratio is ours over the fastest peer's:\n\n")
+	fmt.Printf("\nCold reads of those images through the kernel (loop, read-only; caches dropped before each; median of %d rounds), seconds; the ratio is ours over the fastest peer's:\n\n", b.readRounds)
 	fmt.Println("| comp | tool | whole tree (tar) | metadata/md5-cache (cat) | metadata walk (find -ls) |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range reads {
@@ -149,6 +159,23 @@ func warm(src string) error {
 // dependency cache, read on every dependency calculation; zero for other
 // trees), and a walk that stats every entry.
 type coldRead struct{ tar, md5, walk time.Duration }
+
+// medianRead is the median of each column of rs on its own.
+func medianRead(rs []coldRead) coldRead {
+	col := func(f func(coldRead) time.Duration) time.Duration {
+		ds := make([]time.Duration, len(rs))
+		for i, r := range rs {
+			ds[i] = f(r)
+		}
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	return coldRead{
+		tar:  col(func(r coldRead) time.Duration { return r.tar }),
+		md5:  col(func(r coldRead) time.Duration { return r.md5 }),
+		walk: col(func(r coldRead) time.Duration { return r.walk }),
+	}
+}
 
 // coldReads mounts img read-only and times the reads, dropping caches
 // before each.
