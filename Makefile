@@ -75,7 +75,8 @@ demo: build
 # from upstream's source into BENCH_DIR, never committed; squashfs-tools-ng's
 # gensquashfs and Debian's mksquashfs 4.5.1 from Debian's packages), persist,
 # delta layers, and our unsquashfs against Debian's; see testdata/bench.
-# Give a peer's binary to skip its build: make bench MKSQUASHFS_47=/path.
+# Give a peer's binary to skip its build: make bench MKSQUASHFS_47=/path;
+# or another clone source: SQUASHFS_TOOLS_GIT=/path/to/a/mirror.
 # BENCH_ARGS passes flags, e.g. BENCH_ARGS="-trees portage -comps gzip".
 BENCH_DIR          ?= /var/tmp/squashportage-bench
 SQUASHFS_TOOLS_GIT ?= https://github.com/plougher/squashfs-tools
