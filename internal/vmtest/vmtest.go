@@ -141,6 +141,10 @@ func DebianKernel(cache string, logf func(format string, args ...any)) (Kernel, 
 	return k, nil
 }
 
+// DiskModules are the modules the guests' virtio disk needs besides the
+// initramfs's base modules.
+func DiskModules() []string { return []string{"virtio_pci", "virtio_blk"} }
+
 // WriteInitramfs writes the initramfs for k to path: init as /init,
 // u-root's commands from the archive uroot (initramfs.BuildURoot) and
 // busybox as the rescue toolset (either or both may be empty), and the
@@ -152,7 +156,7 @@ func WriteInitramfs(path string, k Kernel, init, uroot, busybox string) (int, er
 		URoot:    uroot,
 		Busybox:  busybox,
 		KModules: k.Modules,
-		Modules:  []string{"virtio_pci", "virtio_blk"},
+		Modules:  DiskModules(),
 	})
 	if err != nil {
 		return 0, err

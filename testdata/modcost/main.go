@@ -1,8 +1,8 @@
 // Command modcost measures what loading a kernel's modules costs at boot,
 // and how much of it is the check of their signatures: it boots Debian's
 // kernel (the one the e2e test uses) under QEMU with an initramfs whose
-// /init loads the nine modules squashportage's PID 1 loads for a virtio
-// root and two images, timing each, once with Debian's signed files and
+// /init loads the modules the e2e test's initramfs gives PID 1 (the base
+// modules and a virtio disk's, with their dependencies), timing each, once with Debian's signed files and
 // once with the same files with their signatures cut off (which the
 // kernel loads, tainting itself), on QEMU's instruction clock and on the
 // host's.
@@ -30,9 +30,6 @@ import (
 	"github.com/squashportage/squashportage/boot/kmod"
 	"github.com/squashportage/squashportage/internal/vmtest"
 )
-
-// modules are PID 1's for the e2e test's two-image boot, in its order.
-var modules = []string{"virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "virtio_blk", "squashfs", "loop", "overlay"}
 
 const sigMagic = "~Module signature appended~\n"
 
@@ -67,29 +64,32 @@ func run() error {
 	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
 		return err
 	}
-	f, err := os.Open(filepath.Join(k.Modules, "modules.dep"))
+	// The modules and order of the e2e test's initramfs, which PID 1 loads.
+	l, err := kmod.NewLoader(k.Modules, nil)
 	if err != nil {
 		return err
 	}
-	dep, err := kmod.ParseDep(f)
-	f.Close()
+	files, err := l.Dep.Order(append(initramfs.BaseModules(), vmtest.DiskModules()...))
 	if err != nil {
 		return err
 	}
-	files, err := dep.Order(modules)
-	if err != nil {
-		return err
+	initrds := map[bool]string{}
+	for _, signed := range []bool{true, false} {
+		initrds[signed] = filepath.Join(dir, fmt.Sprintf("initrd-signed-%v.gz", signed))
+		if err := writeInitrd(initrds[signed], guest, k.Modules, files, signed); err != nil {
+			return err
+		}
 	}
-	fmt.Printf("kernel %s; %d modules: %s\n\n", k.Release, len(files), strings.Join(modules, " "))
+	names := make([]string, len(files))
+	for i, f := range files {
+		names[i] = kmod.Name(f)
+	}
+	fmt.Printf("kernel %s; %d modules: %s\n\n", k.Release, len(files), strings.Join(names, " "))
 	fmt.Println("| clock | modules | total | per module (ms) |")
 	fmt.Println("|---|---|---|---|")
 	for _, icount := range []bool{true, false} {
 		for _, signed := range []bool{true, false} {
-			initrd := filepath.Join(dir, "initrd.gz")
-			if err := writeInitrd(initrd, guest, k.Modules, files, signed); err != nil {
-				return err
-			}
-			res, err := vmtest.Boot{Kernel: k, Initrd: initrd, Disk: disk, Timeout: 3 * time.Minute,
+			res, err := vmtest.Boot{Kernel: k, Initrd: initrds[signed], Disk: disk, Timeout: 3 * time.Minute,
 				InstructionClock: icount}.Run(context.Background())
 			if err != nil {
 				return fmt.Errorf("boot: %v\n%s", err, res.Log)
@@ -112,7 +112,8 @@ func run() error {
 }
 
 // writeInitrd makes an initramfs of guest as /init and the module files,
-// listed in load order in /modcost.list; unsigned strips each signature.
+// decompressed as the project's initramfs stores them, listed in load
+// order in /modcost.list; unsigned strips each signature.
 func writeInitrd(path, guest, modDir string, files []string, signed bool) error {
 	a := initramfs.NewArchive()
 	b, err := os.ReadFile(guest)
@@ -129,12 +130,17 @@ func writeInitrd(path, guest, modDir string, files []string, signed bool) error 
 		if err != nil {
 			return err
 		}
+		// A kernel that ships .ko.xz or .ko.zst: the signature is inside.
+		plain, b, err := kmod.Uncompressed(f, b)
+		if err != nil {
+			return err
+		}
 		if !signed {
 			if b, err = stripSignature(b); err != nil {
 				return fmt.Errorf("%s: %w", f, err)
 			}
 		}
-		p := "m/" + filepath.Base(f)
+		p := "m/" + filepath.Base(plain)
 		a.File(p, 0o644, b)
 		list = append(list, "/"+p)
 	}
