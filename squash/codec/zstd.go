@@ -25,7 +25,7 @@ type zstdEncoder struct {
 
 // ownZstdLevel maps a zstd level (1..22) to our encoder's effort, 0 for
 // levels left to klauspost. mksquashfs's default, 15, gets level 4: 1.5%
-// larger than C -15 on 128 KiB kernel-source blocks at 1.8 times its
+// larger than C -15 on 128 KiB kernel-source blocks at 1.4-1.8 times its
 // speed. Whole builds at 2 processors, against squashfs-tools 4.7.5 in
 // the same run: Linux 6.1 46.9 s and 1.016x its size (level 2: 32.1 s,
 // 1.025x) against 77.1 s; the Portage-like tree 28.3 s and 0.965x (level

@@ -1,7 +1,7 @@
 package zstdenc
 
 // DefaultLevel is the level squashfs images should use: on 128 KiB blocks
-// of kernel source it lands within 2% of C zstd -15 at about twice its
+// of kernel source it lands within 2% of C zstd -15 at 1.4-2.7 times its
 // speed (see levelParams).
 const DefaultLevel = 4
 
@@ -37,21 +37,22 @@ type params struct {
 // levelParams maps the public effort scale. Measured on 128 KiB blocks of
 // the first 32 MiB of Linux 6.1's fs/ and of its generated AMD register
 // headers (drivers/gpu/drm/amd/include/asic_reg/dcn, long runs of near-
-// identical #define lines) against C zstd -15: size difference, speed
-// multiple (see TestKernelCorpus):
+// identical #define lines) against C zstd -15: size difference, and speed
+// multiple over two runs (see TestKernelCorpus; speeds drift with the
+// machine between C's pass and ours):
 //
-//	   fs/            asic_reg/dcn
-//	1: +4.2%, 3.4x   +20.0%, 11x    hash chains, fewest positions searched
-//	2: +2.5%, 2.4x    +2.5%, 3.0x
-//	3: +1.9%, 2.1x    +1.9%, 2.7x
-//	4: +1.5%, 1.8x    +1.6%, 2.1x   default
-//	5: +1.1%, 1.6x    +0.9%, 1.4x
-//	6: -0.1%, 0.8x    -2.2%, 0.4x   binary tree, every position searched
+//	   fs/                asic_reg/dcn
+//	1: +4.2%, 3.1-3.4x   +20.0%, 11-14x    hash chains, fewest positions searched
+//	2: +2.5%, 2.2-2.4x    +2.5%, 3.0-3.9x
+//	3: +1.9%, 2.0-2.1x    +1.9%, 2.7-3.4x
+//	4: +1.5%, 1.4-1.8x    +1.6%, 2.1-2.7x   default
+//	5: +1.1%, 1.1-1.6x    +0.9%, 1.4-1.7x
+//	6: -0.1%, 0.5-0.8x    -2.2%, 0.4-0.5x   binary tree, every position searched
 //
 // sufficient below 96 is what loses the register headers: a field's MASK
 // line repeats its SHIFT line's name hundreds of bytes back, and a shorter
 // match taken early hides it (level 1 keeps 24 for speed).
-// (klauspost's SpeedBestCompression: +7.1%, 2.9x and +16.6%, 8.8x.)
+// (klauspost's SpeedBestCompression: +7.1%, 2.8-2.9x and +16.6%, 9-11x.)
 func levelParams(level int) params {
 	switch {
 	case level <= 1:
