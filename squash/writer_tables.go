@@ -245,62 +245,21 @@ func (t *tableWriter) writeInode(n *node) error {
 // writeDirInode writes d's listing to the directory table, then its inode.
 func (t *tableWriter) writeDirInode(d *node) error {
 	le := binary.LittleEndian
-	dirBlock, dirOff := t.dirs.pos()
 	startAbs := uint64(t.dirs.size())
-	type pendingIndex struct {
-		index uint32
-		block uint64 // uncompressed block number in the directory table
-		name  string
+	patches := len(t.dirs.patches)
+	l, index := t.listing(d, startAbs)
+	// A listing that fits in a block but would straddle two starts the
+	// next block instead: the kernel keeps 8 metadata blocks, and a
+	// lookup or readdir of a straddling listing takes two of them. The
+	// skipped bytes are zeros no reader looks at; compressed, they cost
+	// next to nothing.
+	if off := startAbs % MetadataSize; off != 0 && len(l) <= MetadataSize && off+uint64(len(l)) > MetadataSize {
+		t.dirs.patches = t.dirs.patches[:patches]
+		t.dirs.write(make([]byte, MetadataSize-off))
+		startAbs = uint64(t.dirs.size())
+		l, index = t.listing(d, startAbs)
 	}
-	var index []pendingIndex
-	l := t.list[:0]
-	var (
-		hdrAt     = -1 // position in l of the current header's count
-		hdrCount  uint32
-		hdrBlock  uint64 // inode table block of the current header
-		hdrBase   uint32
-		hdrMeta   uint64 // directory table block the header is in
-		indexedAt int    // listing offset of the last index entry
-	)
-	for _, c := range d.children {
-		p := primary(c)
-		iblock, ioff := p.ref>>16, uint16(p.ref&0xffff)
-		delta := int64(p.number) - int64(hdrBase)
-		abs := startAbs + uint64(len(l))
-		meta := abs / MetadataSize
-		// An index entry points a lookup at a header in a later
-		// directory table block, but costs the lookup a read of the
-		// directory's inode: one per MetadataSize of listing, as
-		// mksquashfs does, keeps small listings index-free (a walk of the
-		// Portage-like tree then misses the kernel's metadata cache 9%
-		// less often than with one at every block boundary).
-		indexHere := hdrAt >= 0 && meta != hdrMeta && len(l)-indexedAt >= MetadataSize
-		if hdrAt < 0 || hdrCount == 256 || iblock != hdrBlock || delta < -32768 || delta > 32767 || indexHere {
-			if hdrAt >= 0 {
-				le.PutUint32(l[hdrAt:], hdrCount-1)
-				if indexHere {
-					indexedAt = len(l)
-					index = append(index, pendingIndex{uint32(len(l)), meta, c.name})
-				}
-			}
-			hdrAt, hdrCount, hdrBlock, hdrBase = len(l), 0, iblock, p.number
-			hdrMeta = (startAbs + uint64(len(l))) / MetadataSize
-			l = le.AppendUint32(l, 0)
-			t.dirs.patches = append(t.dirs.patches, patch{at: int(startAbs) + len(l), block: int(iblock)})
-			l = le.AppendUint32(l, 0) // the inode block's position, patched
-			l = le.AppendUint32(l, p.number)
-			delta = 0
-		}
-		l = le.AppendUint16(l, ioff)
-		l = le.AppendUint16(l, uint16(int16(delta)))
-		l = le.AppendUint16(l, basicType(p.typ))
-		l = le.AppendUint16(l, uint16(len(c.name)-1))
-		l = append(l, c.name...)
-		hdrCount++
-	}
-	if hdrAt >= 0 {
-		le.PutUint32(l[hdrAt:], hdrCount-1)
-	}
+	dirBlock, dirOff := t.dirs.pos()
 	t.list = l
 	t.dirs.write(l)
 	size := uint64(len(l)) + 3
@@ -554,4 +513,67 @@ func (w *Writer) Stats() WriteStats {
 	s := w.stats
 	s.Dirs = w.dirCount
 	return s
+}
+
+type pendingIndex struct {
+	index uint32
+	block uint64 // uncompressed block number in the directory table
+	name  string
+}
+
+// listing builds d's directory listing as it goes at offset startAbs of
+// the directory table, with the index entries it needs, and notes the
+// patches of its inode block fields.
+func (t *tableWriter) listing(d *node, startAbs uint64) ([]byte, []pendingIndex) {
+	le := binary.LittleEndian
+	var index []pendingIndex
+	l := t.list[:0]
+	var (
+		hdrAt     = -1 // position in l of the current header's count
+		hdrCount  uint32
+		hdrBlock  uint64 // inode table block of the current header
+		hdrBase   uint32
+		hdrMeta   uint64 // directory table block the header is in
+		indexedAt int    // listing offset of the last index entry
+	)
+	for _, c := range d.children {
+		p := primary(c)
+		iblock, ioff := p.ref>>16, uint16(p.ref&0xffff)
+		delta := int64(p.number) - int64(hdrBase)
+		abs := startAbs + uint64(len(l))
+		meta := abs / MetadataSize
+		// An index entry points a lookup at a header in a later
+		// directory table block, but costs the lookup a read of the
+		// directory's inode: one per MetadataSize of listing, as
+		// mksquashfs does, keeps small listings index-free (a walk of the
+		// Portage-like tree then misses the kernel's metadata cache 9%
+		// less often than with one at every block boundary).
+		indexHere := hdrAt >= 0 && meta != hdrMeta && len(l)-indexedAt >= MetadataSize
+		if hdrAt < 0 || hdrCount == 256 || iblock != hdrBlock || delta < -32768 || delta > 32767 || indexHere {
+			if hdrAt >= 0 {
+				le.PutUint32(l[hdrAt:], hdrCount-1)
+				if indexHere {
+					indexedAt = len(l)
+					index = append(index, pendingIndex{uint32(len(l)), meta, c.name})
+				}
+			}
+			hdrAt, hdrCount, hdrBlock, hdrBase = len(l), 0, iblock, p.number
+			hdrMeta = (startAbs + uint64(len(l))) / MetadataSize
+			l = le.AppendUint32(l, 0)
+			t.dirs.patches = append(t.dirs.patches, patch{at: int(startAbs) + len(l), block: int(iblock)})
+			l = le.AppendUint32(l, 0) // the inode block's position, patched
+			l = le.AppendUint32(l, p.number)
+			delta = 0
+		}
+		l = le.AppendUint16(l, ioff)
+		l = le.AppendUint16(l, uint16(int16(delta)))
+		l = le.AppendUint16(l, basicType(p.typ))
+		l = le.AppendUint16(l, uint16(len(c.name)-1))
+		l = append(l, c.name...)
+		hdrCount++
+	}
+	if hdrAt >= 0 {
+		le.PutUint32(l[hdrAt:], hdrCount-1)
+	}
+	return l, index
 }
