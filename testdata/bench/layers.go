@@ -93,8 +93,12 @@ $bin umount --state-dir $state $target >/dev/null
 		case len(f) == 3 && f[0] == "COMPACT":
 			compact = f[1:]
 		case len(f) == 5 && f[0] == "READ":
-			ms := func(ns string) string { v, _ := strconv.ParseInt(ns, 10, 64); return strconv.FormatInt(v/1e6, 10) }
-			reads[f[1]] = [2]string{ms(f[2]), ms(f[3])}
+			rs, err := parseColdReads(strings.Join(f[2:], " "))
+			if err != nil || len(rs) != 3 {
+				return fmt.Errorf("layers bench: %q: %v", sc.Text(), err)
+			}
+			ms := func(r timedRead) string { return strconv.FormatInt(r.d.Milliseconds(), 10) }
+			reads[f[1]] = [2]string{ms(rs[0]), ms(rs[1])}
 		}
 	}
 	fmt.Println("\nCold reads through the kernel (caches dropped), ms:")

@@ -136,7 +136,7 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 			os.Remove(img)
 		}
 	}
-	fmt.Printf("\nCold reads of those images through the kernel (loop, read-only; caches dropped before each; median of %d rounds), seconds; the ratio is ours over the fastest peer's:\n\n", b.readRounds)
+	fmt.Printf("\nCold reads of those images through the kernel (loop, read-only; caches dropped before each; median of %d rounds): seconds and reads of the loop device, each with ours over the best peer's in brackets:\n\n", b.readRounds)
 	fmt.Println("| comp | tool | whole tree (tar) | metadata/md5-cache (cat) | metadata walk (find -ls) |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range reads {
@@ -154,26 +154,36 @@ func warm(src string) error {
 	return nil
 }
 
-// coldRead is how long reading an image through the kernel took: the whole
-// tree as tar reads it, every file of metadata/md5-cache (Portage's
-// dependency cache, read on every dependency calculation; zero for other
-// trees), and a walk that stats every entry.
-type coldRead struct{ tar, md5, walk time.Duration }
+// coldRead is how long reading an image through the kernel took, and how
+// many reads of the loop device it made: the whole tree as tar reads it,
+// every file of metadata/md5-cache (Portage's dependency cache, read on
+// every dependency calculation; zero for other trees), and a walk that
+// stats every entry. The read counts do not depend on the machine's
+// spells the way times do (the walk's not at all).
+type coldRead struct{ tar, md5, walk timedRead }
 
-// medianRead is the median of each column of rs on its own.
+type timedRead struct {
+	d     time.Duration
+	reads int64
+}
+
+// medianRead is the median of each column of rs on its own (time and
+// reads apart).
 func medianRead(rs []coldRead) coldRead {
-	col := func(f func(coldRead) time.Duration) time.Duration {
+	col := func(f func(coldRead) timedRead) timedRead {
 		ds := make([]time.Duration, len(rs))
+		ns := make([]int64, len(rs))
 		for i, r := range rs {
-			ds[i] = f(r)
+			ds[i], ns[i] = f(r).d, f(r).reads
 		}
 		slices.Sort(ds)
-		return ds[len(ds)/2]
+		slices.Sort(ns)
+		return timedRead{ds[len(ds)/2], ns[len(ns)/2]}
 	}
 	return coldRead{
-		tar:  col(func(r coldRead) time.Duration { return r.tar }),
-		md5:  col(func(r coldRead) time.Duration { return r.md5 }),
-		walk: col(func(r coldRead) time.Duration { return r.walk }),
+		tar:  col(func(r coldRead) timedRead { return r.tar }),
+		md5:  col(func(r coldRead) timedRead { return r.md5 }),
+		walk: col(func(r coldRead) timedRead { return r.walk }),
 	}
 }
 
@@ -189,7 +199,8 @@ img=$1; mnt=$2; md5=$3
 mount -t squashfs -o loop,ro,nodev,nosuid "$img" "$mnt"
 trap 'umount "$mnt"' EXIT
 ` + coldReadsSh + `
-coldreads "$mnt" "$md5"
+dev=$(findmnt -n -o SOURCE "$mnt")
+coldreads "$mnt" "$md5" "/sys/block/${dev#/dev/}/stat"
 `
 	m := "0"
 	if md5 {
@@ -199,27 +210,47 @@ coldreads "$mnt" "$md5"
 	if err != nil {
 		return coldRead{}, fmt.Errorf("cold reads of %s: %v", img, err)
 	}
-	var ns []time.Duration
-	for _, f := range strings.Fields(string(out)) {
-		v, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			return coldRead{}, fmt.Errorf("cold reads of %s: %q", img, out)
-		}
-		ns = append(ns, time.Duration(v))
-	}
-	if len(ns) != 3 {
+	rs, err := parseColdReads(string(out))
+	if err != nil || len(rs) != 3 {
 		return coldRead{}, fmt.Errorf("cold reads of %s: %q", img, out)
 	}
-	return coldRead{ns[0], ns[1], ns[2]}, nil
+	return coldRead{rs[0], rs[1], rs[2]}, nil
 }
 
-// coldReadsSh defines the shell function coldreads DIR MD5, which prints
-// the nanoseconds of the reads coldRead describes of the tree at DIR
-// (md5-cache only if MD5 is 1, else 0), dropping caches before each.
-const coldReadsSh = `t() { sync; echo 3 > /proc/sys/vm/drop_caches; a=$(date +%s%N); sh -c "$1"; z=$(date +%s%N); echo -n "$((z - a)) "; }
+// parseColdReads parses coldreads' output.
+func parseColdReads(out string) ([]timedRead, error) {
+	var rs []timedRead
+	for _, f := range strings.Fields(out) {
+		ns, n, ok := strings.Cut(f, ":")
+		v, err := strconv.ParseInt(ns, 10, 64)
+		if err != nil || !ok {
+			return nil, fmt.Errorf("bad cold read %q", f)
+		}
+		ios, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad cold read %q", f)
+		}
+		rs = append(rs, timedRead{time.Duration(v), ios})
+	}
+	return rs, nil
+}
+
+// coldReadsSh defines the shell function coldreads DIR MD5 [STAT], which
+// prints, for each read coldRead describes of the tree at DIR (md5-cache
+// only if MD5 is 1, else 0), its nanoseconds and, with STAT (a block
+// device's /sys/block/*/stat), the reads it made of that device, as
+// NS:READS; caches are dropped before each.
+const coldReadsSh = `t() {
+	sync; echo 3 > /proc/sys/vm/drop_caches
+	r0=0; [ -n "$st" ] && r0=$(awk '{print $1}' "$st")
+	a=$(date +%s%N); sh -c "$1"; z=$(date +%s%N)
+	r1=0; [ -n "$st" ] && r1=$(awk '{print $1}' "$st")
+	echo -n "$((z - a)):$((r1 - r0)) "
+}
 coldreads() {
+	st=$3
 	t "tar cf - -C '$1' . | cat >/dev/null"
-	if [ "$2" = 1 ]; then t "find '$1/metadata/md5-cache' -type f -print0 | xargs -0 cat >/dev/null"; else echo -n "0 "; fi
+	if [ "$2" = 1 ]; then t "find '$1/metadata/md5-cache' -type f -print0 | xargs -0 cat >/dev/null"; else echo -n "0:0 "; fi
 	t "find '$1' -ls >/dev/null"
 	echo
 }`
@@ -228,30 +259,32 @@ coldreads() {
 // the fastest peer in each column), then each peer's.
 func readRows(comp string, peers []peer, rs []coldRead) []string {
 	best := coldRead{}
-	for _, r := range rs[1:] {
-		if best.tar == 0 || r.tar < best.tar {
-			best.tar = r.tar
+	least := func(b *timedRead, r timedRead) {
+		if b.d == 0 || r.d < b.d {
+			b.d = r.d
 		}
-		if best.md5 == 0 || r.md5 < best.md5 {
-			best.md5 = r.md5
-		}
-		if best.walk == 0 || r.walk < best.walk {
-			best.walk = r.walk
+		if b.reads == 0 || r.reads < b.reads {
+			b.reads = r.reads
 		}
 	}
-	cell := func(d, b time.Duration) string {
-		if d == 0 {
+	for _, r := range rs[1:] {
+		least(&best.tar, r.tar)
+		least(&best.md5, r.md5)
+		least(&best.walk, r.walk)
+	}
+	cell := func(r, b timedRead) string {
+		if r.d == 0 {
 			return "-"
 		}
-		if b == 0 {
-			return fmt.Sprintf("%.2f", d.Seconds())
+		if b.d == 0 {
+			return fmt.Sprintf("%.2f s, %d reads", r.d.Seconds(), r.reads)
 		}
-		return fmt.Sprintf("%.2f (%.2f)", d.Seconds(), d.Seconds()/b.Seconds())
+		return fmt.Sprintf("%.2f s (%.2f), %d reads (%.2f)", r.d.Seconds(), r.d.Seconds()/b.d.Seconds(), r.reads, float64(r.reads)/float64(max(b.reads, 1)))
 	}
 	rows := []string{fmt.Sprintf("| %s | ours | %s | %s | %s |", comp, cell(rs[0].tar, best.tar), cell(rs[0].md5, best.md5), cell(rs[0].walk, best.walk))}
 	for i, p := range peers {
 		r := rs[i+1]
-		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", comp, p.name, cell(r.tar, 0), cell(r.md5, 0), cell(r.walk, 0)))
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", comp, p.name, cell(r.tar, timedRead{}), cell(r.md5, timedRead{}), cell(r.walk, timedRead{})))
 	}
 	return rows
 }
