@@ -156,9 +156,9 @@ func warm(src string) error {
 
 // coldRead is how long reading an image through the kernel took, and how
 // many reads of the loop device it made: the whole tree as tar reads it,
-// every file of metadata/md5-cache (Portage's dependency cache, read on
-// every dependency calculation; zero for other trees), and a walk that
-// stats every entry. The read counts do not depend on the machine's
+// every file of metadata/md5-cache by path (Portage's dependency cache,
+// read on every dependency calculation; zero for other trees), and a walk
+// that stats every entry. The read counts do not depend on the machine's
 // spells the way times do (the walk's not at all).
 type coldRead struct{ tar, md5, walk timedRead }
 
@@ -250,7 +250,17 @@ const coldReadsSh = `t() {
 coldreads() {
 	st=$3
 	t "tar cf - -C '$1' . | cat >/dev/null"
-	if [ "$2" = 1 ]; then t "find '$1/metadata/md5-cache' -type f -print0 | xargs -0 cat >/dev/null"; else echo -n "0:0 "; fi
+	# Portage opens md5-cache entries by name: the list is made first
+	# (t drops what listing cached), so that reading is all the step does
+	# and its reads do not depend on how find and cat interleave.
+	if [ "$2" = 1 ]; then
+		list=$(mktemp)
+		(cd "$1" && find metadata/md5-cache -type f -print0) > "$list"
+		t "cd '$1' && xargs -0 cat < '$list' >/dev/null"
+		rm -f "$list"
+	else
+		echo -n "0:0 "
+	fi
 	t "find '$1' -ls >/dev/null"
 	echo
 }`
