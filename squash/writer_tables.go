@@ -252,12 +252,15 @@ func (t *tableWriter) writeDirInode(d *node) error {
 	// next block instead: the kernel keeps 8 metadata blocks, and a
 	// lookup or readdir of a straddling listing takes two of them. The
 	// skipped bytes are zeros no reader looks at; compressed, they cost
-	// next to nothing.
+	// next to nothing. Such a listing has no index entry (one needs a
+	// block's worth of listing before it), so only its patches move.
 	if off := startAbs % MetadataSize; off != 0 && len(l) <= MetadataSize && off+uint64(len(l)) > MetadataSize {
-		t.dirs.patches = t.dirs.patches[:patches]
-		t.dirs.write(make([]byte, MetadataSize-off))
-		startAbs = uint64(t.dirs.size())
-		l, index = t.listing(d, startAbs)
+		var zeros [MetadataSize]byte
+		pad := MetadataSize - int(off)
+		t.dirs.write(zeros[:pad])
+		for i := patches; i < len(t.dirs.patches); i++ {
+			t.dirs.patches[i].at += pad
+		}
 	}
 	dirBlock, dirOff := t.dirs.pos()
 	t.list = l
