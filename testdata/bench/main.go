@@ -40,7 +40,7 @@ func main() {
 	bin := flag.String("bin", "bin/squashportage", "squashportage binary")
 	scale := flag.Float64("scale", 1, "Portage tree scale (1 is about 160k files)")
 	runs := flag.Int("runs", 1, "runs of each writer (the median is reported)")
-	readRounds := flag.Int("read-rounds", 3, "rounds of cold reads of the writers' images, each image once per round (the median is reported)")
+	readRounds := flag.Int("read-rounds", 5, "rounds of cold reads of the writers' images, each image once per round (the median is reported)")
 	only := flag.String("only", "writer,persist,layers,extract", "parts to run: writer, persist, layers, extract")
 	trees := flag.String("trees", "portage,linux", "trees for the writer part")
 	comps := flag.String("comps", "gzip,xz,zstd,lz4", "compressors for the writer part")
@@ -99,7 +99,10 @@ type bench struct {
 	runs int
 	// readRounds: cold reads of one image varied by up to 20% (md5-cache
 	// of the Portage-like tree, gzip: 3.67-4.44 s), and the best of three
-	// peers' single reads is biased low against one read of ours.
+	// peers' single reads is biased low against one read of ours. With three
+	// rounds, one cell's ratio still moved by up to 0.25 from one full
+	// run to the next (Portage-like zstd walk: 1.28, then 1.03); five
+	// cost about ten minutes more.
 	readRounds int
 }
 
@@ -171,6 +174,10 @@ func measure(out string, name string, args ...string) (result, error) {
 	if out != "" {
 		os.Remove(out)
 	}
+	// The previous run's image is still being written back; without a
+	// sync that writeback lands on whoever runs next (a freshly unpacked
+	// kernel tree cost our lz4 writer 1.1 s that way: 4.3 s against 3.1 s).
+	syscall.Sync()
 	cmd := exec.Command(name, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -372,8 +379,10 @@ fi
 	rebuild := ""
 	for i, p := range peers {
 		args := p.args(target, filepath.Join(work, fmt.Sprintf("rebuild-%d.sqfs", i)), comp)
+		rebuild += "sync\n" // each rebuild starts with nothing of the previous one's to write back
 		rebuild += fmt.Sprintf("/usr/bin/time -f 'REBUILD%d %%e %%U %%S %%M' %s %s >&2\n", i, p.bin, strings.Join(args, " "))
 	}
+	rebuild += "sync\n"
 	rebuild += fmt.Sprintf("/usr/bin/time -f 'OURS %%e %%U %%S %%M' $bin %s >&2\n", strings.Join(append([]string{"mksquashfs"}, peer{}.args(target, filepath.Join(work, "ours.sqfs"), comp)...), " "))
 	type modeRun struct {
 		name, spec string
