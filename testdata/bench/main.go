@@ -101,8 +101,8 @@ type bench struct {
 	// of the Portage-like tree, gzip: 3.67-4.44 s), and the best of three
 	// peers' single reads is biased low against one read of ours. With three
 	// rounds, one cell's ratio still moved by up to 0.25 from one full
-	// run to the next (Portage-like zstd walk: 1.28, then 1.03); five
-	// cost about ten minutes more.
+	// run to the next (Portage-like zstd walk: 1.28, then 1.03); the
+	// first full run with five took 87 minutes, against 81 with three.
 	readRounds int
 }
 
@@ -174,9 +174,10 @@ func measure(out string, name string, args ...string) (result, error) {
 	if out != "" {
 		os.Remove(out)
 	}
-	// The previous run's image is still being written back; without a
-	// sync that writeback lands on whoever runs next (a freshly unpacked
-	// kernel tree cost our lz4 writer 1.1 s that way: 4.3 s against 3.1 s).
+	// Whatever the previous run wrote may still be on its way to the
+	// disk, and that writeback would fall on whoever runs next: right
+	// after the kernel tree was unpacked, our lz4 writer took 4.3 s in
+	// the bench, and 3.1 s by hand once the tree had been written back.
 	syscall.Sync()
 	cmd := exec.Command(name, args...)
 	var stderr strings.Builder
@@ -376,14 +377,16 @@ if [ -n "$rebuild" ]; then
 	$bin umount --state-dir $state $target >/dev/null
 fi
 `
+	// Each rebuild starts with nothing of the previous one's to write
+	// back, as measure's runs do.
+	timed := func(label, bin string, args []string) string {
+		return fmt.Sprintf("sync\n/usr/bin/time -f '%s %%e %%U %%S %%M' %s %s >&2\n", label, bin, strings.Join(args, " "))
+	}
 	rebuild := ""
 	for i, p := range peers {
-		args := p.args(target, filepath.Join(work, fmt.Sprintf("rebuild-%d.sqfs", i)), comp)
-		rebuild += "sync\n" // each rebuild starts with nothing of the previous one's to write back
-		rebuild += fmt.Sprintf("/usr/bin/time -f 'REBUILD%d %%e %%U %%S %%M' %s %s >&2\n", i, p.bin, strings.Join(args, " "))
+		rebuild += timed(fmt.Sprintf("REBUILD%d", i), p.bin, p.args(target, filepath.Join(work, fmt.Sprintf("rebuild-%d.sqfs", i)), comp))
 	}
-	rebuild += "sync\n"
-	rebuild += fmt.Sprintf("/usr/bin/time -f 'OURS %%e %%U %%S %%M' $bin %s >&2\n", strings.Join(append([]string{"mksquashfs"}, peer{}.args(target, filepath.Join(work, "ours.sqfs"), comp)...), " "))
+	rebuild += timed("OURS", "$bin", append([]string{"mksquashfs"}, peer{}.args(target, filepath.Join(work, "ours.sqfs"), comp)...))
 	type modeRun struct {
 		name, spec string
 		times      map[string][]float64
