@@ -142,3 +142,22 @@ func inodeOf(t *testing.T, r *Reader, name string) *Inode {
 	}
 	return ino
 }
+
+func TestFragmentClass(t *testing.T) {
+	for _, tc := range []struct{ name, class string }{
+		{"sys-apps/portage/portage-3.0.66.ebuild", ".ebuild"},
+		{"sys-apps/portage/Manifest", "Manifest"},
+		{"drivers/net/foo.c", ".c"},
+		{"drivers/net/foo.h", ".c"}, // headers beside their sources
+		{"include/linux/FOO.H", ".c"},
+		{"arch/arm/boot/dts/a.dtsi", ".dtsi"},
+		{"metadata/md5-cache/app-misc/foo-1.2", ""},
+		{"files/foo-1.2.patch", ".patch"},
+		{"archive.1234", ""},
+		{".gitignore", ".gitignore"},
+	} {
+		if got := fragmentClass(tc.name); got != tc.class {
+			t.Errorf("fragmentClass(%q) = %q, want %q", tc.name, got, tc.class)
+		}
+	}
+}

