@@ -245,6 +245,8 @@ type Boot struct {
 	// instruction per cycle) instead of the host's: guest time then
 	// measures the guest's own work, not TCG's translation of it.
 	InstructionClock bool
+	// CPU, if set, is QEMU's -cpu model (default: QEMU's qemu64).
+	CPU string
 	// When a console line contains Trigger, Input is typed into the
 	// console once.
 	Trigger, Input string
@@ -279,6 +281,9 @@ func (b Boot) Run(ctx context.Context) (Result, error) {
 		"-append", "console=ttyS0 panic=-1 " + b.Cmdline,
 		"-drive", "file=" + b.Disk + ",format=raw,if=virtio",
 		"-serial", "stdio", "-monitor", "none"}
+	if b.CPU != "" {
+		args = append(args, "-cpu", b.CPU)
+	}
 	if b.InstructionClock {
 		// sleep=off: an idle guest's clock jumps to its next timer
 		// instead of following the host's.

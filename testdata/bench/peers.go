@@ -57,6 +57,29 @@ func (p peer) args(src, img, comp string) []string {
 	return []string{src, img, "-comp", comp, "-b", "128K", "-processors", "2", "-noappend", "-quiet", "-no-progress"}
 }
 
+// shortBuild is the wall time under which a build is timed at least
+// shortRuns times: one disturbance of the machine (writeback, another
+// process) moves a 3-second build by a third, a 60-second one by little.
+const (
+	shortBuild = 20 * time.Second
+	shortRuns  = 3
+)
+
+// runsFor says how many rounds of a compressor's builds to make, given
+// those made so far: b.runs, or shortRuns when every tool's first build
+// took less than shortBuild.
+func (b *bench) runsFor(runs [][]result) int {
+	if b.runs >= shortRuns || len(runs[0]) == 0 {
+		return b.runs
+	}
+	for _, rs := range runs {
+		if rs[0].wall >= shortBuild {
+			return b.runs
+		}
+	}
+	return shortRuns
+}
+
 // writerPeers runs our mksquashfs and every peer alternately on src and
 // prints, per compressor, each one's wall time, CPU, peak RSS and size, and
 // ours against the fastest and the smallest peer.
@@ -81,7 +104,7 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 			fail(err)
 		}
 		runs := make([][]result, 1+len(peers))
-		for range b.runs {
+		for round := 0; round < b.runsFor(runs); round++ {
 			o, err := measure(imgs[0], b.bin, append([]string{"mksquashfs"}, peer{}.args(src, imgs[0], c)...)...)
 			if err != nil {
 				fail(err)
@@ -116,7 +139,11 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 			return fmt.Sprintf("%.1f s, %.1f s CPU, %d MB RSS, %.1f MB", r.wall.Seconds(), r.cpu.Seconds(), r.rss>>10, float64(r.size)/1e6)
 		}
 		ours := median(runs[0])
-		row := "| " + c + " | " + cell(ours)
+		label := c
+		if n := len(runs[0]); n != b.runs {
+			label = fmt.Sprintf("%s (median of %d)", c, n)
+		}
+		row := "| " + label + " | " + cell(ours)
 		var fastest, smallest result
 		for i := range peers {
 			r := median(runs[i+1])

@@ -7,8 +7,9 @@
 // kernel loads, tainting itself), on QEMU's instruction clock and on the
 // host's.
 //
-//	go run ./testdata/modcost
+//	go run ./testdata/modcost [-cpu MODEL]
 //
+// -cpu passes QEMU a processor model (e.g. max) in place of its qemu64.
 // Needs qemu-system-x86_64; the kernel is cached as for make e2e.
 package main
 
@@ -17,6 +18,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,6 +43,8 @@ func main() {
 }
 
 func run() error {
+	cpu := flag.String("cpu", "", "QEMU -cpu model (default QEMU's qemu64)")
+	flag.Parse()
 	cache, err := vmtest.CacheDir()
 	if err != nil {
 		return err
@@ -90,7 +94,7 @@ func run() error {
 	for _, icount := range []bool{true, false} {
 		for _, signed := range []bool{true, false} {
 			res, err := vmtest.Boot{Kernel: k, Initrd: initrds[signed], Disk: disk, Timeout: 3 * time.Minute,
-				InstructionClock: icount}.Run(context.Background())
+				InstructionClock: icount, CPU: *cpu}.Run(context.Background())
 			if err != nil {
 				return fmt.Errorf("boot: %v\n%s", err, res.Log)
 			}
