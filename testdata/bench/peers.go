@@ -130,11 +130,7 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 				rounds[i] = append(rounds[i], r)
 			}
 		}
-		readsOf := make([]coldRead, len(imgs))
-		for i, rs := range rounds {
-			readsOf[i] = medianRead(rs)
-		}
-		reads = append(reads, readRows(c, peers, readsOf)...)
+		reads = append(reads, readRows(c, peers, rounds)...)
 		cell := func(r result) string {
 			return fmt.Sprintf("%.1f s, %.1f s CPU, %d MB RSS, %.1f MB", r.wall.Seconds(), r.cpu.Seconds(), r.rss>>10, float64(r.size)/1e6)
 		}
@@ -163,7 +159,7 @@ func (b *bench) writerPeers(tree, src string, comps []string, peers []peer) {
 			os.Remove(img)
 		}
 	}
-	fmt.Printf("\nCold reads of those images through the kernel (loop, read-only; caches dropped before each; median of %d rounds): seconds and reads of the loop device, each with ours over the best peer's in brackets:\n\n", b.readRounds)
+	fmt.Printf("\nCold reads of those images through the kernel (loop, read-only; caches dropped before each; median of %d rounds, each reading every image in turn): seconds and reads of the loop device. In brackets, ours over the best peer's image: for time, the median of the rounds' ratios to the peer with the least median time, then the least and greatest of them (single reads vary by 5-20%% here); for reads, over the fewest:\n\n", b.readRounds)
 	fmt.Println("| comp | tool | whole tree (tar) | metadata/md5-cache (cat) | metadata walk (find -ls) |")
 	fmt.Println("|---|---|---|---|---|")
 	for _, r := range reads {
@@ -292,36 +288,63 @@ coldreads() {
 	echo
 }`
 
-// readRows formats one compressor's cold reads: ours (with the ratio to
-// the fastest peer in each column), then each peer's.
-func readRows(comp string, peers []peer, rs []coldRead) []string {
-	best := coldRead{}
-	least := func(b *timedRead, r timedRead) {
-		if b.d == 0 || r.d < b.d {
-			b.d = r.d
+// readRows formats one compressor's cold reads, rounds[i] being image i's
+// (ours first) in every round: each tool's medians, and in ours, its ratio
+// to the best peer's image in each column. A read's time moves by 5-20%
+// from one read to the next here, and the least of three peers' medians
+// is biased low, so a ratio of medians alone would favour the peers; the
+// ratio is therefore taken within each round (a round reads every image
+// within a minute or two, so a slow spell of the machine falls on both)
+// against the peer with the least median, and given as the median of
+// the rounds' ratios with their least and greatest.
+func readRows(comp string, peers []peer, rounds [][]coldRead) []string {
+	meds := make([]coldRead, len(rounds))
+	for i, rs := range rounds {
+		meds[i] = medianRead(rs)
+	}
+	cols := []func(coldRead) timedRead{
+		func(r coldRead) timedRead { return r.tar },
+		func(r coldRead) timedRead { return r.md5 },
+		func(r coldRead) timedRead { return r.walk },
+	}
+	cells := make([][]string, len(rounds))
+	for _, col := range cols {
+		best, least := 0, int64(0)
+		for i := 1; i < len(rounds); i++ {
+			if n := col(meds[i]).reads; least == 0 || n < least {
+				least = n
+			}
+			if best == 0 || col(meds[i]).d < col(meds[best]).d {
+				best = i
+			}
 		}
-		if b.reads == 0 || r.reads < b.reads {
-			b.reads = r.reads
+		for i := range rounds {
+			r := col(meds[i])
+			cell := "-"
+			switch {
+			case r.d == 0:
+			case i > 0 || best == 0:
+				cell = fmt.Sprintf("%.2f s, %d reads", r.d.Seconds(), r.reads)
+			default:
+				var q []float64
+				for k, o := range rounds[0] {
+					if k < len(rounds[best]) && col(rounds[best][k]).d > 0 {
+						q = append(q, col(o).d.Seconds()/col(rounds[best][k]).d.Seconds())
+					}
+				}
+				slices.Sort(q)
+				cell = fmt.Sprintf("%.2f s (%.2f; %.2f-%.2f), %d reads (%.2f)", r.d.Seconds(), q[len(q)/2], q[0], q[len(q)-1], r.reads, float64(r.reads)/float64(max(least, 1)))
+			}
+			cells[i] = append(cells[i], cell)
 		}
 	}
-	for _, r := range rs[1:] {
-		least(&best.tar, r.tar)
-		least(&best.md5, r.md5)
-		least(&best.walk, r.walk)
-	}
-	cell := func(r, b timedRead) string {
-		if r.d == 0 {
-			return "-"
+	var rows []string
+	for i, c := range cells {
+		name := "ours"
+		if i > 0 {
+			name = peers[i-1].name
 		}
-		if b.d == 0 {
-			return fmt.Sprintf("%.2f s, %d reads", r.d.Seconds(), r.reads)
-		}
-		return fmt.Sprintf("%.2f s (%.2f), %d reads (%.2f)", r.d.Seconds(), r.d.Seconds()/b.d.Seconds(), r.reads, float64(r.reads)/float64(max(b.reads, 1)))
-	}
-	rows := []string{fmt.Sprintf("| %s | ours | %s | %s | %s |", comp, cell(rs[0].tar, best.tar), cell(rs[0].md5, best.md5), cell(rs[0].walk, best.walk))}
-	for i, p := range peers {
-		r := rs[i+1]
-		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", comp, p.name, cell(r.tar, timedRead{}), cell(r.md5, timedRead{}), cell(r.walk, timedRead{})))
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s |", comp, name, strings.Join(c, " | ")))
 	}
 	return rows
 }
