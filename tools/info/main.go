@@ -3,9 +3,11 @@
 package info
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -17,8 +19,9 @@ import (
 const usage = `Usage: squashportage info [--json] IMAGE
 
 Describes a squashfs image: the superblock (compressor and its options,
-block size, flags by name, creation time, bytes used, table positions)
-and counts of inodes, ids, fragments, and of files, directories,
+block size, flags by name, creation time, bytes used, table positions),
+where the bytes go (files' blocks, fragment blocks, inode table,
+directory table, the other tables) and counts of inodes, ids, fragments, and of files, directories,
 symlinks, devices, fifos and sockets found by walking the tree.
 
 Options:
@@ -43,7 +46,20 @@ type Report struct {
 	Fragments     uint32            `json:"fragments"`
 	XattrIDs      uint32            `json:"xattr_ids"`
 	Tables        map[string]*int64 `json:"tables"` // null when absent
+	Space         Space             `json:"space"`
 	Counts        Counts            `json:"counts"`
+}
+
+// Space is where the image's bytes go, as stored (compressed): what
+// compares two writers' images part by part.
+type Space struct {
+	FileBlocks     uint64 `json:"file_blocks"`     // files' blocks other than fragment blocks
+	FragmentBlocks uint64 `json:"fragment_blocks"` // blocks of packed tails and small files
+	InodeTable     uint64 `json:"inode_table"`
+	DirectoryTable uint64 `json:"directory_table"`
+	// Other is the superblock, the compressor options and the fragment,
+	// export, id and xattr tables.
+	Other uint64 `json:"other"`
 }
 
 // Counts are the entries found by walking the tree (the root included).
@@ -165,6 +181,9 @@ func Describe(image string) (*Report, error) {
 		rep.Tables[name] = &v
 	}
 	rep.XattrIDs = rc.XattrIDs()
+	if rep.Space, err = space(image, rc.Reader); err != nil {
+		return nil, err
+	}
 	seen := map[uint32]bool{}
 	c := &rep.Counts
 	err = extract.Walk(rc.Reader, nil, func(_ string, ino *squash.Inode) error {
@@ -202,6 +221,63 @@ func Describe(image string) (*Report, error) {
 	return rep, nil
 }
 
+// space splits sb.BytesUsed: files' data runs from after the superblock
+// and compressor options to the inode table, which the directory table
+// follows; the directory table ends where the first metadata block of
+// another table starts (the first word at each of their positions).
+func space(image string, r *squash.Reader) (Space, error) {
+	sb := r.Superblock()
+	f, err := os.Open(image)
+	if err != nil {
+		return Space{}, err
+	}
+	defer f.Close()
+	word := func(pos uint64, n int) (uint64, error) {
+		b := make([]byte, 8)
+		if _, err := f.ReadAt(b[:n], int64(pos)); err != nil {
+			return 0, fmt.Errorf("%s: read at %d: %w", image, pos, err)
+		}
+		return binary.LittleEndian.Uint64(b), nil
+	}
+	dataStart := uint64(squash.SuperblockSize)
+	if sb.Flags&squash.FlagCompressorOptions != 0 {
+		h, err := word(dataStart, 2)
+		if err != nil {
+			return Space{}, err
+		}
+		dataStart += 2 + h&0x7fff
+	}
+	var s Space
+	for i := uint32(0); i < sb.Fragments; i++ {
+		e, err := r.Fragment(i)
+		if err != nil {
+			return Space{}, err
+		}
+		s.FragmentBlocks += uint64(squash.BlockSize(e.Size))
+	}
+	dirEnd := sb.BytesUsed
+	for _, pos := range []uint64{sb.FragmentTable, sb.ExportTable, sb.IDTable, sb.XattrTable} {
+		if pos == squash.NoTable {
+			continue
+		}
+		start, err := word(pos, 8)
+		if err != nil {
+			return Space{}, err
+		}
+		if start > sb.DirTable && start < dirEnd {
+			dirEnd = start
+		}
+	}
+	if sb.InodeTable < dataStart+s.FragmentBlocks || sb.DirTable < sb.InodeTable || dirEnd < sb.DirTable {
+		return Space{}, fmt.Errorf("%s: tables out of the usual order (inode table at %d, directory table at %d)", image, sb.InodeTable, sb.DirTable)
+	}
+	s.FileBlocks = sb.InodeTable - dataStart - s.FragmentBlocks
+	s.InodeTable = sb.DirTable - sb.InodeTable
+	s.DirectoryTable = dirEnd - sb.DirTable
+	s.Other = sb.BytesUsed - s.FileBlocks - s.FragmentBlocks - s.InodeTable - s.DirectoryTable
+	return s, nil
+}
+
 func printText(w io.Writer, r *Report) {
 	pf := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	pf("Image:             %s\n", r.Image)
@@ -225,6 +301,17 @@ func printText(w io.Writer, r *Report) {
 		} else {
 			pf("  %-16s absent\n", name+":")
 		}
+	}
+	pf("Space (stored bytes):\n")
+	for _, p := range []struct {
+		name string
+		n    uint64
+	}{
+		{"file blocks", r.Space.FileBlocks}, {"fragment blocks", r.Space.FragmentBlocks},
+		{"inode table", r.Space.InodeTable}, {"directory table", r.Space.DirectoryTable},
+		{"other", r.Space.Other},
+	} {
+		pf("  %-16s %d (%.1f%%)\n", p.name+":", p.n, 100*float64(p.n)/float64(max(r.BytesUsed, 1)))
 	}
 	c := r.Counts
 	pf("Contents:\n")

@@ -3,6 +3,7 @@ package info
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,12 @@ func TestInfo(t *testing.T) {
 	os.Mkdir(filepath.Join(src, "d"), 0o755)
 	os.WriteFile(filepath.Join(src, "d/f"), []byte("hello"), 0o644)
 	os.Link(filepath.Join(src, "d/f"), filepath.Join(src, "hl"))
+	// One full 64 KiB block and a tail, incompressible, both stored as
+	// blocks of the file (mksquashfs packs no tails of files beyond a
+	// block into fragments unless told to).
+	big := make([]byte, 70000)
+	rand.New(rand.NewSource(1)).Read(big)
+	os.WriteFile(filepath.Join(src, "d/big"), big, 0o644)
 	os.Symlink("d/f", filepath.Join(src, "l"))
 	img := filepath.Join(t.TempDir(), "i.sqfs")
 	if out, err := exec.Command("mksquashfs", src, img, "-quiet", "-no-progress", "-comp", "xz", "-Xbcj", "x86", "-b", "65536").CombinedOutput(); err != nil {
@@ -32,15 +39,20 @@ func TestInfo(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatal(err)
 	}
-	want := Counts{Entries: 5, Files: 1, Directories: 2, Symlinks: 1, HardLinks: 1, FileBytes: 5}
+	want := Counts{Entries: 6, Files: 2, Directories: 2, Symlinks: 1, HardLinks: 1, FileBytes: 70005}
 	if rep.Counts != want {
 		t.Errorf("counts %+v, want %+v", rep.Counts, want)
 	}
-	if rep.Compressor != "xz" || rep.BlockSize != 65536 || rep.Inodes != 4 || rep.Tables["xattr"] != nil && rep.XattrIDs != 0 {
+	if rep.Compressor != "xz" || rep.BlockSize != 65536 || rep.Inodes != 5 || rep.Tables["xattr"] != nil && rep.XattrIDs != 0 {
 		t.Errorf("report %+v", rep)
 	}
 	if !strings.Contains(strings.Join(rep.CompressorOpt, ";"), "Filters selected: x86") {
 		t.Errorf("compressor options %q lack the x86 filter", rep.CompressorOpt)
+	}
+	sp := rep.Space
+	if sp.FileBlocks < 70000 || sp.FileBlocks > 70000+64 || sp.FragmentBlocks == 0 || sp.FragmentBlocks > 64 || sp.InodeTable == 0 || sp.DirectoryTable == 0 || sp.Other <= 96 ||
+		sp.FileBlocks+sp.FragmentBlocks+sp.InodeTable+sp.DirectoryTable+sp.Other != rep.BytesUsed {
+		t.Errorf("space %+v does not split %d bytes (70,000 random bytes in blocks, a 5-byte file in a fragment)", sp, rep.BytesUsed)
 	}
 	if !strings.Contains(strings.Join(rep.Flags, ","), "exportable") {
 		t.Errorf("flags %q", rep.Flags)
