@@ -53,8 +53,11 @@ type Reader struct {
 	// fileSize is the size given to NewReader: only the block sum record
 	// is read past bytes_used.
 	fileSize int64
-	sb       Superblock
-	cfg      codec.Config
+	// dataStart is where files' data begins: after the superblock and
+	// the compressor options.
+	dataStart uint64
+	sb        Superblock
+	cfg       codec.Config
 
 	decoders sync.Pool // of codec.Decoder; decoders are not goroutine-safe
 
@@ -140,14 +143,15 @@ func NewReader(r io.ReaderAt, size int64) (*Reader, error) {
 	rd.dirs = newReaderLRU[dirKey, []DirEntry](dirCacheEntries)
 
 	var opts []byte
+	rd.dataStart = SuperblockSize
 	if sb.Flags&FlagCompressorOptions != 0 {
 		// The options block is always stored uncompressed: decoding it
 		// cannot depend on the options it carries.
-		b, _, err := rd.readMetaBlockRaw(SuperblockSize, false)
+		b, next, err := rd.readMetaBlockRaw(SuperblockSize, false)
 		if err != nil {
 			return nil, fmt.Errorf("squashfs: compressor options: %w", err)
 		}
-		opts = b
+		opts, rd.dataStart = b, next
 	}
 	cfg, err := codec.FromImage(sb.Compression, opts, int(sb.BlockSize))
 	if err != nil {
@@ -221,6 +225,14 @@ func (r *Reader) SetCache(metaBlocks, listings int) {
 	r.meta = newReaderLRU[uint64, metaBlock](max(metaBlocks, 1))
 	r.dirs = newReaderLRU[dirKey, []DirEntry](max(listings, 1))
 }
+
+// DataStart returns the position of the first data block: right after
+// the superblock and the compressor options block.
+func (r *Reader) DataStart() uint64 { return r.dataStart }
+
+// ReadAt reads the image file itself, for callers that look at raw bytes
+// (such as the first word of a table's index).
+func (rc *ReadCloser) ReadAt(p []byte, off int64) (int, error) { return rc.f.ReadAt(p, off) }
 
 // Codec returns the compressor configuration of the image.
 func (r *Reader) Codec() codec.Config { return r.cfg }

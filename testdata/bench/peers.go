@@ -291,12 +291,11 @@ coldreads() {
 // readRows formats one compressor's cold reads, rounds[i] being image i's
 // (ours first) in every round: each tool's medians, and in ours, its ratio
 // to the best peer's image in each column. A read's time moves by 5-20%
-// from one read to the next here, and the least of three peers' medians
-// is biased low, so a ratio of medians alone would favour the peers; the
-// ratio is therefore taken within each round (a round reads every image
-// within a minute or two, so a slow spell of the machine falls on both)
-// against the peer with the least median, and given as the median of
-// the rounds' ratios with their least and greatest.
+// from one read to the next here, so the ratio is taken within each round
+// (a round reads every image within a minute or two, so a slow spell of
+// the machine falls on both) against the peer with the least median, and
+// given as the median of the rounds' ratios with their least and
+// greatest: the spread says how far one cell can be trusted.
 func readRows(comp string, peers []peer, rounds [][]coldRead) []string {
 	meds := make([]coldRead, len(rounds))
 	for i, rs := range rounds {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -21,8 +20,9 @@ const usage = `Usage: squashportage info [--json] IMAGE
 Describes a squashfs image: the superblock (compressor and its options,
 block size, flags by name, creation time, bytes used, table positions),
 where the bytes go (files' blocks, fragment blocks, inode table,
-directory table, the other tables) and counts of inodes, ids, fragments, and of files, directories,
-symlinks, devices, fifos and sockets found by walking the tree.
+directory table, the other tables) and counts of inodes, ids,
+fragments, and of files, directories, symlinks, devices, fifos and
+sockets found by walking the tree.
 
 Options:
   --json      print JSON
@@ -181,7 +181,7 @@ func Describe(image string) (*Report, error) {
 		rep.Tables[name] = &v
 	}
 	rep.XattrIDs = rc.XattrIDs()
-	if rep.Space, err = space(image, rc.Reader); err != nil {
+	if rep.Space, err = space(rc); err != nil {
 		return nil, err
 	}
 	seen := map[uint32]bool{}
@@ -221,35 +221,16 @@ func Describe(image string) (*Report, error) {
 	return rep, nil
 }
 
-// space splits sb.BytesUsed: files' data runs from after the superblock
-// and compressor options to the inode table, which the directory table
-// follows; the directory table ends where the first metadata block of
-// another table starts (the first word at each of their positions).
-func space(image string, r *squash.Reader) (Space, error) {
-	sb := r.Superblock()
-	f, err := os.Open(image)
-	if err != nil {
-		return Space{}, err
-	}
-	defer f.Close()
-	word := func(pos uint64, n int) (uint64, error) {
-		b := make([]byte, 8)
-		if _, err := f.ReadAt(b[:n], int64(pos)); err != nil {
-			return 0, fmt.Errorf("%s: read at %d: %w", image, pos, err)
-		}
-		return binary.LittleEndian.Uint64(b), nil
-	}
-	dataStart := uint64(squash.SuperblockSize)
-	if sb.Flags&squash.FlagCompressorOptions != 0 {
-		h, err := word(dataStart, 2)
-		if err != nil {
-			return Space{}, err
-		}
-		dataStart += 2 + h&0x7fff
-	}
+// space splits sb.BytesUsed: files' data runs from the reader's data
+// start to the inode table, which the directory table follows; the
+// directory table ends where the first metadata block of another table
+// starts (the first word at each of their positions).
+func space(rc *squash.ReadCloser) (Space, error) {
+	sb := rc.Superblock()
+	dataStart := rc.DataStart()
 	var s Space
 	for i := uint32(0); i < sb.Fragments; i++ {
-		e, err := r.Fragment(i)
+		e, err := rc.Fragment(i)
 		if err != nil {
 			return Space{}, err
 		}
@@ -260,16 +241,17 @@ func space(image string, r *squash.Reader) (Space, error) {
 		if pos == squash.NoTable {
 			continue
 		}
-		start, err := word(pos, 8)
-		if err != nil {
-			return Space{}, err
+		var b [8]byte
+		if _, err := rc.ReadAt(b[:], int64(pos)); err != nil {
+			return Space{}, fmt.Errorf("table index at %d: %w", pos, err)
 		}
+		start := binary.LittleEndian.Uint64(b[:])
 		if start > sb.DirTable && start < dirEnd {
 			dirEnd = start
 		}
 	}
 	if sb.InodeTable < dataStart+s.FragmentBlocks || sb.DirTable < sb.InodeTable || dirEnd < sb.DirTable {
-		return Space{}, fmt.Errorf("%s: tables out of the usual order (inode table at %d, directory table at %d)", image, sb.InodeTable, sb.DirTable)
+		return Space{}, fmt.Errorf("tables out of the usual order (inode table at %d, directory table at %d)", sb.InodeTable, sb.DirTable)
 	}
 	s.FileBlocks = sb.InodeTable - dataStart - s.FragmentBlocks
 	s.InodeTable = sb.DirTable - sb.InodeTable
