@@ -31,7 +31,7 @@ type XOption struct {
 
 var descriptors = []*Descriptor{
 	{ID: Gzip, Writes: true,
-		Summary: "zlib streams (the default); level 9 as mksquashfs's: full data blocks at 9, fragment and metadata blocks at 8, as small as C zlib -9 on them and faster",
+		Summary: "zlib streams (the default); level 9 as mksquashfs's: full data blocks at 9, fragment and metadata blocks at 7 of our own encoder, smaller than C zlib -9 on them and faster",
 		XOptions: []XOption{
 			{Flag: "-Xcompression-level", Arg: "N", Help: "1..9 (default 9; a level given applies to every block)", set: setLevel(1, 9)},
 			{Flag: "-Xwindow-size", Arg: "N", Help: "window size 8..15 (default 15)", set: setWindow},

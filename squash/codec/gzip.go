@@ -7,6 +7,8 @@ import (
 	"io"
 
 	"github.com/klauspost/compress/zlib"
+
+	"github.com/squashportage/squashportage/squash/codec/deflate"
 )
 
 // appendWriter lets stream compressors append straight into the caller's
@@ -19,16 +21,28 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 }
 
 // gzipEncoder writes zlib (RFC 1950) streams, which is what squashfs calls
-// "gzip". The library always uses a 32 KiB window: Options.WindowSize is only
-// recorded in the options blob. That is safe because every squashfs reader
-// (kernel and unsquashfs) inflates with the maximum window.
+// "gzip". Levels from ownGzipLevel up are our own encoder (package
+// deflate), which on squashfs blocks is smaller than klauspost's level 9
+// at the CPU time of its level 8 (see packedGzipLevel); lower levels are
+// klauspost's, whose fast encoders persist's metadata uses. Both always
+// use a 32 KiB window: Options.WindowSize is only recorded in the options
+// blob. That is safe because every squashfs reader (kernel and
+// unsquashfs) inflates with the maximum window.
 type gzipEncoder struct {
+	own *deflate.Encoder
 	w   *zlib.Writer
 	out appendWriter
 }
 
+// ownGzipLevel is the lowest level our own deflate encoder serves.
+const ownGzipLevel = 7
+
 func newGzipEncoder(c Config) (*gzipEncoder, error) {
 	e := &gzipEncoder{}
+	if lv := c.gzipLevel(); lv >= ownGzipLevel {
+		e.own = deflate.NewEncoder(lv)
+		return e, nil
+	}
 	w, err := zlib.NewWriterLevel(&e.out, c.gzipLevel())
 	if err != nil {
 		return nil, fmt.Errorf("gzip: new compressor: %w", err)
@@ -38,6 +52,9 @@ func newGzipEncoder(c Config) (*gzipEncoder, error) {
 }
 
 func (e *gzipEncoder) Compress(dst, src []byte) ([]byte, error) {
+	if e.own != nil {
+		return e.own.Encode(dst, src), nil
+	}
 	e.out.b = dst
 	e.w.Reset(&e.out)
 	if _, err := e.w.Write(src); err != nil {

@@ -2,7 +2,8 @@ package zstdenc
 
 import (
 	"encoding/binary"
-	"math/bits"
+
+	"github.com/squashportage/squashportage/squash/codec/internal/lz"
 )
 
 const (
@@ -63,23 +64,6 @@ func (m *matcher) hash(v uint64) uint32 {
 }
 
 func shortHash(v uint32) uint32 { return (v * hashMul32) >> (32 - shortLog) }
-
-// matchLen counts equal bytes of src[i:] and src[j:], i < j, up to limit
-// (exclusive end for j).
-func matchLen(src []byte, i, j, limit int) int {
-	n := 0
-	for j+n+8 <= limit {
-		x := binary.LittleEndian.Uint64(src[i+n:]) ^ binary.LittleEndian.Uint64(src[j+n:])
-		if x != 0 {
-			return n + bits.TrailingZeros64(x)>>3
-		}
-		n += 8
-	}
-	for j+n < limit && src[i+n] == src[j+n] {
-		n++
-	}
-	return n
-}
 
 // insertTo inserts all positions before p.
 func (m *matcher) insertTo(src []byte, p int) {
@@ -144,7 +128,7 @@ func (m *matcher) hcFind(src []byte, p, limit int, best int, out []match) []matc
 		if binary.LittleEndian.Uint32(src[c+best-3:]) != binary.LittleEndian.Uint32(src[p+best-3:]) {
 			continue
 		}
-		l := matchLen(src, c, p, min(limit, p+maxCompare))
+		l := lz.MatchLen(src, c, p, min(limit, p+maxCompare))
 		if l > best {
 			best = l
 			out = append(out, match{length: uint32(l), off: uint32(p - c), ov: uint32(p-c) + 3})
@@ -177,7 +161,7 @@ func (m *matcher) btInsert(src []byte, p, limit int, best int, report bool, out 
 	for depth := m.p.depth; depth > 0 && cand >= 0; depth-- {
 		c := int(cand)
 		l := min(lenS, lenL)
-		l += matchLen(src, c+l, p+l, end)
+		l += lz.MatchLen(src, c+l, p+l, end)
 		if report && l > best {
 			if cl := min(l, limit-p); cl > best {
 				best = cl

@@ -1,6 +1,10 @@
 package zstdenc
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/squashportage/squashportage/squash/codec/internal/lz"
+)
 
 // The parser is a forward dynamic program over the positions of a window,
 // in the manner of zstd's btopt: each position keeps the cheapest known way
@@ -54,7 +58,7 @@ func (e *Encoder) findMatches(src []byte, p, limit int, reps *[3]uint32, ll uint
 		if (binary.LittleEndian.Uint32(src[p-int(d):])^cur4)&0xFFFFFF != 0 {
 			continue
 		}
-		if l := matchLen(src, p-int(d), p, limit); l > best {
+		if l := lz.MatchLen(src, p-int(d), p, limit); l > best {
 			best = l
 			out = append(out, match{length: uint32(l), off: d, ov: uint32(i + 1)})
 		}
@@ -68,7 +72,7 @@ func (e *Encoder) findMatches(src []byte, p, limit int, reps *[3]uint32, ll uint
 		short = m.insertChain(src, p)
 	}
 	if c := short; c >= 0 && p-c <= maxShortDist {
-		if l := matchLen(src, c, p, min(limit, p+maxCompare)); l > best && l >= minMatch {
+		if l := lz.MatchLen(src, c, p, min(limit, p+maxCompare)); l > best && l >= minMatch {
 			best = l
 			out = append(out, match{length: uint32(l), off: uint32(p - c), ov: uint32(p-c) + 3})
 		}
@@ -90,7 +94,7 @@ func fullLen(src []byte, p, limit int, mm match) uint32 {
 	if mm.length < maxCompare {
 		return mm.length
 	}
-	return uint32(matchLen(src, p-int(mm.off), p, limit))
+	return uint32(lz.MatchLen(src, p-int(mm.off), p, limit))
 }
 
 func (e *Encoder) parse(src []byte, start, end int) {
