@@ -21,7 +21,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -45,11 +44,7 @@ func main() {
 func run() error {
 	cpu := flag.String("cpu", "", "QEMU -cpu model (default QEMU's qemu64)")
 	flag.Parse()
-	cache, err := vmtest.CacheDir()
-	if err != nil {
-		return err
-	}
-	k, err := vmtest.DebianKernel(cache, func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) })
+	k, err := vmtest.CachedKernel()
 	if err != nil {
 		return err
 	}
@@ -58,29 +53,21 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	guest := filepath.Join(dir, "init")
-	build := exec.Command("go", "build", "-o", guest, "./testdata/modcost/guest")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the guest: %v\n%s", err, out)
-	}
 	disk := filepath.Join(dir, "disk.img") // gives virtio_blk a device to probe
 	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o644); err != nil {
 		return err
 	}
 	// The modules and order of the e2e test's initramfs, which PID 1 loads.
-	l, err := kmod.NewLoader(k.Modules, nil)
-	if err != nil {
-		return err
-	}
-	files, err := l.Dep.Order(append(initramfs.BaseModules(), vmtest.DiskModules()...))
-	if err != nil {
-		return err
-	}
 	initrds := map[bool]string{}
+	var files []string
 	for _, signed := range []bool{true, false} {
 		initrds[signed] = filepath.Join(dir, fmt.Sprintf("initrd-signed-%v.gz", signed))
-		if err := writeInitrd(initrds[signed], guest, k.Modules, files, signed); err != nil {
+		g := vmtest.Guest{Kernel: k, Package: "./testdata/modcost/guest", List: "modcost.list",
+			Modules: append(initramfs.BaseModules(), vmtest.DiskModules()...)}
+		if !signed {
+			g.Edit = func(_ string, b []byte) ([]byte, error) { return stripSignature(b) }
+		}
+		if files, err = g.Write(initrds[signed], dir); err != nil {
 			return err
 		}
 	}
@@ -113,47 +100,6 @@ func run() error {
 		}
 	}
 	return nil
-}
-
-// writeInitrd makes an initramfs of guest as /init and the module files,
-// decompressed as the project's initramfs stores them, listed in load
-// order in /modcost.list; unsigned strips each signature.
-func writeInitrd(path, guest, modDir string, files []string, signed bool) error {
-	a := initramfs.NewArchive()
-	b, err := os.ReadFile(guest)
-	if err != nil {
-		return err
-	}
-	a.File("init", 0o755, b)
-	a.Dir("dev", 0o755)
-	a.Dir("proc", 0o755)
-	a.CharDev("dev/console", 0o600, 5, 1)
-	var list []string
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(modDir, f))
-		if err != nil {
-			return err
-		}
-		// A kernel that ships .ko.xz or .ko.zst: the signature is inside.
-		plain, b, err := kmod.Uncompressed(f, b)
-		if err != nil {
-			return err
-		}
-		if !signed {
-			if b, err = stripSignature(b); err != nil {
-				return fmt.Errorf("%s: %w", f, err)
-			}
-		}
-		p := "m/" + filepath.Base(plain)
-		a.File(p, 0o644, b)
-		list = append(list, "/"+p)
-	}
-	a.File("modcost.list", 0o644, []byte(strings.Join(list, "\n")+"\n"))
-	var buf bytes.Buffer
-	if err := a.WriteGzip(&buf); err != nil {
-		return err
-	}
-	return os.WriteFile(path, buf.Bytes(), 0o644)
 }
 
 // stripSignature cuts a module's appended signature: the PKCS#7 data, the
