@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/squashportage/squashportage/squash/codec/deflate"
 )
 
 // ID is the compressor id stored in the superblock.
@@ -110,17 +112,15 @@ const (
 
 	// squashfsGzipLevel is the level an image without gzip options was made
 	// with (mksquashfs's default), and ours: full data blocks are
-	// compressed at it, by our own encoder (package deflate) from level 7
-	// up. packedGzipLevel is what blocks packed from many small pieces
-	// (fragment blocks, metadata) get at the default level: on fragment
-	// blocks our level 7 is smaller than klauspost's level 9 (kernel tree
-	// 0.15%, Portage-like tree 2.7%) for about its level 8's CPU; on the
-	// large files' blocks of a kernel tree (generated headers) our level 9
-	// is 0.9% smaller than klauspost's 9 for half its CPU, so those get 9.
-	// A level asked for with -Xcompression-level applies to every block.
+	// compressed at it (by package deflate, whose level 9 is 0.9% smaller
+	// than klauspost's 9 on a kernel tree's large files for half its CPU).
+	// packedGzipLevel is what blocks packed from many small pieces
+	// (fragment blocks, metadata) get at the default level: deflate's
+	// DefaultLevel, chosen for them. A level asked for with
+	// -Xcompression-level applies to every block.
 	squashfsGzipLevel = 9
 	defGzipLevel      = squashfsGzipLevel
-	packedGzipLevel   = 7
+	packedGzipLevel   = deflate.DefaultLevel
 	defGzipWindow     = 15
 	defZstdLevel      = 15
 	maxZstdLevel      = 22

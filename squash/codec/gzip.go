@@ -21,10 +21,8 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 }
 
 // gzipEncoder writes zlib (RFC 1950) streams, which is what squashfs calls
-// "gzip". Levels from ownGzipLevel up are our own encoder (package
-// deflate), which on squashfs blocks is smaller than klauspost's level 9
-// at the CPU time of its level 8 (see packedGzipLevel); lower levels are
-// klauspost's, whose fast encoders persist's metadata uses. Both always
+// "gzip". The levels package deflate has (deflate.MinLevel up) are its;
+// lower ones are klauspost's, whose fast encoders persist's metadata uses. Both always
 // use a 32 KiB window: Options.WindowSize is only recorded in the options
 // blob. That is safe because every squashfs reader (kernel and
 // unsquashfs) inflates with the maximum window.
@@ -34,16 +32,14 @@ type gzipEncoder struct {
 	out appendWriter
 }
 
-// ownGzipLevel is the lowest level our own deflate encoder serves.
-const ownGzipLevel = 7
-
 func newGzipEncoder(c Config) (*gzipEncoder, error) {
 	e := &gzipEncoder{}
-	if lv := c.gzipLevel(); lv >= ownGzipLevel {
+	lv := c.gzipLevel()
+	if lv >= deflate.MinLevel {
 		e.own = deflate.NewEncoder(lv)
 		return e, nil
 	}
-	w, err := zlib.NewWriterLevel(&e.out, c.gzipLevel())
+	w, err := zlib.NewWriterLevel(&e.out, lv)
 	if err != nil {
 		return nil, fmt.Errorf("gzip: new compressor: %w", err)
 	}

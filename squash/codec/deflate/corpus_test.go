@@ -117,17 +117,17 @@ func TestCorpus(t *testing.T) {
 			levels = append(levels, l)
 		}
 	}
-	// DEFLATE_PARAMS=depth,lazyDepth,good,nice,lazy1,lazy2,insertMax[;...]
-	// tries settings that are no level (for tuning).
+	// DEFLATE_PARAMS=depth,lazyDepth,lazy2[;...] tries settings that are
+	// no level (for tuning).
 	var custom []params
 	if v := os.Getenv("DEFLATE_PARAMS"); v != "" {
 		levels = levels[:0]
 		for _, set := range strings.Split(v, ";") {
-			var f [7]int
-			for j, x := range strings.Split(set, ",") {
+			var f [3]int
+			for j, x := range strings.SplitN(set, ",", 3) {
 				f[j], _ = strconv.Atoi(x)
 			}
-			custom = append(custom, params{depth: f[0], lazyDepth: f[1], good: f[2], nice: f[3], lazy1: f[4], lazy2: f[5], insertMax: f[6]})
+			custom = append(custom, params{depth: f[0], lazyDepth: f[1], lazy2: f[2]})
 		}
 	}
 	addOurs := func(name string, e *Encoder) {

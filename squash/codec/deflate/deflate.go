@@ -20,11 +20,15 @@ import (
 
 const (
 	// MinLevel and MaxLevel bound the effort scale; NewEncoder clamps.
-	MinLevel = 1
+	// Only the levels where this encoder beats klauspost's zlib exist:
+	// package codec serves gzip levels below MinLevel with klauspost's
+	// fast encoders.
+	MinLevel = 7
 	MaxLevel = 9
-	// DefaultLevel is the suggested level for squashfs blocks: on fragment
-	// blocks of a Linux source tree it is 0.15% smaller than klauspost's
-	// zlib level 9 (and C zlib -9) at about the CPU time of its level 8.
+	// DefaultLevel is the level for fragment and metadata blocks (package
+	// codec's default for them): on fragment blocks of a Linux source tree
+	// it is 0.15% smaller than klauspost's zlib level 9 (and C zlib -9) at
+	// about the CPU time of its level 8.
 	DefaultLevel = 7
 
 	// maxInput is the largest input parsed; longer inputs (squashfs
@@ -33,39 +37,28 @@ const (
 	maxInput = 16 << 20
 )
 
-// params are one level's search settings.
+// params are one level's search settings. Every search may run to the
+// longest match (258 bytes); a match that long is taken at once.
 type params struct {
 	depth int // hash chain links walked per search
 	// lazyDepth is the depth of the searches one or two positions after a
 	// match: they only have to beat that match, and spending the effort
 	// on the first search pays more.
 	lazyDepth int
-	good      int // a match this long cuts the remaining depth to a quarter
-	nice      int // a match this long ends the search
-	// A match shorter than lazy1 (lazy2) is held back for a search one
-	// (two) positions later; 0 turns that search off.
-	lazy1, lazy2 int
-	// insertMax: positions inside a longer match are not added to the
-	// match finder (bar its last few), which saves time on long runs.
-	insertMax int
+	// A match shorter than lazy2 is held back for a search two positions
+	// later as well as one; 0 turns that second search off.
+	lazy2 int
 }
 
-// levels: 1-3 are greedy or lazy with short searches; from 4 on every
-// search may run to the longest match and lazy2 applies to short matches,
-// and the levels differ in chain depth. On squashfs fragment blocks of a
-// Linux source tree, levels 6-7 match or beat klauspost's zlib level 9 in
-// size at about the CPU time of its level 8; on 128 KiB blocks of large
-// generated headers level 8 beats its level 9 at 40% of the CPU time.
+// levels differ in chain depth and in how far lazy matching looks. On
+// squashfs fragment blocks of a Linux source tree, level 7 beats
+// klauspost's zlib level 9 in size at about the CPU time of its level 8;
+// on 128 KiB blocks of the kernel tree's files over 128 KiB, level 8
+// beats its level 9 at 40% of the CPU time.
 var levels = [MaxLevel + 1]params{
-	1: {depth: 4, lazyDepth: 0, good: 8, nice: 16, lazy1: 0, lazy2: 0, insertMax: 16},
-	2: {depth: 8, lazyDepth: 4, good: 16, nice: 32, lazy1: 16, lazy2: 0, insertMax: 32},
-	3: {depth: 12, lazyDepth: 4, good: 32, nice: 64, lazy1: 32, lazy2: 0, insertMax: 64},
-	4: {depth: 16, lazyDepth: 8, good: maxMatch, nice: maxMatch, lazy1: maxMatch, lazy2: 16, insertMax: maxMatch},
-	5: {depth: 24, lazyDepth: 8, good: maxMatch, nice: maxMatch, lazy1: maxMatch, lazy2: 16, insertMax: maxMatch},
-	6: {depth: 32, lazyDepth: 8, good: maxMatch, nice: maxMatch, lazy1: maxMatch, lazy2: 16, insertMax: maxMatch},
-	7: {depth: 48, lazyDepth: 8, good: maxMatch, nice: maxMatch, lazy1: maxMatch, lazy2: 16, insertMax: maxMatch},
-	8: {depth: 64, lazyDepth: 16, good: maxMatch, nice: maxMatch, lazy1: maxMatch, lazy2: 32, insertMax: maxMatch},
-	9: {depth: 128, lazyDepth: 32, good: maxMatch, nice: maxMatch, lazy1: maxMatch, lazy2: maxMatch, insertMax: maxMatch},
+	7: {depth: 48, lazyDepth: 8, lazy2: 16},
+	8: {depth: 64, lazyDepth: 16, lazy2: 32},
+	9: {depth: 128, lazyDepth: 32, lazy2: maxMatch},
 }
 
 // Encoder compresses whole buffers into single zlib streams. It is

@@ -2,11 +2,6 @@ package deflate
 
 import "math/bits"
 
-// insertTail is how many of the last positions of a match longer than
-// params.insertMax are still inserted: the match that follows often
-// starts with them.
-const insertTail = 8
-
 // lazyParse tokenizes src with lazy matching: a match found at i is held
 // back while the next position or two offer a better one, in which case
 // the skipped bytes go out as literals. Looking two ahead ("lazy2")
@@ -30,7 +25,7 @@ func (e *Encoder) lazyParse(src []byte) {
 			h = sp.cut(len(toks), i)
 			segEnd = sp.nextEnd(i, n)
 		}
-		l, d := m.find(i, minMatch-1, p.depth, p.good, p.nice)
+		l, d := m.find(i, minMatch-1, p.depth)
 		if l == 0 || l < shortMatch && pm.match(l, d) >= pm.lits(src[i:i+l]) {
 			toks = append(toks, uint32(src[i]))
 			h.lit[src[i]]++
@@ -38,10 +33,10 @@ func (e *Encoder) lazyParse(src []byte) {
 			continue
 		}
 		for ahead := 1; i+ahead < n; {
-			if ahead == 1 && l >= p.lazy1 || ahead == 2 && l >= p.lazy2 || ahead > 2 {
+			if ahead == 1 && l >= maxMatch || ahead == 2 && l >= p.lazy2 || ahead > 2 {
 				break
 			}
-			l2, d2 := m.find(i+ahead, l, p.lazyDepth, p.good, p.nice)
+			l2, d2 := m.find(i+ahead, l, p.lazyDepth)
 			if l2 != 0 && betterLater(l, d, l2, d2, ahead) {
 				for _, b := range src[i : i+ahead] {
 					toks = append(toks, uint32(b))
@@ -58,9 +53,6 @@ func (e *Encoder) lazyParse(src []byte) {
 		h.addMatch(l, d)
 		m.took(d)
 		i += l
-		if l > p.insertMax {
-			m.next = max(m.next, i-insertTail)
-		}
 	}
 	sp.end(len(toks), n)
 	e.toks = toks

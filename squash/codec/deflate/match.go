@@ -101,9 +101,9 @@ func (m *matcher) insertTo(p int) {
 }
 
 // find inserts every position up to p and returns the longest match at p
-// longer than best, or length 0. It walks at most depth chain links (a
-// quarter of them once good bytes are matched) and stops at nice bytes.
-func (m *matcher) find(p, best, depth, good, nice int) (length, dist int) {
+// longer than best, or length 0. It walks at most depth chain links and
+// stops at the longest match deflate can send (or the input's end).
+func (m *matcher) find(p, best, depth int) (length, dist int) {
 	src := m.src
 	if p+8 > len(src) {
 		m.insertTo(p + 1)
@@ -152,7 +152,7 @@ func (m *matcher) find(p, best, depth, good, nice int) (length, dist int) {
 			}
 		}
 	}
-	if best >= nice || p+best >= limit {
+	if p+best >= limit {
 		return
 	}
 
@@ -177,14 +177,11 @@ func (m *matcher) find(p, best, depth, good, nice int) (length, dist int) {
 				}
 			}
 		}
-		if best >= nice || p+best >= limit {
+		if p+best >= limit {
 			return
 		}
 	}
 
-	if best >= good {
-		depth >>= 2
-	}
 	// Chain candidates at least chainLen long (bar hash collisions).
 	best = max(best, chainLen-1)
 	for d := dist0; depth > 0 && d <= windowSize; depth-- {
@@ -193,7 +190,7 @@ func (m *matcher) find(p, best, depth, good, nice int) (length, dist int) {
 		if binary.LittleEndian.Uint32(src[c+best-3:]) == binary.LittleEndian.Uint32(src[p+best-3:]) {
 			if l := lz.MatchLen(src, c, p, limit); l > best {
 				best, length, dist = l, l, d
-				if l >= nice || p+l >= limit {
+				if p+l >= limit {
 					break
 				}
 			}

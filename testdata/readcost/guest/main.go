@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/squashportage/squashportage/internal/loopdev"
+	"github.com/squashportage/squashportage/internal/vmtest"
 )
 
 func main() {
@@ -57,8 +58,8 @@ func run() error {
 	// the instruction clock jumps over idle time by as much as the next
 	// timer is away, which would make the figures the timers' and not
 	// the reads'.
-	if err := copyFile("/image.sqfs", "/dev/vda"); err != nil {
-		return err
+	if err := vmtest.CopyFile("/dev/vda", "/image.sqfs", 0o644); err != nil {
+		return fmt.Errorf("copy /dev/vda: %w", err)
 	}
 	dev, f, err := loopdev.Attach("/image.sqfs", true)
 	if err != nil {
@@ -148,23 +149,6 @@ func reads() int64 {
 	var n int64
 	fmt.Sscan(string(bytes.TrimSpace(b)), &n)
 	return n
-}
-
-func copyFile(dst, src string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copy %s: %w", src, err)
-	}
-	return out.Close()
 }
 
 func load(path string) error {
