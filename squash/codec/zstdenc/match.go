@@ -12,6 +12,9 @@ const (
 	hashMul32 = 2654435761
 
 	shortLog = 14
+	// h3Log sizes the 3-byte table; a block has at most 1<<17 positions,
+	// and a 3-byte match only pays at a short distance anyway.
+	h3Log = 14
 	// maxShortDist: 4-byte matches from the short table only pay when the
 	// offset is cheap enough; the price model decides, this bounds the scan.
 	maxShortDist = 1 << 17
@@ -30,6 +33,7 @@ type matcher struct {
 	p     *params
 	head  []int32 // most recent position per hash, -1 if none
 	short []int32 // most recent position per 4-byte hash
+	h3    []int32 // most recent position per 3-byte hash
 	// links: for chains, the previous position with the same hash; for the
 	// tree, two children (smaller, larger suffix) per position.
 	links []int32
@@ -41,6 +45,10 @@ func (m *matcher) reset(src []byte, p *params) {
 	if m.head == nil {
 		m.head = make([]int32, 1<<hashLog)
 		m.short = make([]int32, 1<<shortLog)
+		m.h3 = make([]int32, 1<<h3Log)
+	}
+	for i := range m.h3 {
+		m.h3[i] = -1
 	}
 	for i := range m.head {
 		m.head[i] = -1
@@ -65,6 +73,9 @@ func (m *matcher) hash(v uint64) uint32 {
 
 func shortHash(v uint32) uint32 { return (v * hashMul32) >> (32 - shortLog) }
 
+// hash3 hashes the low three bytes of v.
+func hash3(v uint32) uint32 { return ((v << 8) * hashMul32) >> (32 - h3Log) }
+
 // insertTo inserts all positions before p.
 func (m *matcher) insertTo(src []byte, p int) {
 	if m.p.tree {
@@ -82,6 +93,7 @@ func (m *matcher) insertTo(src []byte, p int) {
 		links[i] = m.head[h]
 		m.head[h] = int32(i)
 		m.short[shortHash(uint32(v))] = int32(i)
+		m.h3[hash3(uint32(v))] = int32(i)
 	}
 	// The last few positions cannot be hashed; they start no chain matches.
 	for ; i < p && i < len(src); i++ {
@@ -91,15 +103,15 @@ func (m *matcher) insertTo(src []byte, p int) {
 }
 
 // insertChain inserts positions up to and including p and returns the
-// short table's candidate for p from before p was inserted.
-func (m *matcher) insertChain(src []byte, p int) int {
+// short and 3-byte tables' candidates for p from before p was inserted.
+func (m *matcher) insertChain(src []byte, p int) (short, c3 int) {
 	if m.next < p {
 		m.insertTo(src, p)
 	}
 	if m.next > p || p+8 > len(src) {
 		// Already inserted (cannot happen in a forward parse) or unhashable.
 		m.insertTo(src, p+1)
-		return -1
+		return -1, -1
 	}
 	v := binary.LittleEndian.Uint64(src[p:])
 	h := m.hash(v)
@@ -108,8 +120,11 @@ func (m *matcher) insertChain(src []byte, p int) int {
 	sh := shortHash(uint32(v))
 	c := m.short[sh]
 	m.short[sh] = int32(p)
+	h3 := hash3(uint32(v))
+	c3 = int(m.h3[h3])
+	m.h3[h3] = int32(p)
 	m.next = p + 1
-	return int(c)
+	return int(c), c3
 }
 
 // hcFind walks p's hash chain from the most recent position, reporting each
@@ -153,6 +168,7 @@ func (m *matcher) btInsert(src []byte, p, limit int, best int, report bool, out 
 	v := binary.LittleEndian.Uint64(src[p:])
 	h := m.hash(v)
 	m.short[shortHash(uint32(v))] = int32(p)
+	m.h3[hash3(uint32(v))] = int32(p)
 	cand := m.head[h]
 	m.head[h] = int32(p)
 	smaller, larger := 2*p, 2*p+1
