@@ -16,7 +16,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/internal/cirequire"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/tools/mount"
 )
@@ -52,7 +52,7 @@ func TestSyntax(t *testing.T) {
 			sh, err := exec.LookPath(tc.shell)
 			if err != nil {
 				if tc.shell == "dash" {
-					privileged.Unavailable(t, "no dash: %v; sh -n covers the script", err)
+					cirequire.Unavailable(t, "no dash: %v; sh -n covers the script", err)
 					return
 				}
 				t.Fatal(err)
@@ -424,7 +424,7 @@ func analyzeVerify(t *testing.T, units map[string]string) {
 	t.Helper()
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		privileged.Unavailable(t, "no systemd-analyze (%v): the units are checked by the other tests only", err)
+		cirequire.Unavailable(t, "no systemd-analyze (%v): the units are checked by the other tests only", err)
 		return
 	}
 	dir := t.TempDir()

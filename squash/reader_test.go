@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/cirequire"
 )
 
 func needMksquashfs(t testing.TB) {
@@ -128,6 +130,11 @@ func buildFullTree(t testing.TB, big bool) string {
 	if err := unix.Lsetxattr(dir, "user.probe", []byte("x"), 0); err == nil {
 		b.xattrs = true
 		unix.Lremovexattr(dir, "user.probe")
+	} else {
+		cirequire.Unavailable(t, "no user xattrs on %s (%v): the tree has none", dir, err)
+	}
+	if !isRoot() {
+		cirequire.Unavailable(t, "not root: the tree has no owners, device nodes or trusted xattrs")
 	}
 	const bs = 128 << 10
 	b.mkdir("files", 0o755)

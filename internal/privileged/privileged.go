@@ -144,14 +144,3 @@ func AssertNoLeaks(t testing.TB) {
 		t.Errorf("loop devices still attached by this run: %s", strings.Join(leaks, ", "))
 	}
 }
-
-// Unavailable reports a tool or privilege a test can do without on a
-// developer's machine: logged there, but under CI (CI=true) the test
-// fails, so that a CI run never passes with a part of it left out.
-func Unavailable(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf(format+" (CI=true: required)", args...)
-	}
-	t.Logf(format, args...)
-}

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/cirequire"
 	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/internal/testtree"
 	"github.com/squashportage/squashportage/squash"
@@ -30,6 +31,7 @@ var (
 	treeOnce sync.Once
 	treeDir  string
 	treeErr  error
+	treeRep  testtree.AllCasesReport
 )
 
 // allCases builds the all-cases tree once per test binary, on tmpfs when
@@ -45,14 +47,17 @@ func allCases(t *testing.T) string {
 		if treeErr != nil {
 			return
 		}
-		var rep testtree.AllCasesReport
-		rep, treeErr = testtree.BuildAllCasesErr(treeDir, testtree.AllCasesOptions{})
-		for _, s := range rep.Skipped {
-			fmt.Fprintf(os.Stderr, "all-cases tree: %s\n", s)
-		}
+		treeRep, treeErr = testtree.BuildAllCasesErr(treeDir, testtree.AllCasesOptions{})
 	})
 	if treeErr != nil {
 		t.Fatal(treeErr)
+	}
+	for _, s := range treeRep.Skipped {
+		cirequire.Unavailable(t, "all-cases tree: skipped %s", s)
+	}
+	if treeRep.LargeXattrSize < 60<<10 || treeRep.ManyXattrKeys < 200 {
+		cirequire.Unavailable(t, "all-cases tree in %s: largest xattr value %d bytes (want 60 KiB), %d keys on xattrs/many (want 200)",
+			treeDir, treeRep.LargeXattrSize, treeRep.ManyXattrKeys)
 	}
 	return treeDir
 }

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/internal/cirequire"
 	"github.com/squashportage/squashportage/squash"
 )
 
@@ -398,7 +398,7 @@ func TestSpecialFiles(t *testing.T) {
 	dir := t.TempDir()
 	must(t, unix.Mkfifo(filepath.Join(dir, "fifo"), 0o600))
 	if err := unix.Mknod(filepath.Join(dir, "null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3))); err != nil {
-		privileged.Unavailable(t, "no device node test (mknod needs root): %v", err)
+		cirequire.Unavailable(t, "no device node test (mknod needs root): %v", err)
 	}
 	tr := scan(t, []string{dir}, Options{})
 	for _, e := range headers(tr)[1:] {

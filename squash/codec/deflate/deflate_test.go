@@ -14,7 +14,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/internal/cirequire"
 )
 
 // decode inflates a zlib stream with the standard library, checking that
@@ -304,7 +304,7 @@ func TestLongCodes(t *testing.T) {
 // codes as the kernel's inflate does, where Go's reader is laxer.
 func TestCZlibDecodes(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
-		privileged.Unavailable(t, "python3 (C zlib) not found: %v", err)
+		cirequire.Unavailable(t, "python3 (C zlib) not found: %v", err)
 		return
 	}
 	var buf bytes.Buffer
