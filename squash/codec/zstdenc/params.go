@@ -49,10 +49,11 @@ type params struct {
 //	6: -0.2%, 0.8x        -2.2%, 0.4x     binary tree, every position searched
 //
 // Between 4 and 6 there is no cheap step: chains searched at more
-// positions and deeper (depth 48, hashLen 5, skipMargin 192) give +0.7% on
-// fs/ at 1.5x, and the tree costs its insertions at every position
-// whether searched or not (skipMargin 128: +0.2% at 0.75x on the first
-// 64 MiB of the sources).
+// positions and deeper (depth 48, hashLen 5, skipMargin 192) give +0.7%
+// on fs/ at 1.5x C's speed (level 4: 1.8x), and the tree costs its
+// insertions at every position whether searched or not (skipMargin 128:
+// +0.2% at 0.75x C's speed on the first 64 MiB of the sources).
+//
 // sufficient below 96 is what loses the register headers: a field's MASK
 // line repeats its SHIFT line's name hundreds of bytes back, and a shorter
 // match taken early hides it (level 1 keeps 24 for speed).
