@@ -463,7 +463,8 @@ func (w *Writer) submit(j *job) {
 	w.queue <- j
 }
 
-// Add adds one entry. Regular files' data is read from data now.
+// Add adds one entry. Regular files' data is read from data now; a
+// *bytes.Buffer is read without copying what the writer copies anyway.
 func (w *Writer) Add(h *Header, data io.Reader) error {
 	return w.addEntry(h, data, nil)
 }
@@ -822,7 +823,16 @@ func (w *Writer) addData(name string, size uint64, data io.Reader) (*fileRec, er
 		f.lastSeq = w.seq
 	}
 	var tailBuf []byte
-	if tail > 0 {
+	if nx, ok := data.(nexter); ok && tail > 0 {
+		// The tail is copied into the fragment window below; no need to
+		// copy it out of the reader's buffer first.
+		if tailBuf = nx.Next(int(tail)); uint64(len(tailBuf)) != tail {
+			return nil, fmt.Errorf("read tail: %w (did the file shrink?)", io.ErrUnexpectedEOF)
+		}
+		if sum != nil {
+			sum.Write(tailBuf)
+		}
+	} else if tail > 0 {
 		tailBuf = w.getBuf()[:tail]
 		defer func() { w.bufs.Put(&tailBuf) }()
 		if _, err := io.ReadFull(data, tailBuf); err != nil {
@@ -851,6 +861,13 @@ func (w *Writer) addData(name string, size uint64, data io.Reader) (*fileRec, er
 		w.addTail(f, name, tailBuf)
 	}
 	return f, nil
+}
+
+// nexter is a reader that hands out its next n bytes without copying them
+// (bytes.Buffer): for data already in memory, Add takes a tail from it
+// directly.
+type nexter interface {
+	Next(n int) []byte
 }
 
 // fragBuf is a fragment block being filled.

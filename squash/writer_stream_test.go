@@ -220,3 +220,58 @@ func TestWriterAddOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestWriterBufferTails: a *bytes.Buffer's tails are taken without a copy
+// of their own; the image must be the one a copying reader gives, even
+// when the caller reuses the buffer's memory right after Add, and a
+// buffer shorter than the header's size must fail as a short reader does.
+func TestWriterBufferTails(t *testing.T) {
+	files := [][]byte{
+		[]byte("short tail"),
+		bytes.Repeat([]byte("a tail of a larger file "), 9000), // blocks and a tail
+		bytes.Repeat([]byte{7}, 4096),
+	}
+	build := func(buffer bool) []byte {
+		w, img := streamWriter(t, WriterOptions{Workers: 2})
+		for i, data := range files {
+			mem := append([]byte(nil), data...)
+			var r io.Reader = bytes.NewReader(mem)
+			if buffer {
+				r = bytes.NewBuffer(mem)
+			}
+			if err := w.Add(&Header{Name: fmt.Sprintf("f%d", i), Mode: 0o644, Size: int64(len(mem))}, r); err != nil {
+				t.Fatal(err)
+			}
+			for j := range mem { // the caller's memory is its own again
+				mem[j] = 0xEE
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, err := OpenFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		for i, data := range files {
+			got, err := rc.ReadFile(fmt.Sprintf("f%d", i))
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("f%d: %d bytes read back (%v), want its %d", i, len(got), err, len(data))
+			}
+		}
+		return b
+	}
+	if !bytes.Equal(build(true), build(false)) {
+		t.Error("a bytes.Buffer and a bytes.Reader of the same data give different images")
+	}
+	w, _ := streamWriter(t, WriterOptions{})
+	err := w.Add(&Header{Name: "short", Mode: 0o644, Size: 100}, bytes.NewBuffer(make([]byte, 60)))
+	if err == nil || !strings.Contains(err.Error(), "shrink") {
+		t.Errorf("buffer shorter than the size: %v", err)
+	}
+}

@@ -5,13 +5,15 @@ import (
 	"fmt"
 
 	"github.com/pierrec/lz4/v4"
+
+	"github.com/squashportage/squashportage/squash/codec/lz4enc"
 )
 
 // lz4Encoder writes raw LZ4 blocks (no frame), as the kernel's
 // LZ4_decompress_safe expects.
 type lz4Encoder struct {
 	hc   bool
-	fast lz4.Compressor
+	fast lz4enc.Encoder
 	high lz4.CompressorHC
 }
 
@@ -22,17 +24,23 @@ func newLZ4Encoder(c Config) *lz4Encoder {
 }
 
 func (e *lz4Encoder) Compress(dst, src []byte) ([]byte, error) {
+	if !e.hc {
+		start := len(dst)
+		dst = e.fast.Encode(dst, src)
+		if len(dst)-start >= len(src) {
+			// Incompressible: hand back something not smaller than src so
+			// the caller stores the block uncompressed.
+			return append(dst[:start], src...), nil
+		}
+		return dst, nil
+	}
 	bound := lz4.CompressBlockBound(len(src))
 	start := len(dst)
 	dst = grow(dst, bound)
 	out := dst[start : start+bound]
 	var n int
 	var err error
-	if e.hc {
-		n, err = e.high.CompressBlock(src, out)
-	} else {
-		n, err = e.fast.CompressBlock(src, out)
-	}
+	n, err = e.high.CompressBlock(src, out)
 	if err != nil {
 		return dst[:start], fmt.Errorf("lz4: compress: %w", err)
 	}

@@ -100,7 +100,7 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 			if j.err != nil {
 				return j.err
 			}
-			err := w.Add(&h, bytes.NewReader(j.buf))
+			err := w.Add(&h, bytes.NewBuffer(j.buf))
 			// Add has consumed the reader: the buffer is free again.
 			p.release(j)
 			if err != nil {

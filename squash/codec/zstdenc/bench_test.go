@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/squashportage/squashportage/squash/codec/internal/corpus"
 )
 
 // TestKernelCorpus compares sizes and speeds on real data. It runs only when
@@ -34,35 +36,16 @@ func TestKernelCorpus(t *testing.T) {
 	if root == "" {
 		t.Skip("set ZSTDENC_CORPUS to run")
 	}
-	mb := 128
-	if v := os.Getenv("ZSTDENC_MB"); v != "" {
-		mb, _ = strconv.Atoi(v)
-	}
-	limit := mb << 20
-	var data []byte
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || len(data) >= limit || !d.Type().IsRegular() {
-			return nil
-		}
-		if b, err := os.ReadFile(p); err == nil {
-			data = append(data, b...)
-		}
-		return nil
-	})
-	data = data[:min(len(data), limit)]
 	const bs = 128 << 10
-	var blocks [][]byte
-	for i := 0; i < len(data); i += bs {
-		blocks = append(blocks, data[i:min(i+bs, len(data))])
-	}
+	blocks, total := corpus.Blocks(root, corpus.EnvInt("ZSTDENC_MB", 128)<<20, bs)
 	report := func(name string, size int, d time.Duration, base int) {
 		rel := ""
 		if base > 0 {
 			rel = fmt.Sprintf("%+6.2f%%", 100*(float64(size)/float64(base)-1))
 		}
-		t.Logf("%-22s %11d  %7.2f MB/s  %s", name, size, float64(len(data))/d.Seconds()/1e6, rel)
+		t.Logf("%-22s %11d  %7.2f MB/s  %s", name, size, float64(total)/d.Seconds()/1e6, rel)
 	}
-	t.Logf("input %d bytes, %d blocks (speeds are per CPU second)", len(data), len(blocks))
+	t.Logf("input %d bytes, %d blocks (speeds are per CPU second)", total, len(blocks))
 	cSize := 0
 	reps := 1
 	if v := os.Getenv("ZSTDENC_REPS"); v != "" {
