@@ -25,14 +25,13 @@ func newLZ4Encoder(c Config) *lz4Encoder {
 
 func (e *lz4Encoder) Compress(dst, src []byte) ([]byte, error) {
 	if !e.hc {
-		start := len(dst)
-		dst = e.fast.Encode(dst, src)
-		if len(dst)-start >= len(src) {
+		out, ok := e.fast.Encode(dst, src)
+		if !ok {
 			// Incompressible: hand back something not smaller than src so
 			// the caller stores the block uncompressed.
-			return append(dst[:start], src...), nil
+			return append(dst, src...), nil
 		}
-		return dst, nil
+		return out, nil
 	}
 	bound := lz4.CompressBlockBound(len(src))
 	start := len(dst)

@@ -41,9 +41,6 @@ const (
 	skipTrigger = 6
 )
 
-// Bound is the largest output Encode can produce for n input bytes.
-func Bound(n int) int { return n + n/255 + 16 }
-
 // Encoder holds the hash table between calls, so encoding allocates
 // nothing. Not safe for concurrent use. Entries are positions' low 16 bits
 // (see at): the table stays half the size it would be with whole
@@ -73,24 +70,28 @@ func at(entry uint16, s int) int {
 func load32(b []byte, i int) uint32 { return binary.LittleEndian.Uint32(b[i:]) }
 func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
 
-// Encode appends the LZ4 block of src to dst and returns it. The result may
-// be longer than src (at most Bound(len(src)) bytes are appended); the
-// caller decides whether to store src instead.
-func (e *Encoder) Encode(dst, src []byte) []byte {
+// Encode appends the LZ4 block of src to dst and returns it with true; or
+// dst unchanged and false when the block would not be smaller than src,
+// for the caller to store src as it is. dst needs room for len(src) bytes
+// to be used as it is.
+func (e *Encoder) Encode(dst, src []byte) ([]byte, bool) {
 	start := len(dst)
-	need := Bound(len(src))
-	if cap(dst)-start < need {
-		nd := make([]byte, start, start+need)
+	if cap(dst)-start < len(src) {
+		nd := make([]byte, start, start+len(src))
 		copy(nd, dst)
 		dst = nd
 	}
-	out := dst[start : start+need]
-	n := e.encode(out, src)
-	return dst[:start+n]
+	n := e.encode(dst[start:start+max(len(src)-1, 0)], src)
+	if n < 0 {
+		return dst[:start], false
+	}
+	return dst[:start+n], true
 }
 
-// encode writes the block of src into out, which holds Bound(len(src))
-// bytes, and returns its length.
+// encode writes the block of src into out and returns its length, or -1
+// when it would not fit in len(out) bytes. Room is checked for exactly
+// the bytes about to be written (a sequence's token, literals and offset,
+// then its match length), so -1 means the whole block is longer.
 func (e *Encoder) encode(out, src []byte) int {
 	n := len(src)
 	di, anchor := 0, 0
@@ -134,7 +135,9 @@ func (e *Encoder) encode(out, src []byte) int {
 			cand--
 		}
 		tok := di
-		di = literals(out, di, src[anchor:s])
+		if di = literals(out, di, src[anchor:s]); di < 0 || di+2 > len(out) {
+			return -1
+		}
 
 		for {
 			// The match at s against cand: offset, then its length.
@@ -162,6 +165,9 @@ func (e *Encoder) encode(out, src []byte) int {
 			if ml < 15 {
 				out[tok] |= byte(ml)
 			} else {
+				if di+(ml-15)/255+1 > len(out) {
+					return -1
+				}
 				out[tok] |= 15
 				di = lenBytes(out, di, ml-15)
 			}
@@ -179,6 +185,9 @@ func (e *Encoder) encode(out, src []byte) int {
 			if cand < 0 || load32(src, cand) != uint32(v) {
 				break
 			}
+			if di+3 > len(out) {
+				return -1
+			}
 			tok = di
 			out[di] = 0
 			di++
@@ -189,9 +198,16 @@ func (e *Encoder) encode(out, src []byte) int {
 }
 
 // literals writes a sequence's token (its match-length half left 0) and
-// literals, and returns the new end.
+// literals, and returns the new end, or -1 when they do not fit.
 func literals(out []byte, di int, lit []byte) int {
 	l := len(lit)
+	need := 1 + l
+	if l >= 15 {
+		need += (l-15)/255 + 1
+	}
+	if di+need > len(out) {
+		return -1
+	}
 	if l < 15 {
 		out[di] = byte(l << 4)
 		di++

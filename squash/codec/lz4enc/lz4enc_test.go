@@ -87,12 +87,17 @@ func decodeStrict(blk []byte, n int) ([]byte, error) {
 	return out, nil
 }
 
+// roundTrip encodes src without an output limit, checks the block decodes
+// to src, and checks Encode against it: the same block when it is smaller
+// than src, false otherwise.
 func roundTrip(t *testing.T, e *Encoder, src []byte) []byte {
 	t.Helper()
-	blk := e.Encode(nil, src)
-	if len(blk) > Bound(len(src)) {
-		t.Fatalf("%d bytes encoded to %d, over the bound %d", len(src), len(blk), Bound(len(src)))
+	free := make([]byte, 2*len(src)+16)
+	n := e.encode(free, src)
+	if n < 0 {
+		t.Fatalf("%d bytes: no room in %d", len(src), len(free))
 	}
+	blk := free[:n]
 	got, err := decodeStrict(blk, len(src))
 	if err != nil {
 		t.Fatalf("%d bytes: %v", len(src), err)
@@ -104,6 +109,15 @@ func roundTrip(t *testing.T, e *Encoder, src []byte) []byte {
 	dst := make([]byte, len(src))
 	if m, err := lz4.UncompressBlock(blk, dst); err != nil || m != len(src) || !bytes.Equal(dst, src) {
 		t.Fatalf("%d bytes: pierrec/lz4 decodes %d, %v", len(src), m, err)
+	}
+	limited, ok := e.Encode(nil, src)
+	switch {
+	case ok != (len(blk) < len(src)):
+		t.Fatalf("%d bytes: Encode says %v for a block of %d", len(src), ok, len(blk))
+	case ok && !bytes.Equal(limited, blk):
+		t.Fatalf("%d bytes: Encode's block differs from the unlimited one", len(src))
+	case !ok && len(limited) != 0:
+		t.Fatalf("%d bytes: Encode returned %d bytes with false", len(src), len(limited))
 	}
 	return blk
 }
@@ -165,15 +179,27 @@ func TestRoundTrip(t *testing.T) {
 	}
 	// Output is a function of the input: the table left by a previous call
 	// does not leak into the next.
-	a := e.Encode(nil, text[:5000])
+	a, _ := e.Encode(nil, text[:5000])
 	e.Encode(nil, random(128<<10))
-	if b := e.Encode(nil, text[:5000]); !bytes.Equal(a, b) {
+	if b, _ := e.Encode(nil, text[:5000]); !bytes.Equal(a, b) {
 		t.Error("same input, different output after another block")
 	}
-	// Appends after what dst holds.
+	// Appends after what dst holds, and leaves it as it was when the block
+	// would not be smaller.
 	pre := []byte("prefix")
-	if out := e.Encode(pre, text[:5000]); !bytes.Equal(out[:6], pre) || !bytes.Equal(out[6:], a) {
+	if out, ok := e.Encode(pre, text[:5000]); !ok || !bytes.Equal(out[:6], pre) || !bytes.Equal(out[6:], a) {
 		t.Error("appending to dst: prefix lost or block differs")
+	}
+	if out, ok := e.Encode(pre, random(5000)); ok || !bytes.Equal(out, pre) {
+		t.Errorf("random data: %v, %d bytes", ok, len(out))
+	}
+	// Output limits met exactly: data whose block is one byte more or less
+	// than the data, at every length around where literals-only blocks
+	// cross it (a block of n literals takes n+1+(n-15)/255+1 bytes).
+	for n := 1; n < 600; n++ {
+		roundTrip(t, e, random(n))
+		half := append(random(n/2), make([]byte, n-n/2)...)
+		roundTrip(t, e, half)
 	}
 }
 
@@ -204,7 +230,13 @@ func TestCorpus(t *testing.T) {
 	e := new(Encoder)
 	var c lz4.Compressor
 	encs := []func(dst, src []byte) int{
-		func(dst, src []byte) int { return len(e.Encode(dst[:0], src)) },
+		func(dst, src []byte) int {
+			b, ok := e.Encode(dst[:0], src)
+			if !ok {
+				return len(src)
+			}
+			return len(b)
+		},
 		func(dst, src []byte) int {
 			n, _ := c.CompressBlock(src, dst)
 			if n == 0 {
@@ -215,7 +247,7 @@ func TestCorpus(t *testing.T) {
 	}
 	var size [2]int
 	best := [2]time.Duration{1 << 62, 1 << 62}
-	dst := make([]byte, Bound(128<<10))
+	dst := make([]byte, 2<<20)
 	for range corpus.EnvInt("LZ4ENC_REPS", 3) { // alternating, so both see the same machine
 		for k, enc := range encs {
 			size[k] = 0
