@@ -823,20 +823,19 @@ func (w *Writer) addData(name string, size uint64, data io.Reader) (*fileRec, er
 		f.lastSeq = w.seq
 	}
 	var tailBuf []byte
-	if nx, ok := data.(nexter); ok && tail > 0 {
-		// The tail is copied into the fragment window below; no need to
-		// copy it out of the reader's buffer first.
-		if tailBuf = nx.Next(int(tail)); uint64(len(tailBuf)) != tail {
-			return nil, fmt.Errorf("read tail: %w (did the file shrink?)", io.ErrUnexpectedEOF)
-		}
-		if sum != nil {
-			sum.Write(tailBuf)
-		}
-	} else if tail > 0 {
-		tailBuf = w.getBuf()[:tail]
-		defer func() { w.bufs.Put(&tailBuf) }()
-		if _, err := io.ReadFull(data, tailBuf); err != nil {
-			return nil, fmt.Errorf("read tail: %w (did the file shrink?)", err)
+	if tail > 0 {
+		if nx, ok := data.(nexter); ok {
+			// The tail is copied into the fragment window below; no need
+			// to copy it out of the reader's buffer first.
+			if tailBuf = nx.Next(int(tail)); uint64(len(tailBuf)) != tail {
+				return nil, fmt.Errorf("read tail: %w (did the file shrink?)", io.ErrUnexpectedEOF)
+			}
+		} else {
+			tailBuf = w.getBuf()[:tail]
+			defer func() { w.bufs.Put(&tailBuf) }()
+			if _, err := io.ReadFull(data, tailBuf); err != nil {
+				return nil, fmt.Errorf("read tail: %w (did the file shrink?)", err)
+			}
 		}
 		if sum != nil {
 			sum.Write(tailBuf)

@@ -253,11 +253,7 @@ func TestWriterBufferTails(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rc, err := OpenFile(img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
+		rc := openImage(t, img)
 		for i, data := range files {
 			got, err := rc.ReadFile(fmt.Sprintf("f%d", i))
 			if err != nil || !bytes.Equal(got, data) {

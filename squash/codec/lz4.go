@@ -36,10 +36,7 @@ func (e *lz4Encoder) Compress(dst, src []byte) ([]byte, error) {
 	bound := lz4.CompressBlockBound(len(src))
 	start := len(dst)
 	dst = grow(dst, bound)
-	out := dst[start : start+bound]
-	var n int
-	var err error
-	n, err = e.high.CompressBlock(src, out)
+	n, err := e.high.CompressBlock(src, dst[start:start+bound])
 	if err != nil {
 		return dst[:start], fmt.Errorf("lz4: compress: %w", err)
 	}

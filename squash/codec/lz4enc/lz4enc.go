@@ -6,9 +6,8 @@
 // hash table of recent positions, no chains, a search step that grows over
 // incompressible stretches, and a probe for a match right where the previous
 // one ended. What it is tuned for is the size of a squashfs block: at most
-// 128 KiB (or 1 MiB), so the table is small enough to stay in the first
-// level cache and is cleared per block, which keeps the output a function of
-// the input alone.
+// 128 KiB (or 1 MiB), so the table is small (64 KiB) and is cleared per
+// block, which keeps the output a function of the input alone.
 package lz4enc
 
 import (
@@ -24,7 +23,6 @@ const (
 	// bytes before the end.
 	lastLiterals = 5
 	mfLimit      = 12
-	maxOffset    = 65535
 
 	// The table: 2^hashLog entries of 16 bits (64 KiB), keyed by the hash
 	// of hashBytes bytes. Measured with TestCorpus on 64 MiB of Linux 6.1's
@@ -43,8 +41,9 @@ const (
 
 // Encoder holds the hash table between calls, so encoding allocates
 // nothing. Not safe for concurrent use. Entries are positions' low 16 bits
-// (see at): the table stays half the size it would be with whole
-// positions, which measured 10% faster on the sources.
+// (see at): the table is half the size it would be with whole positions.
+// TestCorpus on 128 MiB of the Linux sources, 2^14 entries: 1.04 of
+// pierrec's time with 32-bit entries, 0.92 with 16-bit ones.
 type Encoder struct {
 	table [1 << hashLog]uint16
 }
@@ -96,7 +95,7 @@ func (e *Encoder) encode(out, src []byte) int {
 	n := len(src)
 	di, anchor := 0, 0
 	if n < mfLimit+1 {
-		return lastRun(out, di, src[anchor:])
+		return literals(out, di, src[anchor:])
 	}
 	t := &e.table
 	clear(t[:])
@@ -119,7 +118,7 @@ func (e *Encoder) encode(out, src []byte) int {
 			step = probes >> skipTrigger
 			probes++
 			if next > sLimit {
-				return lastRun(out, di, src[anchor:])
+				return literals(out, di, src[anchor:])
 			}
 			h := hash(v)
 			cand = at(t[h], s)
@@ -173,7 +172,7 @@ func (e *Encoder) encode(out, src []byte) int {
 			}
 			anchor = s
 			if s > sLimit {
-				return lastRun(out, di, src[anchor:])
+				return literals(out, di, src[anchor:])
 			}
 			// Index a position inside the match, then probe right at its
 			// end: runs of matches with no literals between are common.
@@ -216,11 +215,6 @@ func literals(out []byte, di int, lit []byte) int {
 		di = lenBytes(out, di+1, l-15)
 	}
 	return di + copy(out[di:], lit)
-}
-
-// lastRun writes the final, literals-only sequence.
-func lastRun(out []byte, di int, lit []byte) int {
-	return literals(out, di, lit)
 }
 
 // lenBytes writes the rest of a length of 15 or more: 255s, then the
