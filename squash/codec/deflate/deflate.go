@@ -1,7 +1,9 @@
-// Package deflate is a zlib (RFC 1950) encoder of deflate (RFC 1951)
-// streams tuned for squashfs blocks: each Encode compresses one whole
-// buffer into one independent stream, which is what squashfs's "gzip"
-// compressor stores and what the kernel's zlib inflate reads.
+// Package deflate encodes and decodes zlib (RFC 1950) streams of deflate
+// (RFC 1951) data tuned for squashfs blocks: each Encode compresses one
+// whole buffer into one independent stream, which is what squashfs's
+// "gzip" compressor stores and what the kernel's zlib inflate reads, and
+// each DecodeZlib inflates one whole stream into a buffer of known size
+// (inflate.go).
 //
 // Knowing the whole input up front lets it tokenize the input completely
 // before writing anything: lazy matching ("lazy2", lazy.go) over hash
@@ -15,7 +17,6 @@ package deflate
 
 import (
 	"encoding/binary"
-	"hash/adler32"
 )
 
 const (
@@ -97,5 +98,5 @@ func (e *Encoder) Encode(dst, src []byte) []byte {
 		e.writeBlocks(&w, src)
 	}
 	w.align()
-	return binary.BigEndian.AppendUint32(w.out, adler32.Checksum(src))
+	return binary.BigEndian.AppendUint32(w.out, adler(src))
 }
