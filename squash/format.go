@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 
 	"github.com/squashportage/squashportage/squash/codec"
 )
@@ -320,6 +321,14 @@ type Inode struct {
 	DirOffset uint16
 	Parent    uint32
 	DirIndex  []DirIndex
+}
+
+// Clone returns a copy of ino that shares no memory with it.
+func (ino *Inode) Clone() *Inode {
+	c := *ino
+	c.BlockSizes = slices.Clone(ino.BlockSizes)
+	c.DirIndex = slices.Clone(ino.DirIndex)
+	return &c
 }
 
 // DirIndex is one entry of an extended directory's lookup index.

@@ -60,6 +60,7 @@ type Reader struct {
 	cfg       codec.Config
 
 	decoders sync.Pool // of codec.Decoder; decoders are not goroutine-safe
+	rawMeta  sync.Pool // of *[2 + MetadataSize]byte, for compressed metadata blocks
 
 	ids         []uint32
 	idIndex     []uint64

@@ -63,9 +63,11 @@ func (r *Reader) readInode(ref uint64) (*Inode, error) {
 
 // Inodes calls fn with every inode of the inode table, in table order, for
 // work that needs each inode once but not the tree: a fold plans which
-// blocks to copy from every file's. It stops at fn's first error.
+// blocks to copy from every file's. It stops at fn's first error. The
+// Inode passed is reused for the next one: fn keeps a Clone.
 func (r *Reader) Inodes(fn func(*Inode) error) error {
 	c := r.newCursor(r.sb.InodeTable, 0)
+	ino := new(Inode)
 	for i := uint32(0); i < r.sb.Inodes; i++ {
 		// A cursor at a block's end moves to the next block's start,
 		// which is how the inode there is referenced.
@@ -73,8 +75,7 @@ func (r *Reader) Inodes(fn func(*Inode) error) error {
 			return fmt.Errorf("inode table, inode %d of %d: %w", i+1, r.sb.Inodes, err)
 		}
 		ref := (c.pos-r.sb.InodeTable)<<16 | uint64(c.off)
-		ino, err := r.parseInode(c, ref)
-		if err != nil {
+		if err := r.parseInodeInto(c, ref, ino); err != nil {
 			return fmt.Errorf("inode %#x: %w", ref, err)
 		}
 		if err := fn(ino); err != nil {
@@ -86,12 +87,22 @@ func (r *Reader) Inodes(fn func(*Inode) error) error {
 
 // parseInode decodes the inode at c, leaving c just after it.
 func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
+	ino := new(Inode)
+	if err := r.parseInodeInto(c, ref, ino); err != nil {
+		return nil, err
+	}
+	return ino, nil
+}
+
+// parseInodeInto is parseInode into ino, whose block list's memory it
+// reuses.
+func (r *Reader) parseInodeInto(c *metaCursor, ref uint64, ino *Inode) error {
 	le := binary.LittleEndian
 	var b [64]byte
 	if err := c.read(b[:16]); err != nil {
-		return nil, err
+		return err
 	}
-	ino := &Inode{
+	*ino = Inode{
 		Ref:        ref,
 		Type:       le.Uint16(b[0:]),
 		Mtime:      le.Uint32(b[8:]),
@@ -99,26 +110,27 @@ func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 		Nlink:      1,
 		XattrIndex: NoXattr,
 		Fragment:   NoFragment,
+		BlockSizes: ino.BlockSizes[:0],
 	}
 	if ino.Type < TypeDir || ino.Type > TypeLSocket {
-		return nil, corruptf("unknown inode type %d", ino.Type)
+		return corruptf("unknown inode type %d", ino.Type)
 	}
 	ino.Mode = modeType(ino.Type) | goPerm(le.Uint16(b[2:]))
 	var err error
 	if ino.UID, err = r.lookupID(le.Uint16(b[4:])); err != nil {
-		return nil, fmt.Errorf("uid: %w", err)
+		return fmt.Errorf("uid: %w", err)
 	}
 	if ino.GID, err = r.lookupID(le.Uint16(b[6:])); err != nil {
-		return nil, fmt.Errorf("gid: %w", err)
+		return fmt.Errorf("gid: %w", err)
 	}
 	if ino.Number == 0 || ino.Number > r.sb.Inodes {
-		return nil, corruptf("inode number %d out of range 1..%d", ino.Number, r.sb.Inodes)
+		return corruptf("inode number %d out of range 1..%d", ino.Number, r.sb.Inodes)
 	}
 
 	switch ino.Type {
 	case TypeDir:
 		if err := c.read(b[:16]); err != nil {
-			return nil, err
+			return err
 		}
 		ino.DirBlock = le.Uint32(b[0:])
 		ino.Nlink = le.Uint32(b[4:])
@@ -127,7 +139,7 @@ func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 		ino.Parent = le.Uint32(b[12:])
 	case TypeLDir:
 		if err := c.read(b[:24]); err != nil {
-			return nil, err
+			return err
 		}
 		ino.Nlink = le.Uint32(b[0:])
 		ino.Size = uint64(le.Uint32(b[4:]))
@@ -141,15 +153,15 @@ func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 		}
 		for i := 0; i < int(count); i++ {
 			if err := c.read(b[:12]); err != nil {
-				return nil, fmt.Errorf("directory index %d: %w", i, err)
+				return fmt.Errorf("directory index %d: %w", i, err)
 			}
 			n := le.Uint32(b[8:]) + 1
 			if n > maxNameLen {
-				return nil, corruptf("directory index %d: name of %d bytes", i, n)
+				return corruptf("directory index %d: name of %d bytes", i, n)
 			}
 			name, err := c.readBytes(uint64(n))
 			if err != nil {
-				return nil, fmt.Errorf("directory index %d: %w", i, err)
+				return fmt.Errorf("directory index %d: %w", i, err)
 			}
 			ino.DirIndex = append(ino.DirIndex, DirIndex{
 				Index: le.Uint32(b[0:]),
@@ -159,18 +171,18 @@ func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 		}
 	case TypeFile:
 		if err := c.read(b[:16]); err != nil {
-			return nil, err
+			return err
 		}
 		ino.BlocksStart = uint64(le.Uint32(b[0:]))
 		ino.Fragment = le.Uint32(b[4:])
 		ino.FragOffset = le.Uint32(b[8:])
 		ino.Size = uint64(le.Uint32(b[12:]))
 		if err := r.readBlockList(c, ino); err != nil {
-			return nil, err
+			return err
 		}
 	case TypeLFile:
 		if err := c.read(b[:40]); err != nil {
-			return nil, err
+			return err
 		}
 		ino.BlocksStart = le.Uint64(b[0:])
 		ino.Size = le.Uint64(b[8:])
@@ -180,26 +192,26 @@ func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 		ino.FragOffset = le.Uint32(b[32:])
 		ino.XattrIndex = le.Uint32(b[36:])
 		if err := r.readBlockList(c, ino); err != nil {
-			return nil, err
+			return err
 		}
 	case TypeSymlink, TypeLSymlink:
 		if err := c.read(b[:8]); err != nil {
-			return nil, err
+			return err
 		}
 		ino.Nlink = le.Uint32(b[0:])
 		n := le.Uint32(b[4:])
 		if n == 0 || n > maxSymlinkSize {
-			return nil, corruptf("symlink target of %d bytes", n)
+			return corruptf("symlink target of %d bytes", n)
 		}
 		t, err := c.readBytes(uint64(n))
 		if err != nil {
-			return nil, fmt.Errorf("symlink target: %w", err)
+			return fmt.Errorf("symlink target: %w", err)
 		}
 		ino.Target = string(t)
 		ino.Size = uint64(n)
 		if ino.Type == TypeLSymlink {
 			if err := c.read(b[:4]); err != nil {
-				return nil, err
+				return err
 			}
 			ino.XattrIndex = le.Uint32(b[0:])
 		}
@@ -209,7 +221,7 @@ func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 			n = 12
 		}
 		if err := c.read(b[:n]); err != nil {
-			return nil, err
+			return err
 		}
 		ino.Nlink = le.Uint32(b[0:])
 		ino.Rdev = le.Uint32(b[4:])
@@ -222,7 +234,7 @@ func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 			n = 8
 		}
 		if err := c.read(b[:n]); err != nil {
-			return nil, err
+			return err
 		}
 		ino.Nlink = le.Uint32(b[0:])
 		if n == 8 {
@@ -230,9 +242,9 @@ func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
 		}
 	}
 	if ino.XattrIndex != NoXattr && ino.XattrIndex >= r.xattrIDs {
-		return nil, corruptf("xattr index %d out of range (%d sets)", ino.XattrIndex, r.xattrIDs)
+		return corruptf("xattr index %d out of range (%d sets)", ino.XattrIndex, r.xattrIDs)
 	}
-	return ino, nil
+	return nil
 }
 
 // readBlockList reads a regular file's block size words after checking the
@@ -264,8 +276,17 @@ func (r *Reader) readBlockList(c *metaCursor, ino *Inode) error {
 	if ino.BlocksStart > r.size {
 		return corruptf("data at %#x past end of image", ino.BlocksStart)
 	}
-	const chunk = 2048
-	sizes := make([]uint32, 0, min(n, chunk))
+	// Read in small pieces: a buffer on the stack is cleared on every
+	// call, and most files (a Portage tree's) have no blocks at all.
+	const chunk = 64
+	sizes := ino.BlockSizes[:0] // Inodes reuses one Inode, and its list
+	if n == 0 {
+		ino.BlockSizes = sizes
+		return nil
+	}
+	if uint64(cap(sizes)) < min(n, 2048) {
+		sizes = make([]uint32, 0, min(n, 2048))
+	}
 	var buf [chunk * 4]byte
 	var total uint64
 	for uint64(len(sizes)) < n {

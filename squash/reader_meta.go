@@ -23,23 +23,33 @@ func (r *Reader) readMetaBlockRaw(pos uint64, allowCompressed bool) ([]byte, uin
 		avail = 2 + MetadataSize
 	}
 	// One read for header and body: the body is at most 8 KiB and is
-	// almost always needed whole.
-	buf := make([]byte, avail)
+	// almost always needed whole. A compressed body is only passing
+	// through: its buffer goes back to the pool (a persist reads the old
+	// image's tables two or three times over).
+	raw, _ := r.rawMeta.Get().(*[2 + MetadataSize]byte)
+	if raw == nil {
+		raw = new([2 + MetadataSize]byte)
+	}
+	buf := raw[:avail]
 	if err := r.readAt(buf, pos); err != nil {
+		r.rawMeta.Put(raw)
 		return nil, 0, fmt.Errorf("metadata block at %#x: %w", pos, err)
 	}
 	hdr := binary.LittleEndian.Uint16(buf)
 	n := int(hdr &^ metaUncompressed)
 	if n == 0 || n > MetadataSize {
+		r.rawMeta.Put(raw)
 		return nil, 0, corruptf("metadata block at %#x: bad length %d", pos, n)
 	}
 	if 2+n > len(buf) {
+		r.rawMeta.Put(raw)
 		return nil, 0, corruptf("metadata block at %#x: %d bytes past end of image", pos, n)
 	}
 	next := pos + 2 + uint64(n)
 	if hdr&metaUncompressed != 0 {
-		return buf[2 : 2+n : 2+n], next, nil
+		return buf[2 : 2+n : 2+n], next, nil // kept: the caller holds it
 	}
+	defer r.rawMeta.Put(raw)
 	if !allowCompressed {
 		return nil, 0, corruptf("metadata block at %#x: compressed where it must not be", pos)
 	}

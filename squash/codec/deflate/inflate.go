@@ -27,7 +27,7 @@ var (
 var (
 	errHeader     = corrupt("invalid zlib header")
 	errDict       = corrupt("zlib stream needs a preset dictionary")
-	errChecksum   = corrupt("adler-32 mismatch")
+	errChecksum   = corrupt("Adler-32 checksum mismatch")
 	errTrailing   = corrupt("data after the end of the stream")
 	errBlockType  = corrupt("invalid block type")
 	errStored     = corrupt("stored block length does not match its complement")
