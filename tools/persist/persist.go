@@ -18,9 +18,12 @@ import (
 const usage = `Usage: squashportage persist [--dry-run] [--force] [--compact] [--if-managed] [--json] [--wait D] [--state-dir DIR] [TARGET...]
        squashportage compact [options] [TARGET...]   (persist --compact)
 
-Writes the merged view of each managed overlay (all of them without
-TARGET; a TARGET may be relative or reached through a symlink) into a new
-squashfs image, when its upper holds changes:
+Writes the changes of each managed overlay (all of them without TARGET;
+a TARGET may be relative or reached through a symlink), when its upper
+holds some: with a tmpfs upper, as a delta layer stacked on the image
+(see below); once layers=N of them are stacked (default 8), and at every
+persist with layers=0 or a disk upper, as the merged view in a new
+squashfs image:
 
   - unchanged files keep their compressed blocks, copied verbatim in their
     old order: the cost is what changed, not the tree;
@@ -33,10 +36,10 @@ squashfs image, when its upper holds changes:
     the new image with an empty upper takes its place in one step, freeing
     the RAM. Nothing written before, during or after is lost.
 
-With layers=N in the spec, a persist writes only the upper's changes, as
-a small delta layer (IMAGE.layer-NNNN) stacked on IMAGE and named in
-IMAGE.layers; when the layers reach N (or compact=P% of IMAGE's size),
-or with --compact, it folds IMAGE, the layers and the upper into a new
+A delta layer holds only the upper's changes, as a small squashfs image
+(IMAGE.layer-NNNN) stacked on IMAGE and named in IMAGE.layers; when the
+layers reach layers=N (or compact=P% of IMAGE's size), or with
+--compact, persist folds IMAGE, the layers and the upper into a new
 IMAGE as above and removes the layers.
 
 Nothing is written when the upper is empty, when the spec says
