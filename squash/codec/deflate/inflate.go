@@ -545,10 +545,18 @@ func (d *Decoder) block(br *bitReader, dst []byte, op int) (int, error) {
 		switch {
 		case dist >= length && length >= 32:
 			copy(dst[op:op+length], dst[from:])
+		case dist >= 16 && len(dst)-op >= length+16:
+			// Sixteen bytes at a time, each at least sixteen behind what
+			// it writes, up to fifteen past the match: later output
+			// covers them.
+			for k := 0; k < length; k += 16 {
+				w0 := binary.LittleEndian.Uint64(dst[from+k:])
+				w1 := binary.LittleEndian.Uint64(dst[from+k+8:])
+				binary.LittleEndian.PutUint64(dst[op+k:], w0)
+				binary.LittleEndian.PutUint64(dst[op+k+8:], w1)
+			}
 		case dist >= 8 && len(dst)-op >= length+8:
-			// Eight bytes at a time, each at least eight behind what it
-			// writes, up to seven past the match: later output covers
-			// them.
+			// Likewise eight at a time.
 			for k := 0; k < length; k += 8 {
 				binary.LittleEndian.PutUint64(dst[op+k:], binary.LittleEndian.Uint64(dst[from+k:]))
 			}
