@@ -160,9 +160,12 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 		f.workers = runtime.NumCPU()
 	}
 	f.stats.Reuse = cfg.ID == old.ID && cfg.BlockSize == old.BlockSize && cfg.Options == old.Options
-	// Each pass goes over the tree in order: caching whole tables would
-	// only hold memory.
-	r.SetCache(512, 256)
+	// The inode table is read whole twice (for the copy plan, then by the
+	// merge): room for the tables of a Portage tree (1,400 blocks of 8
+	// KiB, 186k entries) decodes each block once. 512 blocks instead: a
+	// whole-image persist of the Portage-like tree 7% slower, peak RSS 10
+	// MB lower (44-46 MB).
+	r.SetCache(2048, 256)
 	root, err := r.Root()
 	if err != nil {
 		return f.stats, err
