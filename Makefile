@@ -7,7 +7,7 @@ BIN      := bin/squashportage
 FUZZ     ?= fuzz
 FUZZTIME ?= 60s
 # Fuzz targets as package:Func pairs; add new ones here.
-FUZZ_TARGETS ?= ./squash:FuzzReader ./squash/codec/deflate:FuzzEncode
+FUZZ_TARGETS ?= ./squash:FuzzReader ./squash/codec/deflate:FuzzEncode ./squash/codec/deflate:FuzzInflate
 BENCH_SCALE ?= 1
 
 # make initramfs: bin/initramfs.cpio.gz with squashportage as /init and
