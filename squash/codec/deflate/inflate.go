@@ -3,6 +3,7 @@ package deflate
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/bits"
 )
 
@@ -41,12 +42,8 @@ var (
 	errDistance   = corrupt("distance too far back")
 )
 
-// corruptError keeps the detail while matching ErrCorrupt in errors.Is.
-type corruptError string
-
-func corrupt(s string) error           { return corruptError("inflate: " + s) }
-func (e corruptError) Error() string   { return string(e) }
-func (e corruptError) Is(t error) bool { return t == ErrCorrupt }
+// corrupt is an error matching ErrCorrupt in errors.Is, with its detail.
+func corrupt(s string) error { return fmt.Errorf("%w: %s", ErrCorrupt, s) }
 
 // Table sizes: the first bits of a code index the main table; longer
 // codes continue in subtables. The most entries any valid (complete or
@@ -86,6 +83,8 @@ type Decoder struct {
 	dist   [distEnough]uint32
 	cl     [1 << clBits]uint32
 	lens   [numLitLenAll + numDistAll]uint8
+	// fixedBuilt: the tables hold the fixed code.
+	fixedBuilt bool
 }
 
 // NewDecoder returns a Decoder.
@@ -212,11 +211,8 @@ func (br *bitReader) stored(dst []byte, op int) (int, error) {
 	}
 	br.drop(32)
 	// Hand the whole bytes still loaded back to the input.
-	ip := br.used()
+	ip := br.used() // within the input: checked above
 	br.bits, br.n, br.extra = 0, 0, 0
-	if ip > len(br.in) {
-		return op, ErrTruncated
-	}
 	if length > len(br.in)-ip {
 		return op, ErrTruncated
 	}
@@ -228,8 +224,13 @@ func (br *bitReader) stored(dst []byte, op int) (int, error) {
 	return op + length, nil
 }
 
-// fixed builds the tables of the fixed Huffman code (RFC 1951 3.2.6).
+// fixed builds the tables of the fixed Huffman code (RFC 1951 3.2.6),
+// unless the last block's were those.
 func (d *Decoder) fixed() {
+	if d.fixedBuilt {
+		return
+	}
+	d.fixedBuilt = true
 	l := d.lens[:numLitLenAll+numDistAll]
 	for i := range 144 {
 		l[i] = 8
@@ -253,6 +254,7 @@ func (d *Decoder) fixed() {
 
 // dynamic reads a dynamic block's header and builds its tables.
 func (d *Decoder) dynamic(br *bitReader) error {
+	d.fixedBuilt = false
 	br.refill()
 	nlit := int(br.bits&31) + 257
 	ndist := int(br.bits>>5&31) + 1

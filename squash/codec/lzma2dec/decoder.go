@@ -11,6 +11,7 @@ package lzma2dec
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 )
 
 var (
@@ -35,13 +36,8 @@ var (
 	errChunkMatch = corrupt("match crosses chunk end")
 )
 
-// corruptError keeps the detail while matching ErrCorrupt in errors.Is.
-type corruptError string
-
-func corrupt(s string) error { return corruptError(s) }
-
-func (e corruptError) Error() string        { return "lzma2: corrupt input: " + string(e) }
-func (e corruptError) Is(target error) bool { return target == ErrCorrupt }
+// corrupt is an error matching ErrCorrupt in errors.Is, with its detail.
+func corrupt(s string) error { return fmt.Errorf("%w: %s", ErrCorrupt, s) }
 
 const (
 	numStates    = 12
