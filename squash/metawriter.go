@@ -54,23 +54,29 @@ func (m *metaWriter) flushBlock() error {
 		return nil
 	}
 	m.blockStarts = append(m.blockStarts, uint64(len(m.out)))
-	if !m.uncompressed && m.enc != nil {
+	var err error
+	m.out, m.scratch, err = appendMetaBlock(m.out, m.scratch, m.buf, m.enc, m.uncompressed)
+	m.buf = m.buf[:0]
+	return err
+}
+
+// appendMetaBlock appends raw to out as one metadata block: its 16-bit
+// header, then raw compressed with enc, or raw itself when stored is set,
+// enc is nil or compressing does not make it smaller. scratch is a buffer
+// to compress into, returned for reuse.
+func appendMetaBlock(out, scratch, raw []byte, enc codec.Encoder, stored bool) ([]byte, []byte, error) {
+	if !stored && enc != nil {
 		var err error
-		m.scratch, err = m.enc.Compress(m.scratch[:0], m.buf)
-		if err != nil {
-			return fmt.Errorf("compress metadata block: %w", err)
+		if scratch, err = enc.Compress(scratch[:0], raw); err != nil {
+			return out, scratch, fmt.Errorf("compress metadata block: %w", err)
 		}
-		if len(m.scratch) < len(m.buf) {
-			m.out = binary.LittleEndian.AppendUint16(m.out, uint16(len(m.scratch)))
-			m.out = append(m.out, m.scratch...)
-			m.buf = m.buf[:0]
-			return nil
+		if len(scratch) < len(raw) {
+			out = binary.LittleEndian.AppendUint16(out, uint16(len(scratch)))
+			return append(out, scratch...), scratch, nil
 		}
 	}
-	m.out = binary.LittleEndian.AppendUint16(m.out, uint16(len(m.buf))|metaUncompressed)
-	m.out = append(m.out, m.buf...)
-	m.buf = m.buf[:0]
-	return nil
+	out = binary.LittleEndian.AppendUint16(out, uint16(len(raw))|metaUncompressed)
+	return append(out, raw...), scratch, nil
 }
 
 // finish flushes the last, partial block and returns the table's bytes.

@@ -285,9 +285,14 @@ func NewWriter(out Output, opts WriterOptions) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.tables = &tableWriter{w: w, enc: menc,
-		inodes: newMetaStream(menc, opts.UncompressedInodes),
-		dirs:   newMetaStream(menc, opts.UncompressedInodes)}
+	w.tables = &tableWriter{w: w, enc: menc}
+	// The packer gets an encoder of its own: the tables' (t.enc) serves
+	// the xattr and lookup tables after it is done.
+	penc, err := w.metaConfig().NewEncoder()
+	if err != nil {
+		return nil, err
+	}
+	w.tables.inodes, w.tables.dirs, w.tables.pk = newMetaPair(penc, opts.UncompressedInodes)
 	for _, enc := range encs {
 		w.workWG.Add(1)
 		go w.worker(enc)

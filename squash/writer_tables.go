@@ -16,6 +16,7 @@ func (w *Writer) Close() error {
 	if w.closed {
 		return errors.New("close: writer is already closed")
 	}
+	defer w.tables.pk.close() // on every path: it has a goroutine
 	w.flushSpan()
 	w.closed = true
 	if w.err() == nil {
@@ -82,6 +83,7 @@ type tableWriter struct {
 	enc    codec.Encoder
 	inodes *metaStream
 	dirs   *metaStream
+	pk     *metaPacker // compresses inodes and dirs
 	count  uint32
 	refs   []uint64 // virtual inode refs by inode number - 1, for the export table
 	scr    []byte
@@ -108,7 +110,9 @@ func (t *tableWriter) writeDir(d *node) error {
 	if err != nil {
 		return err
 	}
-	return compressPair(t.inodes, t.dirs, false)
+	t.inodes.seal(false)
+	t.dirs.seal(false)
+	return nil
 }
 
 func (t *tableWriter) begin(n *node, typ uint16) []byte {
@@ -352,17 +356,19 @@ func (t *tableWriter) finish(root *node) error {
 		sb.BlockLog++
 	}
 
-	err := compressPair(t.inodes, t.dirs, true)
+	t.inodes.seal(true)
+	t.dirs.seal(true)
+	err := t.pk.close()
 	if err != nil {
 		return err
 	}
-	sb.RootInode = t.inodes.resolve(root.ref)
+	sb.RootInode = t.pk.resolve(t.inodes.id, root.ref)
 	sb.InodeTable = pos
-	if err := put(t.inodes.out); err != nil {
+	if err := put(t.pk.streams[t.inodes.id].out); err != nil {
 		return err
 	}
 	sb.DirTable = pos
-	if err := put(t.dirs.out); err != nil {
+	if err := put(t.pk.streams[t.dirs.id].out); err != nil {
 		return err
 	}
 
@@ -378,7 +384,7 @@ func (t *tableWriter) finish(root *node) error {
 	if !w.opts.NoExports {
 		e = e[:0]
 		for _, r := range t.refs {
-			e = le.AppendUint64(e, t.inodes.resolve(r))
+			e = le.AppendUint64(e, t.pk.resolve(t.inodes.id, r))
 		}
 		if sb.ExportTable, err = lookup(e, false); err != nil {
 			return err
