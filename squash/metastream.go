@@ -138,7 +138,7 @@ type sealedBlock struct {
 // packedStream is a stream's compressed side.
 type packedStream struct {
 	queue  []*sealedBlock // sealed, waiting for the other stream
-	out    []byte         // the compressed blocks
+	out    chunks[byte]   // the compressed blocks
 	starts []uint64       // compressed position of blocks 0..len(starts)-1
 }
 
@@ -221,11 +221,12 @@ func (p *metaPacker) step(i int) bool {
 		}
 	}
 	var err error
-	if s.out, p.scratch, err = appendMetaBlock(s.out, p.scratch, b.data, p.enc, p.stored); err != nil {
+	if p.scratch, err = encodeMetaBlock(p.scratch, b.data, p.enc, p.stored); err != nil {
 		p.err = err
 		return true
 	}
-	s.starts = append(s.starts, uint64(len(s.out)))
+	s.out.append(p.scratch...)
+	s.starts = append(s.starts, uint64(s.out.len()))
 	return true
 }
 

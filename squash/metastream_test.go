@@ -45,7 +45,9 @@ func TestMetaPairPatches(t *testing.T) {
 				if err := pk.close(); err != nil {
 					t.Fatal(err)
 				}
-				got := decodeStream(t, pk.streams[inodes.id].out)
+				var out []byte
+				pk.streams[inodes.id].out.pieces(func(p []byte) error { out = append(out, p...); return nil })
+				got := decodeStream(t, out)
 				want := append([]byte(nil), in...)
 				binary.LittleEndian.PutUint32(want[tc.at:], uint32(pk.streams[dirs.id].starts[2]))
 				if !bytes.Equal(got, want) {

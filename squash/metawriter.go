@@ -55,28 +55,30 @@ func (m *metaWriter) flushBlock() error {
 	}
 	m.blockStarts = append(m.blockStarts, uint64(len(m.out)))
 	var err error
-	m.out, m.scratch, err = appendMetaBlock(m.out, m.scratch, m.buf, m.enc, m.uncompressed)
+	m.scratch, err = encodeMetaBlock(m.scratch, m.buf, m.enc, m.uncompressed)
+	m.out = append(m.out, m.scratch...)
 	m.buf = m.buf[:0]
 	return err
 }
 
-// appendMetaBlock appends raw to out as one metadata block: its 16-bit
-// header, then raw compressed with enc, or raw itself when stored is set,
-// enc is nil or compressing does not make it smaller. scratch is a buffer
-// to compress into, returned for reuse.
-func appendMetaBlock(out, scratch, raw []byte, enc codec.Encoder, stored bool) ([]byte, []byte, error) {
+// encodeMetaBlock encodes raw as one metadata block, its 16-bit header
+// then its body, into buf (reused): raw compressed with enc, or raw
+// itself when stored is set, enc is nil or compressing does not make it
+// smaller.
+func encodeMetaBlock(buf, raw []byte, enc codec.Encoder, stored bool) ([]byte, error) {
 	if !stored && enc != nil {
-		var err error
-		if scratch, err = enc.Compress(scratch[:0], raw); err != nil {
-			return out, scratch, fmt.Errorf("compress metadata block: %w", err)
+		out, err := enc.Compress(append(buf[:0], 0, 0), raw)
+		if err != nil {
+			return buf, fmt.Errorf("compress metadata block: %w", err)
 		}
-		if len(scratch) < len(raw) {
-			out = binary.LittleEndian.AppendUint16(out, uint16(len(scratch)))
-			return append(out, scratch...), scratch, nil
+		if len(out)-2 < len(raw) {
+			binary.LittleEndian.PutUint16(out, uint16(len(out)-2))
+			return out, nil
 		}
+		buf = out
 	}
-	out = binary.LittleEndian.AppendUint16(out, uint16(len(raw))|metaUncompressed)
-	return append(out, raw...), scratch, nil
+	buf = binary.LittleEndian.AppendUint16(buf[:0], uint16(len(raw))|metaUncompressed)
+	return append(buf, raw...), nil
 }
 
 // finish flushes the last, partial block and returns the table's bytes.

@@ -85,7 +85,7 @@ type tableWriter struct {
 	dirs   *metaStream
 	pk     *metaPacker // compresses inodes and dirs
 	count  uint32
-	refs   []uint64 // virtual inode refs by inode number - 1, for the export table
+	refs   chunks[uint64] // virtual inode refs by inode number - 1, for the export table
 	scr    []byte
 	list   []byte
 }
@@ -131,10 +131,8 @@ func (t *tableWriter) begin(n *node, typ uint16) []byte {
 func (t *tableWriter) end(n *node, b []byte) error {
 	n.ref = vref(t.inodes.pos())
 	n.written = true
-	if int(n.number) > len(t.refs) {
-		t.refs = slices.Grow(t.refs, int(n.number)-len(t.refs))[:n.number]
-	}
-	t.refs[n.number-1] = n.ref
+	t.refs.grow(int(n.number))
+	t.refs.set(int(n.number)-1, n.ref)
 	t.scr = b
 	t.inodes.write(b)
 	return nil
@@ -364,15 +362,15 @@ func (t *tableWriter) finish(root *node) error {
 	}
 	sb.RootInode = t.pk.resolve(t.inodes.id, root.ref)
 	sb.InodeTable = pos
-	if err := put(t.pk.streams[t.inodes.id].out); err != nil {
+	if err := t.pk.streams[t.inodes.id].out.pieces(put); err != nil {
 		return err
 	}
 	sb.DirTable = pos
-	if err := put(t.pk.streams[t.dirs.id].out); err != nil {
+	if err := t.pk.streams[t.dirs.id].out.pieces(put); err != nil {
 		return err
 	}
 
-	var e []byte
+	e := make([]byte, 0, 16*len(w.fragTable))
 	for _, f := range w.fragTable {
 		e = le.AppendUint64(e, f.Start)
 		e = le.AppendUint32(e, f.Size)
@@ -382,9 +380,9 @@ func (t *tableWriter) finish(root *node) error {
 		return err
 	}
 	if !w.opts.NoExports {
-		e = e[:0]
-		for _, r := range t.refs {
-			e = le.AppendUint64(e, t.pk.resolve(t.inodes.id, r))
+		e = slices.Grow(e[:0], 8*t.refs.len()) // see chunks
+		for i := range t.refs.len() {
+			e = le.AppendUint64(e, t.pk.resolve(t.inodes.id, t.refs.at(i)))
 		}
 		if sb.ExportTable, err = lookup(e, false); err != nil {
 			return err

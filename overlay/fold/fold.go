@@ -176,9 +176,11 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 			opts.Log(format+" at %v", append(args, time.Since(start).Round(time.Millisecond))...)
 		}
 	}
+	var scan <-chan *inodeScan
 	if f.stats.Reuse {
 		f.check = startCheck(r, f.workers)
 		defer f.check.abort()
+		scan = f.scanInodes()
 		if err := f.mergeDir("", root, "", layers); err != nil {
 			return f.stats, err
 		}
@@ -207,7 +209,7 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 	f.frags = make(map[uint32]uint32)
 	f.firstName = make(map[linkKey]string)
 	if f.stats.Reuse {
-		if err := f.copyReused(w, data); err != nil {
+		if err := f.copyReused(w, data, scan); err != nil {
 			return fail(err)
 		}
 		log("reused blocks queued")
@@ -817,46 +819,102 @@ func withoutOverlay(xs []squash.Xattr) []squash.Xattr {
 	return out
 }
 
+// inodeScan is what copyReused needs of the old inode table, read on a
+// goroutine of its own while the layers are merged for what they delete:
+// each distinct run of stored blocks (from its first inode, in table
+// order) and every tail.
+type inodeScan struct {
+	runs  []oldRun
+	sizes [][]uint32 // the runs' size words
+	tails []tailUse
+	err   error
+}
+
+// oldRun is a file's run of stored blocks in the old image, with what the
+// reuse check needs of its inode. It holds no pointer (its size words are
+// sizes[blk][at:at+n] of its scan), so the collector never scans the runs.
+type oldRun struct {
+	start, size uint64
+	number      uint32
+	blk, at, n  uint32
+}
+
+func (s *inodeScan) sizesOf(o *oldRun) []uint32 { return s.sizes[o.blk][o.at : o.at+o.n] }
+
+// inode is the part of a squash.Inode the block checker reads.
+func (s *inodeScan) inode(o *oldRun) *squash.Inode {
+	return &squash.Inode{Number: o.number, BlocksStart: o.start, BlockSizes: s.sizesOf(o), Size: o.size}
+}
+
+// scanInodes starts the scan; its result comes once on the channel. Its
+// slices are sized for the image's inode count up front: growing them by
+// append would touch several times their size in fresh memory (see
+// squash's chunks), and capacity never written costs nothing, as nothing
+// in them is a pointer for the collector to scan.
+func (f *folder) scanInodes() <-chan *inodeScan {
+	out := make(chan *inodeScan, 1)
+	go func() {
+		count := int(min(f.r.Superblock().Inodes, 1<<24))
+		s := &inodeScan{runs: make([]oldRun, 0, count), tails: make([]tailUse, 0, count)}
+		seen := make(map[uint64]bool)
+		var sizes []uint32
+		s.err = f.r.Inodes(func(ino *squash.Inode) error {
+			if !ino.Mode.IsRegular() {
+				return nil
+			}
+			s.tails = f.noteTail(s.tails, ino)
+			if len(ino.BlockSizes) == 0 || allHoles(ino.BlockSizes) || seen[ino.BlocksStart] {
+				return nil // no stored blocks, or a duplicate's or a hard link's
+			}
+			seen[ino.BlocksStart] = true
+			if len(s.sizes) == 0 || len(ino.BlockSizes) > cap(sizes)-len(sizes) {
+				sizes = make([]uint32, 0, max(64<<10, len(ino.BlockSizes)))
+				s.sizes = append(s.sizes, sizes)
+			}
+			r := oldRun{start: ino.BlocksStart, size: ino.Size, number: ino.Number,
+				blk: uint32(len(s.sizes) - 1), at: uint32(len(sizes)), n: uint32(len(ino.BlockSizes))}
+			sizes = append(sizes, ino.BlockSizes...)
+			s.sizes[r.blk] = sizes
+			s.runs = append(s.runs, r)
+			return nil
+		})
+		out <- s
+	}()
+	return out
+}
+
 // copyReused copies, in their old order and ahead of all new data, the
 // blocks of the old files that the layers leave alone: every file's runs
-// (from the inode table, without walking the tree) but the deleted ones',
-// and the fragment blocks still mostly alive.
-func (f *folder) copyReused(w *squash.Writer, data io.ReaderAt) error {
+// (from the inode table, without walking the tree: scan) but the deleted
+// ones', and the fragment blocks still mostly alive.
+func (f *folder) copyReused(w *squash.Writer, data io.ReaderAt, scan <-chan *inodeScan) error {
 	type item struct {
 		pos   uint64
 		frag  uint32
 		isRun bool
-		ino   *squash.Inode
+		run   int // in live
 	}
-	var items []item
-	var all []tailUse
+	s := <-scan
+	if s.err != nil {
+		return fmt.Errorf("image: %w", s.err)
+	}
 	dead := make(map[uint64]bool, len(f.deadRun))
 	for _, p := range f.deadRun {
 		dead[p] = true
 	}
-	err := f.r.Inodes(func(ino *squash.Inode) error {
-		if !ino.Mode.IsRegular() {
-			return nil
+	live := s.runs[:0]
+	for i := range s.runs {
+		if !dead[s.runs[i].start] {
+			f.runs[s.runs[i].start] = nil
+			live = append(live, s.runs[i])
 		}
-		all = f.noteTail(all, ino)
-		if len(ino.BlockSizes) == 0 || allHoles(ino.BlockSizes) || dead[ino.BlocksStart] {
-			return nil
-		}
-		if _, ok := f.runs[ino.BlocksStart]; ok {
-			return nil // a duplicate's or a hard link's
-		}
-		f.runs[ino.BlocksStart] = nil
-		items = append(items, item{pos: ino.BlocksStart, isRun: true, ino: ino.Clone()})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("image: %w", err)
 	}
-	runInos := make([]*squash.Inode, len(items))
-	for i, it := range items {
-		runInos[i] = it.ino
+	items := make([]item, 0, len(live)+int(f.r.Superblock().Fragments))
+	for i := range live {
+		items = append(items, item{pos: live[i].start, isRun: true, run: i})
 	}
-	f.check.files(runInos)
+	all := s.tails
+	f.check.files(s, live)
 
 	// A fragment block stays while at least half of what it holds is
 	// alive: repacking costs compression, keeping costs space. A tail the
@@ -878,13 +936,14 @@ func (f *folder) copyReused(w *squash.Writer, data io.ReaderAt) error {
 	kept := 0
 	for _, it := range items {
 		if it.isRun {
-			run, err := w.CopyRun(data, it.pos, it.ino.BlockSizes)
+			sizes := s.sizesOf(&live[it.run])
+			run, err := w.CopyRun(data, it.pos, sizes)
 			if err != nil {
 				return err
 			}
 			f.runs[it.pos] = run
-			for _, s := range it.ino.BlockSizes {
-				f.stats.ReusedBytes += int64(squash.BlockSize(s))
+			for _, word := range sizes {
+				f.stats.ReusedBytes += int64(squash.BlockSize(word))
 			}
 			continue
 		}
@@ -1051,19 +1110,19 @@ func startCheck(r *squash.Reader, workers int) *reuseCheck {
 }
 
 // files queues the stored blocks of the files whose runs are copied.
-func (k *reuseCheck) files(inos []*squash.Inode) {
+func (k *reuseCheck) files(s *inodeScan, runs []oldRun) {
 	if k == nil {
 		return
 	}
-	k.runStart = make(map[uint32]uint64, len(inos))
-	for _, ino := range inos {
-		k.runStart[ino.Number] = ino.BlocksStart
+	k.runStart = make(map[uint32]uint64, len(runs))
+	for _, r := range runs {
+		k.runStart[r.number] = r.start
 	}
 	k.runs = make(chan struct{})
 	go func() {
 		defer close(k.runs)
-		for _, ino := range inos {
-			k.c.File(ino)
+		for i := range runs {
+			k.c.File(s.inode(&runs[i]))
 		}
 	}()
 }
