@@ -503,12 +503,15 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 			return err
 		}
 	}
+	// cleanName leaves no empty, . or .. component: the parent's name and
+	// the base are what is either side of the last slash (path.Dir and
+	// path.Base would clean it again, for every entry).
+	dir, base := "", name
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		dir, base = name[:i], name[i+1:]
+	}
 	var parent *node
 	if name != "" {
-		dir := path.Dir(name)
-		if dir == "." {
-			dir = ""
-		}
 		i := len(w.stack) - 1
 		for i >= 0 && w.stack[i].hdr.Name != dir {
 			i--
@@ -524,7 +527,7 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 		}
 		parent = w.stack[i]
 	}
-	n := &node{name: path.Base(name), hdr: *h, nlink: 1, xattr: NoXattr, nlinkAt: -1}
+	n := &node{name: base, hdr: *h, nlink: 1, xattr: NoXattr, nlinkAt: -1}
 	n.hdr.Name = name
 	n.hdr.Xattrs = nil // indexed below; the node outlives the caller's slice otherwise
 	if name == "" {

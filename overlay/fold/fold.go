@@ -376,13 +376,28 @@ func (f *folder) run(t childTask) error {
 // reads and decodes the old image's whole metadata, which is most of a
 // persist's work before writing. A subtree merged ahead of its turn waits
 // after a few hundred entries, so memory holds those, not the tree.
+//
+// Entries go over in batches: handed over one at a time, the consumer
+// (the writer's goroutine, a persist's critical path) was woken for
+// nearly every entry and spent a quarter of a persist waiting to run
+// again (a trace of the Portage-like tree's: 211 of 793 ms runnable).
 func (f *folder) runParallel(tasks []childTask) error {
 	type result struct {
 		sub  *folder
-		ents chan entry // closed when the subtree is merged
+		ents chan []entry // closed when the subtree is merged
 		err  error
 	}
-	const buffered = 64
+	const (
+		batchLen = 64
+		buffered = 32 // batches
+	)
+	var batches sync.Pool
+	newBatch := func() []entry {
+		if b, ok := batches.Get().(*[]entry); ok {
+			return (*b)[:0]
+		}
+		return make([]entry, 0, batchLen)
+	}
 	// A task's channel is made when it gets a place among the tasks in
 	// flight (before the place is given): entries are large, and a
 	// channel per child of the root made up front held megabytes.
@@ -392,7 +407,7 @@ func (f *folder) runParallel(tasks []childTask) error {
 		results[i] = &result{}
 	}
 	for i := range min(inFlight, len(tasks)) {
-		results[i].ents = make(chan entry, buffered)
+		results[i].ents = make(chan []entry, buffered)
 	}
 	ahead := make(chan struct{}, inFlight)
 	next := make(chan int)
@@ -423,15 +438,26 @@ func (f *folder) runParallel(tasks []childTask) error {
 			for i := range next {
 				res := results[i]
 				sub := &folder{r: f.r, mode: f.mode}
-				sub.sink = func(e *entry) error {
+				b := newBatch()
+				send := func() error {
 					select {
-					case res.ents <- *e:
+					case res.ents <- b:
+						b = newBatch()
 						return nil
 					case <-stop:
 						return errStopped
 					}
 				}
+				sub.sink = func(e *entry) error {
+					if b = append(b, *e); len(b) < batchLen {
+						return nil
+					}
+					return send()
+				}
 				res.sub, res.err = sub, sub.run(tasks[i])
+				if res.err == nil && len(b) > 0 {
+					res.err = send()
+				}
 				close(res.ents)
 			}
 		}()
@@ -439,10 +465,14 @@ func (f *folder) runParallel(tasks []childTask) error {
 	defer wg.Wait()
 	defer close(stop)
 	for i, res := range results {
-		for e := range res.ents {
-			if err := f.emit(e); err != nil {
-				return err
+		for b := range res.ents {
+			for k := range b {
+				if err := f.emit(b[k]); err != nil {
+					return err
+				}
 			}
+			clear(b) // let go of what the entries point to
+			batches.Put(&b)
 		}
 		results[i] = nil
 		if res.err != nil {
@@ -454,7 +484,7 @@ func (f *folder) runParallel(tasks []childTask) error {
 		f.stats.FromUpper += sub.stats.FromUpper
 		f.stats.Deleted += sub.stats.Deleted
 		if j := i + inFlight; j < len(results) {
-			results[j].ents = make(chan entry, buffered)
+			results[j].ents = make(chan []entry, buffered)
 		}
 		<-ahead
 	}
