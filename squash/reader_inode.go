@@ -54,11 +54,21 @@ func (r *Reader) InodeAt(ref uint64) (*Inode, error) {
 }
 
 func (r *Reader) readInode(ref uint64) (*Inode, error) {
+	ino := new(Inode)
+	if err := r.readInodeInto(ref, ino); err != nil {
+		return nil, err
+	}
+	return ino, nil
+}
+
+// readInodeInto is readInode into ino, for walks that look at most
+// inodes once and keep few: its block list's memory is reused.
+func (r *Reader) readInodeInto(ref uint64, ino *Inode) error {
 	blk := ref >> 16
 	if blk >= r.size-r.sb.InodeTable {
-		return nil, corruptf("reference past end of image")
+		return corruptf("reference past end of image")
 	}
-	return r.parseInode(r.newCursor(r.sb.InodeTable+blk, uint16(ref)), ref)
+	return r.parseInodeInto(r.newCursor(r.sb.InodeTable+blk, uint16(ref)), ref, ino)
 }
 
 // Inodes calls fn with every inode of the inode table, in table order, for
@@ -321,30 +331,34 @@ func (r *Reader) ReadDirInode(dir *Inode) ([]DirEntry, error) {
 
 // readDir returns the cached listing of dir; the slice is shared.
 func (r *Reader) readDir(dir *Inode) ([]DirEntry, error) {
-	if basicType(dir.Type) != TypeDir {
-		return nil, fmt.Errorf("inode %d is not a directory", dir.Number)
-	}
-	if dir.Size > 0xFFFFFFFF {
-		return nil, corruptf("directory %d: listing of %d bytes", dir.Number, dir.Size)
-	}
 	if ents, ok := r.dirs.get(dirKeyOf(dir)); ok {
 		return ents, nil
 	}
-	ents, err := r.parseDir(dir)
+	var ents []DirEntry
+	err := r.eachEntry(dir, func(e DirEntry) bool {
+		ents = append(ents, e)
+		return true
+	})
 	if err != nil {
-		return nil, fmt.Errorf("directory inode %d: %w", dir.Number, err)
+		return nil, err
 	}
 	r.dirs.add(dirKeyOf(dir), ents, len(ents)+1)
 	return ents, nil
 }
 
-func (r *Reader) parseDir(dir *Inode) ([]DirEntry, error) {
-	var ents []DirEntry
-	err := r.scanDir(dir, 0, dir.DirBlock, func(e DirEntry) bool {
-		ents = append(ents, e)
-		return true
-	})
-	return ents, err
+// eachEntry hands dir's entries to fn, in order, until fn returns false:
+// for walks that read each listing once (readDir keeps them).
+func (r *Reader) eachEntry(dir *Inode, fn func(DirEntry) bool) error {
+	if basicType(dir.Type) != TypeDir {
+		return fmt.Errorf("inode %d is not a directory", dir.Number)
+	}
+	if dir.Size > 0xFFFFFFFF {
+		return corruptf("directory %d: listing of %d bytes", dir.Number, dir.Size)
+	}
+	if err := r.scanDir(dir, 0, dir.DirBlock, fn); err != nil {
+		return fmt.Errorf("directory inode %d: %w", dir.Number, err)
+	}
+	return nil
 }
 
 // scanDir decodes dir's listing from byte index (where a header must start,
