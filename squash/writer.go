@@ -111,6 +111,7 @@ type Writer struct {
 
 	idMap  map[uint32]uint16
 	ids    []uint32
+	lastID uint16            // index in ids of the id idIndex found last
 	xattrs map[string]uint32 // canonical set -> index
 	xsets  [][]Xattr
 
@@ -487,7 +488,7 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 	if err := w.err(); err != nil {
 		return err
 	}
-	name, err := cleanName(h.Name)
+	name, err := entryName(h.Name)
 	if err != nil {
 		return err
 	}
@@ -517,6 +518,9 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 			i--
 		}
 		if i < 0 {
+			if _, err := cleanName(name); err != nil {
+				return err
+			}
 			return fmt.Errorf("add %q: directory %q is not open: add each directory before its entries, and all of a directory's entries before anything outside it", name, dir)
 		}
 		// The directories below the parent are complete.
@@ -715,20 +719,48 @@ func cleanName(name string) (string, error) {
 	}
 	name = strings.TrimPrefix(name, "/")
 	for c := range strings.SplitSeq(name, "/") {
-		switch {
-		case c == "" || c == "." || c == "..":
-			return "", fmt.Errorf("name %q: empty, . or .. component", name)
-		case len(c) > 256:
-			return "", fmt.Errorf("name %q: component longer than 256 bytes", name)
-		case strings.IndexByte(c, 0) >= 0:
-			return "", fmt.Errorf("name %q: NUL byte", name)
+		if err := checkComponent(c, name); err != nil {
+			return "", err
 		}
 	}
 	return name, nil
 }
 
+// entryName is cleanName for the name of an entry, checking its last
+// component only: the rest must be the name of an open directory, which
+// was checked when it was added (addEntry looks it up, and asks cleanName
+// what is wrong when it is not there).
+func entryName(name string) (string, error) {
+	if name == "" || name == "." || name == "/" {
+		return "", nil
+	}
+	name = strings.TrimPrefix(name, "/")
+	if err := checkComponent(name[strings.LastIndexByte(name, '/')+1:], name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+func checkComponent(c, name string) error {
+	switch {
+	case c == "" || c == "." || c == "..":
+		return fmt.Errorf("name %q: empty, . or .. component", name)
+	case len(c) > 256:
+		return fmt.Errorf("name %q: component longer than 256 bytes", name)
+	case strings.IndexByte(c, 0) >= 0:
+		return fmt.Errorf("name %q: NUL byte", name)
+	}
+	return nil
+}
+
 func (w *Writer) idIndex(id uint32) (uint16, error) {
+	// Trees have a handful of ids, and runs of entries share them: the
+	// last one found spares two map lookups an entry.
+	if len(w.ids) > 0 && id == w.ids[w.lastID] {
+		return w.lastID, nil
+	}
 	if i, ok := w.idMap[id]; ok {
+		w.lastID = i
 		return i, nil
 	}
 	if len(w.ids) == 1<<16 {
@@ -737,6 +769,7 @@ func (w *Writer) idIndex(id uint32) (uint16, error) {
 	i := uint16(len(w.ids))
 	w.idMap[id] = i
 	w.ids = append(w.ids, id)
+	w.lastID = i
 	return i, nil
 }
 

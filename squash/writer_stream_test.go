@@ -169,6 +169,30 @@ func TestWriterAddOrder(t *testing.T) {
 			}
 			return addBytes(w, "f/x", nil)
 		}, "is not open"},
+		{"empty component under an open directory", func(w *Writer) error {
+			if err := addDir(w, "a"); err != nil {
+				return err
+			}
+			return addBytes(w, "a//f", nil)
+		}, "empty, . or .. component"},
+		{"dot-dot component", func(w *Writer) error {
+			if err := addDir(w, "a"); err != nil {
+				return err
+			}
+			return addBytes(w, "a/../f", nil)
+		}, "empty, . or .. component"},
+		{"trailing slash", func(w *Writer) error {
+			return addBytes(w, "f/", nil)
+		}, "empty, . or .. component"},
+		{"NUL in a parent's name", func(w *Writer) error {
+			if err := addDir(w, "a"); err != nil {
+				return err
+			}
+			return addBytes(w, "a\x00/f", nil)
+		}, "NUL byte"},
+		{"long last component", func(w *Writer) error {
+			return addBytes(w, strings.Repeat("x", 257), nil)
+		}, "longer than 256 bytes"},
 		{"root after entries", func(w *Writer) error {
 			if err := addDir(w, "a"); err != nil {
 				return err

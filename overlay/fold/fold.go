@@ -401,7 +401,7 @@ func (f *folder) runParallel(tasks []childTask) error {
 	// A task's channel is made when it gets a place among the tasks in
 	// flight (before the place is given): entries are large, and a
 	// channel per child of the root made up front held megabytes.
-	inFlight := f.workers + 1
+	inFlight := 4*f.workers + 1
 	results := make([]*result, len(tasks))
 	for i := range results {
 		results[i] = &result{}
