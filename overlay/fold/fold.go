@@ -400,7 +400,10 @@ func (f *folder) runParallel(tasks []childTask) error {
 	}
 	// A task's channel is made when it gets a place among the tasks in
 	// flight (before the place is given): entries are large, and a
-	// channel per child of the root made up front held megabytes.
+	// channel per child of the root made up front held megabytes. Four
+	// tasks a worker keep the workers busy while the writer goes through
+	// a large subtree; they hold at most 4*workers+1 times 32 batches of
+	// 64 entries (3.3 MB at 2 workers).
 	inFlight := 4*f.workers + 1
 	results := make([]*result, len(tasks))
 	for i := range results {
