@@ -883,11 +883,13 @@ func (s *inodeScan) inode(o *oldRun) *squash.Inode {
 // slices are sized for the image's inode count up front: growing them by
 // append would touch several times their size in fresh memory (see
 // squash's chunks), and capacity never written costs nothing, as nothing
-// in them is a pointer for the collector to scan.
+// in them is a pointer for the collector to scan. Past a million inodes
+// (five Portage trees; a damaged superblock may claim four billion)
+// they grow.
 func (f *folder) scanInodes() <-chan *inodeScan {
 	out := make(chan *inodeScan, 1)
 	go func() {
-		count := int(min(f.r.Superblock().Inodes, 1<<24))
+		count := int(min(f.r.Superblock().Inodes, 1<<20))
 		s := &inodeScan{runs: make([]oldRun, 0, count), tails: make([]tailUse, 0, count)}
 		seen := make(map[uint64]bool)
 		var sizes []uint32
@@ -942,11 +944,6 @@ func (f *folder) copyReused(w *squash.Writer, data io.ReaderAt, scan <-chan *ino
 			live = append(live, s.runs[i])
 		}
 	}
-	items := make([]item, 0, len(live)+int(f.r.Superblock().Fragments))
-	for i := range live {
-		items = append(items, item{pos: live[i].start, isRun: true, run: i})
-	}
-	all := s.tails
 	f.check.files(s, live)
 
 	// A fragment block stays while at least half of what it holds is
@@ -954,7 +951,11 @@ func (f *folder) copyReused(w *squash.Writer, data io.ReaderAt, scan <-chan *ino
 	// layers delete counts as dead even when a duplicate of it lives on.
 	var deadBy, liveBy map[uint32]uint64
 	f.dead, deadBy = tailBytes(f.dead, nil)
-	_, liveBy = tailBytes(all, f.dead)
+	_, liveBy = tailBytes(s.tails, f.dead)
+	items := make([]item, 0, len(live)+len(liveBy))
+	for i := range live {
+		items = append(items, item{pos: live[i].start, isRun: true, run: i})
+	}
 	for frag, n := range liveBy {
 		if n == 0 || n < deadBy[frag] {
 			continue
