@@ -95,17 +95,8 @@ func (r *Reader) Inodes(fn func(*Inode) error) error {
 	return nil
 }
 
-// parseInode decodes the inode at c, leaving c just after it.
-func (r *Reader) parseInode(c *metaCursor, ref uint64) (*Inode, error) {
-	ino := new(Inode)
-	if err := r.parseInodeInto(c, ref, ino); err != nil {
-		return nil, err
-	}
-	return ino, nil
-}
-
-// parseInodeInto is parseInode into ino, whose block list's memory it
-// reuses.
+// parseInodeInto decodes the inode at c into ino, reusing its block
+// list's memory, and leaves c just after it.
 func (r *Reader) parseInodeInto(c *metaCursor, ref uint64, ino *Inode) error {
 	le := binary.LittleEndian
 	var b [64]byte
