@@ -86,6 +86,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		processors      int
 		noXattrs        bool
 		noExports       bool
+		noBlockSums     bool
 		keepAsDirectory bool
 		allRoot         bool
 	)
@@ -151,6 +152,10 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			c.writer.NoDuplicates = true
 		case "-no-fragment-grouping":
 			c.writer.NoFragmentGrouping = true
+		case "-block-sums":
+			noBlockSums = false
+		case "-no-block-sums":
+			noBlockSums = true
 		case "-exports":
 			noExports = false
 		case "-no-exports":
@@ -243,6 +248,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 	c.writer.Workers = processors
 	c.writer.NoExports = noExports
 	c.writer.NoXattrs = noXattrs
+	c.writer.BlockSums = !noBlockSums
 
 	if epoch, ok := getenv("SOURCE_DATE_EPOCH"); ok {
 		if mkfsTime != nil || allTime != nil {

@@ -19,7 +19,7 @@ func u32(v uint32) *uint32 { return &v }
 func TestParseArgs(t *testing.T) {
 	gz := codec.Config{ID: codec.Gzip, BlockSize: 128 << 10}
 	base := func() *config {
-		return &config{sources: []string{"src"}, dest: "out.img", writer: squash.WriterOptions{Codec: gz}}
+		return &config{sources: []string{"src"}, dest: "out.img", writer: squash.WriterOptions{Codec: gz, BlockSums: true}}
 	}
 	tests := []struct {
 		name string
@@ -68,6 +68,8 @@ func TestParseArgs(t *testing.T) {
 		// mksquashfs 4.5: -no-tailends is its default and ours.
 		{"no-tailends is the default", []string{"-no-tailends"}, nil, func(c *config) {}},
 		{"tailends", []string{"-tailends"}, nil, func(c *config) { c.writer.AlwaysFragments = true }},
+		{"no block sums", []string{"-no-block-sums"}, nil, func(c *config) { c.writer.BlockSums = false }},
+		{"block sums last wins", []string{"-no-block-sums", "-block-sums"}, nil, func(c *config) {}},
 		{"exports last wins", []string{"-no-exports", "-exports", "-no-exports"}, nil, func(c *config) { c.writer.NoExports = true }},
 		{"exports", []string{"-no-exports", "-exports"}, nil, func(c *config) {}},
 		{"no xattrs", []string{"-xattrs", "-no-xattrs"}, nil, func(c *config) { c.writer.NoXattrs, c.tree.NoXattrs = true, true }},

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/squashportage/squashportage/squash"
 )
 
 // buildSource makes a small tree with the entry kinds mksquashfs handles.
@@ -193,18 +195,23 @@ func TestEndToEndDest(t *testing.T) {
 
 // TestTailendsOptions: mksquashfs 4.5's -no-tailends is the default (same
 // image as without it), and -tailends is -always-use-fragments.
+// buildSmall writes img from src with fixed times and 4K blocks, plus opts.
+func buildSmall(t *testing.T, src, img string, opts ...string) string {
+	t.Helper()
+	var out, errb bytes.Buffer
+	args := append([]string{src, img, "-noappend", "-quiet", "-mkfs-time", "1", "-all-time", "1", "-b", "4K"}, opts...)
+	if code := Main(args, &out, &errb); code != 0 {
+		t.Fatalf("mksquashfs %q: exit %d: %s", opts, code, &errb)
+	}
+	return img
+}
+
 func TestTailendsOptions(t *testing.T) {
 	src := buildSource(t)
 	dir := t.TempDir()
 	build := func(name string, opts ...string) []byte {
 		t.Helper()
-		img := filepath.Join(dir, name)
-		var out, errb bytes.Buffer
-		args := append([]string{src, img, "-noappend", "-quiet", "-mkfs-time", "1", "-all-time", "1", "-b", "4K"}, opts...)
-		if code := Main(args, &out, &errb); code != 0 {
-			t.Fatalf("mksquashfs %q: exit %d: %s", opts, code, &errb)
-		}
-		b, err := os.ReadFile(img)
+		b, err := os.ReadFile(buildSmall(t, src, filepath.Join(dir, name), opts...))
 		mustDo(t, err)
 		return b
 	}
@@ -218,5 +225,46 @@ func TestTailendsOptions(t *testing.T) {
 	}
 	if bytes.Equal(def, tail) {
 		t.Error("-tailends made no difference (the source has files larger than a block)")
+	}
+}
+
+// TestBlockSumsOption: by default the image carries a block sum record
+// that the reader accepts (so a first persist from it reads instead of
+// decodes); -no-block-sums ends the file at the 4K padding, and the two
+// images agree on everything the superblock covers.
+func TestBlockSumsOption(t *testing.T) {
+	src := buildSource(t)
+	dir := t.TempDir()
+	sums := func(img string) (int, int64, uint64) {
+		t.Helper()
+		f, err := os.Open(img)
+		mustDo(t, err)
+		defer f.Close()
+		fi, err := f.Stat()
+		mustDo(t, err)
+		r, err := squash.NewReader(f, fi.Size())
+		mustDo(t, err)
+		m, _ := r.BlockSums()
+		return len(m), fi.Size(), r.Superblock().BytesUsed
+	}
+	def := buildSmall(t, src, filepath.Join(dir, "def"))
+	off := buildSmall(t, src, filepath.Join(dir, "off"), "-no-block-sums")
+	n, size, used := sums(def)
+	if n == 0 {
+		t.Errorf("default image: no block sums found (size %d, bytes used %d)", size, used)
+	}
+	n, size, used = sums(off)
+	if n != 0 || size != int64((used+4095)&^4095) {
+		t.Errorf("-no-block-sums: %d sums, size %d for %d bytes used", n, size, used)
+	}
+	a, err := os.ReadFile(def)
+	mustDo(t, err)
+	b, err := os.ReadFile(off)
+	mustDo(t, err)
+	if !bytes.Equal(a[:len(b)], b) {
+		t.Error("the images differ before the record")
+	}
+	if listing(t, def) != listing(t, off) {
+		t.Error("unsquashfs lists the images differently")
 	}
 }

@@ -37,6 +37,15 @@ Layout:
                           directory order are as fast either way
   -exports                make the image exportable via NFS (default)
   -no-exports             leave out the NFS export table
+  -block-sums             record a CRC-32C of every data and fragment block
+                          after the image's 4K padding (default), where the
+                          kernel and other tools never look: the first
+                          persist from this image reads each reused block
+                          once instead of decompressing it all (the first
+                          persist from an image without them decompresses
+                          every block it keeps, once)
+  -no-block-sums          leave the record out: DEST ends at the padding, as
+                          mksquashfs's does
   -xattrs                 store extended attributes (default); only the
                           user., trusted. and security. namespaces
   -no-xattrs              do not store extended attributes
