@@ -21,7 +21,11 @@ type Report struct {
 	Compressor string `json:"compressor"`
 	BlockSize  int    `json:"block_size"`
 	ImageSize  int64  `json:"image_size"`
-	Loop       string `json:"loop"`
+	// BlockSums: the image has the block sum record squashportage's
+	// writers append; without it (mksquashfs's images) the next fold of the
+	// whole image decompresses every block it keeps to check it.
+	BlockSums bool   `json:"block_sums"`
+	Loop      string `json:"loop"`
 	// Mounted is false when the record outlived its mount (unmounted by
 	// hand): the counts are then zero.
 	Mounted   bool   `json:"mounted"`
@@ -74,6 +78,7 @@ func Status(st *State) (Report, error) {
 	}
 	rep.Compressor = img.Codec().ID.String()
 	rep.BlockSize = int(img.Superblock().BlockSize)
+	_, rep.BlockSums = img.BlockSums()
 	img.Close()
 	if fi, err := os.Stat(st.ImagePath()); err == nil {
 		rep.ImageSize = fi.Size()

@@ -24,11 +24,13 @@ type BlockChecker struct {
 
 	sums      map[uint64]uint32 // see UseSums
 	decodeAll bool              // decode summed blocks too
+	collect   bool              // keep the sums of blocks that decode, in collected
 
-	mu       sync.Mutex
-	faults   []BlockFault
-	fragLenS []int32          // decoded length of each fragment block checked, -1 when it failed
-	fragLen  map[uint32]int32 // the same, when the fragment count is too large to trust
+	mu        sync.Mutex
+	faults    []BlockFault
+	fragLenS  []int32          // decoded length of each fragment block checked, -1 when it failed
+	fragLen   map[uint32]int32 // the same, when the fragment count is too large to trust
+	collected []blockSum       // with collect, unordered, a shared block once per use
 }
 
 // blockJob is a fragment block, or the stored blocks of a file from a
@@ -160,7 +162,7 @@ func (c *BlockChecker) decode(j blockJob, out, raw []byte) {
 			}
 			return
 		}
-		n, err := c.r.decodeDataBlockInto(out, j.start, j.word, raw)
+		n, err := c.decodeBlock(out, j.start, j.word, raw)
 		if err != nil {
 			c.fault(BlockFault{Fragment: true, Index: j.index, Pos: j.start, Err: err})
 			c.setFragLen(j.index, -1)
@@ -177,7 +179,7 @@ func (c *BlockChecker) decode(j blockJob, out, raw []byte) {
 			if err == nil && (!ok || c.decodeAll) {
 				want := min(bs, j.size-uint64(i)*bs)
 				var n int
-				n, err = c.r.decodeDataBlockInto(out[:want], pos, w, raw)
+				n, err = c.decodeBlock(out[:want], pos, w, raw)
 				if err == nil && uint64(n) != want {
 					err = corruptf("decoded %d bytes, want %d", n, want)
 				}
@@ -188,6 +190,34 @@ func (c *BlockChecker) decode(j blockJob, out, raw []byte) {
 		}
 		pos += uint64(BlockSize(w))
 	}
+}
+
+// decodeBlock decodes a block into out (as long as it may decode to) and,
+// when collecting, keeps the sum of its stored bytes if it decodes.
+func (c *BlockChecker) decodeBlock(out []byte, pos uint64, word uint32, raw []byte) (int, error) {
+	if !c.collect {
+		return c.r.decodeDataBlockInto(out, pos, word, raw)
+	}
+	b, err := c.r.ReadRawBlock(pos, word, raw)
+	if err != nil {
+		return 0, err
+	}
+	n := len(b)
+	switch {
+	case BlockCompressed(word):
+		n, err = c.r.decompress(out, b)
+	case n > len(out):
+		err = corruptf("uncompressed block: %d bytes, expected at most %d", n, len(out))
+	default:
+		copy(out, b)
+	}
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	c.collected = append(c.collected, blockSum{pos: pos, crc: blockCRC(b)})
+	c.mu.Unlock()
+	return n, nil
 }
 
 func (c *BlockChecker) fault(f BlockFault) {

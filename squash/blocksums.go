@@ -2,8 +2,12 @@ package squash
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"hash/crc32"
+	"os"
 )
 
 // A block sum record is what our writer appends, with WriterOptions.
@@ -88,4 +92,57 @@ func (r *Reader) BlockSums() (map[uint64]uint32, bool) {
 		m[le.Uint64(e)] = le.Uint32(e[8:])
 	}
 	return m, true
+}
+
+// ErrHasBlockSums is what AddBlockSums returns for an image that has a
+// record already.
+var ErrHasBlockSums = errors.New("the image has a block sum record already")
+
+// AddBlockSums verifies the image in f as Verify does, decoding every data
+// and fragment block, and, if it is sound, records their sums after it
+// (mksquashfs's images have none): a fold then reads the blocks it keeps
+// instead of decompressing them all, which the first persist from such
+// an image otherwise does. It returns the number of blocks recorded.
+//
+// Only what lies past the image's 4 KiB padding is written, which the
+// kernel and other tools never read, so f may be mounted meanwhile; a
+// record cut short by a crash does not check out and is ignored. It
+// refuses f if it is not a regular file (on a device, the bytes after the
+// image may be something else's) or if anything but padding follows the
+// image, and returns ErrHasBlockSums if a record is there. It syncs f.
+func AddBlockSums(ctx context.Context, f *os.File, opts VerifyOptions) (int, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return 0, fmt.Errorf("%s: not a regular file: what follows the image on it may be another's", f.Name())
+	}
+	r, err := NewReader(f, fi.Size())
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", f.Name(), err)
+	}
+	if _, ok := r.BlockSums(); ok {
+		return 0, ErrHasBlockSums
+	}
+	start := sumsStart(r.size)
+	if uint64(fi.Size()) > start {
+		return 0, fmt.Errorf("%s: %d bytes follow the image's padding and are no block sum record; not overwriting them", f.Name(), uint64(fi.Size())-start)
+	}
+	opts.TrustedBelow = 0 // every block is decoded: the record vouches for them
+	sums, err := r.verify(ctx, opts, true)
+	if err != nil {
+		return 0, err
+	}
+	var sb [SuperblockSize]byte
+	if err := readFullAt(r.ra, sb[:], 0); err != nil {
+		return 0, err
+	}
+	if _, err := f.WriteAt(appendSums(nil, sb[:], sums), int64(start)); err != nil {
+		return 0, fmt.Errorf("%s: write block sums: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("%s: sync: %w", f.Name(), err)
+	}
+	return len(sums), nil
 }

@@ -12,18 +12,17 @@ import (
 	"testing"
 )
 
-// TestBlockSums writes an image with a block sum record: every data and
-// fragment block has its sum (a duplicate file's blocks, written and
-// dropped, have none), the kernel's view is unchanged, and a record that
-// does not check out is none.
-func TestBlockSums(t *testing.T) {
-	img := filepath.Join(t.TempDir(), "i.sqfs")
+// sumsTestImage writes an image in dir, with a block sum record if sums:
+// a file of three blocks, a duplicate of it, forty tails in fragments.
+func sumsTestImage(t *testing.T, dir string, sums bool) string {
+	t.Helper()
+	img := filepath.Join(dir, fmt.Sprintf("sums-%v.sqfs", sums))
 	f, err := os.Create(img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w, err := NewWriter(f, WriterOptions{BlockSums: true, Workers: 2})
+	w, err := NewWriter(f, WriterOptions{BlockSums: sums, Workers: 2, MkfsTime: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +43,20 @@ func TestBlockSums(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return img
+}
+
+// TestBlockSums writes an image with a block sum record: every data and
+// fragment block has its sum (a duplicate file's blocks, written and
+// dropped, have none), the kernel's view is unchanged, and a record that
+// does not check out is none.
+func TestBlockSums(t *testing.T) {
+	img := sumsTestImage(t, t.TempDir(), true)
+	f, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	fi, _ := f.Stat()
 	r, err := NewReader(f, fi.Size())
 	if err != nil {
@@ -120,4 +133,93 @@ func TestBlockSums(t *testing.T) {
 			t.Errorf("block sums with byte %d changed (record at %d) still taken", at, start)
 		}
 	}
+}
+
+// TestAddBlockSums records sums for an image written without them: the
+// record is the one the writer makes for the same image, a second call
+// finds it, and a damaged image, bytes after the padding or a device get
+// none and are left as they were.
+func TestAddBlockSums(t *testing.T) {
+	dir := t.TempDir()
+	want := sumsOf(t, sumsTestImage(t, dir, true))
+	img := sumsTestImage(t, dir, false)
+	orig, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sumsOf(t, img); got != nil {
+		t.Fatalf("image written without sums has %d", len(got))
+	}
+	add := func(path string) (int, error) {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		return AddBlockSums(context.Background(), f, VerifyOptions{})
+	}
+	n, err := add(img)
+	if err != nil || n != len(want) {
+		t.Fatalf("AddBlockSums = %d, %v; want %d blocks", n, err, len(want))
+	}
+	if got := sumsOf(t, img); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("recorded %v, the writer records %v", got, want)
+	}
+	after, _ := os.ReadFile(img)
+	if !bytes.Equal(after[:len(orig)], orig) {
+		t.Error("the image changed below its record")
+	}
+	if _, err := add(img); !errors.Is(err, ErrHasBlockSums) {
+		t.Errorf("second AddBlockSums: %v, want ErrHasBlockSums", err)
+	}
+
+	refused := func(name string, data []byte, wantErr string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := add(p); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%s: AddBlockSums: %v, want %q", name, err, wantErr)
+		}
+		if got, _ := os.ReadFile(p); !bytes.Equal(got, data) {
+			t.Errorf("%s: the file changed", name)
+		}
+	}
+	r, err := NewReader(bytes.NewReader(orig), int64(len(orig)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fe, err := r.Fragment(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	damaged := bytes.Clone(orig)
+	damaged[fe.Start+10] ^= 0x40
+	refused("damaged", damaged, "damaged")
+	refused("trailing", append(bytes.Clone(orig), "not a record"...), "bytes follow the image's padding")
+
+	f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := AddBlockSums(context.Background(), f, VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("AddBlockSums(%s) = %v", os.DevNull, err)
+	}
+}
+
+// sumsOf returns the block sum record of the image at path, nil if none.
+func sumsOf(t *testing.T, path string) map[uint64]uint32 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewReader(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := r.BlockSums()
+	return m
 }

@@ -1,6 +1,7 @@
 package squash
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path"
@@ -35,6 +36,13 @@ type VerifyOptions struct {
 
 // VerifyWith is Verify with options.
 func (r *Reader) VerifyWith(ctx context.Context, opts VerifyOptions) error {
+	_, err := r.verify(ctx, opts, false)
+	return err
+}
+
+// verify is VerifyWith that, with collect, also returns the sums of the
+// stored bytes of every data and fragment block, in position order.
+func (r *Reader) verify(ctx context.Context, opts VerifyOptions, collect bool) ([]blockSum, error) {
 	v := &verifier{
 		r:        r,
 		ctx:      ctx,
@@ -50,18 +58,21 @@ func (r *Reader) VerifyWith(ctx context.Context, opts VerifyOptions) error {
 		v.check.UseSums(sums)
 		v.check.decodeAll = true
 	}
+	v.check.collect = collect
 	err := v.run()
 	faults := v.check.Close()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	if len(faults) > 0 {
-		return v.damage(faults)
+		return nil, v.damage(faults)
 	}
-	return nil
+	sums := v.check.collected
+	slices.SortFunc(sums, func(a, b blockSum) int { return cmp.Compare(a.pos, b.pos) })
+	return slices.CompactFunc(sums, func(a, b blockSum) bool { return a.pos == b.pos }), nil
 }
 
 type verifier struct {

@@ -80,6 +80,9 @@ func run(args []string, stdout, stderr io.Writer, portage func() overlay.Portage
 		if !rep.Mounted {
 			out.Warnings = append(out.Warnings, fmt.Sprintf("warning: %s is recorded but not mounted; `squashportage umount %s` clears the record", rep.Target, rep.Target))
 		}
+		if !rep.BlockSums && rep.Persist != overlay.PersistNever {
+			out.Warnings = append(out.Warnings, fmt.Sprintf("note: %s has no block sums (mksquashfs writes none): the first whole-image persist or compaction decompresses every block it keeps to check it; `squashportage verify --record-sums %s` does that now", rep.Image, rep.Image))
+		}
 		u := overlay.Usage{Used: rep.UpperUsed, Limit: rep.UpperLimit, Full: rep.UpperFull}
 		switch {
 		case rep.UpperFull:

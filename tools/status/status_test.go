@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/overlay"
+	"github.com/squashportage/squashportage/squash"
 )
 
 func TestMain(m *testing.M) { privileged.Main(m) }
@@ -81,8 +83,9 @@ func TestMainCLI(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "TARGET") {
-		t.Fatalf("table:\n%s", out)
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "TARGET") ||
+		!strings.HasPrefix(lines[2], "note: "+img+" has no block sums") || !strings.Contains(lines[2], "verify --record-sums "+img) {
+		t.Fatalf("table and a note on mksquashfs's image:\n%s", out)
 	}
 	fields := strings.Fields(lines[1])
 	// TARGET IMAGE COMP SIZE UPPER USED/LIMIT (PCT) CHANGED NEW DELETED PENDING LAST
@@ -105,8 +108,23 @@ func TestMainCLI(t *testing.T) {
 		t.Fatalf("--json output: %v\n%s", err, out)
 	}
 	if len(got.Mounts) != 1 || got.Mounts[0].Changed != 1 || got.Mounts[0].New != 1 || got.Mounts[0].Deleted != 1 ||
-		got.Mounts[0].UpperLimit != 4<<20 || got.Mounts[0].Compressor != "zstd" || len(got.Warnings) != 0 {
+		got.Mounts[0].UpperLimit != 4<<20 || got.Mounts[0].Compressor != "zstd" || got.Mounts[0].BlockSums || len(got.Warnings) != 1 {
 		t.Errorf("--json: %+v", got)
+	}
+
+	// Block sums recorded while the image is mounted: the note goes.
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = squash.AddBlockSums(context.Background(), f, squash.VerifyOptions{})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = call("--json")
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || !got.Mounts[0].BlockSums || len(got.Warnings) != 0 {
+		t.Errorf("--json after recording block sums: %v\n%s", err, out)
 	}
 
 	// DISTDIR inside the target.

@@ -121,6 +121,50 @@ func TestMainNamesDamagedFiles(t *testing.T) {
 	}
 }
 
+// TestMainRecordSums records block sums for mksquashfs's image once, finds
+// them the second time, and leaves a damaged image and one with bytes
+// after its padding alone.
+func TestMainRecordSums(t *testing.T) {
+	img := smallImage(t)
+	data, _ := os.ReadFile(img)
+	damaged := filepath.Join(t.TempDir(), "damaged.sqfs")
+	bad := bytes.Clone(data)
+	for i := 200; i < 400; i++ { // blocks and tables follow the 96-byte superblock
+		bad[i] ^= 0x55
+	}
+	os.WriteFile(damaged, bad, 0o644)
+	trailing := filepath.Join(t.TempDir(), "trailing.sqfs")
+	os.WriteFile(trailing, append(bytes.Clone(data), "other data"...), 0o644)
+
+	for _, tc := range []struct {
+		args   []string
+		rc     int
+		stdout string
+		stderr string
+	}{
+		{[]string{"-n", "--record-sums", img}, 0, "; block sums recorded for 3 blocks", ""},
+		{[]string{"-n", "--record-sums", img}, 0, "; it had block sums already", ""},
+		{[]string{"-n", img}, 0, ": OK: ", ""},
+		{[]string{"-n", "--record-sums", damaged}, 1, "", "FAULT"},
+		{[]string{"-n", "--record-sums", trailing}, 1, "", "no block sums recorded: "},
+	} {
+		var out, errb bytes.Buffer
+		rc := Main(tc.args, &out, &errb)
+		if rc != tc.rc || !strings.Contains(out.String(), tc.stdout) || !strings.Contains(errb.String(), tc.stderr) {
+			t.Errorf("Main(%q) = %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, rc, out.String(), errb.String(), tc.rc, tc.stdout, tc.stderr)
+		}
+	}
+	if got, _ := os.ReadFile(damaged); !bytes.Equal(got, bad) {
+		t.Error("the damaged image changed")
+	}
+	if got, _ := os.ReadFile(trailing); len(got) != len(data)+len("other data") {
+		t.Error("the image with bytes after it changed")
+	}
+	if got, _ := os.ReadFile(img); len(got) <= len(data) || !bytes.Equal(got[:len(data)], data) {
+		t.Errorf("the image is %d bytes, was %d: the record should follow it", len(got), len(data))
+	}
+}
+
 func TestMain(m *testing.M) { privileged.Main(m) }
 
 // TestMainVerifiesLayers: verify checks the delta layers IMAGE.layers
