@@ -96,3 +96,69 @@ func TestDirectoryListingLayout(t *testing.T) {
 		t.Fatalf("%d small and %d large listings: the tree no longer covers both", small, large)
 	}
 }
+
+// Inodes lie in the order a walk that stats each entry as it comes to it
+// (find, tar) visits them, as in mksquashfs's images: each entry's inode
+// after the whole subtree of the entry before it, and a directory's after
+// its subtree. Files interleave with subdirectories in every listing.
+func TestInodeOrder(t *testing.T) {
+	w, img := streamWriter(t, WriterOptions{Workers: 2})
+	var add func(dir string, depth int)
+	add = func(dir string, depth int) {
+		for i := 0; i < 6; i++ {
+			name := fmt.Sprintf("%s%c", dir, 'a'+i)
+			if i%2 == 1 && depth < 3 {
+				if err := addDir(w, name); err != nil {
+					t.Fatal(err)
+				}
+				add(name+"/", depth+1)
+				continue
+			}
+			// Tails of several sizes, so some wait in the fragment window.
+			if err := addBytes(w, name, []byte(strings.Repeat(name, 40*(i+1)))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add("", 0)
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := OpenFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	r := rc.Reader
+	// check returns the greatest inode reference in dir's subtree, dir's
+	// own included; refs grow with the position in the inode table.
+	var check func(name string, dir *Inode) uint64
+	check = func(name string, dir *Inode) uint64 {
+		ents, err := r.ReadDirInode(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := uint64(0) // the greatest ref in the subtrees so far
+		for i, e := range ents {
+			if i > 0 && e.Ref <= last {
+				t.Errorf("/%s%s: inode at %#x, before the end (%#x) of what precedes it in the listing", name, e.Name, e.Ref, last)
+			}
+			last = e.Ref
+			if e.Type == TypeDir {
+				child, err := r.InodeAt(e.Ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if end := check(name+e.Name+"/", child); end != e.Ref {
+					t.Errorf("/%s%s/: inode at %#x, before its subtree's end %#x", name, e.Name, e.Ref, end)
+				}
+			}
+		}
+		return max(last, dir.Ref)
+	}
+	root, err := r.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("", root)
+}

@@ -102,8 +102,7 @@ type Writer struct {
 	blockSize int
 
 	stack    []*node          // the directories being added to, root first
-	ready    []*node          // complete directories, waiting for their files' blocks
-	held     int              // the entries they list
+	ready    []*node          // inodes to write, in order (see drain)
 	linkable map[string]*node // entries added with Nlink > 1, by name
 	count    uint32           // inode numbers given so far, in Add order
 	dirCount int
@@ -610,6 +609,9 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 	if parent != nil {
 		parent.children = append(parent.children, n)
 	}
+	if !h.Mode.IsDir() {
+		w.ready = append(w.ready, n)
+	}
 	return nil
 }
 
@@ -629,7 +631,7 @@ func (w *Writer) implicitRoot() error {
 }
 
 // completeTop closes the innermost open directory: its listing is sorted
-// and checked, and it waits in w.ready until its files' blocks are placed.
+// and checked, and it joins w.ready behind its entries.
 func (w *Writer) completeTop() error {
 	d := w.stack[len(w.stack)-1]
 	w.stack = w.stack[:len(w.stack)-1]
@@ -642,38 +644,51 @@ func (w *Writer) completeTop() error {
 		}
 	}
 	w.ready = append(w.ready, d)
-	w.held += len(d.children)
 	return w.drain(false)
 }
 
-// maxHeld bounds the entries of complete directories held back for tails
-// still waiting in the window: when few files have new tails (a persist
-// copies most of its blocks) a window would otherwise take most of the
-// tree to fill, and its directories would wait in memory all that time.
-// Packing the window early costs some grouping there, nothing else.
+// maxHeld bounds the entries held back for tails still waiting in the
+// window: when few files have new tails (a persist copies most of its
+// blocks) a window would otherwise take most of the tree to fill, and the
+// entries would wait in memory all that time. Packing the window early
+// costs some grouping there, nothing else.
 const maxHeld = 8192
 
-// drain writes the complete directories whose files are all placed, in
-// the order they completed (a directory after its subdirectories); with
-// force, all of them (the data is all written).
+// drain writes the inodes in w.ready whose files are placed, in order:
+// the other entries in the order they were added, each directory (its
+// listing, then its inode) when it completed, after its subdirectories.
+// That is mksquashfs's order for a tree added in listing order: an
+// entry's inode lies after the subtree of the subdirectory before it, so
+// a walk that stats each entry as it comes to it (find, tar) finds it in
+// the metadata block it read last. Writing a directory's files only when
+// it completed, after all its subdirectories' subtrees, took the Linux
+// tree's cold find -ls 2,434 reads of the loop device, against 2,268 for
+// mksquashfs's image. With force, it writes everything (the data is all
+// written).
 func (w *Writer) drain(force bool) error {
 	done := 0
-	for _, d := range w.ready {
-		if !force && !w.placed(d) {
+	for _, n := range w.ready {
+		if !force && !w.placed(n) {
 			if w.span != nil {
 				// Waiting on copies not yet queued: queue them.
 				w.flushSpan()
 			}
-			if w.held <= maxHeld || len(w.pending) == 0 {
+			if len(w.ready)-done <= maxHeld || len(w.pending) == 0 {
 				break
 			}
 			w.flushWindow()
-			if !w.placed(d) {
+			if !w.placed(n) {
 				break // blocks still being written
 			}
 		}
-		w.held -= len(d.children)
-		if err := w.tables.writeDir(d); err != nil {
+		var err error
+		switch {
+		case n.hdr.Mode.IsDir():
+			err = w.tables.writeDir(n)
+		case !n.written:
+			err = w.tables.writeInode(n)
+		}
+		if err != nil {
 			w.fail(err)
 			return err
 		}
@@ -685,16 +700,10 @@ func (w *Writer) drain(force bool) error {
 	return nil
 }
 
-// placed reports whether every file d lists (or links to) has its blocks
-// and tail at known places in the image.
-func (w *Writer) placed(d *node) bool {
-	done := w.placedSeq.Load()
-	for _, c := range d.children {
-		if p := primary(c); !p.written && p.file != nil && !p.file.placed(done) {
-			return false
-		}
-	}
-	return true
+// placed reports whether n's blocks and tail, if it has any, are at known
+// places in the image. A directory's entries come before it in w.ready.
+func (w *Writer) placed(n *node) bool {
+	return n.file == nil || n.file.placed(w.placedSeq.Load())
 }
 
 func (f *fileRec) placed(done uint64) bool {

@@ -94,9 +94,8 @@ type tableWriter struct {
 // index << 16 | offset.
 func vref(block int, off uint16) uint64 { return uint64(block)<<16 | uint64(off) }
 
-// writeDir writes the inodes of d's entries (its subdirectories are
-// written already: they completed first), then d's listing and inode, and
-// lets go of d's entries.
+// writeDir writes d's listing and inode, and lets go of d's entries,
+// whose inodes drain has written before (the loop is a safety net).
 func (t *tableWriter) writeDir(d *node) error {
 	for _, c := range d.children {
 		if p := primary(c); !p.written {
