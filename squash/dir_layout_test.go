@@ -3,8 +3,6 @@ package squash
 import (
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,16 +14,7 @@ import (
 // has an index entry per block's worth of listing, not at every block
 // boundary (each entry makes a lookup read the directory's inode too).
 func TestDirectoryListingLayout(t *testing.T) {
-	img := filepath.Join(t.TempDir(), "img")
-	out, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	w, err := NewWriter(out, WriterOptions{Codec: codec.Config{ID: codec.Gzip}, MkfsTime: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, img := streamWriter(t, WriterOptions{Codec: codec.Config{ID: codec.Gzip}, MkfsTime: 1})
 	add := func(h *Header) {
 		t.Helper()
 		if err := w.Add(h, nil); err != nil {
@@ -46,12 +35,7 @@ func TestDirectoryListingLayout(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := OpenFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	r := rc.Reader
+	r := openImage(t, img).Reader
 	small, large := 0, 0
 	for d := 0; d < 60; d++ {
 		dir := fmt.Sprintf("d%02d", d)
@@ -124,12 +108,7 @@ func TestInodeOrder(t *testing.T) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := OpenFile(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	r := rc.Reader
+	r := openImage(t, img).Reader
 	// check returns the greatest inode reference in dir's subtree, dir's
 	// own included; refs grow with the position in the inode table.
 	var check func(name string, dir *Inode) uint64

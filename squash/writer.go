@@ -165,7 +165,6 @@ type node struct {
 	number   uint32
 	ref      uint64
 	typ      uint16 // on-disk type, set when the inode is written
-	written  bool
 	subdirs  uint32
 	nlinkAt  int // where the written inode's link count is, for later links
 }
@@ -681,22 +680,21 @@ func (w *Writer) drain(force bool) error {
 				break // blocks still being written
 			}
 		}
-		var err error
-		switch {
-		case n.hdr.Mode.IsDir():
-			err = w.tables.writeDir(n)
-		case !n.written:
-			err = w.tables.writeInode(n)
+		write := w.tables.writeInode
+		if n.hdr.Mode.IsDir() {
+			write = w.tables.writeDir
 		}
-		if err != nil {
+		if err := write(n); err != nil {
 			w.fail(err)
 			return err
 		}
 		done++
 	}
-	n := copy(w.ready, w.ready[done:])
-	clear(w.ready[n:])
-	w.ready = w.ready[:n]
+	// Advance past what was written rather than shift the rest down: the
+	// queue holds up to maxHeld entries and drain runs at every
+	// directory's end. append moves the live part when it reallocates.
+	clear(w.ready[:done])
+	w.ready = w.ready[done:]
 	return nil
 }
 

@@ -95,15 +95,9 @@ type tableWriter struct {
 func vref(block int, off uint16) uint64 { return uint64(block)<<16 | uint64(off) }
 
 // writeDir writes d's listing and inode, and lets go of d's entries,
-// whose inodes drain has written before (the loop is a safety net).
+// whose inodes drain wrote before (each, or its hard link's primary,
+// came before d in w.ready).
 func (t *tableWriter) writeDir(d *node) error {
-	for _, c := range d.children {
-		if p := primary(c); !p.written {
-			if err := t.writeInode(p); err != nil {
-				return err
-			}
-		}
-	}
 	err := t.writeDirInode(d)
 	d.children = nil
 	if err != nil {
@@ -129,7 +123,6 @@ func (t *tableWriter) begin(n *node, typ uint16) []byte {
 
 func (t *tableWriter) end(n *node, b []byte) error {
 	n.ref = vref(t.inodes.pos())
-	n.written = true
 	t.refs.grow(int(n.number))
 	t.refs.set(int(n.number)-1, n.ref)
 	t.scr = b
