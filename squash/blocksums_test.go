@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,4 +223,122 @@ func sumsOf(t *testing.T, path string) map[uint64]uint32 {
 	}
 	m, _ := r.BlockSums()
 	return m
+}
+
+// TestUseSourceSums copies a file's blocks and tail from an image with a
+// sum record: the copy's record repeats the source's sums (a sum altered
+// on purpose shows up unchanged, so it was taken, not computed), and
+// blocks of a source without sums are read and summed.
+func TestUseSourceSums(t *testing.T) {
+	dir := t.TempDir()
+	srcImg := sumsTestImage(t, dir, true)
+	src, err := OpenFile(srcImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	data, err := os.Open(srcImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	sums, ok := src.BlockSums()
+	if !ok {
+		t.Fatal("source has no block sums")
+	}
+	fi, err := src.Lstat("big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := fi.Sys().(*Inode)
+	fi, err = src.Lstat("small0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small := fi.Sys().(*Inode)
+	fe, err := src.Fragment(small.Fragment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		given map[uint64]uint32
+	}{
+		{"carried", maps.Clone(sums)},
+		{"read", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const marked = 0x5eed5eed
+			if tc.given != nil {
+				tc.given[ino.BlocksStart] = marked
+			}
+			img := filepath.Join(dir, tc.name+".sqfs")
+			f, err := os.Create(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			w, err := NewWriter(f, WriterOptions{BlockSums: true, MkfsTime: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.given != nil {
+				w.UseSourceSums(data, tc.given)
+			}
+			run, err := w.CopyRun(data, ino.BlocksStart, ino.BlockSizes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			frag, err := w.CopyFragment(data, fe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := &Header{Name: "big", Mode: 0o644, Size: int64(ino.Size)}
+			if err := w.AddReused(h, Reused{Size: ino.Size, Run: run, Sizes: ino.BlockSizes, Fragment: NoFragment}); err != nil {
+				t.Fatal(err)
+			}
+			h = &Header{Name: "small0", Mode: 0o644, Size: int64(small.Size)}
+			if err := w.AddReused(h, Reused{Size: small.Size, Fragment: frag, FragOffset: small.FragOffset}); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := OpenFile(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			got, ok := r.BlockSums()
+			if !ok {
+				t.Fatal("copy has no block sums")
+			}
+			nfi, err := r.Lstat("big")
+			if err != nil {
+				t.Fatal(err)
+			}
+			nino := nfi.Sys().(*Inode)
+			want := map[uint64]uint32{}
+			pos, spos := nino.BlocksStart, ino.BlocksStart
+			for _, word := range ino.BlockSizes {
+				want[pos] = sums[spos]
+				pos, spos = pos+uint64(BlockSize(word)), spos+uint64(BlockSize(word))
+			}
+			nfi, err = r.Lstat("small0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			nfe, err := r.Fragment(nfi.Sys().(*Inode).Fragment)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[nfe.Start] = sums[fe.Start]
+			if tc.given != nil {
+				want[nino.BlocksStart] = marked
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("copy's sums %x, want %x", got, want)
+			}
+		})
+	}
 }

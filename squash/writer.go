@@ -121,7 +121,8 @@ type Writer struct {
 	pending   []pendingTail   // grouped by kind (see slot)
 	kinds     map[string]int  // the window's kinds, numbered
 	fragCount uint32
-	span      *copySpan // blocks to copy, not yet submitted (see CopyRun)
+	span      *copySpan                         // blocks to copy, not yet submitted (see CopyRun)
+	srcSums   map[io.ReaderAt]map[uint64]uint32 // see UseSourceSums
 
 	// Pipeline: Add submits jobs to work (for the workers) and to queue (for
 	// the output goroutine, which takes them in submission order).

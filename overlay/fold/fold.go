@@ -181,7 +181,7 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 		f.check = startCheck(r, f.workers)
 		defer f.check.abort()
 		scan = f.scanInodes()
-		if err := f.mergeDir("", root, "", layers); err != nil {
+		if err := f.mergeDir("", root, "", layers, nil); err != nil {
 			return f.stats, err
 		}
 		f.stats.FromUpper, f.stats.Deleted = 0, 0 // counted again while writing
@@ -209,6 +209,10 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 	f.frags = make(map[uint32]uint32)
 	f.firstName = make(map[linkKey]string)
 	if f.stats.Reuse {
+		if f.check.sums != nil {
+			// Checked against them before the image counts (f.damaged).
+			w.UseSourceSums(data, f.check.sums)
+		}
 		if err := f.copyReused(w, data, scan); err != nil {
 			return fail(err)
 		}
@@ -224,7 +228,7 @@ func FoldLayers(r *squash.Reader, data io.ReaderAt, layers []string, out squash.
 		}
 		return f.put(w, data, e)
 	}
-	if err := f.mergeDir("", root, "", layers); err != nil {
+	if err := f.mergeDir("", root, "", layers, nil); err != nil {
 		return fail(err)
 	}
 	if opts.Progress != nil {
@@ -272,16 +276,25 @@ func fastMetadataLevel(c codec.Config) int {
 // oldDir is the lower directory (nil if none shows through), uppers the
 // directories of this name in the upper layers, newest first, down to the
 // first opaque one (none: the image's alone).
-func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath string, uppers []string) error {
+// top is the newest upper directory's header when the caller has read
+// it already (nil: read here).
+func (f *folder) mergeDir(name string, oldDir *squash.Inode, oldPath string, uppers []string, top *squash.Header) error {
 	var hdr squash.Header
 	var err error
 	var upperNames []string
 	if len(uppers) > 0 {
-		var xs []squash.Xattr
-		if hdr, xs, err = f.upperHeader(name, uppers[0]); err != nil {
-			return err
+		switch {
+		case top != nil:
+			hdr = *top
+		case f.mode == planning:
+			// Nothing is emitted: the header would be thrown away.
+		default:
+			var xs []squash.Xattr
+			if hdr, xs, err = f.upperHeader(name, uppers[0]); err != nil {
+				return err
+			}
+			hdr.Xattrs = xs
 		}
-		hdr.Xattrs = xs
 		seen := map[string]bool{}
 		for _, u := range uppers {
 			d, err := os.Open(u)
@@ -527,7 +540,7 @@ func (f *folder) addOld(name, oldPath string, e *squash.DirEntry) error {
 		return fmt.Errorf("image /%s: %w", oldPath, err)
 	}
 	if ino.Mode.IsDir() {
-		return f.mergeDir(name, ino, oldPath, nil)
+		return f.mergeDir(name, ino, oldPath, nil, nil)
 	}
 	hdr, err := f.oldHeader(name, ino)
 	if err != nil {
@@ -563,6 +576,7 @@ func (f *folder) addUpper(name, oldParent string, oe *squash.DirEntry, parents [
 	}
 	var dirs []string // this name's directories in the layers, newest first
 	var top []squash.Xattr
+	var topStat unix.Stat_t
 	opaque := false
 	for _, parent := range parents {
 		up := filepath.Join(parent, base)
@@ -593,7 +607,7 @@ func (f *folder) addUpper(name, oldParent string, oe *squash.DirEntry, parents [
 			break // below a directory: hidden by it
 		}
 		if len(dirs) == 0 {
-			top = xs
+			top, topStat = xs, st
 		}
 		dirs = append(dirs, up)
 		if v, ok := xattrValue(xs, xattrOpaque); ok && v == "y" {
@@ -634,7 +648,15 @@ func (f *folder) addUpper(name, oldParent string, oe *squash.DirEntry, parents [
 			return err
 		}
 	}
-	return f.mergeDir(name, lower, lowerPath, dirs)
+	if f.mode == planning {
+		return f.mergeDir(name, lower, lowerPath, dirs, nil)
+	}
+	hdr, err := headerFromStat(name, dirs[0], &topStat)
+	if err != nil {
+		return err
+	}
+	hdr.Xattrs = withoutOverlay(top)
+	return f.mergeDir(name, lower, lowerPath, dirs, &hdr)
 }
 
 // addUpperFile adds a non-directory a layer has at up.
@@ -646,7 +668,10 @@ func (f *folder) addUpperFile(name, oldParent, oldPath string, oldIno *squash.In
 			return err
 		}
 	}
-	hdr, _, err := f.upperHeader(name, up)
+	if f.mode == planning {
+		return nil // what it hides is marked; nothing is emitted
+	}
+	hdr, err := headerFromStat(name, up, st)
 	if err != nil {
 		return err
 	}
@@ -779,6 +804,20 @@ func (f *folder) upperHeader(name, p string) (squash.Header, []squash.Xattr, err
 	if err := unix.Lstat(p, &st); err != nil {
 		return squash.Header{}, nil, fmt.Errorf("upper %s: %w", p, err)
 	}
+	h, err := headerFromStat(name, p, &st)
+	if err != nil {
+		return h, nil, err
+	}
+	xs, err := f.listXattrs(p)
+	if err != nil {
+		return h, nil, err
+	}
+	return h, withoutOverlay(xs), nil
+}
+
+// headerFromStat is the header of the upper entry at p, whose lstat is st
+// (a symlink's target is read), without its xattrs.
+func headerFromStat(name, p string, st *unix.Stat_t) (squash.Header, error) {
 	h := squash.Header{
 		Name:  name,
 		Mode:  squash.FileModeFromUnix(st.Mode),
@@ -792,17 +831,13 @@ func (f *folder) upperHeader(name, p string) (squash.Header, []squash.Xattr, err
 	case unix.S_IFLNK:
 		t, err := os.Readlink(p)
 		if err != nil {
-			return h, nil, fmt.Errorf("upper %s: %w", p, err)
+			return h, fmt.Errorf("upper %s: %w", p, err)
 		}
 		h.Target = t
 	case unix.S_IFCHR, unix.S_IFBLK:
 		h.Major, h.Minor = unix.Major(st.Rdev), unix.Minor(st.Rdev)
 	}
-	xs, err := f.listXattrs(p)
-	if err != nil {
-		return h, nil, err
-	}
-	return h, withoutOverlay(xs), nil
+	return h, nil
 }
 
 func clampTime(s int64) uint32 {
@@ -1120,6 +1155,7 @@ type reuseCheck struct {
 	frags    chan struct{} // closed when the fragments are queued
 	runs     chan struct{} // closed when the runs are queued
 	runStart map[uint32]uint64
+	sums     map[uint64]uint32 // the old image's record, if it has one
 	closed   bool
 	faults   []squash.BlockFault
 }
@@ -1129,6 +1165,7 @@ func startCheck(r *squash.Reader, workers int) *reuseCheck {
 	k := &reuseCheck{c: r.NewBlockChecker(ctx, workers), cancel: cancel, frags: make(chan struct{})}
 	if sums, ok := r.BlockSums(); ok {
 		k.c.UseSums(sums) // written by a fold: a read of each block, no decoding
+		k.sums = sums
 	}
 	go func() {
 		defer close(k.frags)
@@ -1239,7 +1276,7 @@ func (f *folder) damaged(layers []string) error {
 	}
 	root, err := f.r.Root()
 	if err == nil {
-		err = namer.mergeDir("", root, "", layers)
+		err = namer.mergeDir("", root, "", layers, nil)
 	}
 	if err != nil {
 		return fmt.Errorf("the old image is damaged (%w), and naming its files failed: %v", &squash.DamageError{Faults: faults}, err)
