@@ -63,10 +63,12 @@ func InstallImage(image, tmp string, keep int) error {
 		}
 		return syncDir(filepath.Dir(image))
 	}
-	if err := rotate(image, tmp, keep); err != nil {
+	dropped, err := rotate(image, tmp, keep)
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
+	removeDropped(dropped)
 	return nil
 }
 
@@ -124,10 +126,12 @@ func InstallFetched(st *State, tmp string, log func(string, ...any)) (stacked bo
 	if err := CheckFetchable(st); err != nil {
 		return false, err
 	}
-	if err := rotate(st.ImagePath(), tmp, st.Spec.Keep); err != nil {
+	dropped, err := rotate(st.ImagePath(), tmp, st.Spec.Keep)
+	if err != nil {
 		os.Remove(tmp)
 		return false, err
 	}
+	defer removeDropped(dropped)
 	log("fetch %s: installed %s", st.Target, st.ImagePath())
 	stacked, err = swapTo(st, st.Image, true, log)
 	if err != nil {

@@ -127,17 +127,35 @@ func sameImage(lower *os.File, image string) bool {
 // rotate installs tmp as image, keeping keep-1 previous generations as
 // image.old, image.old.2, ...; image exists and is complete at every
 // instant, and the directory is synced so the renames survive a power cut.
-func rotate(image, tmp string, keep int) error {
+//
+// The generation that falls off the end keeps a second name, returned as
+// dropped ("" when none fell off), for the caller to remove: freeing an
+// image's blocks is the slow part of a rename over it (28-47 ms for 124 MB
+// on the ext4 of the bench machine, mounted with discard), and a persist
+// can do it while it mounts the new image. A leftover of a rotation that
+// died goes at the next one.
+func rotate(image, tmp string, keep int) (dropped string, err error) {
 	dir := filepath.Dir(image)
 	if keep >= 2 {
+		d := image + ".dropped"
+		_ = os.Remove(d)
+		if os.Link(oldName(image, keep-1), d) == nil {
+			dropped = d
+			defer func() {
+				if err != nil {
+					os.Remove(d) // nothing fell off: only a second name goes
+					dropped = ""
+				}
+			}()
+		}
 		for k := keep - 1; k >= 3; k-- {
 			if err := renameIfExists(oldName(image, k-1), oldName(image, k)); err != nil {
-				return err
+				return dropped, err
 			}
 		}
 		if keep >= 3 {
 			if err := renameIfExists(oldName(image, 1), oldName(image, 2)); err != nil {
-				return err
+				return dropped, err
 			}
 		}
 		// image.old becomes a second name of the current image before the
@@ -146,18 +164,26 @@ func rotate(image, tmp string, keep int) error {
 		_ = os.Remove(t)
 		if err := os.Link(image, t); err != nil {
 			if err := copyFile(image, t); err != nil {
-				return fmt.Errorf("keep previous generation: %w", err)
+				return dropped, fmt.Errorf("keep previous generation: %w", err)
 			}
 		}
 		if err := os.Rename(t, oldName(image, 1)); err != nil {
 			os.Remove(t)
-			return fmt.Errorf("keep previous generation: %w", err)
+			return dropped, fmt.Errorf("keep previous generation: %w", err)
 		}
 	}
 	if err := os.Rename(tmp, image); err != nil {
-		return fmt.Errorf("install new image: %w", err)
+		return dropped, fmt.Errorf("install new image: %w", err)
 	}
-	return syncDir(dir)
+	return dropped, syncDir(dir)
+}
+
+// removeDropped removes the name rotate left to a generation that fell
+// off; what it fails to remove, the next rotation does.
+func removeDropped(dropped string) {
+	if dropped != "" {
+		_ = os.Remove(dropped)
+	}
 }
 
 func oldName(image string, k int) string {

@@ -264,10 +264,19 @@ func Persist(st *State, opts PersistOptions) (res PersistResult, err error) {
 		os.Remove(tmp)
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
-	if err := rotate(image, tmp, st.Spec.Keep); err != nil {
+	dropped, err := rotate(image, tmp, st.Spec.Keep)
+	if err != nil {
 		os.Remove(tmp)
 		return res, fmt.Errorf("persist %s: %w", st.Target, err)
 	}
+	// The dropped generation's blocks are freed while the new image is
+	// mounted; the persist ends when both are done.
+	freed := make(chan struct{})
+	go func() {
+		defer close(freed)
+		removeDropped(dropped)
+	}()
+	defer func() { <-freed }()
 	// The new IMAGE holds the layers: a record still naming them names
 	// the old base, so it is ignored from now on; start a fresh one.
 	folded := stack.Layers

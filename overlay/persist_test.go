@@ -174,6 +174,9 @@ func TestPersistKeepGenerations(t *testing.T) {
 	if _, err := os.Stat(img + ".old.3"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("keep=3 kept a fourth generation: %v", err)
 	}
+	if _, err := os.Stat(img + ".dropped"); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("keep=3 left the dropped generation's second name: %v", err)
+	}
 }
 
 // failingOutput fails every write after limit bytes with err.
