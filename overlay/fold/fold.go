@@ -751,17 +751,14 @@ func (f *folder) noteTail(uses []tailUse, ino *squash.Inode) []tailUse {
 	return append(uses, tailUse{ino.Fragment, ino.FragOffset, uint32(ino.Size % bs)})
 }
 
-// tailBytes sums the bytes of distinct tails per fragment block; tails in
-// skip (sorted, distinct) are left out. uses is sorted and deduplicated in
-// place and returned.
-func tailBytes(uses, skip []tailUse) ([]tailUse, map[uint32]uint64) {
+// tailBytes sums the bytes of distinct tails per fragment block. uses is
+// sorted and deduplicated in place and returned.
+func tailBytes(uses []tailUse) ([]tailUse, map[uint32]uint64) {
 	slices.SortFunc(uses, cmpTail)
 	uses = slices.CompactFunc(uses, func(a, b tailUse) bool { return cmpTail(a, b) == 0 })
 	by := make(map[uint32]uint64)
 	for _, u := range uses {
-		if _, found := slices.BinarySearchFunc(skip, u, cmpTail); !found {
-			by[u.frag] += uint64(u.size)
-		}
+		by[u.frag] += uint64(u.size)
 	}
 	return uses, by
 }
@@ -894,8 +891,12 @@ func withoutOverlay(xs []squash.Xattr) []squash.Xattr {
 type inodeScan struct {
 	runs  []oldRun
 	sizes [][]uint32 // the runs' size words
-	tails []tailUse
-	err   error
+	tails []tailUse  // sorted, distinct
+	// tailBytes sums the bytes of the distinct tails per fragment block.
+	// The scan does this while the layers are merged for the plan: on the
+	// persist's path it took 20-30 ms of a Portage tree's 160k tails.
+	tailBytes map[uint32]uint64
+	err       error
 }
 
 // oldRun is a file's run of stored blocks in the old image, with what the
@@ -948,6 +949,7 @@ func (f *folder) scanInodes() <-chan *inodeScan {
 			s.runs = append(s.runs, r)
 			return nil
 		})
+		s.tails, s.tailBytes = tailBytes(s.tails)
 		out <- s
 	}()
 	return out
@@ -984,9 +986,13 @@ func (f *folder) copyReused(w *squash.Writer, data io.ReaderAt, scan <-chan *ino
 	// A fragment block stays while at least half of what it holds is
 	// alive: repacking costs compression, keeping costs space. A tail the
 	// layers delete counts as dead even when a duplicate of it lives on.
-	var deadBy, liveBy map[uint32]uint64
-	f.dead, deadBy = tailBytes(f.dead, nil)
-	_, liveBy = tailBytes(s.tails, f.dead)
+	// Every dead tail is one of the scan's: what lives is the rest.
+	var deadBy map[uint32]uint64
+	f.dead, deadBy = tailBytes(f.dead)
+	liveBy := s.tailBytes
+	for frag, n := range deadBy {
+		liveBy[frag] -= min(n, liveBy[frag])
+	}
 	items := make([]item, 0, len(live)+len(liveBy))
 	for i := range live {
 		items = append(items, item{pos: live[i].start, isRun: true, run: i})
