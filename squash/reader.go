@@ -70,7 +70,7 @@ type Reader struct {
 	xattrIDs    uint32
 	xattrIndex  []uint64
 
-	meta  *readerLRU[uint64, metaBlock]
+	meta  *metaCache
 	data  *readerLRU[uint64, dataBlock]
 	frags *fragBlocks
 	dirs  *readerLRU[dirKey, []DirEntry]
@@ -138,7 +138,7 @@ func NewReader(r io.ReaderAt, size int64) (*Reader, error) {
 		return nil, corruptf("superblock: directory table %#x before inode table %#x", sb.DirTable, sb.InodeTable)
 	}
 
-	rd.meta = newReaderLRU[uint64, metaBlock](metaCacheSize(*sb))
+	rd.meta = newMetaCache(metaCacheSize(*sb))
 	rd.data = newReaderLRU[uint64, dataBlock](dataCacheBlocks)
 	rd.frags = newFragBlocks(fragCacheBytes)
 	rd.dirs = newReaderLRU[dirKey, []DirEntry](dirCacheEntries)
@@ -223,7 +223,7 @@ func metaCacheSize(sb Superblock) int {
 // tree in order (a fold) needs a few hundred blocks. It drops what is
 // cached; r must not be in use meanwhile.
 func (r *Reader) SetCache(metaBlocks, listings int) {
-	r.meta = newReaderLRU[uint64, metaBlock](max(metaBlocks, 1))
+	r.meta = newMetaCache(metaBlocks)
 	r.dirs = newReaderLRU[dirKey, []DirEntry](max(listings, 1))
 }
 

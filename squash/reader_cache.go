@@ -1,6 +1,9 @@
 package squash
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // readerLRU is a small mutex-guarded LRU cache. The Reader keeps decoded
 // metadata blocks, data blocks, fragment blocks and parsed directory listings in
@@ -79,4 +82,48 @@ func (c *readerLRU[K, V]) add(k K, v V, cost int) {
 	c.pushFront(n)
 	c.items[k] = n
 	c.cost += cost
+}
+
+// metaCache holds decoded metadata blocks: an LRU, and in front of it a
+// direct-mapped table of blocks read lately that readers consult without
+// a lock. The walkers of a verify and the mergers of a fold read inodes
+// at once, mostly from the same few blocks; with every read taking the
+// LRU's lock, two walkers verified the Portage-like persist's image
+// slower (139-150 ms) than one (114-133 ms). A block found in the table
+// is not moved up in the LRU: the table's blocks are the latest used.
+type metaCache struct {
+	lru    *readerLRU[uint64, metaBlock]
+	recent [recentMetaSlots]atomic.Pointer[recentMeta]
+}
+
+const recentMetaSlots = 256
+
+type recentMeta struct {
+	pos uint64
+	b   metaBlock
+}
+
+func newMetaCache(blocks int) *metaCache {
+	return &metaCache{lru: newReaderLRU[uint64, metaBlock](max(blocks, 1))}
+}
+
+func (c *metaCache) slot(pos uint64) *atomic.Pointer[recentMeta] {
+	return &c.recent[(pos*0x9E3779B97F4A7C15)>>56]
+}
+
+func (c *metaCache) get(pos uint64) (metaBlock, bool) {
+	slot := c.slot(pos)
+	if e := slot.Load(); e != nil && e.pos == pos {
+		return e.b, true
+	}
+	b, ok := c.lru.get(pos)
+	if ok {
+		slot.Store(&recentMeta{pos, b})
+	}
+	return b, ok
+}
+
+func (c *metaCache) add(pos uint64, b metaBlock) {
+	c.lru.add(pos, b, 1)
+	c.slot(pos).Store(&recentMeta{pos, b})
 }

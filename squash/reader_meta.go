@@ -72,7 +72,7 @@ func (r *Reader) readMetaBlock(pos uint64) (metaBlock, error) {
 		return metaBlock{}, err
 	}
 	b := metaBlock{data: data, next: next}
-	r.meta.add(pos, b, 1)
+	r.meta.add(pos, b)
 	return b, nil
 }
 

@@ -5,8 +5,11 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"runtime"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 )
 
 // Verify reads and decodes everything in the image: every table, every
@@ -29,8 +32,8 @@ type VerifyOptions struct {
 	// blocks verbatim from an image the kernel has been reading, ahead of
 	// all new data; decoding them again would cost as much as the copy.
 	TrustedBelow uint64
-	// Workers decode data and fragment blocks while the tree is walked;
-	// 0 means one per CPU.
+	// Workers decode data and fragment blocks while as many walk the
+	// tree; 0 means one per CPU.
 	Workers int
 }
 
@@ -51,6 +54,10 @@ func (r *Reader) verify(ctx context.Context, opts VerifyOptions, collect bool) (
 		numbers:  newRefTable(r.sb.Inodes, r.size),
 		inodeBlk: make(map[uint64]bool),
 		check:    r.NewBlockChecker(ctx, opts.Workers),
+		walkers:  opts.Workers,
+	}
+	if v.walkers <= 0 {
+		v.walkers = runtime.NumCPU()
 	}
 	if sums, ok := r.BlockSums(); ok {
 		// A record of block sums must agree with the blocks, or the next
@@ -80,8 +87,11 @@ type verifier struct {
 	ctx      context.Context
 	progress func(done, total int64)
 
-	numbers  refTable        // inode numbers seen, to their refs
+	numbers  *refTable       // inode numbers seen, to their refs
 	inodeBlk map[uint64]bool // start positions of inode table blocks
+	walkers  int
+	claimed  uint32     // inode numbers the walk found, once each
+	progMu   sync.Mutex // progress sees done rise one by one
 	done     int64
 	trusted  uint64
 
@@ -154,8 +164,8 @@ func (v *verifier) run() error {
 	if err := v.walk(root); err != nil {
 		return err
 	}
-	if v.numbers.n != sb.Inodes {
-		return corruptf("superblock counts %d inodes, the tree holds %d", sb.Inodes, v.numbers.n)
+	if v.claimed != sb.Inodes {
+		return corruptf("superblock counts %d inodes, the tree holds %d", sb.Inodes, v.claimed)
 	}
 
 	if r.exportIndex != nil {
@@ -197,43 +207,127 @@ type walkItem struct {
 	path string
 }
 
+// walk checks the tree below root on v.walkers goroutines, which take
+// directories from one stack: a persist verifies the image it wrote while
+// the disk syncs it, and one walker left a core idle for the walk's 60 ms
+// (Portage-like tree). With one walker the order, and so the first fault
+// reported, is a depth-first walk's.
 func (v *verifier) walk(root *Inode) error {
-	stack := []walkItem{{root, "/"}}
-	if err := v.checkInode(root, "/"); err != nil {
+	first := &walker{v: v}
+	if err := first.checkInodeLazy(root, func() string { return "/" }); err != nil {
 		return err
 	}
+	q := &walkQueue{items: []walkItem{{root, "/"}}}
+	q.cond.L = &q.mu
+	walkers := make([]*walker, v.walkers)
+	walkers[0] = first
+	var wg sync.WaitGroup
+	for i := range walkers {
+		if walkers[i] == nil {
+			walkers[i] = &walker{v: v}
+		}
+		wg.Add(1)
+		go func(w *walker) {
+			defer wg.Done()
+			for {
+				it, ok := q.pop()
+				if !ok {
+					return
+				}
+				w.found = w.found[:0]
+				err := w.walkDir(it)
+				q.done(w.found, err)
+			}
+		}(walkers[i])
+	}
+	wg.Wait()
+	for _, w := range walkers {
+		v.claimed += w.claimed
+	}
+	return q.err
+}
+
+// walker is one goroutine of the walk. What it counts stays its own until
+// the walk ends: counters shared by the walkers cost more than the walk
+// gained by them (one cache line passed between the cores per inode).
+type walker struct {
+	v *verifier
 	// Each listing and each inode is looked at once: entries come straight
 	// from the listing, and inodes but directories' are parsed into one
 	// Inode, which spares the collector 60% of a verify's allocations.
-	var scratch Inode
-	for len(stack) > 0 {
-		it := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		var werr error
-		err := v.r.eachEntry(it.ino, func(e DirEntry) bool {
-			werr = v.walkEntry(it, e, &scratch, &stack)
-			return werr == nil
-		})
-		if err != nil {
-			return fmt.Errorf("directory %s: %w", it.path, err)
-		}
-		if werr != nil {
-			return werr
-		}
-		if err := v.checkDirIndex(it.ino); err != nil {
-			return fmt.Errorf("directory %s: %w", it.path, err)
-		}
+	scratch Inode
+	found   []walkItem // the subdirectories of the directory walked
+	claimed uint32
+}
+
+// walkQueue is the stack of directories still to walk.
+type walkQueue struct {
+	mu    sync.Mutex
+	cond  sync.Cond
+	items []walkItem
+	busy  int // directories being walked
+	err   error
+}
+
+// pop takes the next directory, waiting while others may still find
+// some; false when the walk is over or failed.
+func (q *walkQueue) pop() (walkItem, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && q.busy > 0 && q.err == nil {
+		q.cond.Wait()
+	}
+	if q.err != nil || len(q.items) == 0 {
+		return walkItem{}, false
+	}
+	it := q.items[len(q.items)-1]
+	q.items = q.items[:len(q.items)-1]
+	q.busy++
+	return it, true
+}
+
+// done ends the walk of a directory that found the directories found (in
+// listing order) or failed with err.
+func (q *walkQueue) done(found []walkItem, err error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.items = append(q.items, found...)
+	q.busy--
+	if err != nil && q.err == nil {
+		q.err = err
+	}
+	q.cond.Broadcast()
+}
+
+// walkDir checks the entries of directory it and their inodes, and
+// appends its subdirectories to w.found.
+func (w *walker) walkDir(it walkItem) error {
+	v := w.v
+	var werr error
+	err := v.r.eachEntry(it.ino, func(e DirEntry) bool {
+		werr = w.walkEntry(it, e)
+		return werr == nil
+	})
+	if err != nil {
+		return fmt.Errorf("directory %s: %w", it.path, err)
+	}
+	if werr != nil {
+		return werr
+	}
+	if err := v.checkDirIndex(it.ino); err != nil {
+		return fmt.Errorf("directory %s: %w", it.path, err)
 	}
 	return nil
 }
 
 // walkEntry checks the entry e of directory it, and its inode (read into
 // scratch, or a new Inode for a directory, which goes on stack).
-func (v *verifier) walkEntry(it walkItem, e DirEntry, scratch *Inode, stack *[]walkItem) error {
+func (w *walker) walkEntry(it walkItem, e DirEntry) error {
+	v := w.v
 	// Paths are only for messages and the directories still to walk:
 	// joining one per entry is a fifth of a verify.
 	p := func() string { return path.Join(it.path, e.Name) }
-	ino := scratch
+	ino := &w.scratch
 	if e.Type == TypeDir {
 		ino = new(Inode)
 	}
@@ -248,35 +342,40 @@ func (v *verifier) walkEntry(it walkItem, e DirEntry, scratch *Inode, stack *[]w
 	}
 	if e.Type == TypeDir {
 		// Directories cannot be hard-linked: seeing one again is a loop.
-		if _, ok := v.numbers.get(ino.Number); ok {
+		// Its number is taken now, before another walker can reach it.
+		if _, first := v.numbers.claim(ino.Number, ino.Ref); !first {
 			return corruptf("%s: directory reached twice (loop or hard link)", p())
 		}
+		w.claimed++
 		if ino.Parent != it.ino.Number {
 			return corruptf("%s: parent inode %d, but it is in %d", p(), ino.Parent, it.ino.Number)
 		}
-		*stack = append(*stack, walkItem{ino, p()})
+		w.found = append(w.found, walkItem{ino, p()})
+		return v.checkClaimed(ino, p)
 	}
-	return v.checkInodeLazy(ino, p)
+	return w.checkInodeLazy(ino, p)
 }
 
-func (v *verifier) checkInode(ino *Inode, p string) error {
-	return v.checkInodeLazy(ino, func() string { return p })
-}
-
-func (v *verifier) checkInodeLazy(ino *Inode, p func() string) error {
-	if ref, ok := v.numbers.get(ino.Number); ok {
+func (w *walker) checkInodeLazy(ino *Inode, p func() string) error {
+	v := w.v
+	if ref, first := v.numbers.claim(ino.Number, ino.Ref); !first {
 		if ref != ino.Ref {
 			return corruptf("inode %d (%s): number also used by inode at %#x", ino.Number, p(), ref)
 		}
 		return nil // a hard link to an inode already checked
 	}
+	w.claimed++
+	return v.checkClaimed(ino, p)
+}
+
+// checkClaimed checks an inode whose number a walker claimed.
+func (v *verifier) checkClaimed(ino *Inode, p func() string) error {
 	if ino.Number == 0 || ino.Number > v.r.sb.Inodes {
 		return corruptf("inode %d (%s): number out of range 1..%d", ino.Number, p(), v.r.sb.Inodes)
 	}
 	if !v.inodeBlk[ino.Ref>>16] {
 		return corruptf("inode %d (%s): reference %#x is not at a metadata block start", ino.Number, p(), ino.Ref)
 	}
-	v.numbers.set(ino.Number, ino.Ref)
 	if err := v.ctx.Err(); err != nil {
 		return err
 	}
@@ -288,50 +387,62 @@ func (v *verifier) checkInodeLazy(ino *Inode, p func() string) error {
 			return fmt.Errorf("inode %d (%s): %w", ino.Number, p(), err)
 		}
 	}
-	v.done++
 	if v.progress != nil {
+		v.progMu.Lock()
+		v.done++
 		v.progress(v.done, int64(v.r.sb.Inodes))
+		v.progMu.Unlock()
 	}
 	return nil
 }
 
 // refTable maps inode numbers (1..count) to references: a slice when the
-// count is plausible for the image's size, else a map, so that a hostile
-// count cannot make Verify allocate out of proportion.
+// count is plausible for the image's size, else a map (also for numbers
+// past the slice), so that a hostile count cannot make Verify allocate out
+// of proportion. Safe for concurrent use.
 type refTable struct {
-	s []uint64 // ref+1; 0 is unset
-	m map[uint32]uint64
-	n uint32 // numbers set
+	s  []atomic.Uint64 // ref+1; 0 is unset
+	mu sync.Mutex
+	m  map[uint32]uint64
 }
 
-func newRefTable(count uint32, size uint64) refTable {
+func newRefTable(count uint32, size uint64) *refTable {
 	if uint64(count) <= size {
-		return refTable{s: make([]uint64, int64(count)+1)}
+		return &refTable{s: make([]atomic.Uint64, int64(count)+1)}
 	}
-	return refTable{m: make(map[uint32]uint64)}
+	return &refTable{}
 }
 
 func (t *refTable) get(n uint32) (uint64, bool) {
-	if t.s != nil {
-		if int64(n) >= int64(len(t.s)) || t.s[n] == 0 {
-			return 0, false
-		}
-		return t.s[n] - 1, true
+	if int64(n) < int64(len(t.s)) {
+		v := t.s[n].Load()
+		return v - 1, v != 0
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	ref, ok := t.m[n]
 	return ref, ok
 }
 
-func (t *refTable) set(n uint32, ref uint64) {
-	t.n++
-	if t.s != nil && int64(n) < int64(len(t.s)) {
-		t.s[n] = ref + 1
-		return
+// claim records ref for n unless n has one already; it returns the ref
+// recorded and whether it was this one.
+func (t *refTable) claim(n uint32, ref uint64) (uint64, bool) {
+	if int64(n) < int64(len(t.s)) {
+		if t.s[n].CompareAndSwap(0, ref+1) {
+			return ref, true
+		}
+		return t.s[n].Load() - 1, false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if old, ok := t.m[n]; ok {
+		return old, false
 	}
 	if t.m == nil {
 		t.m = make(map[uint32]uint64)
 	}
 	t.m[n] = ref
+	return ref, true
 }
 
 // checkFile bounds-checks a file's blocks and its tail here, and leaves
