@@ -266,9 +266,11 @@ func TestHostileDirectoryLoop(t *testing.T) {
 		t.Errorf("walking the loop by name: %v", err)
 	}
 	runBounded(t, "exercise loop", 20*time.Second, func() { exerciseReader(r) })
-	err = r.Verify(context.Background(), nil)
-	if err == nil || !strings.Contains(err.Error(), "reached twice") {
-		t.Errorf("Verify = %v, want a loop error", err)
+	for _, n := range []int{1, 2, 8} {
+		err = r.VerifyWith(context.Background(), VerifyOptions{Workers: n})
+		if err == nil || !strings.Contains(err.Error(), "reached twice") {
+			t.Errorf("Verify with %d workers = %v, want a loop error", n, err)
+		}
 	}
 }
 

@@ -511,6 +511,11 @@ func TestReadMksquashfs(t *testing.T) {
 			if done != total || total != int64(rc.Superblock().Inodes) {
 				t.Errorf("Verify progress ended at %d/%d, want %d", done, total, rc.Superblock().Inodes)
 			}
+			for _, n := range []int{1, 8} { // one walker, and more than directories at times
+				if err := rc.VerifyWith(context.Background(), VerifyOptions{Workers: n}); err != nil {
+					t.Errorf("Verify with %d workers: %v", n, err)
+				}
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			if err := rc.Verify(ctx, nil); !errors.Is(err, context.Canceled) {
