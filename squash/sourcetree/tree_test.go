@@ -529,6 +529,37 @@ func TestWrite(t *testing.T) {
 	}
 }
 
+// TestWritePrefetchRing writes more small files than the prefetch ring
+// holds, in batches cut by bytes, with a large file and empty ones among
+// them: the dispatcher hands over a partial batch before it waits for
+// room, and every file's data arrives in order.
+func TestWritePrefetchRing(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string][]byte{}
+	for i := range 3 * prefetchBudget / (100 << 10) {
+		name := fmt.Sprintf("f%03d", i)
+		data := bytes.Repeat([]byte(name), (100<<10)/4+i)
+		if i%5 == 0 {
+			data = nil
+		}
+		want[name] = data
+		must(t, os.WriteFile(filepath.Join(dir, name), data, 0o644))
+	}
+	big := bytes.Repeat([]byte("large"), (prefetchMaxFile+10)/5)
+	want["f050x"] = big
+	must(t, os.WriteFile(filepath.Join(dir, "f050x"), big, 0o644))
+	tr := scan(t, []string{dir}, Options{})
+	rec := &recorder{data: map[string][]byte{}}
+	if err := tr.write(rec, nil); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range want {
+		if got := rec.data[name]; !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes, want %d", name, len(got), len(data))
+		}
+	}
+}
+
 func TestWriteSizeChanged(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
