@@ -246,16 +246,8 @@ func TestUseSourceSums(t *testing.T) {
 	if !ok {
 		t.Fatal("source has no block sums")
 	}
-	fi, err := src.Lstat("big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ino := fi.Sys().(*Inode)
-	fi, err = src.Lstat("small0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	small := fi.Sys().(*Inode)
+	ino := inodeOf(t, src.Reader, "big")
+	small := inodeOf(t, src.Reader, "small0")
 	fe, err := src.Fragment(small.Fragment)
 	if err != nil {
 		t.Fatal(err)
@@ -313,22 +305,14 @@ func TestUseSourceSums(t *testing.T) {
 			if !ok {
 				t.Fatal("copy has no block sums")
 			}
-			nfi, err := r.Lstat("big")
-			if err != nil {
-				t.Fatal(err)
-			}
-			nino := nfi.Sys().(*Inode)
+			nino := inodeOf(t, r.Reader, "big")
 			want := map[uint64]uint32{}
 			pos, spos := nino.BlocksStart, ino.BlocksStart
 			for _, word := range ino.BlockSizes {
 				want[pos] = sums[spos]
 				pos, spos = pos+uint64(BlockSize(word)), spos+uint64(BlockSize(word))
 			}
-			nfi, err = r.Lstat("small0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			nfe, err := r.Fragment(nfi.Sys().(*Inode).Fragment)
+			nfe, err := r.Fragment(inodeOf(t, r.Reader, "small0").Fragment)
 			if err != nil {
 				t.Fatal(err)
 			}

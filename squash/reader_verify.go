@@ -213,19 +213,17 @@ type walkItem struct {
 // (Portage-like tree). With one walker the order, and so the first fault
 // reported, is a depth-first walk's.
 func (v *verifier) walk(root *Inode) error {
-	first := &walker{v: v}
-	if err := first.checkInodeLazy(root, func() string { return "/" }); err != nil {
+	walkers := make([]*walker, v.walkers)
+	for i := range walkers {
+		walkers[i] = &walker{v: v}
+	}
+	if err := walkers[0].checkInodeLazy(root, func() string { return "/" }); err != nil {
 		return err
 	}
 	q := &walkQueue{items: []walkItem{{root, "/"}}}
 	q.cond.L = &q.mu
-	walkers := make([]*walker, v.walkers)
-	walkers[0] = first
 	var wg sync.WaitGroup
 	for i := range walkers {
-		if walkers[i] == nil {
-			walkers[i] = &walker{v: v}
-		}
 		wg.Add(1)
 		go func(w *walker) {
 			defer wg.Done()

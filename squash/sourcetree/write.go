@@ -26,8 +26,8 @@ const (
 	prefetchAhead   = 4096 // files in flight at most (bounds empty files too)
 	// Files go to the workers and to the Add loop in batches of up to
 	// prefetchBatch files or prefetchBatchBytes: handed over one by one,
-	// each file woke two or three goroutines, and the Portage-like tree's
-	// build made 219k nanosleep calls (the scheduler's spinning).
+	// each file woke two or three goroutines (the Portage-like tree's gzip
+	// build made 33.7k futex calls, 15.1k in batches).
 	prefetchBatch      = 32
 	prefetchBatchBytes = 256 << 10
 )
@@ -244,7 +244,7 @@ func (p *prefetcher) dispatch(entries []entry) {
 	defer p.wg.Done()
 	defer close(p.jobs)
 	ps := paths{entries: entries}
-	var b *job
+	var b *job     // the batch being filled; nil or not empty
 	var held int64 // bytes of the files in b
 	send := func() bool {
 		j := b
@@ -267,9 +267,6 @@ func (p *prefetcher) dispatch(entries []entry) {
 		if !isSmall(e) {
 			continue
 		}
-		if b == nil {
-			b = &job{files: make([]fileJob, 0, prefetchBatch), done: make(chan struct{})}
-		}
 		f := fileJob{i: i, src: src, size: e.size}
 		// One byte more than expected so a grown file is noticed in the
 		// same read.
@@ -278,15 +275,15 @@ func (p *prefetcher) dispatch(entries []entry) {
 		if f.buf, f.end, ok = p.acquire(n, false); !ok {
 			// The ring is full until the Add loop frees what it holds,
 			// and it may be waiting for this batch: send it first.
-			if len(b.files) > 0 && !send() {
+			if b != nil && !send() {
 				return
 			}
 			if f.buf, f.end, ok = p.acquire(n, true); !ok {
 				return
 			}
-			if b == nil {
-				b = &job{files: make([]fileJob, 0, prefetchBatch), done: make(chan struct{})}
-			}
+		}
+		if b == nil {
+			b = &job{files: make([]fileJob, 0, prefetchBatch), done: make(chan struct{})}
 		}
 		b.files = append(b.files, f)
 		held += e.size
@@ -296,7 +293,7 @@ func (p *prefetcher) dispatch(entries []entry) {
 			}
 		}
 	}
-	if b != nil && len(b.files) > 0 {
+	if b != nil {
 		send()
 	}
 }
