@@ -132,8 +132,8 @@ func sameImage(lower *os.File, image string) bool {
 // dropped ("" when none fell off), for the caller to remove: freeing an
 // image's blocks is the slow part of a rename over it (an unlink of a
 // 124 MB image took 33-41 ms on the bench machine's ext4, mounted with
-// discard), and a persist can do it while it mounts the new image. A leftover of a rotation that
-// died goes at the next one.
+// discard), and a persist can do it while it mounts the new image. A
+// leftover of a rotation that died goes at the next one.
 func rotate(image, tmp string, keep int) (dropped string, err error) {
 	dir := filepath.Dir(image)
 	if keep >= 2 {
