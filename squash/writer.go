@@ -55,6 +55,16 @@ type WriterOptions struct {
 	// block after the image (see Reader.BlockSums), so that a later fold
 	// can check the blocks it copies without decoding them.
 	BlockSums bool
+
+	// NoSparse stores blocks of zeros like any other (mksquashfs
+	// -no-sparse) instead of as holes that take no space.
+	NoSparse bool
+
+	// NoPad ends the image at its last table (mksquashfs -nopad) instead
+	// of padding it to a multiple of 4 KiB, which loop devices and the
+	// kernel's block reads want; for images embedded in other files. It
+	// rules out BlockSums, whose record follows the padding.
+	NoPad bool
 }
 
 // Header describes one entry added to a Writer.
@@ -242,6 +252,9 @@ func NewWriter(out Output, opts WriterOptions) (*Writer, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = runtime.NumCPU()
+	}
+	if opts.NoPad {
+		opts.BlockSums = false
 	}
 	w := &Writer{
 		out:       out,
@@ -859,7 +872,7 @@ func (w *Writer) addData(name string, size uint64, data io.Reader) (*fileRec, er
 		if sum != nil {
 			sum.Write(buf)
 		}
-		if n == bs && bytes.Equal(buf, w.zero) {
+		if n == bs && !w.opts.NoSparse && bytes.Equal(buf, w.zero) {
 			f.sparse += n
 			w.bufs.Put(&buf)
 			continue

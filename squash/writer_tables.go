@@ -432,6 +432,9 @@ func (t *tableWriter) finish(root *node) error {
 	}
 	// The kernel reads the device in 1 KiB or 4 KiB units: pad to 4 KiB.
 	end := (pos + 4095) &^ 4095
+	if w.opts.NoPad {
+		end = pos
+	}
 	if err := w.out.Truncate(int64(end)); err != nil {
 		return fmt.Errorf("pad image: %w", err)
 	}

@@ -56,11 +56,26 @@ type Options struct {
 	AllTime   *uint32 // every mtime becomes this
 	ClampTime *uint32 // mtimes later than this become this (SOURCE_DATE_EPOCH)
 
-	// RootTime is the mtime of the root directory that Scan makes up when
-	// there are several sources (or a file, or KeepAsDirectory). mksquashfs
-	// uses the current time there; nil does the same. AllTime and ClampTime
-	// still apply on top.
-	RootTime *uint32
+	// RootMode, RootUID, RootGID and RootTime replace the root directory's
+	// permission bits (07777), owner, group and mtime (mksquashfs
+	// -root-mode, -root-uid, -root-gid, -root-time), whether the root is a
+	// source directory or made up for several sources (or a file, or
+	// KeepAsDirectory), where mksquashfs uses mode 0777, the caller's ids
+	// and the current time. AllRoot, ForceUID, ForceGID, AllTime and
+	// ClampTime still apply on top, as they do in mksquashfs.
+	RootMode                   *fs.FileMode
+	RootUID, RootGID, RootTime *uint32
+
+	// NoHardlinks stores each name of a hard-linked file as a file of its
+	// own (mksquashfs -no-hardlinks); duplicate detection still lets them
+	// share their data blocks.
+	NoHardlinks bool
+
+	// OneFileSystem leaves out every entry on another filesystem than the
+	// directory it is in (mksquashfs -one-file-system): a mount point and
+	// all below it, or a file bind-mounted there, with a warning each.
+	// Each source keeps its own filesystem.
+	OneFileSystem bool
 
 	// Warn receives non-fatal problems (skipped xattr namespaces, renamed
 	// duplicate sources). Nil discards them.
@@ -222,28 +237,32 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 			return nil, fmt.Errorf("source: %w", &fs.PathError{Op: "lstat", Path: sources[0], Err: err})
 		}
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			s.fixRoot(&st)
 			hdr, err := s.header(noDir, "", sources[0], "", &st)
 			if err != nil {
 				return nil, err
 			}
 			s.add(hdr, sources[0], true)
 			s.parent = 0
-			if err := s.scanDir(sources[0], "", rootMatch(ex)); err != nil {
+			if err := s.scanDir(sources[0], "", rootMatch(ex), uint64(st.Dev)); err != nil {
 				return nil, err
 			}
 			return s.tree, nil
 		}
 	}
 
-	root := squash.Header{
-		Mode: fs.ModeDir | 0o777,
-		UID:  uint32(os.Getuid()),
-		GID:  uint32(os.Getgid()),
+	st = unix.Stat_t{
+		Mode: unix.S_IFDIR | 0o777,
+		Uid:  uint32(os.Getuid()),
+		Gid:  uint32(os.Getgid()),
+		Mtim: unix.Timespec{Sec: time.Now().Unix()},
 	}
-	if opts.RootTime != nil {
-		root.Mtime = *opts.RootTime
-	} else {
-		root.Mtime = clampUnix(time.Now().Unix())
+	s.fixRoot(&st)
+	root := squash.Header{
+		Mode:  squash.FileModeFromUnix(st.Mode),
+		UID:   st.Uid,
+		GID:   st.Gid,
+		Mtime: clampUnix(st.Mtim.Sec),
 	}
 	s.fixOwnerTime(&root)
 	s.add(root, "", false)
@@ -305,9 +324,10 @@ func (s *scanner) warn(msg string) {
 }
 
 // scanDir adds the sorted children of the directory at fsPath (image path
-// imgPath) and, after each subdirectory's own entry, its children.
-func (s *scanner) scanDir(fsPath, imgPath string, m matchState) error {
-	return s.merge(s.walk(fsPath, imgPath, m), s.parent)
+// imgPath, on filesystem dev) and, after each subdirectory's own entry,
+// its children.
+func (s *scanner) scanDir(fsPath, imgPath string, m matchState, dev uint64) error {
+	return s.merge(s.walk(fsPath, imgPath, m, dev), s.parent)
 }
 
 // child adds one entry below a directory (unless excluded) and recurses
@@ -323,7 +343,7 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 		return nil
 	}
 	var key devIno
-	if !isDir && st.Nlink > 1 {
+	if !isDir && st.Nlink > 1 && !s.opts.NoHardlinks {
 		key = devIno{uint64(st.Dev), st.Ino}
 		if first, ok := s.links[key]; ok {
 			// The writer finds the first name only if it was told how
@@ -345,7 +365,7 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 	if isDir {
 		parent := s.parent
 		s.parent = int32(len(s.tree.entries) - 1)
-		err := s.scanDir(fsPath, imgPath, sub)
+		err := s.scanDir(fsPath, imgPath, sub, uint64(st.Dev))
 		s.parent = parent
 		return err
 	}
@@ -440,6 +460,24 @@ func (s *scanner) header(dirfd int, name, fsPath, imgPath string, st *unix.Stat_
 		h.Xattrs = xs
 	}
 	return h, nil
+}
+
+// fixRoot applies the root directory's overrides to its lstat data, before
+// the overrides of every entry (fixOwnerTime), as mksquashfs does.
+func (s *scanner) fixRoot(st *unix.Stat_t) {
+	o := &s.opts
+	if o.RootMode != nil {
+		st.Mode = st.Mode&unix.S_IFMT | squash.UnixPerm(*o.RootMode)
+	}
+	if o.RootUID != nil {
+		st.Uid = *o.RootUID
+	}
+	if o.RootGID != nil {
+		st.Gid = *o.RootGID
+	}
+	if o.RootTime != nil {
+		st.Mtim = unix.Timespec{Sec: int64(*o.RootTime)}
+	}
 }
 
 // fixOwnerTime applies the ownership and time overrides.

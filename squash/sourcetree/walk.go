@@ -49,6 +49,7 @@ type walkTask struct {
 	fsPath, imgPath string
 	m               matchState
 	out             *dirScan
+	dev             uint64 // the directory's filesystem (OneFileSystem)
 }
 
 // walkQueue hands directories to the workers; it is done when empty with
@@ -98,12 +99,13 @@ func (q *walkQueue) done() {
 // so a call that waits on the disk does not stall the walk.
 func walkWorkers() int { return max(2, runtime.GOMAXPROCS(0)) }
 
-// walk scans the directory at fsPath and everything below it.
-func (s *scanner) walk(fsPath, imgPath string, m matchState) *dirScan {
+// walk scans the directory at fsPath, on filesystem dev, and everything
+// below it.
+func (s *scanner) walk(fsPath, imgPath string, m matchState, dev uint64) *dirScan {
 	root := &dirScan{img: imgPath}
 	q := &walkQueue{}
 	q.cond = sync.NewCond(&q.mu)
-	q.push(walkTask{fsPath, imgPath, m, root})
+	q.push(walkTask{fsPath, imgPath, m, root, dev})
 	var wg sync.WaitGroup
 	for range walkWorkers() {
 		wg.Add(1)
@@ -148,6 +150,10 @@ func (s *scanner) scanOne(t walkTask, q *walkQueue) {
 		if s.ex.excludedID(devIno{uint64(st.Dev), st.Ino}) {
 			continue
 		}
+		if s.opts.OneFileSystem && uint64(st.Dev) != t.dev {
+			s.warn(fmt.Sprintf("%s is on a different filesystem, ignored", childFS))
+			continue
+		}
 		excluded, sub := s.ex.match(t.m, name, isDir)
 		if excluded {
 			continue
@@ -162,14 +168,14 @@ func (s *scanner) scanOne(t walkTask, q *walkQueue) {
 			return
 		}
 		at := len(out.entries)
-		if !isDir && st.Nlink > 1 {
+		if !isDir && st.Nlink > 1 && !s.opts.NoHardlinks {
 			out.links = append(out.links, linkCand{at, devIno{uint64(st.Dev), st.Ino}})
 		}
 		out.entries = append(out.entries, newEntry(hdr, -1))
 		if isDir {
 			child := &dirScan{img: childImg}
 			out.subdirs = append(out.subdirs, subdir{at, child})
-			q.push(walkTask{childFS, childImg, sub, child})
+			q.push(walkTask{childFS, childImg, sub, child, uint64(st.Dev)})
 		}
 	}
 }

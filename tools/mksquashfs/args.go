@@ -47,11 +47,8 @@ var unsupported = map[string]bool{
 	"-sort": true, "-p": true, "-pf": true, "-action": true, "-log-action": true,
 	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
 	"-true-action-file": true, "-false-action-file": true, "-root-becomes": true,
-	"-recover": true, "-recovery-path": true, "-offset": true, "-o": true, "-nopad": true,
-	"-throttle": true, "-limit": true, "-one-file-system": true, "-no-hardlinks": true,
-	"-root-time": true, "-root-mode": true, "-root-uid": true, "-root-gid": true,
-	"-Xstrategy": true, "-Xalgorithm": true, "-not-reproducible": true, "-exit-on-error": true,
-	"-no-sparse": true,
+	"-recover": true, "-recovery-path": true, "-offset": true, "-o": true,
+	"-throttle": true, "-limit": true, "-Xstrategy": true, "-Xalgorithm": true,
 }
 
 // xopt remembers a compressor option until the compressor and block size
@@ -104,7 +101,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		var err error
 		switch opt {
 		case "-comp", "-b", "-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
-			"-processors", "-mem":
+			"-processors", "-mem", "-root-mode", "-root-uid", "-root-gid", "-root-time":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
@@ -187,6 +184,33 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			if forceGID, err = lookupID(opt, val, true); err != nil {
 				return nil, err
 			}
+		case "-root-mode":
+			n, err := strconv.ParseUint(val, 8, 32)
+			if err != nil || n > 0o7777 {
+				return nil, usagef("-root-mode: %q is not an octal mode (0 to 7777, e.g. 0755)", val)
+			}
+			m := squash.FileModeFromUnix(uint32(n))
+			c.tree.RootMode = &m
+		case "-root-uid":
+			if c.tree.RootUID, err = lookupID(opt, val, false); err != nil {
+				return nil, err
+			}
+		case "-root-gid":
+			if c.tree.RootGID, err = lookupID(opt, val, true); err != nil {
+				return nil, err
+			}
+		case "-root-time":
+			if c.tree.RootTime, err = parseTime(opt, val); err != nil {
+				return nil, err
+			}
+		case "-no-hardlinks":
+			c.tree.NoHardlinks = true
+		case "-one-file-system":
+			c.tree.OneFileSystem = true
+		case "-no-sparse":
+			c.writer.NoSparse = true
+		case "-nopad":
+			c.writer.NoPad = true
 		case "-all-time":
 			if allTime, err = parseTime(opt, val); err != nil {
 				return nil, err
@@ -214,9 +238,13 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			c.progress = true
 		case "-info":
 			c.info = true
-		case "-reproducible", "-no-recovery":
-			// Always the case here: images are reproducible and no
-			// recovery file is ever written.
+		case "-reproducible", "-no-recovery", "-exit-on-error":
+			// Always the case here: images are reproducible, no
+			// recovery file is ever written, and an error reading a
+			// source (which mksquashfs skips, with a message) ends
+			// the run.
+		case "-not-reproducible":
+			c.notes = append(c.notes, "-not-reproducible ignored: images are always reproducible")
 		default:
 			if unsupported[opt] {
 				return nil, usagef("option %s is not supported by squashportage", opt)
@@ -248,7 +276,10 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 	c.writer.Workers = processors
 	c.writer.NoExports = noExports
 	c.writer.NoXattrs = noXattrs
-	c.writer.BlockSums = !noBlockSums
+	c.writer.BlockSums = !noBlockSums && !c.writer.NoPad
+	if c.writer.NoPad && !noBlockSums {
+		c.notes = append(c.notes, "-nopad: no block sum record either (it follows the padding); a first persist from this image decodes the blocks it keeps")
+	}
 
 	if epoch, ok := getenv("SOURCE_DATE_EPOCH"); ok {
 		if mkfsTime != nil || allTime != nil {

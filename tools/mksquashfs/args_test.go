@@ -2,6 +2,7 @@ package mksquashfs
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -97,8 +98,29 @@ func TestParseArgs(t *testing.T) {
 			c.writer.Workers = 3
 			c.notes = []string{"-mem ignored: memory use is bounded internally"}
 		}},
-		{"output flags", []string{"-quiet", "-no-progress", "-progress", "-info", "-reproducible", "-no-recovery"}, nil, func(c *config) {
+		{"output flags", []string{"-quiet", "-no-progress", "-progress", "-info", "-reproducible", "-no-recovery", "-exit-on-error"}, nil, func(c *config) {
 			c.quiet, c.noProgress, c.progress, c.info = true, true, true, true
+		}},
+		{"not reproducible noted", []string{"-not-reproducible"}, nil, func(c *config) {
+			c.notes = []string{"-not-reproducible ignored: images are always reproducible"}
+		}},
+		{"root attributes", []string{"-root-mode", "1750", "-root-uid", "12", "-root-gid", "root", "-root-time", "5000"}, nil, func(c *config) {
+			m := fs.ModeSticky | 0o750
+			c.tree.RootMode, c.tree.RootUID, c.tree.RootGID, c.tree.RootTime = &m, u32(12), u32(0), u32(5000)
+		}},
+		{"root mode setuid", []string{"-root-mode", "4700"}, nil, func(c *config) {
+			m := fs.ModeSetuid | 0o700
+			c.tree.RootMode = &m
+		}},
+		{"hard links file systems sparse", []string{"-no-hardlinks", "-one-file-system", "-no-sparse"}, nil, func(c *config) {
+			c.tree.NoHardlinks, c.tree.OneFileSystem, c.writer.NoSparse = true, true, true
+		}},
+		{"nopad drops the block sums", []string{"-nopad"}, nil, func(c *config) {
+			c.writer.NoPad, c.writer.BlockSums = true, false
+			c.notes = []string{"-nopad: no block sum record either (it follows the padding); a first persist from this image decodes the blocks it keeps"}
+		}},
+		{"nopad without block sums", []string{"-nopad", "-no-block-sums"}, nil, func(c *config) {
+			c.writer.NoPad, c.writer.BlockSums = true, false
 		}},
 	}
 	for _, tc := range tests {
@@ -166,6 +188,13 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"s", "d", "-force-gid", "no-such-group-here"}, nil, "-force-gid"},
 		{[]string{"s", "d", "-all-time", "-1"}, nil, "-all-time"},
 		{[]string{"s", "d", "-mkfs-time", "4294967296"}, nil, "-mkfs-time"},
+		{[]string{"s", "d", "-root-mode", "0999"}, nil, "-root-mode"},
+		{[]string{"s", "d", "-root-mode", "17777"}, nil, "-root-mode"},
+		{[]string{"s", "d", "-root-mode"}, nil, "-root-mode: missing argument"},
+		{[]string{"s", "d", "-root-uid", "no-such-user-here"}, nil, "-root-uid"},
+		{[]string{"s", "d", "-root-gid", "no-such-group-here"}, nil, "-root-gid"},
+		{[]string{"s", "d", "-root-time", "soon"}, nil, "-root-time"},
+		{[]string{"s", "d", "-offset", "4096"}, nil, "-offset is not supported"},
 		{[]string{"s", "d", "-processors", "0"}, nil, "-processors"},
 		{[]string{"s", "d", "-mem", "lots"}, nil, "-mem"},
 		{[]string{"s", "d", "-ef", "/nonexistent/excludes"}, nil, "-ef"},
@@ -227,7 +256,9 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-noXattrCompression", "-no-fragments", "-always-use-fragments", "-no-duplicates", "-exports", "-no-exports",
 		"-no-xattrs", "-xattrs", "-noappend", "-e ", "-ef", "-wildcards", "-regex", "-keep-as-directory", "-all-root",
 		"-root-owned", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime", "-processors", "-mem",
-		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "--help", "-tailends", "-no-tailends", "SOURCE_DATE_EPOCH"} {
+		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "--help", "-tailends", "-no-tailends", "SOURCE_DATE_EPOCH",
+		"-root-mode", "-root-uid", "-root-gid", "-root-time", "-no-hardlinks", "-one-file-system", "-no-sparse", "-nopad",
+		"-exit-on-error", "-not-reproducible", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

@@ -40,6 +40,9 @@ func buildSource(t *testing.T) string {
 	mustDo(t, os.Symlink("alpha", filepath.Join(dir, "link")))
 	mustDo(t, os.Link(filepath.Join(dir, "alpha"), filepath.Join(dir, "dir/hard")))
 	mustDo(t, os.Chmod(filepath.Join(dir, "zeta"), 0o4755))
+	// Whole blocks of zeros (at 4K and 128K blocks): holes unless -no-sparse.
+	sparse := filepath.Join(dir, "sparse.bin")
+	mustDo(t, os.WriteFile(sparse, append(make([]byte, 300_000), "end"...), 0o644))
 	return dir
 }
 
@@ -97,6 +100,13 @@ func TestEndToEndAgainstMksquashfs(t *testing.T) {
 		{"plain excludes", []string{src}, []string{"-e", "dir/sub", "big.bin"}},
 		{"xz no fragments", []string{src}, []string{"-comp", "xz", "-no-fragments", "-b", "64K"}},
 		{"uncompressed", []string{src}, []string{"-noI", "-noD", "-noF", "-noX", "-no-duplicates", "-no-exports"}},
+		{"no hard links", []string{src}, []string{"-no-hardlinks"}},
+		{"root attributes", []string{src}, []string{"-root-mode", "1750", "-root-uid", "12", "-root-gid", "34", "-root-time", "5000"}},
+		{"root attributes of a made-up root", []string{src, filepath.Join(other, "dir")},
+			[]string{"-root-mode", "0700", "-root-uid", "12", "-root-gid", "34", "-root-time", "5000", "-mkfs-time", "1"}},
+		{"every file's owner over the root's", []string{src}, []string{"-root-uid", "12", "-root-gid", "34", "-all-root", "-root-time", "5000", "-all-time", "6000"}},
+		{"no sparse", []string{src}, []string{"-no-sparse", "-b", "4K"}},
+		{"no pad", []string{src}, []string{"-nopad", "-no-exports"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

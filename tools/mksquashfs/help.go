@@ -46,6 +46,12 @@ Layout:
                           every block it keeps, once)
   -no-block-sums          leave the record out: DEST ends at the padding, as
                           mksquashfs's does
+  -nopad                  do not pad DEST to a multiple of 4K, for images
+                          embedded in other files: the kernel does not
+                          mount such a file through a loop device as it is
+                          (nor mksquashfs's); implies -no-block-sums
+  -no-sparse              store blocks of zeros as data instead of as holes
+                          that take no space
   -xattrs                 store extended attributes (default); only the
                           user., trusted. and security. namespaces
   -no-xattrs              do not store extended attributes
@@ -56,6 +62,11 @@ Layout:
 Selecting files:
   -keep-as-directory      with a single SOURCE directory, make it an entry
                           of the root instead of the root itself
+  -one-file-system        leave out mount points (and all below them) and
+                          files on another filesystem than their directory,
+                          with a warning each: e.g. / without /proc and /sys
+  -no-hardlinks           store each name of a hard-linked file as a file of
+                          its own (duplicate detection still shares the data)
   -e EXCLUDE...           leave out these files; takes all remaining
                           arguments, so it must come last
   -ef FILE                leave out the files listed in FILE, one per line
@@ -74,6 +85,11 @@ Ownership and times:
   -force-uid USER         set every file's owner (number or user name)
   -force-gid GROUP        set every file's group (number or group name)
   -all-time TIME          set every file's time (seconds since 1970)
+  -root-mode MODE         set the root directory's permissions (octal)
+  -root-uid USER          set the root directory's owner (number or name)
+  -root-gid GROUP         set the root directory's group (number or name)
+  -root-time TIME         set the root directory's time (seconds since 1970)
+                          The options above for every file override these.
   -mkfs-time TIME, -fstime TIME
                           set the image creation time (default: now)
                           SOURCE_DATE_EPOCH in the environment sets the
@@ -89,11 +105,13 @@ Running:
   -no-progress            do not show the progress bar (it is only ever
                           drawn when standard error is a terminal)
   -quiet                  print nothing but errors
-  -reproducible, -no-recovery
-                          accepted for compatibility; always in effect
+  -reproducible, -no-recovery, -exit-on-error
+                          accepted for compatibility; always in effect (a
+                          source that cannot be read ends the run)
+  -not-reproducible       accepted and ignored
   -version                print the version
   -help, -h, --help       print this help
 
 Not supported: appending, -sort, pseudo files (-p, -pf), actions, -tar and
-cpio input, -root-becomes, -offset, recovery files.
+cpio input, -root-becomes, -offset, -throttle, -limit, recovery files.
 `

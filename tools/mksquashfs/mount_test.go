@@ -1,0 +1,159 @@
+package mksquashfs
+
+import (
+	"bytes"
+	"encoding/binary"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/internal/privileged"
+)
+
+// The tests here mount (tmpfs inside a source, our images through the
+// kernel), so the package's tests run as root in a private mount namespace.
+func TestMain(m *testing.M) { privileged.Main(m) }
+
+// mountFS mounts a filesystem for the test and unmounts it at its end.
+func mountFS(t *testing.T, src, dir, fstype string, flags uintptr) {
+	t.Helper()
+	if err := unix.Mount(src, dir, fstype, flags, ""); err != nil {
+		t.Fatalf("mount %s on %s: %v", fstype, dir, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+}
+
+// TestOneFileSystem: a tmpfs mounted in the source and a file bind-mounted
+// from another filesystem are left out, with a warning each, as Debian's
+// mksquashfs -one-file-system leaves them out; without the option they are
+// stored.
+func TestOneFileSystem(t *testing.T) {
+	src := buildSource(t)
+	elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+	mustDo(t, os.Mkdir(elsewhere, 0o755))
+	mountFS(t, "tmpfs", elsewhere, "tmpfs", 0)
+	mustDo(t, os.WriteFile(filepath.Join(elsewhere, "f"), []byte("another filesystem's file"), 0o644))
+	mustDo(t, os.WriteFile(filepath.Join(src, "dir", "bound"), []byte("covered"), 0o644))
+	mountFS(t, filepath.Join(elsewhere, "f"), filepath.Join(src, "dir", "bound"), "", unix.MS_BIND)
+	mnt := filepath.Join(src, "dir", "sub", "mnt")
+	mustDo(t, os.Mkdir(mnt, 0o755))
+	mountFS(t, "tmpfs", mnt, "tmpfs", 0)
+	mustDo(t, os.WriteFile(filepath.Join(mnt, "inner"), []byte("on the tmpfs"), 0o644))
+
+	tmp := t.TempDir()
+	ours, ref, all := filepath.Join(tmp, "ours"), filepath.Join(tmp, "ref"), filepath.Join(tmp, "all")
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{src, ours, "-one-file-system", "-no-progress"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("mksquashfs -one-file-system = %d: %s", code, &stderr)
+	}
+	for _, p := range []string{filepath.Join(src, "dir", "bound"), mnt} {
+		if want := "warning: " + p + " is on a different filesystem, ignored"; !strings.Contains(stderr.String(), want) {
+			t.Errorf("no %q in the output:\n%s", want, &stderr)
+		}
+	}
+	if out, err := exec.Command("mksquashfs", src, ref, "-one-file-system", "-no-progress", "-quiet").CombinedOutput(); err != nil {
+		t.Fatalf("Debian's mksquashfs: %v\n%s", err, out)
+	}
+	got := listing(t, ours)
+	if want := listing(t, ref); got != want {
+		t.Errorf("listing differs from mksquashfs -one-file-system\nours:\n%s\nmksquashfs:\n%s", got, want)
+	}
+	if strings.Contains(got, "mnt") || strings.Contains(got, "bound") {
+		t.Errorf("the other filesystems' entries are in the image:\n%s", got)
+	}
+	buildSmall(t, src, all)
+	if l := listing(t, all); !strings.Contains(l, "R/dir/sub/mnt/inner") || !strings.Contains(l, "R/dir/bound") {
+		t.Errorf("without -one-file-system the mounts' entries are missing:\n%s", l)
+	}
+}
+
+// TestOptionsThroughTheKernel mounts images made with the options that
+// change metadata and data layout, and checks what the kernel shows.
+func TestOptionsThroughTheKernel(t *testing.T) {
+	src := buildSource(t)
+	tmp := t.TempDir()
+	mountImage := func(name string, opts ...string) string {
+		t.Helper()
+		img := filepath.Join(tmp, name+".img")
+		var stdout, stderr bytes.Buffer
+		if code := Main(append([]string{src, img, "-quiet"}, opts...), &stdout, &stderr); code != 0 {
+			t.Fatalf("mksquashfs %q = %d: %s", opts, code, &stderr)
+		}
+		dir := filepath.Join(tmp, name)
+		mustDo(t, os.Mkdir(dir, 0o755))
+		privileged.MountSquashfs(t, img, dir)
+		return dir
+	}
+	stat := func(p string) unix.Stat_t {
+		t.Helper()
+		var st unix.Stat_t
+		mustDo(t, unix.Lstat(p, &st))
+		return st
+	}
+
+	root := stat(mountImage("root", "-root-mode", "1750", "-root-uid", "12", "-root-gid", "34", "-root-time", "5000"))
+	if root.Mode != unix.S_IFDIR|0o1750 || root.Uid != 12 || root.Gid != 34 || root.Mtim.Sec != 5000 {
+		t.Errorf("root: mode %o uid %d gid %d mtime %d, want 41750, 12, 34, 5000", root.Mode, root.Uid, root.Gid, root.Mtim.Sec)
+	}
+
+	def, split := mountImage("default"), mountImage("nolinks", "-no-hardlinks")
+	if a, h := stat(filepath.Join(def, "alpha")), stat(filepath.Join(def, "dir/hard")); a.Nlink != 2 || a.Ino != h.Ino {
+		t.Errorf("default image: alpha and dir/hard are not one inode with 2 links (inodes %d, %d; nlink %d)", a.Ino, h.Ino, a.Nlink)
+	}
+	a, h := stat(filepath.Join(split, "alpha")), stat(filepath.Join(split, "dir/hard"))
+	if a.Nlink != 1 || h.Nlink != 1 || a.Ino == h.Ino {
+		t.Errorf("-no-hardlinks: alpha and dir/hard: inodes %d, %d; nlink %d, %d; want two inodes of one link", a.Ino, h.Ino, a.Nlink, h.Nlink)
+	}
+	for _, name := range []string{"alpha", "dir/hard"} {
+		if b, err := os.ReadFile(filepath.Join(split, name)); err != nil || string(b) != "first\n" {
+			t.Errorf("-no-hardlinks: %s reads %q, %v", name, b, err)
+		}
+	}
+
+	want, err := os.ReadFile(filepath.Join(src, "sparse.bin"))
+	mustDo(t, err)
+	for _, dir := range []string{def, mountImage("nosparse", "-no-sparse", "-b", "4K")} {
+		if got, err := os.ReadFile(filepath.Join(dir, "sparse.bin")); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s/sparse.bin: %d bytes read (%v), not the source's %d", dir, len(got), err, len(want))
+		}
+	}
+}
+
+// TestSparseAndPadOptions: -no-sparse stores the zero blocks a default
+// image leaves as holes, and -nopad ends the file at the last table.
+func TestSparseAndPadOptions(t *testing.T) {
+	src := buildSource(t)
+	dir := t.TempDir()
+	// size returns an image file's size and the bytes_used its superblock
+	// gives.
+	size := func(img string) (int64, int64) {
+		t.Helper()
+		b, err := os.ReadFile(img)
+		mustDo(t, err)
+		return int64(len(b)), int64(binary.LittleEndian.Uint64(b[40:]))
+	}
+	holes := buildSmall(t, src, filepath.Join(dir, "holes"), "-no-block-sums")
+	zeros := buildSmall(t, src, filepath.Join(dir, "zeros"), "-no-block-sums", "-no-sparse")
+	_, h := size(holes)
+	_, z := size(zeros)
+	// 73 blocks of 4K zeros, each compressed to a few bytes, and their
+	// size words.
+	if z-h < 73*8 {
+		t.Errorf("-no-sparse: %d bytes used, the default %d: the zero blocks are not stored", z, h)
+	}
+	unpadded := buildSmall(t, src, filepath.Join(dir, "unpadded"), "-nopad")
+	if n, used := size(unpadded); n != used || used%4096 == 0 {
+		t.Errorf("-nopad: file of %d bytes for %d bytes used (want equal, and not a multiple of 4096 for this test)", n, used)
+	}
+	if listing(t, unpadded) != listing(t, holes) {
+		t.Error("unsquashfs lists the unpadded image differently")
+	}
+}
