@@ -83,7 +83,12 @@ type ReadCloser struct {
 }
 
 // OpenFile opens the image at path.
-func OpenFile(path string) (*ReadCloser, error) {
+func OpenFile(path string) (*ReadCloser, error) { return OpenFileAt(path, 0) }
+
+// OpenFileAt opens the image that starts offset bytes into the file or
+// block device at path (unsquashfs -offset: an image embedded in another
+// file).
+func OpenFileAt(path string, offset int64) (*ReadCloser, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -93,9 +98,28 @@ func OpenFile(path string) (*ReadCloser, error) {
 		f.Close()
 		return nil, err
 	}
-	r, err := NewReader(f, st.Size())
+	size := st.Size()
+	if st.Mode()&os.ModeDevice != 0 {
+		// A block device's size is where it ends, not what stat says.
+		if size, err = f.Seek(0, io.SeekEnd); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%s: size: %w", path, err)
+		}
+	}
+	if offset < 0 || offset > size {
+		f.Close()
+		return nil, fmt.Errorf("%s: offset %d is beyond its %d bytes", path, offset, size)
+	}
+	var ra io.ReaderAt = f
+	if offset > 0 {
+		ra = io.NewSectionReader(f, offset, size-offset)
+	}
+	r, err := NewReader(ra, size-offset)
 	if err != nil {
 		f.Close()
+		if offset > 0 {
+			return nil, fmt.Errorf("%s at offset %d: %w", path, offset, err)
+		}
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &ReadCloser{Reader: r, f: f}, nil

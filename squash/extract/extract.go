@@ -21,17 +21,17 @@ import (
 // Options tune Extract. The zero value extracts the whole image, refusing to
 // overwrite anything already present.
 type Options struct {
-	// Paths limits extraction to these image paths and their subtrees. Each
-	// component may be a path.Match pattern (unsquashfs's extract files).
-	// Parent directories are created with their image metadata. A path that
-	// matches nothing is an error.
-	Paths []string
+	// Selection limits extraction to some entries (unsquashfs's extract
+	// and exclude names). Parent directories of selected entries are
+	// created with their image metadata.
+	Selection
 	// Force replaces existing non-directories (and symlinks where the image
 	// has a directory), like unsquashfs -f. Existing directories are reused
 	// whether or not Force is set.
 	Force bool
-	// NoXattrs skips extended attributes.
-	NoXattrs bool
+	// NoXattrs skips extended attributes; UserXattrs skips all but the
+	// user.* ones (unsquashfs -user-xattrs).
+	NoXattrs, UserXattrs bool
 	// NoOwner skips chown. Ownership is only ever set when running as root,
 	// because nobody else may give files away.
 	NoOwner bool
@@ -54,7 +54,7 @@ type Options struct {
 	Warn func(error)
 }
 
-// Extract writes the image read by r (or the parts Options.Paths select) into
+// Extract writes the image read by r (or the parts Options.Selection takes) into
 // dest, creating dest if it does not exist. dest itself must not be a
 // symlink; it receives the metadata of the image's root directory.
 func Extract(r *squash.Reader, dest string, opts Options) error {
@@ -149,12 +149,12 @@ func CheckName(name string) error {
 // change credentials see the truth.
 func isRoot() bool { return os.Geteuid() == 0 }
 
-// Walk calls fn for the root ("") and every entry Options.Paths-style paths
-// select, in the order Extract creates them (pre-order, listing order),
-// after validating the whole selection as Extract does. Listing tools use
-// it to show exactly what extraction would write.
-func Walk(r *squash.Reader, paths []string, fn func(rel string, ino *squash.Inode) error) error {
-	p, err := NewPlan(r, paths)
+// Walk calls fn for the root ("") and every entry sel takes, in the order
+// Extract creates them (pre-order, listing order), after validating the
+// whole selection as Extract does. Listing tools use it to show exactly
+// what extraction would write.
+func Walk(r *squash.Reader, sel Selection, fn func(rel string, ino *squash.Inode) error) error {
+	p, err := NewPlan(r, sel)
 	if err != nil {
 		return err
 	}
@@ -170,11 +170,10 @@ type Plan struct {
 	total int64
 }
 
-// NewPlan validates the selection of r that paths make (see
-// Options.Paths) as Extract does.
-func NewPlan(r *squash.Reader, paths []string) (*Plan, error) {
+// NewPlan validates the selection sel of r as Extract does.
+func NewPlan(r *squash.Reader, sel Selection) (*Plan, error) {
 	src := readerSource{r: r}
-	nodes, total, err := plan(src, paths)
+	nodes, total, err := plan(src, sel)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +191,7 @@ func (p *Plan) Walk(fn func(rel string, ino *squash.Inode) error) error {
 	return nil
 }
 
-// Extract is Extract of the planned selection; opts.Paths is ignored.
+// Extract is Extract of the planned selection; opts.Selection is ignored.
 func (p *Plan) Extract(dest string, opts Options) error {
 	return extractNodes(p.src, p.nodes, p.total, dest, opts)
 }

@@ -53,14 +53,18 @@ func TestParsePaths(t *testing.T) {
 		{in: []string{"a/["}, wantErr: true},
 		{in: []string{"a\x00"}, wantErr: true},
 	} {
-		pats, err := parsePaths(tc.in)
+		pats, err := parsePaths(tc.in, &Selection{})
 		if (err != nil) != tc.wantErr {
 			t.Errorf("parsePaths(%q): err %v, want error %v", tc.in, err, tc.wantErr)
 			continue
 		}
 		var got [][]string
 		for _, p := range pats {
-			got = append(got, p.comps)
+			var comps []string
+			for _, c := range p.comps {
+				comps = append(comps, c.text)
+			}
+			got = append(got, comps)
 		}
 		if strings.Join(flatten(got), "|") != strings.Join(flatten(tc.want), "|") || (got == nil) != (tc.want == nil) {
 			t.Errorf("parsePaths(%q) = %q, want %q", tc.in, got, tc.want)
@@ -300,23 +304,47 @@ func subsetImage() *memSource {
 }
 
 func TestSubsetExtraction(t *testing.T) {
+	all := []string{"a", "a/deep", "a/deep/z", "a/x.txt", "a/y.dat", "b"}
 	for _, tc := range []struct {
+		name    string
 		paths   []string
+		sel     Selection // Paths: paths
 		want    []string
 		wantErr bool
 	}{
-		{paths: nil, want: []string{"a", "a/deep", "a/deep/z", "a/x.txt", "a/y.dat", "b"}},
+		{paths: nil, want: all},
 		{paths: []string{"b"}, want: []string{"b"}},
 		{paths: []string{"/a/deep"}, want: []string{"a", "a/deep", "a/deep/z"}},
 		{paths: []string{"a/*.txt", "b"}, want: []string{"a", "a/x.txt", "b"}},
 		{paths: []string{"a/deep/z"}, want: []string{"a", "a/deep", "a/deep/z"}},
 		{paths: []string{"nope"}, wantErr: true},
 		{paths: []string{"b/c"}, wantErr: true},
+		{name: "exclude", sel: Selection{Excludes: []string{"a/deep", "b"}}, want: []string{"a", "a/x.txt", "a/y.dat"}},
+		{name: "exclude pattern", sel: Selection{Excludes: []string{"a/*.*"}}, want: []string{"a", "a/deep", "a/deep/z", "b"}},
+		{name: "exclude within paths", paths: []string{"a"}, sel: Selection{Excludes: []string{"a/deep/z", "nope"}},
+			want: []string{"a", "a/deep", "a/x.txt", "a/y.dat"}},
+		{name: "exclude the root", sel: Selection{Excludes: []string{"/"}}, wantErr: true},
+		{name: "literal", paths: []string{"a/*.txt"}, sel: Selection{Literal: true}, wantErr: true},
+		{name: "literal name", paths: []string{"a/x.txt"}, sel: Selection{Literal: true}, want: []string{"a", "a/x.txt"}},
+		// Unanchored, as regexec: "a" is in "dat" too.
+		{name: "regex", paths: []string{"^a$/t$"}, sel: Selection{Regex: true}, want: []string{"a", "a/x.txt", "a/y.dat"}},
+		{name: "regex exclude", sel: Selection{Regex: true, Excludes: []string{"a/e"}}, want: []string{"a", "a/x.txt", "a/y.dat", "b"}},
+		{name: "bad regex", paths: []string{"a/("}, sel: Selection{Regex: true}, wantErr: true},
+		{name: "depth 0", sel: Selection{LimitDepth: true}, want: nil},
+		{name: "depth 1", sel: Selection{LimitDepth: true, MaxDepth: 1}, want: []string{"a", "b"}},
+		{name: "depth 2", sel: Selection{LimitDepth: true, MaxDepth: 2}, want: []string{"a", "a/deep", "a/x.txt", "a/y.dat", "b"}},
+		{name: "path below the depth", paths: []string{"a/deep/z"}, sel: Selection{LimitDepth: true, MaxDepth: 2}, want: []string{"a", "a/deep"}},
 	} {
-		t.Run(strings.Join(tc.paths, ","), func(t *testing.T) {
+		name := tc.name
+		if name == "" {
+			name = strings.Join(tc.paths, ",")
+		}
+		t.Run(name, func(t *testing.T) {
 			dest := t.TempDir()
 			var infos []string
-			err := extract(subsetImage(), dest, Options{Paths: tc.paths, Info: func(p string) { infos = append(infos, p) }})
+			sel := tc.sel
+			sel.Paths = tc.paths
+			err := extract(subsetImage(), dest, Options{Selection: sel, Info: func(p string) { infos = append(infos, p) }})
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("extract: %v, want error %v", err, tc.wantErr)
 			}

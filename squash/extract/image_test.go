@@ -91,7 +91,7 @@ func TestExtractImageSubset(t *testing.T) {
 	}
 	r := mksquashfs(t, src)
 	dest := t.TempDir()
-	if err := Extract(r.Reader, dest, Options{Paths: []string{"a/b"}}); err != nil {
+	if err := Extract(r.Reader, dest, Options{Selection: Selection{Paths: []string{"a/b"}}}); err != nil {
 		t.Fatal(err)
 	}
 	var got []string

@@ -77,14 +77,14 @@ type fileJob struct {
 }
 
 func extract(src source, dest string, opts Options) error {
-	nodes, total, err := plan(src, opts.Paths)
+	nodes, total, err := plan(src, opts.Selection)
 	if err != nil {
 		return err
 	}
 	return extractNodes(src, nodes, total, dest, opts)
 }
 
-// extractNodes creates planned nodes; opts.Paths has served already.
+// extractNodes creates planned nodes; opts.Selection has served already.
 func extractNodes(src source, nodes []*node, total int64, dest string, opts Options) error {
 	root, err := openDest(dest)
 	if err != nil {
@@ -802,6 +802,9 @@ func (x *extractor) setXattrs(n *node, set func(k string, v []byte) error) error
 		return fmt.Errorf("read xattrs of %q: %w", n.rel, err)
 	}
 	for _, xa := range xs {
+		if x.opts.UserXattrs && !strings.HasPrefix(xa.Name, "user.") {
+			continue
+		}
 		if err := set(xa.Name, xa.Value); err != nil {
 			err = fmt.Errorf("set xattr %s on %q: %w", xa.Name, n.rel, err)
 			if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EPERM) {

@@ -186,7 +186,7 @@ func Describe(image string) (*Report, error) {
 	}
 	seen := map[uint32]bool{}
 	c := &rep.Counts
-	err = extract.Walk(rc.Reader, nil, func(_ string, ino *squash.Inode) error {
+	err = extract.Walk(rc.Reader, extract.Selection{}, func(_ string, ino *squash.Inode) error {
 		c.Entries++
 		if seen[ino.Number] {
 			c.HardLinks++

@@ -23,6 +23,7 @@ type config struct {
 
 	mkfsTimeSet bool // -mkfs-time or SOURCE_DATE_EPOCH; otherwise the current time
 	noAppend    bool
+	offset      int64 // where the image starts in DEST (-offset)
 	quiet       bool
 	noProgress  bool
 	progress    bool
@@ -47,7 +48,7 @@ var unsupported = map[string]bool{
 	"-sort": true, "-p": true, "-pf": true, "-action": true, "-log-action": true,
 	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
 	"-true-action-file": true, "-false-action-file": true, "-root-becomes": true,
-	"-recover": true, "-recovery-path": true, "-offset": true, "-o": true,
+	"-recover": true, "-recovery-path": true,
 	"-throttle": true, "-limit": true, "-Xstrategy": true, "-Xalgorithm": true,
 }
 
@@ -101,7 +102,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		var err error
 		switch opt {
 		case "-comp", "-b", "-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
-			"-processors", "-mem", "-root-mode", "-root-uid", "-root-gid", "-root-time":
+			"-processors", "-mem", "-root-mode", "-root-uid", "-root-gid", "-root-time", "-offset", "-o":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
@@ -202,6 +203,10 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		case "-root-time":
 			if c.tree.RootTime, err = parseTime(opt, val); err != nil {
 				return nil, err
+			}
+		case "-offset", "-o":
+			if c.offset, err = parseSize(val, "KMG"); err != nil {
+				return nil, usagef("%s: %q is not a size (bytes, with an optional K, M or G suffix)", opt, val)
 			}
 		case "-no-hardlinks":
 			c.tree.NoHardlinks = true

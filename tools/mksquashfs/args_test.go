@@ -119,6 +119,8 @@ func TestParseArgs(t *testing.T) {
 			c.writer.NoPad, c.writer.BlockSums = true, false
 			c.notes = []string{"-nopad: no block sum record either (it follows the padding); a first persist from this image decodes the blocks it keeps"}
 		}},
+		{"offset", []string{"-offset", "4K"}, nil, func(c *config) { c.offset = 4096 }},
+		{"o", []string{"-o", "12345"}, nil, func(c *config) { c.offset = 12345 }},
 		{"nopad without block sums", []string{"-nopad", "-no-block-sums"}, nil, func(c *config) {
 			c.writer.NoPad, c.writer.BlockSums = true, false
 		}},
@@ -194,7 +196,9 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"s", "d", "-root-uid", "no-such-user-here"}, nil, "-root-uid"},
 		{[]string{"s", "d", "-root-gid", "no-such-group-here"}, nil, "-root-gid"},
 		{[]string{"s", "d", "-root-time", "soon"}, nil, "-root-time"},
-		{[]string{"s", "d", "-offset", "4096"}, nil, "-offset is not supported"},
+		{[]string{"s", "d", "-offset", "lots"}, nil, "-offset: \"lots\" is not a size"},
+		{[]string{"s", "d", "-o", "-1"}, nil, "-o:"},
+		{[]string{"s", "d", "-throttle", "10"}, nil, "-throttle is not supported"},
 		{[]string{"s", "d", "-processors", "0"}, nil, "-processors"},
 		{[]string{"s", "d", "-mem", "lots"}, nil, "-mem"},
 		{[]string{"s", "d", "-ef", "/nonexistent/excludes"}, nil, "-ef"},
@@ -258,7 +262,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-root-owned", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime", "-processors", "-mem",
 		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "--help", "-tailends", "-no-tailends", "SOURCE_DATE_EPOCH",
 		"-root-mode", "-root-uid", "-root-gid", "-root-time", "-no-hardlinks", "-one-file-system", "-no-sparse", "-nopad",
-		"-exit-on-error", "-not-reproducible", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
+		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

@@ -52,6 +52,11 @@ Layout:
                           (nor mksquashfs's); implies -no-block-sums
   -no-sparse              store blocks of zeros as data instead of as holes
                           that take no space
+  -offset SIZE, -o SIZE   start the image SIZE bytes into DEST (K, M or G
+                          suffix allowed), leaving zeros before it, for a
+                          header written later; mount it with
+                          mount -o loop,offset=SIZE, read it with
+                          unsquashfs -o SIZE
   -xattrs                 store extended attributes (default); only the
                           user., trusted. and security. namespaces
   -no-xattrs              do not store extended attributes
@@ -113,5 +118,5 @@ Running:
   -help, -h, --help       print this help
 
 Not supported: appending, -sort, pseudo files (-p, -pf), actions, -tar and
-cpio input, -root-becomes, -offset, -throttle, -limit, recovery files.
+cpio input, -root-becomes, -throttle, -limit, recovery files.
 `

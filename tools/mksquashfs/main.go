@@ -58,7 +58,7 @@ func version() string {
 
 // run builds the image described by c.
 func run(c *config, stdout, stderr io.Writer) error {
-	if err := checkDest(c.dest, c.noAppend); err != nil {
+	if err := checkDest(c.dest, c.noAppend, c.offset); err != nil {
 		return err
 	}
 	if !c.mkfsTimeSet {
@@ -91,7 +91,11 @@ func run(c *config, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	w, err := squash.NewWriter(out, c.writer)
+	var dst squash.Output = out
+	if c.offset > 0 {
+		dst = offsetOutput{out, c.offset}
+	}
+	w, err := squash.NewWriter(dst, c.writer)
 	if err != nil {
 		return fail(fmt.Errorf("creating image %s: %w", c.dest, err))
 	}
@@ -131,7 +135,7 @@ func run(c *config, stdout, stderr io.Writer) error {
 // checkDest refuses to replace an existing DEST without -noappend, as
 // mksquashfs does (it would append to an image, and refuses anything else);
 // appending is not implemented here, so the message says how to overwrite.
-func checkDest(dest string, noAppend bool) error {
+func checkDest(dest string, noAppend bool, offset int64) error {
 	fi, err := os.Stat(dest)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -145,25 +149,35 @@ func checkDest(dest string, noAppend bool) error {
 	if noAppend {
 		return nil
 	}
-	if isImage(dest) {
+	if isImage(dest, offset) {
 		return fmt.Errorf("%s is an existing squashfs image; appending is not supported, add -noappend to overwrite it", dest)
 	}
 	return fmt.Errorf("%s exists and is not a squashfs image; will not overwrite it without -noappend", dest)
 }
 
-func isImage(name string) bool {
+func isImage(name string, offset int64) bool {
 	f, err := os.Open(name)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
 	b := make([]byte, squash.SuperblockSize)
-	if _, err := io.ReadFull(f, b); err != nil {
+	if _, err := f.ReadAt(b, offset); err != nil {
 		return false
 	}
 	var sb squash.Superblock
 	return !errors.Is(sb.UnmarshalBinary(b), squash.ErrNotSquashfs)
 }
+
+// offsetOutput writes an image offset bytes into a file (-offset); as
+// with mksquashfs -noappend, the bytes before it are zeros.
+type offsetOutput struct {
+	f   *os.File
+	off int64
+}
+
+func (o offsetOutput) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, o.off+off) }
+func (o offsetOutput) Truncate(size int64) error                { return o.f.Truncate(o.off + size) }
 
 // openDest opens DEST for writing, truncating regular files. created says
 // whether a failed run should remove it (not for block devices).

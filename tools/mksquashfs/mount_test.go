@@ -157,3 +157,41 @@ func TestSparseAndPadOptions(t *testing.T) {
 		t.Error("unsquashfs lists the unpadded image differently")
 	}
 }
+
+// TestOffsetOption: -offset leaves zeros before the image, which unsquashfs
+// -o and the kernel (a loop device with an offset) read as the image built
+// without it.
+func TestOffsetOption(t *testing.T) {
+	src := buildSource(t)
+	dir := t.TempDir()
+	plain := buildSmall(t, src, filepath.Join(dir, "plain"))
+	off := buildSmall(t, src, filepath.Join(dir, "off"), "-offset", "8K")
+	a, err := os.ReadFile(plain)
+	mustDo(t, err)
+	b, err := os.ReadFile(off)
+	mustDo(t, err)
+	if len(b) != 8192+len(a) || !bytes.Equal(b[:8192], make([]byte, 8192)) || !bytes.Equal(b[8192:], a) {
+		t.Fatalf("-offset 8K: %d bytes, want 8192 zeros and then the %d bytes of the image built without it", len(b), len(a))
+	}
+	out, err := exec.Command("unsquashfs", "-lls", "-o", "8192", "-d", "R", off).CombinedOutput()
+	if err != nil || string(out) != listing(t, plain) {
+		t.Errorf("unsquashfs -o 8192: %v\n%s", err, out)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	mustDo(t, os.Mkdir(mnt, 0o755))
+	if out, err := exec.Command("mount", "-o", "loop,ro,offset=8192", off, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount -o loop,offset=8192: %v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(mnt, "dir/sub/keep.txt"))
+	if uerr := unix.Unmount(mnt, 0); uerr != nil {
+		t.Errorf("unmount: %v", uerr)
+	}
+	if err != nil || string(got) != strings.Repeat("keep me ", 1000) {
+		t.Errorf("through the kernel: %d bytes, %v", len(got), err)
+	}
+	// Without -noappend an image at the offset is not overwritten.
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{src, off, "-offset", "8192", "-quiet"}, &stdout, &stderr); code == 0 || !strings.Contains(stderr.String(), "add -noappend") {
+		t.Errorf("existing image at the offset without -noappend = %d: %s", code, &stderr)
+	}
+}

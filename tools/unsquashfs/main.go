@@ -21,11 +21,17 @@ import (
 // config is a parsed command line.
 type config struct {
 	image      string
-	paths      []string
+	paths      []string // the names after the image: to extract, cat, or exclude (-excludes)
+	sel        extract.Selection
+	excludes   bool // the names after the image are excludes
+	offset     int64
 	dest       string
 	force      bool
-	list       int // 0 none, 1 -ls, 2 -lls
+	list       int  // 0 none, 1 -ls, 2 -lls
+	concise    bool // -lc, -llc: files and empty directories only
 	numeric    bool
+	userXattrs bool
+	mkfsTime   bool
 	linfo      bool
 	info       bool
 	cat        bool
@@ -48,15 +54,22 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
-const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files to extract or cat]
+const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files to extract or exclude (with -excludes) or cat (with -cat)]
 	-v[ersion]		print version information
 	-cat			cat the files on the command line to stdout
 	-d[est] <pathname>	extract to <pathname>, default "squashfs-root"
+	-max[-depth] <levels>	descend at most <levels> of directories when
+				extracting or listing
+	-excludes		treat files on command line as exclude files
+	-ex[clude-list]		list of files to be excluded, terminated
+				with ; e.g. file1 file2 ;
 	-f[orce]		if file already exists then overwrite
 	-q[uiet]		no verbose output
 	-n[o-progress]		don't display the progress bar
 	-no[-xattrs]		don't extract xattrs in file system
 	-x[attrs]		extract xattrs in file system (default)
+	-u[ser-xattrs]		only extract user xattrs in file system.
+				Enables extracting xattrs
 	-p[rocessors] <number>	decode and write files with <number> goroutines
 				(default: all CPUs; 1 extracts in order)
 	-i[nfo]			print files as they are extracted
@@ -66,15 +79,43 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 	-ll[s]			list filesystem with file attributes (like
 				ls -l output), but don't extract files
 	-lln[umeric]		same as -lls but with numeric uids and gids
+	-lc			list filesystem concisely, displaying only files
+				and empty directories.  Don't extract files
+	-llc			list filesystem concisely with file attributes,
+				displaying only files and empty directories.
+				Don't extract files
+	-o[ffset] <bytes>	skip <bytes> at start of FILESYSTEM.  Optionally
+				a suffix of K, M or G can be given to specify
+				Kbytes, Mbytes or Gbytes respectively (default
+				0 bytes).
 	-s[tat]			display filesystem superblock information
 	-UTC			use UTC rather than local time zone when
 				displaying time
+	-mkfs-time		display filesystem superblock time, which is an
+				unsigned 32-bit int representing the time in
+				seconds since the epoch (1970-01-01)
+	-fstime			synonym for -mkfs-time
 	-e[f] <extract file>	list of directories or files to extract.
 				One per line
 	-extract-file <file>	synonym for -ef
+	-exc[f] <exclude file>	list of directories or files to exclude.
+				One per line
+	-exclude-file <file>	synonym for -excf
+	-no-wild[cards]		do not use wildcard matching in extract and
+				exclude names
+	-r[egex]		treat extract and exclude names as regular
+				expressions (each must match within a name;
+				anchor with ^ and $) rather than shell wildcards
+	-st[rict-errors]	accepted: every error is fatal
+	-da[ta-queue] <size>, -fr[ag-queue] <size>
+				accepted and ignored (memory is bounded
+				internally)
 	-h[elp]			output this options text to stdout
 
 Files to extract may use shell wildcards (*, ?, [...]) in each component.
+An extract name that matches nothing is an error; an exclude name is not.
+Not supported: -follow-symlinks (-L), -missing-symlinks, -ignore-errors,
+-no-exit-code, -pf (pseudo file output).
 Entry names that could escape the destination are refused, and no symlink,
 from the image or already in the destination, is ever followed.
 `
@@ -120,9 +161,70 @@ func parseArgs(args []string) (*config, error) {
 		case "-n", "-no-progress":
 			c.noProgress = true
 		case "-no", "-no-xattrs":
-			c.noXattrs = true
+			c.noXattrs, c.userXattrs = true, false
 		case "-x", "-xattrs":
 			c.noXattrs = false
+		case "-u", "-user-xattrs":
+			c.noXattrs, c.userXattrs = false, true
+		case "-max", "-max-depth":
+			var v string
+			if v, err = value(a); err == nil {
+				c.sel.MaxDepth, err = strconv.Atoi(v)
+				c.sel.LimitDepth = true
+				if err != nil || c.sel.MaxDepth < 0 {
+					err = usagef("%s: %q is not a number of levels (0 or more)", a, v)
+				}
+			}
+		case "-excludes":
+			c.excludes = true
+		case "-ex", "-exclude-list":
+			j := i + 1
+			for j < len(args) && args[j] != ";" {
+				j++
+			}
+			if j == len(args) {
+				err = usagef("%s: no ; ends the list", a)
+				break
+			}
+			c.sel.Excludes = append(c.sel.Excludes, args[i+1:j]...)
+			i = j
+		case "-exc", "-excf", "-exclude-file":
+			var f string
+			if f, err = value(a); err == nil {
+				var ps []string
+				ps, err = readExtractFile(f)
+				c.sel.Excludes = append(c.sel.Excludes, ps...)
+			}
+		case "-no-wild", "-no-wildcards":
+			c.sel.Literal, c.sel.Regex = true, false
+		case "-r", "-regex":
+			c.sel.Regex, c.sel.Literal = true, false
+		case "-lc":
+			c.list, c.concise = 1, true
+		case "-llc":
+			c.list, c.concise = 2, true
+		case "-o", "-offset":
+			var v string
+			if v, err = value(a); err == nil {
+				c.offset, err = parseOffset(v)
+				if err != nil {
+					err = usagef("%s: %q is not a size (bytes, with an optional K, M or G)", a, v)
+				}
+			}
+		case "-mkfs-time", "-fstime":
+			c.mkfsTime = true
+		case "-st", "-strict-errors":
+			// Always: extraction stops at the first error.
+		case "-da", "-data-queue", "-fr", "-frag-queue":
+			var v string
+			if v, err = value(a); err == nil {
+				if n, perr := strconv.Atoi(v); perr != nil || n < 1 {
+					err = usagef("%s: %q is not a positive number of Mbytes", a, v)
+				}
+			}
+		case "-L", "-follow", "-follow-symlinks", "-missing", "-missing-symlinks", "-ig", "-ignore-errors",
+			"-no-exit", "-no-exit-code", "-pf", "-pseudo-file":
+			err = usagef("option %s is not supported by squashportage", a)
 		case "-p", "-processors":
 			var v string
 			if v, err = value(a); err == nil {
@@ -136,11 +238,11 @@ func parseArgs(args []string) (*config, error) {
 		case "-li", "-linfo":
 			c.info, c.linfo = true, true
 		case "-l", "-ls":
-			c.list = 1
+			c.list, c.concise = 1, false
 		case "-ll", "-lls":
-			c.list = 2
+			c.list, c.concise = 2, false
 		case "-lln", "-llnumeric":
-			c.list, c.numeric = 2, true
+			c.list, c.concise, c.numeric = 2, false, true
 		case "-s", "-stat":
 			c.stat = true
 		case "-UTC":
@@ -166,14 +268,43 @@ func parseArgs(args []string) (*config, error) {
 		return nil, usagef("no image given")
 	}
 	c.image = args[i]
-	c.paths = append(c.paths, args[i+1:]...)
-	if c.cat && len(c.paths) == 0 {
+	names := args[i+1:]
+	if c.cat && len(names) == 0 {
 		return nil, usagef("-cat: no files given")
 	}
-	if n := b2i(c.cat) + b2i(c.stat) + b2i(c.list > 0); n > 1 {
-		return nil, usagef("-cat, -stat and the listing options exclude each other")
+	if c.excludes && !c.cat {
+		c.sel.Excludes = append(c.sel.Excludes, names...)
+	} else {
+		c.paths = append(c.paths, names...)
+	}
+	c.sel.Paths = c.paths
+	if n := b2i(c.cat) + b2i(c.stat) + b2i(c.list > 0) + b2i(c.mkfsTime); n > 1 {
+		return nil, usagef("-cat, -stat, -mkfs-time and the listing options exclude each other")
 	}
 	return c, nil
+}
+
+// parseOffset reads a byte count with an optional K, M or G suffix.
+func parseOffset(s string) (int64, error) {
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'K', 'k':
+			mult = 1 << 10
+		case 'M', 'm':
+			mult = 1 << 20
+		case 'G', 'g':
+			mult = 1 << 30
+		}
+		if mult > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 || v > (1<<62)/mult {
+		return 0, errors.New("bad size")
+	}
+	return v * mult, nil
 }
 
 func b2i(b bool) int {
@@ -231,7 +362,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 }
 
 func run(c *config, stdout, stderr io.Writer) error {
-	rc, err := squash.OpenFile(c.image)
+	rc, err := squash.OpenFileAt(c.image, c.offset)
 	if err != nil {
 		return err // names the image already
 	}
@@ -244,12 +375,18 @@ func run(c *config, stdout, stderr io.Writer) error {
 	switch {
 	case c.stat:
 		return printStat(stdout, c.image, r, loc)
+	case c.mkfsTime:
+		_, err := fmt.Fprintln(stdout, r.Superblock().MkfsTime)
+		return err
 	case c.cat:
 		return catFiles(stdout, r, c.paths)
 	case c.list > 0:
 		bw := bufio.NewWriter(stdout)
 		l := newLister(c.dest, c.list == 2, c.numeric, loc)
-		err := extract.Walk(r, c.paths, func(rel string, ino *squash.Inode) error {
+		err := extract.Walk(r, c.sel, func(rel string, ino *squash.Inode) error {
+			if c.concise && !leaf(ino) {
+				return nil
+			}
 			_, err := io.WriteString(bw, l.line(rel, ino))
 			return err
 		})
@@ -337,7 +474,7 @@ func plural(n int64, one, many string) string {
 }
 
 func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.Location) error {
-	p, err := extract.NewPlan(r, c.paths)
+	p, err := extract.NewPlan(r, c.sel)
 	if err != nil {
 		return err
 	}
@@ -350,9 +487,10 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 		fmt.Fprintf(stdout, "%d inodes (%d blocks) to write\n\n", n.inodes, n.blocks)
 	}
 	opts := extract.Options{
-		Force:    c.force,
-		NoXattrs: c.noXattrs,
-		Workers:  c.processors,
+		Force:      c.force,
+		NoXattrs:   c.noXattrs,
+		UserXattrs: c.userXattrs,
+		Workers:    c.processors,
 		Warn: func(err error) {
 			fmt.Fprintf(stderr, "unsquashfs: warning: %v\n", err)
 		},
@@ -402,6 +540,12 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 		}
 	}
 	return nil
+}
+
+// leaf says whether -lc lists an entry: files of every kind and empty
+// directories (a listing of no entries is stored as size 3).
+func leaf(ino *squash.Inode) bool {
+	return squash.BasicType(ino.Type) != squash.TypeDir || ino.Size <= 3
 }
 
 func lstat(r *squash.Reader, rel string) (*squash.Inode, error) {

@@ -2,16 +2,24 @@ package unsquashfs
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/loopdev"
+	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/internal/testtree"
 )
+
+// Some tests attach loop devices: as root, in a private mount namespace,
+// with a check that none is left attached.
+func TestMain(m *testing.M) { privileged.Main(m) }
 
 func TestParseArgs(t *testing.T) {
 	for _, tc := range []struct {
@@ -41,6 +49,29 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"-cat", "img"}, wantErr: "no files"},
 		{args: []string{"-cat", "-s", "img", "f"}, wantErr: "exclude each other"},
 		{args: []string{"-ef", "/nonexistent/list", "img"}, wantErr: "extract file"},
+		{args: []string{"-excludes", "img", "a", "b"}, check: func(c *config) bool {
+			return len(c.paths) == 0 && strings.Join(c.sel.Excludes, ",") == "a,b"
+		}},
+		{args: []string{"-ex", "a", "b", ";", "-exclude-list", ";", "img", "c"}, check: func(c *config) bool {
+			return strings.Join(c.sel.Excludes, ",") == "a,b" && strings.Join(c.sel.Paths, ",") == "c"
+		}},
+		{args: []string{"-max", "0", "img"}, check: func(c *config) bool { return c.sel.LimitDepth && c.sel.MaxDepth == 0 }},
+		{args: []string{"-max-depth", "3", "-regex", "img"}, check: func(c *config) bool { return c.sel.MaxDepth == 3 && c.sel.Regex }},
+		{args: []string{"-r", "-no-wild", "img"}, check: func(c *config) bool { return c.sel.Literal && !c.sel.Regex }},
+		{args: []string{"-lc", "img"}, check: func(c *config) bool { return c.list == 1 && c.concise }},
+		{args: []string{"-llc", "img"}, check: func(c *config) bool { return c.list == 2 && c.concise }},
+		{args: []string{"-o", "2K", "img"}, check: func(c *config) bool { return c.offset == 2048 }},
+		{args: []string{"-offset", "1g", "img"}, check: func(c *config) bool { return c.offset == 1<<30 }},
+		{args: []string{"-u", "img"}, check: func(c *config) bool { return c.userXattrs && !c.noXattrs }},
+		{args: []string{"-u", "-no", "img"}, check: func(c *config) bool { return !c.userXattrs && c.noXattrs }},
+		{args: []string{"-fstime", "-st", "-da", "64", "-fr", "64", "img"}, check: func(c *config) bool { return c.mkfsTime }},
+		{args: []string{"-ex", "a", "img"}, wantErr: "no ; ends the list"},
+		{args: []string{"-max", "-1", "img"}, wantErr: "not a number of levels"},
+		{args: []string{"-o", "12Q", "img"}, wantErr: "not a size"},
+		{args: []string{"-da", "lots", "img"}, wantErr: "Mbytes"},
+		{args: []string{"-follow-symlinks", "img"}, wantErr: "not supported"},
+		{args: []string{"-ig", "img"}, wantErr: "not supported"},
+		{args: []string{"-mkfs-time", "-s", "img"}, wantErr: "exclude each other"},
 	} {
 		c, err := parseArgs(tc.args)
 		if tc.wantErr != "" {
@@ -105,35 +136,100 @@ func reference(t *testing.T, args ...string) string {
 
 func TestAgainstUnsquashfs(t *testing.T) {
 	src, img := image(t)
+	// Options, the image (IMG), then names.
 	for _, args := range [][]string{
-		{"-lls", "-UTC"},
-		{"-lln", "-UTC"},
-		{"-ls"},
-		{"-s", "-UTC"},
-		{"-ls", "-d", "prefix"},
-		{"-lls", "-UTC", "owners", "special/chr-*"},
+		{"-lls", "-UTC", "IMG"},
+		{"-lln", "-UTC", "IMG"},
+		{"-ls", "IMG"},
+		{"-s", "-UTC", "IMG"},
+		{"-ls", "-d", "prefix", "IMG"},
+		{"-lls", "-UTC", "IMG", "owners", "special/chr-*"},
+		{"-lc", "IMG"},
+		{"-llc", "-UTC", "IMG", "files", "empty"},
+		{"-ls", "-max-depth", "1", "IMG"},
+		{"-ls", "-max", "2", "IMG", "owners", "names"},
+		{"-ls", "-max", "0", "IMG"},
+		{"-ls", "-excludes", "IMG", "owners", "special/chr-*", "files/*-1*"},
+		{"-ls", "-ex", "owners/u0*", "files", ";", "IMG"},
+		{"-ls", "-ex", "special", ";", "IMG", "special", "symlinks"},
+		{"-ls", "-regex", "IMG", "^sym", "^(owners|times)$/1"},
+		{"-ls", "-r", "-excludes", "IMG", "[0-9]$"},
+		{"-ls", "-no-wildcards", "IMG", "files/text-131073"},
+		{"-mkfs-time", "IMG"},
+		{"-fstime", "IMG"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
-			var ours, theirs []string
-			for _, a := range args {
-				if a == "owners" || strings.HasPrefix(a, "special/") {
-					continue
-				}
-				ours, theirs = append(ours, a), append(theirs, a)
-			}
-			var paths []string
-			for _, a := range args {
-				if a == "owners" || strings.HasPrefix(a, "special/") {
-					paths = append(paths, a)
-				}
-			}
-			got, _ := runOK(t, append(append(ours, img), paths...)...)
-			want := reference(t, append(append(theirs, img), paths...)...)
+			args := slices.Clone(args)
+			args[slices.Index(args, "IMG")] = img
+			got, _ := runOK(t, args...)
+			want := reference(t, args...)
 			if got != want {
 				t.Errorf("output differs from unsquashfs:\n%s", diffLines(want, got))
 			}
 		})
 	}
+
+	t.Run("exclude file", func(t *testing.T) {
+		list := filepath.Join(t.TempDir(), "list")
+		if err := os.WriteFile(list, []byte("owners\n\nfiles/text-*\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		for _, opt := range []string{"-exc", "-excf", "-exclude-file"} {
+			got, _ := runOK(t, "-lls", "-UTC", opt, list, img)
+			if want := reference(t, "-lls", "-UTC", "-exclude-file", list, img); got != want {
+				t.Errorf("%s: output differs from unsquashfs:\n%s", opt, diffLines(want, got))
+			}
+		}
+	})
+
+	t.Run("offset", func(t *testing.T) {
+		b, err := os.ReadFile(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		emb := filepath.Join(t.TempDir(), "embedded")
+		if err := os.WriteFile(emb, append(bytes.Repeat([]byte("header!"), 1000), b...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want := reference(t, "-lls", "-UTC", "-offset", "7000", emb)
+		for _, opt := range []string{"-o", "-offset"} {
+			if got, _ := runOK(t, "-lls", "-UTC", opt, "7000", emb); got != want || !strings.Contains(got, "owners") {
+				t.Errorf("%s 7000: output differs from unsquashfs:\n%s", opt, diffLines(want, got))
+			}
+		}
+		var out, errb bytes.Buffer
+		if rc := Main([]string{"-ls", emb}, &out, &errb); rc == 0 {
+			t.Error("an image 7000 bytes into a file was read without -o")
+		}
+	})
+
+	t.Run("block device", func(t *testing.T) {
+		// stat gives a block device no size: the reader must find its end.
+		dev, f, err := loopdev.Attach(img, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		got, _ := runOK(t, "-lls", "-UTC", dev)
+		if want := reference(t, "-lls", "-UTC", img); got != want {
+			t.Errorf("listing of %s differs from the image file's:\n%s", dev, diffLines(want, got))
+		}
+	})
+
+	t.Run("user xattrs", func(t *testing.T) {
+		all, user := filepath.Join(t.TempDir(), "all"), filepath.Join(t.TempDir(), "user")
+		runOK(t, "-q", "-n", "-d", all, img)
+		runOK(t, "-q", "-n", "-u", "-d", user, img)
+		ref := filepath.Join(t.TempDir(), "ref")
+		reference(t, "-q", "-n", "-u", "-d", ref, img)
+		testtree.AssertEqual(t, ref, user, testtree.CompareOptions{})
+		if n := xattrNames(t, all); !slices.ContainsFunc(n, func(s string) bool { return !strings.HasPrefix(s, "user.") }) {
+			t.Fatalf("the image has only user xattrs (%q): the test shows nothing", n)
+		}
+		if n := xattrNames(t, user); len(n) == 0 || slices.ContainsFunc(n, func(s string) bool { return !strings.HasPrefix(s, "user.") }) {
+			t.Errorf("-u extracted xattrs %q, want user.* only", n)
+		}
+	})
 
 	t.Run("cat", func(t *testing.T) {
 		got, _ := runOK(t, "-cat", img, "files/text-131073", "/hardlinks/pair-a")
@@ -219,6 +315,34 @@ func TestExtractOverSymlinkCLI(t *testing.T) {
 	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
 		t.Errorf("wrote outside the destination: %v", ents)
 	}
+}
+
+// xattrNames lists the xattr names set in a tree, sorted and without
+// repeats.
+func xattrNames(t *testing.T, dir string) []string {
+	t.Helper()
+	var names []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 64<<10)
+		n, err := unix.Llistxattr(p, buf)
+		if err != nil {
+			return err
+		}
+		for _, name := range strings.Split(string(buf[:n]), "\x00") {
+			if name != "" {
+				names = append(names, name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 func diffLines(want, got string) string {
