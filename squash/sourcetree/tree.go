@@ -77,6 +77,10 @@ type Options struct {
 	// Each source keeps its own filesystem.
 	OneFileSystem bool
 
+	// Pseudo are pseudo file definitions (mksquashfs -p, -pf), applied in
+	// order after the scan. Files made by commands are removed by Close.
+	Pseudo []Pseudo
+
 	// Warn receives non-fatal problems (skipped xattr namespaces, renamed
 	// duplicate sources). Nil discards them.
 	Warn func(msg string)
@@ -93,6 +97,7 @@ type Tree struct {
 	dirs    int
 	bytes   int64
 	onAdd   func(h *squash.Header)
+	temps   []string // files pseudo definitions' commands wrote
 }
 
 // entry is one image entry, kept small: a tree's worth of them is held
@@ -214,8 +219,21 @@ type firstName struct {
 // in a deterministic order. Source semantics follow mksquashfs: a single
 // directory becomes the root (taking its metadata) unless KeepAsDirectory;
 // otherwise each source becomes a root entry named by its base name, with
-// _1, _2, ... appended to repeated names in argument order.
+// _1, _2, ... appended to repeated names in argument order. Pseudo
+// definitions come last; with any, the caller must Close the tree.
 func Scan(sources []string, opts Options) (*Tree, error) {
+	s, err := scanSources(sources, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.applyPseudo(opts.Pseudo); err != nil {
+		s.tree.Close()
+		return nil, err
+	}
+	return s.tree, nil
+}
+
+func scanSources(sources []string, opts Options) (*scanner, error) {
 	if len(sources) == 0 {
 		return nil, errors.New("no source given")
 	}
@@ -247,7 +265,7 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 			if err := s.scanDir(sources[0], "", rootMatch(ex), uint64(st.Dev)); err != nil {
 				return nil, err
 			}
-			return s.tree, nil
+			return s, nil
 		}
 	}
 
@@ -295,7 +313,7 @@ func Scan(sources []string, opts Options) (*Tree, error) {
 			return nil, err
 		}
 	}
-	return s.tree, nil
+	return s, nil
 }
 
 // sourceName is the root entry name mksquashfs gives a source: its base

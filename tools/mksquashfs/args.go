@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os/user"
 	"strconv"
 	"strings"
 
@@ -45,7 +44,7 @@ func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(form
 // get a clearer message than "unknown option".
 var unsupported = map[string]bool{
 	"-tar": true, "-no-strip": true, "-tarstyle": true, "-cpiostyle": true, "-cpiostyle0": true,
-	"-sort": true, "-p": true, "-pf": true, "-action": true, "-log-action": true,
+	"-sort": true, "-action": true, "-log-action": true,
 	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
 	"-true-action-file": true, "-false-action-file": true, "-root-becomes": true,
 	"-recover": true, "-recovery-path": true,
@@ -102,7 +101,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		var err error
 		switch opt {
 		case "-comp", "-b", "-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
-			"-processors", "-mem", "-root-mode", "-root-uid", "-root-gid", "-root-time", "-offset", "-o":
+			"-processors", "-mem", "-root-mode", "-root-uid", "-root-gid", "-root-time", "-offset", "-o",
+			"-p", "-pf":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
@@ -208,6 +208,18 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			if c.offset, err = parseSize(val, "KMG"); err != nil {
 				return nil, usagef("%s: %q is not a size (bytes, with an optional K, M or G suffix)", opt, val)
 			}
+		case "-p":
+			d, err := sourcetree.ParsePseudo(val)
+			if err != nil {
+				return nil, usagef("-p: %v", err)
+			}
+			c.tree.Pseudo = append(c.tree.Pseudo, d)
+		case "-pf":
+			ds, err := sourcetree.ReadPseudoFile(val)
+			if err != nil {
+				return nil, fmt.Errorf("-pf: %w", err)
+			}
+			c.tree.Pseudo = append(c.tree.Pseudo, ds...)
 		case "-no-hardlinks":
 			c.tree.NoHardlinks = true
 		case "-one-file-system":
@@ -358,31 +370,11 @@ func parseTime(opt, s string) (*uint32, error) {
 	return &t, nil
 }
 
-// lookupID takes a number or a user/group name. os/user reads /etc/passwd
-// and /etc/group itself when built without cgo, as the static binary is.
+// lookupID takes a number or a user/group name.
 func lookupID(opt, s string, group bool) (*uint32, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		id := uint32(n)
-		return &id, nil
-	}
-	var idStr string
-	if group {
-		g, err := user.LookupGroup(s)
-		if err != nil {
-			return nil, usagef("%s: %q is neither a number nor a known group", opt, s)
-		}
-		idStr = g.Gid
-	} else {
-		u, err := user.Lookup(s)
-		if err != nil {
-			return nil, usagef("%s: %q is neither a number nor a known user", opt, s)
-		}
-		idStr = u.Uid
-	}
-	n, err := strconv.ParseUint(idStr, 10, 32)
+	id, err := sourcetree.LookupID(s, group)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %s has non-numeric id %q", opt, s, idStr)
+		return nil, usagef("%s: %v", opt, err)
 	}
-	id := uint32(n)
 	return &id, nil
 }

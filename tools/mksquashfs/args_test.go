@@ -199,6 +199,9 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"s", "d", "-offset", "lots"}, nil, "-offset: \"lots\" is not a size"},
 		{[]string{"s", "d", "-o", "-1"}, nil, "-o:"},
 		{[]string{"s", "d", "-throttle", "10"}, nil, "-throttle is not supported"},
+		{[]string{"s", "d", "-p", "dev q 1 2 3"}, nil, "-p: pseudo definition"},
+		{[]string{"s", "d", "-p"}, nil, "-p: missing argument"},
+		{[]string{"s", "d", "-pf", "/nonexistent/pseudo"}, nil, "-pf:"},
 		{[]string{"s", "d", "-processors", "0"}, nil, "-processors"},
 		{[]string{"s", "d", "-mem", "lots"}, nil, "-mem"},
 		{[]string{"s", "d", "-ef", "/nonexistent/excludes"}, nil, "-ef"},
@@ -262,7 +265,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-root-owned", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime", "-processors", "-mem",
 		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "--help", "-tailends", "-no-tailends", "SOURCE_DATE_EPOCH",
 		"-root-mode", "-root-uid", "-root-gid", "-root-time", "-no-hardlinks", "-one-file-system", "-no-sparse", "-nopad",
-		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
+		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-p DEFINITION", "-pf FILE", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

@@ -67,6 +67,27 @@ Layout:
 Selecting files:
   -keep-as-directory      with a single SOURCE directory, make it an entry
                           of the root instead of the root itself
+  -p DEFINITION           add a pseudo file (quote it: one argument); may be
+                          repeated. NAME TYPE [TIME] MODE UID GID [MORE]:
+                            NAME d MODE UID GID               directory
+                            NAME m MODE UID GID               new mode and owner
+                                                              of a source entry
+                            NAME b MODE UID GID MAJOR MINOR   block device
+                            NAME c MODE UID GID MAJOR MINOR   character device
+                            NAME f MODE UID GID COMMAND       file: the output of
+                                                              /bin/sh -c COMMAND
+                            NAME s MODE UID GID TARGET        symbolic link
+                            NAME i MODE UID GID s|f           socket or FIFO
+                          Upper-case types (D, M, B, C, F, S, I) take a TIME
+                          in seconds since 1970 before MODE; the lower-case
+                          ones get the current time. MODE is octal, UID and
+                          GID numbers or names; quote or backslash-escape
+                          spaces in NAME. Its directory must exist in the
+                          sources or be defined first. An entry already in
+                          the sources (for all but m) is left as it is,
+                          with a warning. Not supported: l, L, R.
+  -pf FILE                add the pseudo file definitions in FILE, one a
+                          line (a trailing \ continues it; # comments)
   -one-file-system        leave out mount points (and all below them) and
                           files on another filesystem than their directory,
                           with a warning each: e.g. / without /proc and /sys
@@ -117,6 +138,6 @@ Running:
   -version                print the version
   -help, -h, --help       print this help
 
-Not supported: appending, -sort, pseudo files (-p, -pf), actions, -tar and
+Not supported: appending, -sort, actions, -tar and
 cpio input, -root-becomes, -throttle, -limit, recovery files.
 `

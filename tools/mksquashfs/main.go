@@ -77,6 +77,7 @@ func run(c *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer tree.Close()
 	_, _, total := tree.Stats()
 
 	out, created, err := openDest(c.dest)

@@ -118,6 +118,23 @@ func TestOptionsThroughTheKernel(t *testing.T) {
 		}
 	}
 
+	pseudo := mountImage("pseudo", "-p", "dev d 755 0 0", "-p", "dev/console c 600 0 0 5 1", "-p", "dev/sda B 9 660 0 6 8 0",
+		"-p", "fifo i 644 0 0 f", "-p", "out f 640 3 4 printf abc")
+	if st := stat(filepath.Join(pseudo, "dev/console")); st.Mode != unix.S_IFCHR|0o600 || unix.Major(st.Rdev) != 5 || unix.Minor(st.Rdev) != 1 {
+		t.Errorf("dev/console: mode %o rdev %d,%d, want character device 5,1 mode 600", st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	}
+	if st := stat(filepath.Join(pseudo, "dev/sda")); st.Mode != unix.S_IFBLK|0o660 || st.Gid != 6 || st.Mtim.Sec != 9 || unix.Major(st.Rdev) != 8 {
+		t.Errorf("dev/sda: mode %o gid %d mtime %d major %d", st.Mode, st.Gid, st.Mtim.Sec, unix.Major(st.Rdev))
+	}
+	if st := stat(filepath.Join(pseudo, "fifo")); st.Mode != unix.S_IFIFO|0o644 {
+		t.Errorf("fifo: mode %o", st.Mode)
+	}
+	if b, err := os.ReadFile(filepath.Join(pseudo, "out")); err != nil || string(b) != "abc" {
+		t.Errorf("out reads %q, %v", b, err)
+	} else if st := stat(filepath.Join(pseudo, "out")); st.Mode != unix.S_IFREG|0o640 || st.Uid != 3 || st.Gid != 4 {
+		t.Errorf("out: mode %o owner %d:%d", st.Mode, st.Uid, st.Gid)
+	}
+
 	want, err := os.ReadFile(filepath.Join(src, "sparse.bin"))
 	mustDo(t, err)
 	for _, dir := range []string{def, mountImage("nosparse", "-no-sparse", "-b", "4K")} {
