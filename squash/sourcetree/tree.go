@@ -117,6 +117,8 @@ type entry struct {
 
 type extra struct {
 	src          string // the filesystem path, when not the parent's + "/" + name
+	spooled      bool   // src is a tar archive's spool, the contents at spoolOff
+	spoolOff     int64
 	target       string // symlink
 	link         string // hard link: the image path of the first name
 	major, minor uint32
@@ -269,12 +271,7 @@ func scanSources(sources []string, opts Options) (*scanner, error) {
 		}
 	}
 
-	st = unix.Stat_t{
-		Mode: unix.S_IFDIR | 0o777,
-		Uid:  uint32(os.Getuid()),
-		Gid:  uint32(os.Getgid()),
-		Mtim: unix.Timespec{Sec: time.Now().Unix()},
-	}
+	st = madeUpRoot(time.Now().Unix())
 	s.fixRoot(&st)
 	root := squash.Header{
 		Mode:  squash.FileModeFromUnix(st.Mode),
@@ -478,6 +475,17 @@ func (s *scanner) header(dirfd int, name, fsPath, imgPath string, st *unix.Stat_
 		h.Xattrs = xs
 	}
 	return h, nil
+}
+
+// madeUpRoot is the lstat data mksquashfs gives a root it makes up (for
+// several sources, or a tar archive): mode 0777, the caller's ids, now.
+func madeUpRoot(now int64) unix.Stat_t {
+	return unix.Stat_t{
+		Mode: unix.S_IFDIR | 0o777,
+		Uid:  uint32(os.Getuid()),
+		Gid:  uint32(os.Getgid()),
+		Mtim: unix.Timespec{Sec: now},
+	}
 }
 
 // fixRoot applies the root directory's overrides to its lstat data, before

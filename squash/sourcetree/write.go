@@ -76,6 +76,7 @@ type job struct {
 type fileJob struct {
 	i    int // the entry
 	src  string
+	at   int64 // where the contents start in src: 0, or in a tar spool
 	size int64
 	buf  []byte // in the prefetcher's ring
 	end  int64  // what to free up to once consumed
@@ -126,7 +127,11 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 			done += h.Size
 			progress(done)
 		default:
-			if err := addLarge(w, &h, src, done, progress); err != nil {
+			var at int64 = -1
+			if e.x != nil && e.x.spooled {
+				at = e.x.spoolOff
+			}
+			if err := addLarge(w, &h, src, at, done, progress); err != nil {
 				return err
 			}
 			done += h.Size
@@ -147,14 +152,18 @@ func isSmall(e *entry) bool {
 	return !e.isLink() && e.mode.IsRegular() && e.size <= prefetchMaxFile
 }
 
-// addLarge streams a big file straight from disk into the writer.
-func addLarge(w adder, h *squash.Header, src string, base int64, progress func(int64)) error {
+// addLarge streams a big file straight from disk into the writer: the
+// file src, or with at >= 0 the bytes at at in a tar spool.
+func addLarge(w adder, h *squash.Header, src string, at, base int64, progress func(int64)) error {
 	f, err := os.Open(src)
 	if err != nil {
 		return fmt.Errorf("reading file: %w", err)
 	}
 	defer f.Close()
 	r := &exactReader{f: f, name: src, left: h.Size, onRead: func(n int64) { progress(base + n) }}
+	if at >= 0 {
+		r.spool = io.NewSectionReader(f, at, h.Size)
+	}
 	if err := w.Add(h, r); err != nil {
 		return fmt.Errorf("adding %s: %w", src, err)
 	}
@@ -171,6 +180,7 @@ var errSizeChanged = errors.New("file size changed during mksquashfs")
 // fewer or more bytes: the inode size is fixed when the header is added.
 type exactReader struct {
 	f      *os.File
+	spool  io.Reader // instead of f: a tar spool's section, which cannot change
 	name   string
 	left   int64
 	read   int64
@@ -180,15 +190,23 @@ type exactReader struct {
 func (r *exactReader) Read(p []byte) (int, error) {
 	if r.left == 0 {
 		var one [1]byte
-		if n, _ := r.f.Read(one[:]); n > 0 {
-			return 0, fmt.Errorf("%s: %w (it grew)", r.name, errSizeChanged)
+		if r.spool == nil {
+			if n, _ := r.f.Read(one[:]); n > 0 {
+				return 0, fmt.Errorf("%s: %w (it grew)", r.name, errSizeChanged)
+			}
 		}
 		return 0, io.EOF
 	}
 	if int64(len(p)) > r.left {
 		p = p[:r.left]
 	}
-	n, err := r.f.Read(p)
+	var n int
+	var err error
+	if r.spool != nil {
+		n, err = r.spool.Read(p)
+	} else {
+		n, err = r.f.Read(p)
+	}
 	r.left -= int64(n)
 	r.read += int64(n)
 	if n > 0 && r.onRead != nil {
@@ -267,7 +285,10 @@ func (p *prefetcher) dispatch(entries []entry) {
 		if !isSmall(e) {
 			continue
 		}
-		f := fileJob{i: i, src: src, size: e.size}
+		f := fileJob{i: i, src: src, size: e.size, at: -1}
+		if e.x != nil && e.x.spooled {
+			f.at = e.x.spoolOff
+		}
 		// One byte more than expected so a grown file is noticed in the
 		// same read.
 		n := int(e.size) + 1
@@ -307,7 +328,11 @@ func (p *prefetcher) work() {
 			case <-p.quit:
 				f.err = errors.New("prefetch stopped")
 			default:
-				f.buf, f.err = readSmall(f.src, f.size, f.buf)
+				if f.at >= 0 {
+					f.buf, f.err = readSpooled(f.src, f.at, f.size, f.buf)
+				} else {
+					f.buf, f.err = readSmall(f.src, f.size, f.buf)
+				}
 			}
 		}
 		close(j.done)
@@ -350,6 +375,30 @@ func readSmall(name string, size int64, buf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w (it shrank)", name, errSizeChanged)
 	}
 	return buf[:size], nil
+}
+
+// readSpooled reads size bytes at at of a tar spool into buf.
+func readSpooled(name string, at, size int64, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading spooled contents: %w", &fs.PathError{Op: "open", Path: name, Err: err})
+	}
+	defer unix.Close(fd)
+	buf = buf[:size]
+	for n := 0; n < len(buf); {
+		m, err := unix.Pread(fd, buf[n:], at+int64(n))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		if m == 0 {
+			return nil, fmt.Errorf("reading %s: %w", name, io.ErrUnexpectedEOF)
+		}
+		n += m
+	}
+	return buf, nil
 }
 
 // acquire returns n contiguous free bytes of the ring, with the count to

@@ -3,6 +3,7 @@ package mksquashfs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"strings"
@@ -23,6 +24,8 @@ type config struct {
 	mkfsTimeSet bool // -mkfs-time or SOURCE_DATE_EPOCH; otherwise the current time
 	noAppend    bool
 	offset      int64 // where the image starts in DEST (-offset)
+	tar         bool  // the source is a tar archive on stdin (SOURCE is -)
+	stdin       io.Reader
 	quiet       bool
 	noProgress  bool
 	progress    bool
@@ -43,7 +46,7 @@ func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(form
 // unsupported are mksquashfs 4.5 options squashportage knowingly lacks; they
 // get a clearer message than "unknown option".
 var unsupported = map[string]bool{
-	"-tar": true, "-no-strip": true, "-tarstyle": true, "-cpiostyle": true, "-cpiostyle0": true,
+	"-no-strip": true, "-tarstyle": true, "-cpiostyle": true, "-cpiostyle0": true,
 	"-sort": true, "-action": true, "-log-action": true,
 	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
 	"-true-action-file": true, "-false-action-file": true, "-root-becomes": true,
@@ -64,7 +67,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 	c := &config{}
 	i := 0
 	var pos []string
-	for i < len(args) && !strings.HasPrefix(args[i], "-") {
+	for i < len(args) && (!strings.HasPrefix(args[i], "-") || args[i] == "-") {
 		pos = append(pos, args[i])
 		i++
 	}
@@ -82,7 +85,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		excludes        []string
 		processors      int
 		noXattrs        bool
-		noExports       bool
+		noExports       *bool // nil: the default (-tar: no export table)
+		tailends        *bool // likewise (-tar: tails in fragments)
 		noBlockSums     bool
 		keepAsDirectory bool
 		allRoot         bool
@@ -144,8 +148,11 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		case "-no-tailends":
 			// mksquashfs 4.5's default, and ours: tails of files larger
 			// than a block keep a block of their own.
+			tailends = ptr(false)
 		case "-always-use-fragments", "-tailends":
-			c.writer.AlwaysFragments = true
+			tailends = ptr(true)
+		case "-tar":
+			c.tar = true
 		case "-no-duplicates":
 			c.writer.NoDuplicates = true
 		case "-no-fragment-grouping":
@@ -155,9 +162,9 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		case "-no-block-sums":
 			noBlockSums = true
 		case "-exports":
-			noExports = false
+			noExports = ptr(false)
 		case "-no-exports":
-			noExports = true
+			noExports = ptr(true)
 		case "-xattrs":
 			noXattrs = false
 		case "-no-xattrs":
@@ -279,6 +286,23 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		return nil, usagef("need at least one SOURCE and a DEST")
 	}
 	c.sources, c.dest = pos[:len(pos)-1], pos[len(pos)-1]
+	if c.tar {
+		if len(c.sources) != 1 || c.sources[0] != "-" {
+			return nil, usagef("-tar reads the archive from standard input: the SOURCE must be - (mksquashfs - DEST -tar)")
+		}
+		if len(excludes) > 0 || len(excludeFiles) > 0 {
+			return nil, usagef("-tar: excludes are not supported with a tar archive")
+		}
+		// mksquashfs -tar's defaults, which its directory sources keep
+		// only for compatibility.
+		if noExports == nil {
+			noExports = ptr(true)
+		}
+		if tailends == nil {
+			tailends = ptr(true)
+		}
+	}
+	c.writer.AlwaysFragments = tailends != nil && *tailends
 
 	cfg := codec.Config{ID: comp, BlockSize: blockSize}
 	for _, x := range xopts {
@@ -291,7 +315,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 	}
 	c.writer.Codec = cfg
 	c.writer.Workers = processors
-	c.writer.NoExports = noExports
+	c.writer.NoExports = noExports != nil && *noExports
 	c.writer.NoXattrs = noXattrs
 	c.writer.BlockSums = !noBlockSums && !c.writer.NoPad
 	if c.writer.NoPad && !noBlockSums {
@@ -332,6 +356,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 	c.tree.AllTime = allTime
 	return c, nil
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // parseBlockSize accepts bytes with an optional K or M suffix; the result
 // must be a power of two from 4K to 1M.

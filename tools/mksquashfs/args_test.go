@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -120,6 +121,12 @@ func TestParseArgs(t *testing.T) {
 			c.notes = []string{"-nopad: no block sum record either (it follows the padding); a first persist from this image decodes the blocks it keeps"}
 		}},
 		{"offset", []string{"-offset", "4K"}, nil, func(c *config) { c.offset = 4096 }},
+		{"tar defaults", []string{"-tar"}, nil, func(c *config) {
+			c.sources, c.tar, c.writer.NoExports, c.writer.AlwaysFragments = []string{"-"}, true, true, true
+		}},
+		{"tar with exports and no tail ends", []string{"-exports", "-tar", "-no-tailends"}, nil, func(c *config) {
+			c.sources, c.tar = []string{"-"}, true
+		}},
 		{"o", []string{"-o", "12345"}, nil, func(c *config) { c.offset = 12345 }},
 		{"nopad without block sums", []string{"-nopad", "-no-block-sums"}, nil, func(c *config) {
 			c.writer.NoPad, c.writer.BlockSums = true, false
@@ -128,7 +135,11 @@ func TestParseArgs(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			env := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
-			got, err := parseArgs(append([]string{"src", "out.img"}, tc.args...), env)
+			source := "src"
+			if slices.Contains(tc.args, "-tar") {
+				source = "-"
+			}
+			got, err := parseArgs(append([]string{source, "out.img"}, tc.args...), env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -200,6 +211,9 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"s", "d", "-o", "-1"}, nil, "-o:"},
 		{[]string{"s", "d", "-throttle", "10"}, nil, "-throttle is not supported"},
 		{[]string{"s", "d", "-p", "dev q 1 2 3"}, nil, "-p: pseudo definition"},
+		{[]string{"s", "d", "-tar"}, nil, "the SOURCE must be -"},
+		{[]string{"-", "-", "d", "-tar"}, nil, "the SOURCE must be -"},
+		{[]string{"-", "d", "-tar", "-e", "x"}, nil, "excludes are not supported"},
 		{[]string{"s", "d", "-p"}, nil, "-p: missing argument"},
 		{[]string{"s", "d", "-pf", "/nonexistent/pseudo"}, nil, "-pf:"},
 		{[]string{"s", "d", "-processors", "0"}, nil, "-processors"},
@@ -265,7 +279,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-root-owned", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime", "-processors", "-mem",
 		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "--help", "-tailends", "-no-tailends", "SOURCE_DATE_EPOCH",
 		"-root-mode", "-root-uid", "-root-gid", "-root-time", "-no-hardlinks", "-one-file-system", "-no-sparse", "-nopad",
-		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-p DEFINITION", "-pf FILE", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
+		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-p DEFINITION", "-pf FILE", "-tar", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

@@ -11,6 +11,16 @@ directory becomes the image root; with several sources (or files, or
 path component, repeated names getting _1, _2, ... suffixes. Entries are
 stored sorted by name, so the same input always gives the same image.
 
+With -tar, the one SOURCE is - and the image is made from the uncompressed
+tar archive on standard input, without unpacking it:
+  xzcat gentoo-latest.tar.xz | squashportage mksquashfs - gentoo.sqfs -tar
+As with mksquashfs -tar, the root and any directory the archive lists
+only by what lies below it get mode 0777 (root) or 0755, your ids and the
+current time (a ./ entry is ignored; -root-* set the root), and the image
+has tails in fragments and no export table unless -no-tailends or
+-exports say otherwise. File contents are held in a temporary file in
+TMPDIR while the archive is read. Excludes do not apply to archives.
+
 Compression:
   -comp NAME              compressor, one of those below (default gzip)
   -b SIZE                 data block size, a power of two from 4K to 1M;
@@ -138,6 +148,6 @@ Running:
   -version                print the version
   -help, -h, --help       print this help
 
-Not supported: appending, -sort, actions, -tar and
-cpio input, -root-becomes, -throttle, -limit, recovery files.
+Not supported: appending, -sort, actions, cpio input
+(-cpiostyle), -no-strip, -root-becomes, -throttle, -limit, recovery files.
 `

@@ -19,6 +19,11 @@ import (
 // Main runs the command with args (without the command name) and returns
 // the process exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
+	return mainIO(args, os.Stdin, stdout, stderr)
+}
+
+// mainIO is Main reading a -tar archive from stdin.
+func mainIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c, err := parseArgs(args, os.LookupEnv)
 	if err != nil {
 		var ue *usageError
@@ -42,6 +47,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "mksquashfs: note: %s\n", n)
 		}
 	}
+	c.stdin = stdin
 	if err := run(c, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "mksquashfs: %v\n", err)
 		return 1
@@ -73,7 +79,16 @@ func run(c *config, stdout, stderr io.Writer) error {
 		c.tree.OnAdd = func(h *squash.Header) { printInfo(stdout, h) }
 	}
 
-	tree, err := sourcetree.Scan(c.sources, c.tree)
+	var tree *sourcetree.Tree
+	var err error
+	if c.tar {
+		if f, ok := c.stdin.(*os.File); ok && progress.IsTerminal(f) {
+			return errors.New("-tar reads the archive from standard input, which is a terminal: pipe it in (e.g. xzcat snapshot.tar.xz | squashportage mksquashfs - DEST -tar)")
+		}
+		tree, err = sourcetree.ScanTar(c.stdin, c.tree)
+	} else {
+		tree, err = sourcetree.Scan(c.sources, c.tree)
+	}
 	if err != nil {
 		return err
 	}

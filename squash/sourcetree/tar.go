@@ -1,0 +1,279 @@
+package sourcetree
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/squashportage/squashportage/squash"
+)
+
+// A tar archive lists entries in any order, and a squashfs image is
+// written directory by directory: ScanTar reads the whole archive first,
+// spooling file contents into one temporary file that Write reads them
+// back from, so that making an image from a Portage snapshot writes one
+// file, not 200,000.
+
+// tarNode is an entry of the archive's tree while it is read.
+type tarNode struct {
+	e        entry
+	children map[string]*tarNode
+	defined  bool     // by the archive, not implied by a path below it
+	data     *tarNode // for a hard link: the node whose contents it names
+	names    int      // for a file: how many names it has
+	first    string   // the image path its contents go with (see flatten)
+}
+
+// ScanTar reads an uncompressed tar archive (mksquashfs -tar) into a Tree
+// sorted as Scan sorts. As in mksquashfs, the root, and directories the
+// archive implies but does not list, get mode 0777 (the root) or 0755,
+// the caller's ids and the current time, and a "./" entry is ignored;
+// opts's root and every-entry overrides and pseudo definitions apply as
+// they do to sources. Excludes are not supported. Contents are spooled
+// into a file in os.TempDir that Close removes.
+func ScanTar(r io.Reader, opts Options) (*Tree, error) {
+	if len(opts.Excludes) > 0 {
+		return nil, errors.New("excludes are not supported with a tar archive")
+	}
+	spool, err := os.CreateTemp("", "squashportage-tar-*")
+	if err != nil {
+		return nil, fmt.Errorf("tar: spool: %w", err)
+	}
+	s := &scanner{opts: opts, tree: &Tree{onAdd: opts.OnAdd, temps: []string{spool.Name()}}, parent: -1}
+	ok := false
+	defer func() {
+		if !ok {
+			s.tree.Close()
+		}
+	}()
+	now := time.Now().Unix()
+	root := &tarNode{defined: true}
+	if err := s.readTar(r, spool, root, now); err != nil {
+		spool.Close()
+		return nil, err
+	}
+	if err := spool.Close(); err != nil {
+		return nil, fmt.Errorf("tar: spool: %w", err)
+	}
+	st := madeUpRoot(now)
+	s.fixRoot(&st)
+	root.e = entry{mode: squash.FileModeFromUnix(st.Mode), uid: st.Uid, gid: st.Gid, mtime: clampUnix(st.Mtim.Sec), parent: -1}
+	s.fixEntry(&root.e)
+	s.flatten(root, "", -1, spool.Name())
+	if err := s.applyPseudo(opts.Pseudo); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s.tree, nil
+}
+
+// readTar adds the archive's entries below root.
+func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64) error {
+	tr := tar.NewReader(r)
+	var spooled int64
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("tar: %w", err)
+		}
+		name := cleanTarName(h.Name)
+		if name == "" {
+			continue // "./" or "/": the root is made up, as mksquashfs does
+		}
+		e := entry{
+			mode:  squash.FileModeFromUnix(uint32(h.Mode) & 0o7777),
+			uid:   uint32(h.Uid),
+			gid:   uint32(h.Gid),
+			mtime: clampUnix(h.ModTime.Unix()),
+		}
+		var data *tarNode
+		switch h.Typeflag {
+		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
+			n, err := io.Copy(spool, tr)
+			if err != nil {
+				return fmt.Errorf("tar: %s: %w", h.Name, err)
+			}
+			e.size = n
+			x := e.extra()
+			x.spooled, x.spoolOff = true, spooled // src: see flatten
+			spooled += n
+		case tar.TypeLink:
+			target := lookupTar(root, cleanTarName(h.Linkname))
+			if target == nil || target.e.mode.IsDir() {
+				return fmt.Errorf("tar: %s: hard link to %s, which is not a file earlier in the archive", h.Name, h.Linkname)
+			}
+			if target.data != nil {
+				target = target.data
+			}
+			data = target
+		case tar.TypeSymlink:
+			e.mode = fs.ModeSymlink | 0o777
+			e.extra().target = h.Linkname
+			if h.Linkname == "" {
+				return fmt.Errorf("tar: %s: symbolic link without a target", h.Name)
+			}
+		case tar.TypeChar, tar.TypeBlock:
+			e.mode |= fs.ModeDevice
+			if h.Typeflag == tar.TypeChar {
+				e.mode |= fs.ModeCharDevice
+			}
+			x := e.extra()
+			x.major, x.minor = uint32(h.Devmajor), uint32(h.Devminor)
+		case tar.TypeFifo:
+			e.mode |= fs.ModeNamedPipe
+		case tar.TypeDir:
+			e.mode |= fs.ModeDir
+		case tar.TypeXGlobalHeader:
+			continue
+		default:
+			s.warn(fmt.Sprintf("tar: %s: entry type %q skipped", h.Name, h.Typeflag))
+			continue
+		}
+		if !s.opts.NoXattrs && data == nil {
+			xs := tarXattrs(h, func(x string) {
+				s.warn(fmt.Sprintf("tar: %s: skipping xattr %s (squashfs stores only user., trusted. and security. attributes)", h.Name, x))
+			})
+			if len(xs) > 0 {
+				e.extra().xattrs = xs
+			}
+		}
+		s.fixEntry(&e)
+		if err := addTar(root, name, e, data, now, s); err != nil {
+			return fmt.Errorf("tar: %s: %w", h.Name, err)
+		}
+	}
+}
+
+// cleanTarName is the image path of an archive name: leading /, ./ and
+// ../ dropped, as mksquashfs does, and nothing that climbs out.
+func cleanTarName(name string) string {
+	return strings.TrimPrefix(path.Clean("/"+name), "/")
+}
+
+// tarXattrs returns the storable extended attributes PAX records carry,
+// sorted by name.
+func tarXattrs(h *tar.Header, skip func(string)) []squash.Xattr {
+	var xs []squash.Xattr
+	for k, v := range h.PAXRecords {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok {
+			continue
+		}
+		if !squash.StorableXattr(name) {
+			skip(name)
+			continue
+		}
+		xs = append(xs, squash.Xattr{Name: name, Value: []byte(v)})
+	}
+	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
+	return xs
+}
+
+func lookupTar(root *tarNode, name string) *tarNode {
+	n := root
+	for _, c := range strings.Split(name, "/") {
+		if n = n.children[c]; n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+// addTar puts an entry at name, making the directories above it as
+// needed. A later entry of the same name replaces an earlier one, as tar
+// extracts them, but a directory keeps what lies below it.
+func addTar(root *tarNode, name string, e entry, data *tarNode, now int64, s *scanner) error {
+	dir := root
+	comps := strings.Split(name, "/")
+	for _, c := range comps[:len(comps)-1] {
+		n := dir.children[c]
+		if n == nil {
+			n = &tarNode{e: entry{name: c, mode: fs.ModeDir | 0o755, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: clampUnix(now)}}
+			s.fixEntry(&n.e)
+			if dir.children == nil {
+				dir.children = make(map[string]*tarNode)
+			}
+			dir.children[c] = n
+		} else if !n.e.mode.IsDir() {
+			return fmt.Errorf("%s is not a directory in the archive", c)
+		}
+		dir = n
+	}
+	base := comps[len(comps)-1]
+	e.name = base
+	old := dir.children[base]
+	if old != nil && old.e.mode.IsDir() {
+		if !e.mode.IsDir() {
+			return errors.New("replaces a directory")
+		}
+		old.e, old.defined = e, true
+		return nil
+	}
+	if old != nil && old.data != nil {
+		old.data.names--
+	} else if old != nil && old.names > 1 {
+		return errors.New("replaces a file other names link to")
+	}
+	n := &tarNode{e: e, defined: true, data: data}
+	if data != nil {
+		data.names++
+	} else if e.mode.IsRegular() {
+		n.names = 1
+	}
+	if dir.children == nil {
+		dir.children = make(map[string]*tarNode)
+	}
+	dir.children[base] = n
+	return nil
+}
+
+// flatten appends n's subtree in Write's order (pre-order, names sorted).
+// A file with several names keeps its contents with the first of them in
+// that order; the others become hard links to it.
+func (s *scanner) flatten(n *tarNode, img string, parent int32, spool string) {
+	e := n.e
+	e.parent = parent
+	owner := n
+	if n.data != nil {
+		owner = n.data
+	}
+	if owner.names > 1 || n.data != nil {
+		if owner.first != "" {
+			s.tree.entries = append(s.tree.entries, entry{name: e.name, parent: parent, x: &extra{link: owner.first}})
+			return
+		}
+		owner.first = img
+		e = owner.e
+		e.name, e.parent = n.e.name, parent
+		e.nlink = uint32(owner.names)
+	}
+	if e.mode.IsRegular() {
+		x := *e.x
+		x.src = spool
+		e.x = &x
+	}
+	s.tree.count(&e)
+	s.tree.entries = append(s.tree.entries, e)
+	if !e.mode.IsDir() {
+		return
+	}
+	at := int32(len(s.tree.entries) - 1)
+	names := make([]string, 0, len(n.children))
+	for name := range n.children {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		s.flatten(n.children[name], joinImg(img, name), at, spool)
+	}
+}
