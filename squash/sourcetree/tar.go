@@ -2,6 +2,7 @@ package sourcetree
 
 import (
 	"archive/tar"
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -77,10 +78,18 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 // readTar adds the archive's entries below root.
 func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64) error {
 	tr := tar.NewReader(r)
+	// One buffer for every file, and writes of a MiB: io.Copy to the file
+	// itself took a new 32 KiB buffer per file (a Portage tree's worth of
+	// garbage) and a system call per small file.
+	bw := bufio.NewWriterSize(spool, 1<<20)
+	buf := make([]byte, 64<<10)
 	var spooled int64
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
+			if err := bw.Flush(); err != nil {
+				return fmt.Errorf("tar: spool: %w", err)
+			}
 			return nil
 		}
 		if err != nil {
@@ -99,7 +108,7 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64)
 		var data *tarNode
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-			n, err := io.Copy(spool, tr)
+			n, err := io.CopyBuffer(writerOnly{bw}, tr, buf)
 			if err != nil {
 				return fmt.Errorf("tar: %s: %w", h.Name, err)
 			}
@@ -153,6 +162,10 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64)
 		}
 	}
 }
+
+// writerOnly hides a writer's ReadFrom, so that io.CopyBuffer uses the
+// buffer it is given.
+type writerOnly struct{ io.Writer }
 
 // cleanTarName is the image path of an archive name: leading /, ./ and
 // ../ dropped, as mksquashfs does, and nothing that climbs out.
