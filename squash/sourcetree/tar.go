@@ -26,7 +26,6 @@ import (
 type tarNode struct {
 	e        entry
 	children map[string]*tarNode
-	defined  bool     // by the archive, not implied by a path below it
 	data     *tarNode // for a hard link: the node whose contents it names
 	names    int      // for a file: how many names it has
 	first    string   // the image path its contents go with (see flatten)
@@ -55,7 +54,7 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 		}
 	}()
 	now := time.Now().Unix()
-	root := &tarNode{defined: true}
+	root := &tarNode{}
 	if err := s.readTar(r, spool, root, now); err != nil {
 		spool.Close()
 		return nil, err
@@ -95,7 +94,7 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64)
 		if err != nil {
 			return fmt.Errorf("tar: %w", err)
 		}
-		name := cleanTarName(h.Name)
+		name := s.tarName(h.Name)
 		if name == "" {
 			continue // "./" or "/": the root is made up, as mksquashfs does
 		}
@@ -117,7 +116,7 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64)
 			x.spooled, x.spoolOff = true, spooled // src: see flatten
 			spooled += n
 		case tar.TypeLink:
-			target := lookupTar(root, cleanTarName(h.Linkname))
+			target := lookupTar(root, s.tarName(h.Linkname))
 			if target == nil || target.e.mode.IsDir() {
 				return fmt.Errorf("tar: %s: hard link to %s, which is not a file earlier in the archive", h.Name, h.Linkname)
 			}
@@ -167,10 +166,19 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64)
 // buffer it is given.
 type writerOnly struct{ io.Writer }
 
-// cleanTarName is the image path of an archive name: leading /, ./ and
-// ../ dropped, as mksquashfs does, and nothing that climbs out.
-func cleanTarName(name string) string {
-	return strings.TrimPrefix(path.Clean("/"+name), "/")
+// tarName is the image path of an archive name: leading /, ./ and ../
+// dropped, as mksquashfs does, nothing that climbs out, and
+// StripComponents leading components removed ("" when that is all).
+func (s *scanner) tarName(name string) string {
+	name = strings.TrimPrefix(path.Clean("/"+name), "/")
+	for range s.opts.StripComponents {
+		i := strings.IndexByte(name, '/')
+		if i < 0 {
+			return ""
+		}
+		name = name[i+1:]
+	}
+	return name
 }
 
 // tarXattrs returns the storable extended attributes PAX records carry,
@@ -229,7 +237,7 @@ func addTar(root *tarNode, name string, e entry, data *tarNode, now int64, s *sc
 		if !e.mode.IsDir() {
 			return errors.New("replaces a directory")
 		}
-		old.e, old.defined = e, true
+		old.e = e
 		return nil
 	}
 	if old != nil && old.data != nil {
@@ -237,7 +245,7 @@ func addTar(root *tarNode, name string, e entry, data *tarNode, now int64, s *sc
 	} else if old != nil && old.names > 1 {
 		return errors.New("replaces a file other names link to")
 	}
-	n := &tarNode{e: e, defined: true, data: data}
+	n := &tarNode{e: e, data: data}
 	if data != nil {
 		data.names++
 	} else if e.mode.IsRegular() {

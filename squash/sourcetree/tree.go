@@ -81,6 +81,11 @@ type Options struct {
 	// order after the scan. Files made by commands are removed by Close.
 	Pseudo []Pseudo
 
+	// StripComponents drops this many leading components of a tar
+	// archive's names (tar --strip-components), and the entries that have
+	// no more than that (ScanTar only).
+	StripComponents int
+
 	// Warn receives non-fatal problems (skipped xattr namespaces, renamed
 	// duplicate sources). Nil discards them.
 	Warn func(msg string)

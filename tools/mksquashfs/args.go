@@ -106,7 +106,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		switch opt {
 		case "-comp", "-b", "-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
 			"-processors", "-mem", "-root-mode", "-root-uid", "-root-gid", "-root-time", "-offset", "-o",
-			"-p", "-pf":
+			"-p", "-pf", "-strip-components":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
@@ -153,6 +153,12 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			tailends = ptr(true)
 		case "-tar":
 			c.tar = true
+		case "-strip-components":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return nil, usagef("-strip-components: %q is not a number of path components (0 or more)", val)
+			}
+			c.tree.StripComponents = n
 		case "-no-duplicates":
 			c.writer.NoDuplicates = true
 		case "-no-fragment-grouping":
@@ -301,6 +307,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		if tailends == nil {
 			tailends = ptr(true)
 		}
+	} else if c.tree.StripComponents > 0 {
+		return nil, usagef("-strip-components applies to -tar only")
 	}
 	c.writer.AlwaysFragments = tailends != nil && *tailends
 

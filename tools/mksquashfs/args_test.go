@@ -124,6 +124,10 @@ func TestParseArgs(t *testing.T) {
 		{"tar defaults", []string{"-tar"}, nil, func(c *config) {
 			c.sources, c.tar, c.writer.NoExports, c.writer.AlwaysFragments = []string{"-"}, true, true, true
 		}},
+		{"tar strip", []string{"-tar", "-strip-components", "2"}, nil, func(c *config) {
+			c.sources, c.tar, c.writer.NoExports, c.writer.AlwaysFragments = []string{"-"}, true, true, true
+			c.tree.StripComponents = 2
+		}},
 		{"tar with exports and no tail ends", []string{"-exports", "-tar", "-no-tailends"}, nil, func(c *config) {
 			c.sources, c.tar = []string{"-"}, true
 		}},
@@ -214,6 +218,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"s", "d", "-tar"}, nil, "the SOURCE must be -"},
 		{[]string{"-", "-", "d", "-tar"}, nil, "the SOURCE must be -"},
 		{[]string{"-", "d", "-tar", "-e", "x"}, nil, "excludes are not supported"},
+		{[]string{"s", "d", "-strip-components", "1"}, nil, "applies to -tar only"},
+		{[]string{"-", "d", "-tar", "-strip-components", "-1"}, nil, "-strip-components"},
 		{[]string{"s", "d", "-p"}, nil, "-p: missing argument"},
 		{[]string{"s", "d", "-pf", "/nonexistent/pseudo"}, nil, "-pf:"},
 		{[]string{"s", "d", "-processors", "0"}, nil, "-processors"},
@@ -279,7 +285,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-root-owned", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime", "-processors", "-mem",
 		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "--help", "-tailends", "-no-tailends", "SOURCE_DATE_EPOCH",
 		"-root-mode", "-root-uid", "-root-gid", "-root-time", "-no-hardlinks", "-one-file-system", "-no-sparse", "-nopad",
-		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-p DEFINITION", "-pf FILE", "-tar", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
+		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-p DEFINITION", "-pf FILE", "-tar", "-strip-components", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

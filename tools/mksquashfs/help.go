@@ -20,6 +20,10 @@ current time (a ./ entry is ignored; -root-* set the root), and the image
 has tails in fragments and no export table unless -no-tailends or
 -exports say otherwise. File contents are held in a temporary file in
 TMPDIR while the archive is read. Excludes do not apply to archives.
+  -strip-components N     (ours, with -tar) drop the first N components of
+                          the archive's names, and entries with no more
+                          than N, as tar --strip-components does: 1 makes
+                          a Portage snapshot's gentoo-YYYYMMDD/ the root
 
 Compression:
   -comp NAME              compressor, one of those below (default gzip)

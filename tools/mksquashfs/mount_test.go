@@ -287,7 +287,19 @@ func TestTarAgainstMksquashfs(t *testing.T) {
 			}
 		})
 	}
+	// A snapshot-like archive (everything below one top directory) with
+	// -strip-components 1 gives the image of the archive of ".".
+	topped, err := exec.Command("tar", "-C", filepath.Dir(src), "-cf", "-", filepath.Base(src)).Output()
+	mustDo(t, err)
+	stripped := filepath.Join(tmp, "stripped")
 	var stdout, stderr bytes.Buffer
+	if code := mainIO([]string{"-", stripped, "-tar", "-strip-components", "1", "-quiet", "-all-time", "7"}, bytes.NewReader(topped), &stdout, &stderr); code != 0 {
+		t.Fatalf("-strip-components 1 = %d: %s", code, &stderr)
+	}
+	if got, want := listing(t, stripped), listing(t, filepath.Join(tmp, "whole-ref")); got != want {
+		t.Errorf("-strip-components 1 listing differs from the archive of . made by Debian's mksquashfs\nours:\n%s\nmksquashfs:\n%s", got, want)
+	}
+
 	if code := mainIO([]string{"-", filepath.Join(tmp, "bad"), "-tar", "-quiet"}, strings.NewReader("not a tar archive at all, but long enough to be read as a header"), &stdout, &stderr); code == 0 || !strings.Contains(stderr.String(), "tar:") {
 		t.Errorf("a broken archive = %d: %s", code, &stderr)
 	}
