@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"os/user"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,21 +32,32 @@ import (
 //	NAME f MODE UID GID COMMAND         file holding what /bin/sh -c COMMAND prints
 //	NAME s MODE UID GID TARGET          symbolic link (MODE is ignored)
 //	NAME i MODE UID GID s|f             socket or FIFO
+//	NAME L OTHER                        hard link to OTHER, an entry of the image
+//	NAME R TIME MODE UID GID LEN OFF    file holding LEN bytes at OFF of the
+//	                                    data that follows the definitions in
+//	                                    a -pf file (unsquashfs -pf writes them)
 //
-// The same letters in upper case take a TIME (seconds since 1970) before
-// MODE; otherwise the time is the build's. MODE is octal; UID and GID are
-// numbers or names. NAME may quote ("...") or backslash-escape spaces.
+// The letters dmbcfsi in upper case take a TIME (seconds since 1970)
+// before MODE; otherwise the time is the build's. MODE is octal; UID and
+// GID are numbers or names. NAME may quote ("...") or backslash-escape
+// spaces.
 type Pseudo struct {
 	Def          string // as given, for messages
 	Name         string // image path, without leading slashes; "" is the root
-	Type         byte   // one of "dmbcfsi"
+	Type         byte   // one of "dmbcfsi", or 'L' or 'R'
 	Mode         fs.FileMode
 	UID, GID     uint32
 	Mtime        *uint32
 	Major, Minor uint32
 	Command      string // f
-	Target       string // s
+	Target       string // s; L: the image path linked to
+	// R: the file holding the data, and where in it
+	DataFile         string
+	DataOff, DataLen int64
 }
+
+// pseudoDataMarker ends the definitions of a -pf file that has R data.
+const pseudoDataMarker = "# START OF DATA - DO NOT MODIFY"
 
 // ParsePseudo parses one definition.
 func ParsePseudo(def string) (Pseudo, error) {
@@ -69,12 +82,37 @@ func ParsePseudo(def string) (Pseudo, error) {
 	if len(rest) > 0 && !unicode.IsSpace(rune(rest[0])) {
 		return fail("type %q is not one letter", strings.Fields(string(typ) + rest)[0])
 	}
+	if typ == 'L' {
+		target, tail := pseudoName(strings.TrimLeftFunc(rest, unicode.IsSpace))
+		if target == "" || strings.TrimSpace(tail) != "" || slices.Contains(strings.Split(target, "/"), "..") {
+			return fail("want one image path to link to")
+		}
+		p.Type, p.Target = 'L', strings.Trim(path.Clean("/"+target), "/")
+		return p, nil
+	}
+	if typ == 'R' {
+		// TIME MODE UID GID LEN OFF; the data file is set by ReadPseudoFile.
+		f, tail := fieldsN(rest, 6)
+		if len(f) < 6 || tail != "" {
+			return fail("want TIME MODE UID GID LENGTH OFFSET")
+		}
+		n1, err1 := strconv.ParseInt(f[4], 10, 64)
+		n2, err2 := strconv.ParseInt(f[5], 10, 64)
+		if err1 != nil || err2 != nil || n1 < 0 || n2 < 0 {
+			return fail("length %q and offset %q: want numbers", f[4], f[5])
+		}
+		p.Type, p.DataLen, p.DataOff = 'R', n1, n2
+		if err := p.attrs(f[:4], true); err != nil {
+			return fail("%v", err)
+		}
+		return p, nil
+	}
 	p.Type = typ | 0x20 // lower case
 	if !strings.ContainsRune("dmbcfsi", rune(p.Type)) {
-		if strings.ContainsRune("lLR", rune(typ)) {
+		if strings.ContainsRune("l", rune(typ)) {
 			return fail("type %c is not supported by squashportage", typ)
 		}
-		return fail("unknown type %c (d, m, b, c, f, s or i, or D, M, B, C, F, S, I with a time)", typ)
+		return fail("unknown type %c (d, m, b, c, f, s or i, or D, M, B, C, F, S, I with a time, or L, R)", typ)
 	}
 	// Fields up to the type's free-text tail (f's command, s's target).
 	fixed := 3
@@ -91,25 +129,11 @@ func ParsePseudo(def string) (Pseudo, error) {
 	if len(f) < fixed {
 		return fail("too few fields")
 	}
+	if err := p.attrs(f, typ != p.Type); err != nil {
+		return fail("%v", err)
+	}
 	if typ != p.Type {
-		t, err := strconv.ParseUint(f[0], 10, 32)
-		if err != nil {
-			return fail("time %q is not seconds since 1970 (0 to 4294967295)", f[0])
-		}
-		t32 := uint32(t)
-		p.Mtime = &t32
 		f = f[1:]
-	}
-	mode, err := strconv.ParseUint(f[0], 8, 32)
-	if err != nil || mode > 0o7777 {
-		return fail("mode %q is not octal (0 to 7777)", f[0])
-	}
-	p.Mode = squash.FileModeFromUnix(uint32(mode))
-	if p.UID, err = LookupID(f[1], false); err != nil {
-		return fail("%v", err)
-	}
-	if p.GID, err = LookupID(f[2], true); err != nil {
-		return fail("%v", err)
 	}
 	switch p.Type {
 	case 'b', 'c':
@@ -148,6 +172,29 @@ func ParsePseudo(def string) (Pseudo, error) {
 		}
 	}
 	return p, nil
+}
+
+// attrs parses [TIME] MODE UID GID (TIME when timed) into p.
+func (p *Pseudo) attrs(f []string, timed bool) error {
+	if timed {
+		t, err := strconv.ParseUint(f[0], 10, 32)
+		if err != nil {
+			return fmt.Errorf("time %q is not seconds since 1970 (0 to 4294967295)", f[0])
+		}
+		t32 := uint32(t)
+		p.Mtime = &t32
+		f = f[1:]
+	}
+	mode, err := strconv.ParseUint(f[0], 8, 32)
+	if err != nil || mode > 0o7777 {
+		return fmt.Errorf("mode %q is not octal (0 to 7777)", f[0])
+	}
+	p.Mode = squash.FileModeFromUnix(uint32(mode))
+	if p.UID, err = LookupID(f[1], false); err != nil {
+		return err
+	}
+	p.GID, err = LookupID(f[2], true)
+	return err
 }
 
 // pseudoName reads the leading file name: up to unquoted white space, with
@@ -226,7 +273,8 @@ func LookupID(s string, group bool) (uint32, error) {
 
 // ReadPseudoFile reads definitions one a line (mksquashfs -pf): a line
 // ending in a backslash continues on the next, and blank lines and lines
-// starting with # are skipped.
+// starting with # are skipped. A "# START OF DATA - DO NOT MODIFY" line
+// ends them: the rest of the file is the data of R definitions.
 func ReadPseudoFile(name string) ([]Pseudo, error) {
 	f, err := os.Open(name)
 	if err != nil {
@@ -234,13 +282,29 @@ func ReadPseudoFile(name string) ([]Pseudo, error) {
 	}
 	defer f.Close()
 	var out []Pseudo
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
+	br := bufio.NewReaderSize(f, 64<<10)
 	var line strings.Builder
 	n := 0
-	for sc.Scan() {
+	var pos int64 // bytes read so far
+	data := int64(-1)
+	for data < 0 {
+		text, err := br.ReadString('\n')
+		pos += int64(len(text))
+		if err != nil && err != io.EOF {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if text == "" && err == io.EOF {
+			break
+		}
 		n++
-		text := sc.Text()
+		text = strings.TrimSuffix(text, "\n")
+		if strings.TrimSpace(text) == pseudoDataMarker {
+			// The marker's closing "#" line, then the data.
+			rest, _ := br.ReadString('\n')
+			pos += int64(len(rest))
+			data = pos
+			break
+		}
 		if cont, ok := strings.CutSuffix(text, "\\"); ok {
 			line.WriteString(cont)
 			continue
@@ -257,11 +321,29 @@ func ReadPseudoFile(name string) ([]Pseudo, error) {
 		}
 		out = append(out, p)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
 	if def := strings.TrimSpace(line.String()); def != "" {
 		return nil, fmt.Errorf("%s:%d: the last line ends in a backslash", name, n)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		p := &out[i]
+		if p.Type != 'R' {
+			continue
+		}
+		if data < 0 {
+			return nil, fmt.Errorf("%s: %q: no %q line, so no data", name, p.Def, pseudoDataMarker)
+		}
+		if p.DataOff > fi.Size()-data || p.DataLen > fi.Size()-data-p.DataOff {
+			return nil, fmt.Errorf("%s: %q: its data lies beyond the end of the file", name, p.Def)
+		}
+		p.DataFile, p.DataOff = abs, data+p.DataOff
 	}
 	return out, nil
 }
@@ -272,65 +354,100 @@ func ReadPseudoFile(name string) ([]Pseudo, error) {
 // skipped with a warning, as mksquashfs does; one whose directory is
 // missing is an error.
 func (s *scanner) applyPseudo(defs []Pseudo) error {
+	if len(defs) == 0 {
+		return nil
+	}
 	now := clampUnix(time.Now().Unix())
+	root := s.tree.nodes()
 	for _, p := range defs {
-		idx := s.tree.index()
-		at, exists := idx[p.Name]
-		if p.Type == 'm' {
-			if !exists {
-				s.warn(fmt.Sprintf("pseudo definition %q: no %s in the sources to modify, ignored", p.Def, p.Name))
-				continue
-			}
-			e := &s.tree.entries[at]
-			if e.isLink() {
-				e = &s.tree.entries[idx[e.x.link]]
-			}
-			e.mode = e.mode.Type() | p.Mode
-			e.uid, e.gid = p.UID, p.GID
-			if p.Mtime != nil {
-				e.mtime = *p.Mtime
-			}
-			s.fixEntry(e)
-			continue
+		if err := s.applyOne(root, p, now); err != nil {
+			return err
 		}
-		if exists {
-			s.warn(fmt.Sprintf("pseudo definition %q: %s is in the sources already, ignored (exclude it with -e to replace it)", p.Def, p.Name))
-			continue
+	}
+	s.flatten(root, "", -1)
+	return nil
+}
+
+func (s *scanner) applyOne(root *treeNode, p Pseudo, now uint32) error {
+	old := lookupNode(root, p.Name)
+	if p.Type == 'm' {
+		if old == nil {
+			s.warn(fmt.Sprintf("pseudo definition %q: no %s in the sources to modify, ignored", p.Def, p.Name))
+			return nil
 		}
-		dir, base := path.Split(p.Name)
-		dir = strings.TrimSuffix(dir, "/")
-		parent, ok := idx[dir]
-		if !ok || !s.tree.entries[parent].mode.IsDir() || s.tree.entries[parent].isLink() {
-			return fmt.Errorf("pseudo definition %q: no directory %q in the image to put it in (define it first, e.g. \"%s d 755 0 0\")", p.Def, dir, dir)
+		if old.data != nil {
+			old = old.data
 		}
-		e := entry{name: base, parent: int32(parent), mode: p.Mode, uid: p.UID, gid: p.GID, mtime: now}
+		e := &old.e
+		e.mode = e.mode.Type() | p.Mode
+		e.uid, e.gid = p.UID, p.GID
 		if p.Mtime != nil {
 			e.mtime = *p.Mtime
 		}
-		switch p.Type {
-		case 'd':
-			e.mode |= fs.ModeDir
-		case 'b', 'c':
-			e.mode |= fs.ModeDevice
-			if p.Type == 'c' {
-				e.mode |= fs.ModeCharDevice
-			}
-			x := e.extra()
-			x.major, x.minor = p.Major, p.Minor
-		case 's':
-			e.mode = fs.ModeSymlink | 0o777
-			e.extra().target = p.Target
-		case 'f':
-			src, size, err := s.runPseudo(p)
-			if err != nil {
-				return err
-			}
-			e.size = size
-			e.extra().src = src
-		}
-		s.fixEntry(&e)
-		s.tree.insert(parent, e)
+		s.fixEntry(e)
+		return nil
 	}
+	if old != nil {
+		s.warn(fmt.Sprintf("pseudo definition %q: %s is in the sources already, ignored (exclude it with -e to replace it)", p.Def, p.Name))
+		return nil
+	}
+	dir, base := path.Split(p.Name)
+	dir = strings.TrimSuffix(dir, "/")
+	parent := lookupNode(root, dir)
+	if parent == nil || !parent.e.mode.IsDir() || parent.data != nil {
+		return fmt.Errorf("pseudo definition %q: no directory %q in the image to put it in (define it first, e.g. \"%s d 755 0 0\")", p.Def, dir, dir)
+	}
+	n := &treeNode{e: entry{name: base, mode: p.Mode, uid: p.UID, gid: p.GID, mtime: now}}
+	e := &n.e
+	if p.Mtime != nil {
+		e.mtime = *p.Mtime
+	}
+	switch p.Type {
+	case 'd':
+		e.mode |= fs.ModeDir
+	case 'b', 'c':
+		e.mode |= fs.ModeDevice
+		if p.Type == 'c' {
+			e.mode |= fs.ModeCharDevice
+		}
+		x := e.extra()
+		x.major, x.minor = p.Major, p.Minor
+	case 's':
+		e.mode = fs.ModeSymlink | 0o777
+		e.extra().target = p.Target
+	case 'f':
+		src, size, err := s.runPseudo(p)
+		if err != nil {
+			return err
+		}
+		e.size = size
+		e.extra().src = src
+	case 'R':
+		if p.DataFile == "" {
+			return fmt.Errorf("pseudo definition %q: R takes its data from a pseudo file: use -pf", p.Def)
+		}
+		e.size = p.DataLen
+		x := e.extra()
+		x.src, x.spooled, x.spoolOff = p.DataFile, true, p.DataOff
+	case 'L':
+		target := lookupNode(root, p.Target)
+		if target != nil && target.data != nil {
+			target = target.data
+		}
+		if target == nil || target.e.mode.IsDir() {
+			return fmt.Errorf("pseudo definition %q: no %s in the image to link to (or a directory)", p.Def, p.Target)
+		}
+		n.e = entry{name: base}
+		n.data = target
+		target.names++
+		parent.setChild(n)
+		return nil
+	}
+	if !e.mode.IsDir() {
+		n.names = 1
+	}
+	s.fixEntry(e)
+	parent.setChild(n)
 	return nil
 }
 
@@ -370,52 +487,6 @@ func (s *scanner) fixEntry(e *entry) {
 	h := squash.Header{UID: e.uid, GID: e.gid, Mtime: e.mtime}
 	s.fixOwnerTime(&h)
 	e.uid, e.gid, e.mtime = h.UID, h.GID, h.Mtime
-}
-
-// index maps the image path of every entry to its index.
-func (t *Tree) index() map[string]int {
-	m := make(map[string]int, len(t.entries))
-	ps := paths{entries: t.entries}
-	for i := range t.entries {
-		img, _ := ps.of(i)
-		m[img] = i
-	}
-	return m
-}
-
-// insert puts e among the entries of directory parent, before the first
-// whose name sorts after its own, keeping every subtree contiguous.
-func (t *Tree) insert(parent int, e entry) {
-	at := len(t.entries)
-	for i := parent + 1; i < len(t.entries); i++ {
-		if !t.within(i, parent) {
-			at = i
-			break
-		}
-		if int(t.entries[i].parent) == parent && t.entries[i].name > e.name {
-			at = i
-			break
-		}
-	}
-	for i := range t.entries {
-		if int(t.entries[i].parent) >= at {
-			t.entries[i].parent++
-		}
-	}
-	t.entries = append(t.entries, entry{})
-	copy(t.entries[at+1:], t.entries[at:])
-	t.entries[at] = e
-	t.count(&e)
-}
-
-// within says whether entry i is below directory d.
-func (t *Tree) within(i, d int) bool {
-	for p := int(t.entries[i].parent); p >= 0; p = int(t.entries[p].parent) {
-		if p == d {
-			return true
-		}
-	}
-	return false
 }
 
 // Close removes the files that pseudo definitions' commands wrote.

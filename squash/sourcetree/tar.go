@@ -22,15 +22,6 @@ import (
 // back from, so that making an image from a Portage snapshot writes one
 // file, not 200,000.
 
-// tarNode is an entry of the archive's tree while it is read.
-type tarNode struct {
-	e        entry
-	children map[string]*tarNode
-	data     *tarNode // for a hard link: the node whose contents it names
-	names    int      // for a file: how many names it has
-	first    string   // the image path its contents go with (see flatten)
-}
-
 // ScanTar reads an uncompressed tar archive (mksquashfs -tar) into a Tree
 // sorted as Scan sorts. As in mksquashfs, the root, and directories the
 // archive implies but does not list, get mode 0777 (the root) or 0755,
@@ -54,7 +45,7 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 		}
 	}()
 	now := time.Now().Unix()
-	root := &tarNode{}
+	root := &treeNode{}
 	if err := s.readTar(r, spool, root, now); err != nil {
 		spool.Close()
 		return nil, err
@@ -66,7 +57,7 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 	s.fixRoot(&st)
 	root.e = entry{mode: squash.FileModeFromUnix(st.Mode), uid: st.Uid, gid: st.Gid, mtime: clampUnix(st.Mtim.Sec), parent: -1}
 	s.fixEntry(&root.e)
-	s.flatten(root, "", -1, spool.Name())
+	s.flatten(root, "", -1)
 	if err := s.applyPseudo(opts.Pseudo); err != nil {
 		return nil, err
 	}
@@ -75,7 +66,7 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 }
 
 // readTar adds the archive's entries below root.
-func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64) error {
+func (s *scanner) readTar(r io.Reader, spool *os.File, root *treeNode, now int64) error {
 	tr := tar.NewReader(r)
 	// One buffer for every file, and writes of a MiB: io.Copy to the file
 	// itself took a new 32 KiB buffer per file (a Portage tree's worth of
@@ -104,7 +95,7 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64)
 			gid:   uint32(h.Gid),
 			mtime: clampUnix(h.ModTime.Unix()),
 		}
-		var data *tarNode
+		var data *treeNode
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 			n, err := io.CopyBuffer(writerOnly{bw}, tr, buf)
@@ -113,10 +104,10 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *tarNode, now int64)
 			}
 			e.size = n
 			x := e.extra()
-			x.spooled, x.spoolOff = true, spooled // src: see flatten
+			x.src, x.spooled, x.spoolOff = spool.Name(), true, spooled
 			spooled += n
 		case tar.TypeLink:
-			target := lookupTar(root, s.tarName(h.Linkname))
+			target := lookupNode(root, s.tarName(h.Linkname))
 			if target == nil || target.e.mode.IsDir() {
 				return fmt.Errorf("tar: %s: hard link to %s, which is not a file earlier in the archive", h.Name, h.Linkname)
 			}
@@ -200,29 +191,19 @@ func tarXattrs(h *tar.Header, skip func(string)) []squash.Xattr {
 	return xs
 }
 
-func lookupTar(root *tarNode, name string) *tarNode {
-	n := root
-	for _, c := range strings.Split(name, "/") {
-		if n = n.children[c]; n == nil {
-			return nil
-		}
-	}
-	return n
-}
-
 // addTar puts an entry at name, making the directories above it as
 // needed. A later entry of the same name replaces an earlier one, as tar
 // extracts them, but a directory keeps what lies below it.
-func addTar(root *tarNode, name string, e entry, data *tarNode, now int64, s *scanner) error {
+func addTar(root *treeNode, name string, e entry, data *treeNode, now int64, s *scanner) error {
 	dir := root
 	comps := strings.Split(name, "/")
 	for _, c := range comps[:len(comps)-1] {
 		n := dir.children[c]
 		if n == nil {
-			n = &tarNode{e: entry{name: c, mode: fs.ModeDir | 0o755, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: clampUnix(now)}}
+			n = &treeNode{e: entry{name: c, mode: fs.ModeDir | 0o755, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: clampUnix(now)}}
 			s.fixEntry(&n.e)
 			if dir.children == nil {
-				dir.children = make(map[string]*tarNode)
+				dir.children = make(map[string]*treeNode)
 			}
 			dir.children[c] = n
 		} else if !n.e.mode.IsDir() {
@@ -245,56 +226,15 @@ func addTar(root *tarNode, name string, e entry, data *tarNode, now int64, s *sc
 	} else if old != nil && old.names > 1 {
 		return errors.New("replaces a file other names link to")
 	}
-	n := &tarNode{e: e, data: data}
+	n := &treeNode{e: e, data: data}
 	if data != nil {
 		data.names++
-	} else if e.mode.IsRegular() {
+	} else if !e.mode.IsDir() {
 		n.names = 1
 	}
 	if dir.children == nil {
-		dir.children = make(map[string]*tarNode)
+		dir.children = make(map[string]*treeNode)
 	}
 	dir.children[base] = n
 	return nil
-}
-
-// flatten appends n's subtree in Write's order (pre-order, names sorted).
-// A file with several names keeps its contents with the first of them in
-// that order; the others become hard links to it.
-func (s *scanner) flatten(n *tarNode, img string, parent int32, spool string) {
-	e := n.e
-	e.parent = parent
-	owner := n
-	if n.data != nil {
-		owner = n.data
-	}
-	if owner.names > 1 || n.data != nil {
-		if owner.first != "" {
-			s.tree.entries = append(s.tree.entries, entry{name: e.name, parent: parent, x: &extra{link: owner.first}})
-			return
-		}
-		owner.first = img
-		e = owner.e
-		e.name, e.parent = n.e.name, parent
-		e.nlink = uint32(owner.names)
-	}
-	if e.mode.IsRegular() {
-		x := *e.x
-		x.src = spool
-		e.x = &x
-	}
-	s.tree.count(&e)
-	s.tree.entries = append(s.tree.entries, e)
-	if !e.mode.IsDir() {
-		return
-	}
-	at := int32(len(s.tree.entries) - 1)
-	names := make([]string, 0, len(n.children))
-	for name := range n.children {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		s.flatten(n.children[name], joinImg(img, name), at, spool)
-	}
 }

@@ -99,7 +99,10 @@ Selecting files:
                           spaces in NAME. Its directory must exist in the
                           sources or be defined first. An entry already in
                           the sources (for all but m) is left as it is,
-                          with a warning. Not supported: l, L, R.
+                          with a warning. Also L (NAME L OTHER: a hard
+                          link to OTHER) and R (a file whose data follows
+                          the definitions, as unsquashfs -pf writes them);
+                          not l.
   -pf FILE                add the pseudo file definitions in FILE, one a
                           line (a trailing \ continues it; # comments)
   -one-file-system        leave out mount points (and all below them) and

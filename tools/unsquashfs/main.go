@@ -32,6 +32,7 @@ type config struct {
 	numeric    bool
 	userXattrs bool
 	mkfsTime   bool
+	pseudoFile string // -pf: write pseudo definitions here ("-": stdout)
 	linfo      bool
 	info       bool
 	cat        bool
@@ -106,6 +107,11 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 	-r[egex]		treat extract and exclude names as regular
 				expressions (each must match within a name;
 				anchor with ^ and $) rather than shell wildcards
+	-pf <file>		output a pseudo file equivalent of the input
+				Squashfs filesystem (- for standard output):
+				mksquashfs DIR IMAGE -pf <file>, DIR empty,
+				makes it again (without its xattrs)
+	-pseudo-file <file>	alternative name for -pf
 	-st[rict-errors]	accepted: every error is fatal
 	-da[ta-queue] <size>, -fr[ag-queue] <size>
 				accepted and ignored (memory is bounded
@@ -115,7 +121,7 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 Files to extract may use shell wildcards (*, ?, [...]) in each component.
 An extract name that matches nothing is an error; an exclude name is not.
 Not supported: -follow-symlinks (-L), -missing-symlinks, -ignore-errors,
--no-exit-code, -pf (pseudo file output).
+-no-exit-code.
 Entry names that could escape the destination are refused, and no symlink,
 from the image or already in the destination, is ever followed.
 `
@@ -222,8 +228,13 @@ func parseArgs(args []string) (*config, error) {
 					err = usagef("%s: %q is not a positive number of Mbytes", a, v)
 				}
 			}
+		case "-pf", "-pseudo-file":
+			c.pseudoFile, err = value(a)
+			if err == nil && c.pseudoFile == "" {
+				err = usagef("%s: empty file name", a)
+			}
 		case "-L", "-follow", "-follow-symlinks", "-missing", "-missing-symlinks", "-ig", "-ignore-errors",
-			"-no-exit", "-no-exit-code", "-pf", "-pseudo-file":
+			"-no-exit", "-no-exit-code":
 			err = usagef("option %s is not supported by squashportage", a)
 		case "-p", "-processors":
 			var v string
@@ -278,8 +289,8 @@ func parseArgs(args []string) (*config, error) {
 		c.paths = append(c.paths, names...)
 	}
 	c.sel.Paths = c.paths
-	if n := b2i(c.cat) + b2i(c.stat) + b2i(c.list > 0) + b2i(c.mkfsTime); n > 1 {
-		return nil, usagef("-cat, -stat, -mkfs-time and the listing options exclude each other")
+	if n := b2i(c.cat) + b2i(c.stat) + b2i(c.list > 0) + b2i(c.mkfsTime) + b2i(c.pseudoFile != ""); n > 1 {
+		return nil, usagef("-cat, -stat, -mkfs-time, -pf and the listing options exclude each other")
 	}
 	return c, nil
 }
@@ -378,6 +389,8 @@ func run(c *config, stdout, stderr io.Writer) error {
 	case c.mkfsTime:
 		_, err := fmt.Fprintln(stdout, r.Superblock().MkfsTime)
 		return err
+	case c.pseudoFile != "":
+		return writePseudo(c.pseudoFile, r, c.sel, stdout)
 	case c.cat:
 		return catFiles(stdout, r, c.paths)
 	case c.list > 0:

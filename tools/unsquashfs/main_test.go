@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,8 @@ import (
 	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/internal/testtree"
+	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/tools/mksquashfs"
 )
 
 // Some tests attach loop devices: as root, in a private mount namespace,
@@ -203,6 +206,84 @@ func TestAgainstUnsquashfs(t *testing.T) {
 		}
 	})
 
+	t.Run("pseudo file", func(t *testing.T) {
+		dir := t.TempDir()
+		ours, theirs := filepath.Join(dir, "ours.pf"), filepath.Join(dir, "theirs.pf")
+		// A name or symlink target with a line break has no pseudo
+		// definition: refused, and no file is left.
+		var out, errb bytes.Buffer
+		if rc := Main([]string{"-pf", ours, img}, &out, &errb); rc == 0 || !strings.Contains(errb.String(), "line break") {
+			t.Errorf("-pf of an image with a name holding a line break = %d: %s", rc, errb.String())
+		}
+		if _, err := os.Stat(ours); !os.IsNotExist(err) {
+			t.Errorf("a failed -pf left its file: %v", err)
+		}
+		// Byte for byte as unsquashfs 4.5.1 writes it, but where it is
+		// wrong: it prints ids of 2^31 and more as negative numbers
+		// (which its mksquashfs then refuses), device numbers above
+		// 255 in the old 8-bit split, and tabs in names unescaped
+		// (where its mksquashfs then splits them).
+		lineBreaks := []string{"names/new*", "symlinks/odd-bytes"}
+		comparable := append([]string{"owners", "special", "names/tab*"}, lineBreaks...)
+		runOK(t, append([]string{"-pf", ours, "-excludes", img}, comparable...)...)
+		reference(t, append([]string{"-pf", theirs, "-excludes", img}, comparable...)...)
+		a, _ := os.ReadFile(ours)
+		b, _ := os.ReadFile(theirs)
+		if !bytes.Equal(a, b) {
+			t.Errorf("-pf output (%d bytes) differs from unsquashfs's (%d bytes)", len(a), len(b))
+		}
+		// Everything else: our mksquashfs -pf and Debian's make the same
+		// image of it, with the contents of the original.
+		runOK(t, append([]string{"-pf", ours, "-excludes", img}, lineBreaks...)...)
+		empty := filepath.Join(dir, "empty")
+		if err := os.Mkdir(empty, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		again, ref := filepath.Join(dir, "again.sqfs"), filepath.Join(dir, "ref.sqfs")
+		if rc := mksquashfs.Main([]string{empty, again, "-pf", ours, "-quiet", "-mkfs-time", "1"}, &out, &errb); rc != 0 {
+			t.Fatalf("mksquashfs -pf: %d: %s", rc, errb.String())
+		}
+		if out, err := exec.Command("mksquashfs", empty, ref, "-pf", ours, "-quiet", "-no-progress", "-mkfs-time", "1").CombinedOutput(); err != nil {
+			t.Fatalf("Debian's mksquashfs -pf: %v\n%s", err, out)
+		}
+		// A directory's size is its listing's, whose headers depend on
+		// where each writer puts the inodes.
+		dirSize := regexp.MustCompile(`(?m)^(d\S+ \S+) +\d+ `)
+		norm := func(l string) string { return dirSize.ReplaceAllString(l, "$1 - ") }
+		if got, want := norm(reference(t, "-lls", "-UTC", again)), norm(reference(t, "-lls", "-UTC", ref)); got != want {
+			t.Errorf("the image our mksquashfs made from the pseudo file lists differently from Debian's:\n%s", diffLines(want, got))
+		}
+		x1, x2 := filepath.Join(dir, "x1"), filepath.Join(dir, "x2")
+		reference(t, "-q", "-n", "-d", x1, again)
+		reference(t, "-q", "-n", "-d", x2, img, "files", "sparse", "bigdir")
+		for _, d := range []string{"files", "sparse", "bigdir"} {
+			if out, err := exec.Command("diff", "-r", "--no-dereference", filepath.Join(x1, d), filepath.Join(x2, d)).CombinedOutput(); err != nil {
+				t.Errorf("%s: contents differ from the original image's: %v\n%.2000s", d, err, out)
+			}
+		}
+		rc, err := squash.OpenFile(again)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		for _, group := range [][]string{{"hardlinks/pair-a", "hardlinks/pair-b"}, {"hardlinks/triple-a", "hardlinks/sub/triple-b", "hardlinks/triple-c"},
+			{"hardlinks/fifo-a", "hardlinks/sub/fifo-b"}} { // (mksquashfs does not link the symlinks)
+			var nums []uint32
+			for _, name := range group {
+				if fi, err := rc.Lstat(name); err == nil {
+					nums = append(nums, fi.Sys().(*squash.Inode).Number)
+				}
+			}
+			if len(nums) != len(group) || slices.Min(nums) != slices.Max(nums) {
+				t.Errorf("%q: inode numbers %v in the image made from the pseudo file, want one inode", group, nums)
+			}
+		}
+		// Standard output.
+		if got, _ := runOK(t, "-pf", "-", "-ex", "names/new*", "symlinks/odd-bytes", ";", img); got != string(a) && got != string(mustRead(t, ours)) {
+			t.Errorf("-pf - wrote %d bytes, the file %d", len(got), len(a))
+		}
+	})
+
 	t.Run("block device", func(t *testing.T) {
 		// stat gives a block device no size: the reader must find its end.
 		dev, f, err := loopdev.Attach(img, true)
@@ -343,6 +424,15 @@ func xattrNames(t *testing.T, dir string) []string {
 	}
 	slices.Sort(names)
 	return slices.Compact(names)
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func diffLines(want, got string) string {
