@@ -11,6 +11,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/squashportage/squashportage/squash"
@@ -78,7 +79,7 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *treeNode, now int64
 		h, err := tr.Next()
 		if err == io.EOF {
 			if err := bw.Flush(); err != nil {
-				return fmt.Errorf("tar: spool: %w", err)
+				return spoolError(err)
 			}
 			return nil
 		}
@@ -99,6 +100,9 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *treeNode, now int64
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 			n, err := io.CopyBuffer(writerOnly{bw}, tr, buf)
+			if errors.Is(err, syscall.ENOSPC) {
+				return spoolError(err)
+			}
 			if err != nil {
 				return fmt.Errorf("tar: %s: %w", h.Name, err)
 			}
@@ -151,6 +155,15 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *treeNode, now int64
 			return fmt.Errorf("tar: %s: %w", h.Name, err)
 		}
 	}
+}
+
+// spoolError says what to do when the spool cannot be written: /tmp is
+// often a small tmpfs.
+func spoolError(err error) error {
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("tar: the archive's contents do not fit in TMPDIR (%s): set TMPDIR to a directory with room for them: %w", os.TempDir(), err)
+	}
+	return fmt.Errorf("tar: spool: %w", err)
 }
 
 // writerOnly hides a writer's ReadFrom, so that io.CopyBuffer uses the

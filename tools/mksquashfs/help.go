@@ -19,7 +19,8 @@ only by what lies below it get mode 0777 (root) or 0755, your ids and the
 current time (a ./ entry is ignored; -root-* set the root), and the image
 has tails in fragments and no export table unless -no-tailends or
 -exports say otherwise. File contents are held in a temporary file in
-TMPDIR while the archive is read. Excludes do not apply to archives.
+TMPDIR while the archive is read (where /tmp is a small tmpfs, point
+TMPDIR at a disk). Excludes do not apply to archives.
   -strip-components N     (ours, with -tar) drop the first N components of
                           the archive's names, and entries with no more
                           than N, as tar --strip-components does: 1 makes
