@@ -74,7 +74,8 @@ demo: build
 # make bench: our writer against the peers (squashfs-tools 4.7.x built
 # from upstream's source into BENCH_DIR, never committed; squashfs-tools-ng's
 # gensquashfs and Debian's mksquashfs 4.5.1 from Debian's packages), persist,
-# delta layers, and our unsquashfs against Debian's; see testdata/bench.
+# delta layers, our unsquashfs against Debian's, and images made from a tar
+# archive (-tar; squashfs-tools-ng's tar2sqfs); see testdata/bench.
 # Give a peer's binary to skip its build: make bench MKSQUASHFS_47=/path;
 # or another clone source: SQUASHFS_TOOLS_GIT=/path/to/a/mirror.
 # BENCH_ARGS passes flags, e.g. BENCH_ARGS="-trees portage -comps gzip".

@@ -13,7 +13,10 @@
 //     Portage-like tree (written by our mksquashfs), 2 processors, run
 //     alternately with caches dropped before each run, into a directory of
 //     BENCH_DIR just emptied (the tree before removed) and into a freshly
-//     made ext4 (a new stick): wall time, CPU time, peak RSS.
+//     made ext4 (a new stick): wall time, CPU time, peak RSS;
+//   - tar: an image of the Portage-like tree from a tar archive of it on
+//     standard input (mksquashfs - IMG -tar; squashfs-tools-ng's tar2sqfs),
+//     gzip and xz: wall time, CPU time, peak RSS, size.
 //
 // It needs root (mounts, drop_caches), squashfs-tools and rsync. Trees are cached in
 // BENCH_DIR (default /var/tmp/squashportage-bench).
@@ -41,7 +44,7 @@ func main() {
 	scale := flag.Float64("scale", 1, "Portage tree scale (1 is about 160k files)")
 	runs := flag.Int("runs", 1, "runs of each writer (the median is reported)")
 	readRounds := flag.Int("read-rounds", 5, "rounds of cold reads of the writers' images, each image once per round (the median is reported)")
-	only := flag.String("only", "writer,persist,layers,extract", "parts to run: writer, persist, layers, extract")
+	only := flag.String("only", "writer,persist,layers,extract,tar", "parts to run: writer, persist, layers, extract, tar (an image from a tar archive on standard input)")
 	trees := flag.String("trees", "portage,linux", "trees for the writer part")
 	comps := flag.String("comps", "gzip,xz,zstd,lz4", "compressors for the writer part")
 	pcomps := flag.String("persist-comps", "gzip,xz", "compressors for the persist part")
@@ -79,6 +82,11 @@ func main() {
 	}
 	if strings.Contains(*only, "extract") {
 		if err := b.extract(portage, strings.Split(*ecomps, ",")); err != nil {
+			fail(err)
+		}
+	}
+	if strings.Contains(*only, "tar") {
+		if err := b.tarInput(portage, []string{"gzip", "xz"}, parsePeers(*peerList)); err != nil {
 			fail(err)
 		}
 	}
@@ -171,6 +179,12 @@ type result struct {
 }
 
 func measure(out string, name string, args ...string) (result, error) {
+	return measureIn(out, "", name, args...)
+}
+
+// measureIn is measure with standard input read from the file stdin
+// ("": none).
+func measureIn(out, stdin string, name string, args ...string) (result, error) {
 	if out != "" {
 		os.Remove(out)
 	}
@@ -182,6 +196,14 @@ func measure(out string, name string, args ...string) (result, error) {
 	cmd := exec.Command(name, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	if stdin != "" {
+		f, err := os.Open(stdin)
+		if err != nil {
+			return result{}, err
+		}
+		defer f.Close()
+		cmd.Stdin = f
+	}
 	start := time.Now()
 	err := cmd.Run()
 	wall := time.Since(start)
