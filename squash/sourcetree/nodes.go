@@ -55,9 +55,11 @@ func (t *Tree) nodes() *treeNode {
 		}
 		switch {
 		case e.isLink():
-			// In a scanned tree the first name comes before the others.
-			n.data = byPath[e.x.link]
-			n.data.names++
+			// In a scanned tree the first name comes before the others
+			// (and says how many there are).
+			if n.data = byPath[e.x.link]; n.data != nil {
+				n.data.names++
+			}
 		case !e.mode.IsDir():
 			n.names = 1
 			if e.nlink > 1 {
