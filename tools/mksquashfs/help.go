@@ -13,7 +13,8 @@ stored sorted by name, so the same input always gives the same image.
 
 With -tar, the one SOURCE is - and the image is made from the uncompressed
 tar archive on standard input, without unpacking it:
-  xzcat gentoo-latest.tar.xz | squashportage mksquashfs - gentoo.sqfs -tar
+  xzcat gentoo-latest.tar.xz |
+    squashportage mksquashfs - gentoo.sqfs -tar -strip-components 1
 As with mksquashfs -tar, the root and any directory the archive lists
 only by what lies below it get mode 0777 (root) or 0755, your ids and the
 current time (a ./ entry is ignored; -root-* set the root), and the image
