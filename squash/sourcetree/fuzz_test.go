@@ -3,7 +3,11 @@ package sourcetree
 import (
 	"archive/tar"
 	"bytes"
+	"io"
+	"io/fs"
 	"math/rand/v2"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -130,4 +134,85 @@ func (m *memOutput) Truncate(n int64) error {
 		m.b = append(m.b, make([]byte, n-int64(len(m.b)))...)
 	}
 	return nil
+}
+
+// TestScanTarInPlace: from an archive file, contents are read where they
+// lie (no spool, but for the sparse file, whose stored bytes are not its
+// contents), and the image is byte for byte the one a pipe of the same
+// archive makes.
+func TestScanTarInPlace(t *testing.T) {
+	src := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(src, "small"), []byte("small file"), 0o644))
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i * 7 / 5)
+	}
+	must(t, os.WriteFile(filepath.Join(src, "big"), big, 0o644))
+	sparse, err := os.Create(filepath.Join(src, "sparse"))
+	must(t, err)
+	sparse.WriteAt([]byte("tail"), 5<<20)
+	sparse.Close()
+	must(t, os.Link(filepath.Join(src, "small"), filepath.Join(src, "link")))
+	archive := filepath.Join(t.TempDir(), "a.tar")
+	if out, err := exec.Command("tar", "--sparse", "-C", src, "-cf", archive, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v\n%s", err, out)
+	}
+	image := func(r io.Reader) []byte {
+		t.Helper()
+		tr, err := ScanTar(r, Options{RootTime: ptr32(1)})
+		must(t, err)
+		defer tr.Close()
+		var out memOutput
+		w, err := squash.NewWriter(&out, squash.WriterOptions{MkfsTime: 1})
+		must(t, err)
+		must(t, tr.Write(w, nil))
+		must(t, w.Close())
+		return out.b
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	f, err := os.Open(archive)
+	must(t, err)
+	defer f.Close()
+	var spooled int
+	inPlace := func() []byte {
+		tr, err := ScanTar(f, Options{RootTime: ptr32(1)})
+		must(t, err)
+		spooled = len(tr.temps)
+		tr.Close()
+		must2(f.Seek(0, io.SeekStart))
+		return image(f)
+	}
+	a := inPlace()
+	if spooled != 1 {
+		t.Errorf("%d spool files for an archive file with one sparse file, want 1", spooled)
+	}
+	if left, _ := filepath.Glob(filepath.Join(tmp, "*")); len(left) != 0 {
+		t.Errorf("left in TMPDIR: %q", left)
+	}
+	data, err := os.ReadFile(archive)
+	must(t, err)
+	b := image(bytes.NewReader(data))
+	if !bytes.Equal(a, b) {
+		t.Errorf("the image from the archive file (%d bytes) differs from the one from a pipe of it (%d bytes)", len(a), len(b))
+	}
+	r, err := squash.NewReader(bytes.NewReader(a), int64(len(a)))
+	must(t, err)
+	for name, want := range map[string][]byte{"big": big, "small": []byte("small file"), "link": []byte("small file")} {
+		got, err := fs.ReadFile(r, name)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, %v", name, len(got), err)
+		}
+	}
+	if got, err := fs.ReadFile(r, "sparse"); err != nil || len(got) != 5<<20+4 || string(got[5<<20:]) != "tail" {
+		t.Errorf("sparse: %d bytes, %v", len(got), err)
+	}
+}
+
+func ptr32(v uint32) *uint32 { return &v }
+
+func must2(_ int64, err error) {
+	if err != nil {
+		panic(err)
+	}
 }

@@ -452,22 +452,18 @@ func (s *scanner) applyOne(root *treeNode, p Pseudo, now uint32) error {
 }
 
 // runPseudo runs an f definition's command into a file that Write reads
-// and Tree.Close removes.
+// (see tempFile).
 func (s *scanner) runPseudo(p Pseudo) (string, int64, error) {
-	f, err := os.CreateTemp("", "squashportage-pseudo-*")
+	f, name, err := s.tree.tempFile("squashportage-pseudo-*")
 	if err != nil {
 		return "", 0, fmt.Errorf("pseudo definition %q: %w", p.Def, err)
 	}
-	s.tree.temps = append(s.tree.temps, f.Name())
 	cmd := exec.Command("/bin/sh", "-c", p.Command)
 	cmd.Stdout = f
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	err = cmd.Run()
 	fi, serr := f.Stat()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
 	if err == nil {
 		err = serr
 	}
@@ -478,7 +474,7 @@ func (s *scanner) runPseudo(p Pseudo) (string, int64, error) {
 		}
 		return "", 0, fmt.Errorf("pseudo definition %q: command: %w", p.Def, err)
 	}
-	return f.Name(), fi.Size(), nil
+	return name, fi.Size(), nil
 }
 
 // fixEntry applies the every-entry overrides (-all-root, -force-uid,
@@ -489,11 +485,30 @@ func (s *scanner) fixEntry(e *entry) {
 	e.uid, e.gid, e.mtime = h.UID, h.GID, h.Mtime
 }
 
-// Close removes the files that pseudo definitions' commands wrote.
+// tempFile makes a temporary file in os.TempDir and removes its name at
+// once: the space it takes goes back when Close closes it, or when the
+// process ends however it ends (a ^C while a Portage snapshot is spooled
+// leaves nothing in /tmp). Write opens it by the returned name, its
+// descriptor under /proc/self/fd.
+func (t *Tree) tempFile(pattern string) (*os.File, string, error) {
+	f, err := os.CreateTemp("", pattern)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := os.Remove(f.Name()); err != nil {
+		f.Close()
+		return nil, "", err
+	}
+	t.temps = append(t.temps, f)
+	return f, fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+}
+
+// Close lets go of the temporary files of pseudo definitions' commands
+// and of a tar archive's spool.
 func (t *Tree) Close() error {
 	var first error
-	for _, name := range t.temps {
-		if err := os.Remove(name); err != nil && first == nil {
+	for _, f := range t.temps {
+		if err := f.Close(); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -1,12 +1,15 @@
 package sourcetree
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/squashportage/squashportage/squash"
 )
 
 func TestParsePseudo(t *testing.T) {
@@ -93,7 +96,7 @@ func TestReadPseudoFile(t *testing.T) {
 // TestPseudoTree: definitions land in sorted place in their directories,
 // below directories defined before them; m changes an entry of the
 // sources; the overrides for every entry apply on top; a missing directory
-// or a failing command is an error, and Close removes the commands' files.
+// or a failing command is an error, and Close lets go of the commands' files.
 func TestPseudoTree(t *testing.T) {
 	src := t.TempDir()
 	for _, d := range []string{"a/b", "c"} {
@@ -145,14 +148,31 @@ func TestPseudoTree(t *testing.T) {
 	if len(warned) != 2 {
 		t.Errorf("warnings %q, want two (c is in the sources, gone is not)", warned)
 	}
-	if ents, _ := os.ReadDir(tmp); len(ents) != 1 {
-		t.Errorf("%d files in TMPDIR, want the command's output", len(ents))
+	// The command's output is held in an unlinked file: nothing in
+	// TMPDIR even before Close, or after a ^C.
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 || len(tr.temps) != 1 {
+		t.Errorf("%d files in TMPDIR and %d held, want none and the command's output", len(ents), len(tr.temps))
 	}
-	if err := tr.Close(); err != nil {
+	var out memOutput
+	w, err := squash.NewWriter(&out, squash.WriterOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
-		t.Errorf("Close left %d files in TMPDIR", len(ents))
+	if err := tr.Write(w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := squash.NewReader(bytes.NewReader(out.b), int64(len(out.b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := fs.ReadFile(r, "a/aa"); err != nil || string(b) != "hello" {
+		t.Errorf("a/aa in the image: %q, %v", b, err)
+	}
+	if err := tr.Close(); err != nil || tr.temps != nil {
+		t.Fatalf("Close: %v, %d still held", err, len(tr.temps))
 	}
 
 	for def, want := range map[string]string{

@@ -28,17 +28,16 @@ import (
 // archive implies but does not list, get mode 0777 (the root) or 0755,
 // the caller's ids and the current time, and a "./" entry is ignored;
 // opts's root and every-entry overrides and pseudo definitions apply as
-// they do to sources. Excludes are not supported. Contents are spooled
-// into a file in os.TempDir that Close removes.
+// they do to sources. Excludes are not supported. When r is a regular
+// file (standard input redirected from the archive), files' contents are
+// read from it where they lie, and it must stay open until Write is
+// done; from a pipe they are spooled into an unlinked file in os.TempDir
+// that Close closes (sparse files always are).
 func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 	if len(opts.Excludes) > 0 {
 		return nil, errors.New("excludes are not supported with a tar archive")
 	}
-	spool, err := os.CreateTemp("", "squashportage-tar-*")
-	if err != nil {
-		return nil, fmt.Errorf("tar: spool: %w", err)
-	}
-	s := &scanner{opts: opts, tree: &Tree{onAdd: opts.OnAdd, temps: []string{spool.Name()}}, parent: -1}
+	s := &scanner{opts: opts, tree: &Tree{onAdd: opts.OnAdd}, parent: -1}
 	ok := false
 	defer func() {
 		if !ok {
@@ -47,12 +46,13 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 	}()
 	now := time.Now().Unix()
 	root := &treeNode{}
-	if err := s.readTar(r, spool, root, now); err != nil {
-		spool.Close()
-		return nil, err
+	sp := &spool{}
+	err := s.readTar(r, sp, root, now)
+	if cerr := sp.flush(); err == nil && cerr != nil {
+		err = fmt.Errorf("tar: %w", cerr)
 	}
-	if err := spool.Close(); err != nil {
-		return nil, fmt.Errorf("tar: spool: %w", err)
+	if err != nil {
+		return nil, err
 	}
 	st := madeUpRoot(now)
 	s.fixRoot(&st)
@@ -66,21 +66,77 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 	return s.tree, nil
 }
 
-// readTar adds the archive's entries below root.
-func (s *scanner) readTar(r io.Reader, spool *os.File, root *treeNode, now int64) error {
+// spool holds the contents of a piped archive's files, in one temporary
+// file made at the first.
+type spool struct {
+	f    *os.File
+	name string // for Write
+	bw   *bufio.Writer
+	buf  []byte
+	n    int64
+}
+
+// add copies a file's contents from r and returns where they are.
+func (sp *spool) add(s *scanner, r io.Reader) (name string, off, n int64, err error) {
+	if sp.f == nil {
+		if sp.f, sp.name, err = s.tree.tempFile("squashportage-tar-*"); err != nil {
+			return "", 0, 0, spoolError(err)
+		}
+		// One buffer for every file, and writes of a MiB: io.Copy to
+		// the file itself took a new 32 KiB buffer per file (a Portage
+		// tree's worth of garbage) and a system call per small file.
+		sp.bw = bufio.NewWriterSize(sp.f, 1<<20)
+		sp.buf = make([]byte, 64<<10)
+	}
+	off = sp.n
+	n, err = io.CopyBuffer(writerOnly{sp.bw}, r, sp.buf)
+	sp.n += n
+	if errors.Is(err, syscall.ENOSPC) {
+		err = spoolError(err)
+	}
+	return sp.name, off, n, err
+}
+
+// flush writes out what is buffered; the file stays open for Write (and
+// the Tree closes it).
+func (sp *spool) flush() error {
+	if sp.f == nil {
+		return nil
+	}
+	if err := sp.bw.Flush(); err != nil {
+		return spoolError(err)
+	}
+	return nil
+}
+
+// inPlace returns the file to read contents from where they lie when the
+// archive is a regular file (stdin redirected from one), and the
+// position it is read from; nil for a pipe.
+func inPlace(r io.Reader) (*os.File, string) {
+	f, ok := r.(*os.File)
+	if !ok {
+		return nil, ""
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, ""
+	}
+	if _, err := f.Seek(0, io.SeekCurrent); err != nil {
+		return nil, ""
+	}
+	// Opened again by Write, for as long as f is open: /dev/stdin would
+	// do for stdin, this for any descriptor.
+	return f, fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+}
+
+// readTar adds the archive's entries below root. A regular file's
+// contents are read from the archive file itself when it is one (tar
+// skips them by seeking), else spooled.
+func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) error {
 	tr := tar.NewReader(r)
-	// One buffer for every file, and writes of a MiB: io.Copy to the file
-	// itself took a new 32 KiB buffer per file (a Portage tree's worth of
-	// garbage) and a system call per small file.
-	bw := bufio.NewWriterSize(spool, 1<<20)
-	buf := make([]byte, 64<<10)
-	var spooled int64
+	file, fileName := inPlace(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
-			if err := bw.Flush(); err != nil {
-				return spoolError(err)
-			}
 			return nil
 		}
 		if err != nil {
@@ -99,17 +155,18 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *treeNode, now int64
 		var data *treeNode
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
-			n, err := io.CopyBuffer(writerOnly{bw}, tr, buf)
-			if errors.Is(err, syscall.ENOSPC) {
-				return spoolError(err)
+			x := e.extra()
+			x.spooled = true
+			// A sparse file's stored bytes are not its contents.
+			sparse := h.Typeflag == tar.TypeGNUSparse || h.PAXRecords["GNU.sparse.major"] != "" || h.PAXRecords["GNU.sparse.map"] != ""
+			if pos, perr := seekPos(file); file != nil && !sparse && perr == nil {
+				x.src, x.spoolOff, e.size = fileName, pos, h.Size
+				break
 			}
-			if err != nil {
+			var err error
+			if x.src, x.spoolOff, e.size, err = sp.add(s, tr); err != nil {
 				return fmt.Errorf("tar: %s: %w", h.Name, err)
 			}
-			e.size = n
-			x := e.extra()
-			x.src, x.spooled, x.spoolOff = spool.Name(), true, spooled
-			spooled += n
 		case tar.TypeLink:
 			target := lookupNode(root, s.tarName(h.Linkname))
 			if target == nil || target.e.mode.IsDir() {
@@ -157,13 +214,20 @@ func (s *scanner) readTar(r io.Reader, spool *os.File, root *treeNode, now int64
 	}
 }
 
+func seekPos(f *os.File) (int64, error) {
+	if f == nil {
+		return 0, errors.New("no file")
+	}
+	return f.Seek(0, io.SeekCurrent)
+}
+
 // spoolError says what to do when the spool cannot be written: /tmp is
 // often a small tmpfs.
 func spoolError(err error) error {
 	if errors.Is(err, syscall.ENOSPC) {
-		return fmt.Errorf("tar: the archive's contents do not fit in TMPDIR (%s): set TMPDIR to a directory with room for them: %w", os.TempDir(), err)
+		return fmt.Errorf("the archive's contents do not fit in TMPDIR (%s): set TMPDIR to a directory with room for them: %w", os.TempDir(), err)
 	}
-	return fmt.Errorf("tar: spool: %w", err)
+	return fmt.Errorf("spool: %w", err)
 }
 
 // writerOnly hides a writer's ReadFrom, so that io.CopyBuffer uses the

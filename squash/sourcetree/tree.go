@@ -78,7 +78,8 @@ type Options struct {
 	OneFileSystem bool
 
 	// Pseudo are pseudo file definitions (mksquashfs -p, -pf), applied in
-	// order after the scan. Files made by commands are removed by Close.
+	// order after the scan. The files commands' output is held in are let
+	// go of by Close.
 	Pseudo []Pseudo
 
 	// StripComponents drops this many leading components of a tar
@@ -102,7 +103,7 @@ type Tree struct {
 	dirs    int
 	bytes   int64
 	onAdd   func(h *squash.Header)
-	temps   []string // files pseudo definitions' commands wrote
+	temps   []*os.File // unlinked files pseudo commands and a tar spool wrote
 }
 
 // entry is one image entry, kept small: a tree's worth of them is held
