@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/squashportage/squashportage/internal/progress"
@@ -106,6 +108,25 @@ func run(c *config, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	// A ^C (or a kill from a script) leaves no half-written image.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	finished := make(chan struct{})
+	defer func() {
+		signal.Stop(sigs)
+		close(finished)
+	}()
+	go func() {
+		select {
+		case sig := <-sigs:
+			if created {
+				os.Remove(c.dest)
+				fmt.Fprintf(stderr, "mksquashfs: %v: removed the unfinished %s\n", sig, c.dest)
+			}
+			os.Exit(130)
+		case <-finished:
+		}
+	}()
 
 	var dst squash.Output = out
 	if c.offset > 0 {

@@ -3,11 +3,14 @@ package mksquashfs
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -16,7 +19,58 @@ import (
 
 // The tests here mount (tmpfs inside a source, our images through the
 // kernel), so the package's tests run as root in a private mount namespace.
-func TestMain(m *testing.M) { privileged.Main(m) }
+//
+// With MKSQUASHFS_TEST_MAIN set, the test binary is mksquashfs itself, for
+// tests that signal it.
+func TestMain(m *testing.M) {
+	if os.Getenv("MKSQUASHFS_TEST_MAIN") != "" {
+		os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	privileged.Main(m)
+}
+
+// TestInterruptRemovesImage: a SIGINT while the image is being written
+// ends the run with status 130, and the unfinished image is gone.
+func TestInterruptRemovesImage(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	mustDo(t, os.Mkdir(src, 0o755))
+	// Incompressible and xz: seconds of work.
+	data := make([]byte, 1<<20)
+	for i := range 48 {
+		for j := range data {
+			data[j] = byte((i*7919 + j*j*31 + j>>3) >> 2)
+		}
+		mustDo(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), data, 0o644))
+	}
+	dest := filepath.Join(t.TempDir(), "img")
+	cmd := exec.Command(os.Args[0], src, dest, "-comp", "xz", "-quiet", "-processors", "1")
+	cmd.Env = append(os.Environ(), "MKSQUASHFS_TEST_MAIN=1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	mustDo(t, cmd.Start())
+	for i := 0; ; i++ {
+		if _, err := os.Stat(dest); err == nil {
+			break
+		}
+		if i == 1000 {
+			cmd.Process.Kill()
+			t.Fatal("the image was not started within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mustDo(t, cmd.Process.Signal(os.Interrupt))
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
+		t.Errorf("after SIGINT: %v, want exit status 130 (%s)", err, &stderr)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Errorf("the unfinished image is still there: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "removed the unfinished") {
+		t.Errorf("nothing said: %q", stderr.String())
+	}
+}
 
 // mountFS mounts a filesystem for the test and unmounts it at its end.
 func mountFS(t *testing.T, src, dir, fstype string, flags uintptr) {
