@@ -189,3 +189,91 @@ func (a *fragAhead) close() {
 	close(a.queue)
 	a.wg.Wait()
 }
+
+// Contents calls fn, in Walk's order, with the contents of each planned
+// regular file but the further names of one before (hard links), for
+// tools that stream them one after another (unsquashfs -pf). With
+// workers above 1 the fragment blocks they need are decoded ahead, as
+// Extract does.
+func (p *Plan) Contents(workers int, fn func(ino *squash.Inode, r io.Reader) error) (err error) {
+	type job struct {
+		n    *node
+		frag *fragRef
+	}
+	bs := p.src.blockSize()
+	fsrc, _ := p.src.(fragmentSource)
+	var ahead *fragAhead
+	queue := 0
+	if fsrc != nil && workers > 1 {
+		ahead = newFragAhead(fsrc, workers, bs)
+		// Every queued job holds a block, and get waits for a free one:
+		// one job being sent and one being read need two more.
+		queue = ahead.max - 2
+	}
+	jobs := make(chan job, queue)
+	stop := make(chan struct{})
+	go func() {
+		defer close(jobs)
+		seen := make(map[uint32]bool)
+		for _, n := range p.nodes {
+			if squash.BasicType(n.ino.Type) != squash.TypeFile || seen[n.ino.Number] {
+				continue
+			}
+			seen[n.ino.Number] = true
+			j := job{n: n}
+			if ahead != nil && n.ino.Size > 0 && needsFragment(n.ino, bs) {
+				j.frag = ahead.get(n.ino.Fragment)
+			}
+			select {
+			case jobs <- j:
+			case <-stop:
+				if j.frag != nil {
+					ahead.release(j.frag)
+				}
+				return
+			}
+		}
+	}()
+	defer func() {
+		close(stop)
+		for j := range jobs { // until the queuer is gone
+			if j.frag != nil {
+				ahead.release(j.frag)
+			}
+		}
+		if ahead != nil {
+			ahead.close()
+		}
+	}()
+	for j := range jobs {
+		err = p.content(fsrc, j.n, j.frag, fn)
+		if j.frag != nil {
+			ahead.release(j.frag)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// content opens one file's contents, from its decoded fragment block when
+// frag holds it, and hands them to fn.
+func (p *Plan) content(fsrc fragmentSource, n *node, frag *fragRef, fn func(*squash.Inode, io.Reader) error) error {
+	var rc io.ReadCloser
+	var err error
+	if frag != nil {
+		block, werr := frag.wait()
+		if werr != nil {
+			return werr
+		}
+		rc, err = fsrc.openFragment(n.ino, block)
+	} else {
+		rc, err = p.src.open(n.imagePath(), n.ino)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.imagePath(), err)
+	}
+	defer rc.Close()
+	return fn(n.ino, rc)
+}

@@ -1,6 +1,9 @@
 package extract
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,5 +105,59 @@ func TestExtractImageSubset(t *testing.T) {
 	want := ",/a,/a/b,/a/b/c,/a/b/c/f"
 	if strings.Join(got, ",") != want {
 		t.Errorf("extracted %q, want %q", strings.Join(got, ","), want)
+	}
+}
+
+// TestPlanContents: each regular file's contents come once (not again for
+// a further hard link), in Walk's order, the same with and without
+// fragment blocks decoded ahead, and equal to the source's; a failing fn
+// ends it with its error.
+func TestPlanContents(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	mustMkdir(t, src)
+	testtree.BuildAllCases(t, src, testtree.AllCasesOptions{})
+	r := mksquashfs(t, src)
+	p, err := NewPlan(r.Reader, Selection{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string // first names of regular files, in order
+	seen := map[uint32]bool{}
+	p.Walk(func(rel string, ino *squash.Inode) error {
+		if squash.BasicType(ino.Type) == squash.TypeFile && !seen[ino.Number] {
+			seen[ino.Number] = true
+			want = append(want, rel)
+		}
+		return nil
+	})
+	for _, workers := range []int{1, 4} {
+		i := 0
+		err := p.Contents(workers, func(ino *squash.Inode, data io.Reader) error {
+			got, err := io.ReadAll(data)
+			if err != nil {
+				return err
+			}
+			if i >= len(want) {
+				t.Fatalf("workers %d: more files than Walk's %d", workers, len(want))
+			}
+			if src, err := os.ReadFile(filepath.Join(src, want[i])); err != nil || !bytes.Equal(got, src) {
+				t.Errorf("workers %d: %s: %d bytes, the source's %d (%v)", workers, want[i], len(got), len(src), err)
+			}
+			i++
+			return nil
+		})
+		if err != nil || i != len(want) {
+			t.Errorf("workers %d: %d of %d files, %v", workers, i, len(want), err)
+		}
+	}
+	stop := errors.New("enough")
+	n := 0
+	if err := p.Contents(4, func(*squash.Inode, io.Reader) error {
+		if n++; n == 3 {
+			return stop
+		}
+		return nil
+	}); err != stop || n != 3 {
+		t.Errorf("a failing fn: %v after %d files", err, n)
 	}
 }

@@ -56,8 +56,9 @@ type Pseudo struct {
 	DataOff, DataLen int64
 }
 
-// pseudoDataMarker ends the definitions of a -pf file that has R data.
-const pseudoDataMarker = "# START OF DATA - DO NOT MODIFY"
+// PseudoDataMarker is the line that ends the definitions of a -pf file
+// that has R data (between two "#" lines, as unsquashfs -pf writes it).
+const PseudoDataMarker = "# START OF DATA - DO NOT MODIFY"
 
 // ParsePseudo parses one definition.
 func ParsePseudo(def string) (Pseudo, error) {
@@ -172,6 +173,30 @@ func ParsePseudo(def string) (Pseudo, error) {
 		}
 	}
 	return p, nil
+}
+
+// PseudoName is the name a pseudo definition gives an image path: "/" for
+// the root, and a backslash before each quote, backslash and space, as
+// unsquashfs writes them, and tab, which the parser would split at (see
+// pseudoName). A line break cannot be written.
+func PseudoName(rel string) (string, error) {
+	if rel == "" {
+		return "/", nil
+	}
+	if strings.ContainsAny(rel, "\n\r") {
+		return "", fmt.Errorf("%q: a name with a line break cannot be written as a pseudo definition", rel)
+	}
+	var b strings.Builder
+	for i := 0; i < len(rel); i++ {
+		switch c := rel[i]; c {
+		case '\'', '"', '\\', ' ', '\t':
+			b.WriteByte('\\')
+			fallthrough
+		default:
+			b.WriteByte(rel[i])
+		}
+	}
+	return b.String(), nil
 }
 
 // attrs parses [TIME] MODE UID GID (TIME when timed) into p.
@@ -298,7 +323,7 @@ func ReadPseudoFile(name string) ([]Pseudo, error) {
 		}
 		n++
 		text = strings.TrimSuffix(text, "\n")
-		if strings.TrimSpace(text) == pseudoDataMarker {
+		if strings.TrimSpace(text) == PseudoDataMarker {
 			// The marker's closing "#" line, then the data.
 			rest, _ := br.ReadString('\n')
 			pos += int64(len(rest))
@@ -338,7 +363,7 @@ func ReadPseudoFile(name string) ([]Pseudo, error) {
 			continue
 		}
 		if data < 0 {
-			return nil, fmt.Errorf("%s: %q: no %q line, so no data", name, p.Def, pseudoDataMarker)
+			return nil, fmt.Errorf("%s: %q: no %q line, so no data", name, p.Def, PseudoDataMarker)
 		}
 		if p.DataOff > fi.Size()-data || p.DataLen > fi.Size()-data-p.DataOff {
 			return nil, fmt.Errorf("%s: %q: its data lies beyond the end of the file", name, p.Def)
@@ -357,14 +382,22 @@ func (s *scanner) applyPseudo(defs []Pseudo) error {
 	if len(defs) == 0 {
 		return nil
 	}
-	now := clampUnix(time.Now().Unix())
 	root := s.tree.nodes()
+	if err := s.applyPseudoTo(root, defs); err != nil {
+		return err
+	}
+	s.flatten(root, "", -1)
+	return nil
+}
+
+// applyPseudoTo applies the definitions to a tree of nodes.
+func (s *scanner) applyPseudoTo(root *treeNode, defs []Pseudo) error {
+	now := clampUnix(time.Now().Unix())
 	for _, p := range defs {
 		if err := s.applyOne(root, p, now); err != nil {
 			return err
 		}
 	}
-	s.flatten(root, "", -1)
 	return nil
 }
 

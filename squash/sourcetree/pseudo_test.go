@@ -62,6 +62,24 @@ func TestParsePseudo(t *testing.T) {
 	}
 }
 
+// TestPseudoName: the names unsquashfs -pf writes read back as the same
+// path, whatever bytes they hold but line breaks.
+func TestPseudoName(t *testing.T) {
+	for _, rel := range []string{"", "a", "a b/c", `quote"'`, `back\slash`, "tab\there", "trailing ", " leading", "\xff\x01", "ünï/日本"} {
+		name, err := PseudoName(rel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := ParsePseudo(name + " D 1 755 0 0")
+		if err != nil || p.Name != rel {
+			t.Errorf("%q -> %q -> %q, %v", rel, name, p.Name, err)
+		}
+	}
+	if _, err := PseudoName("new\nline"); err == nil {
+		t.Error("a line break was written")
+	}
+}
+
 func TestReadPseudoFile(t *testing.T) {
 	dir := t.TempDir()
 	name := filepath.Join(dir, "pf")

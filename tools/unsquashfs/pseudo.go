@@ -10,6 +10,7 @@ import (
 
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/extract"
+	"github.com/squashportage/squashportage/squash/sourcetree"
 )
 
 // writePseudo writes the selected entries of r as mksquashfs pseudo
@@ -19,16 +20,15 @@ import (
 // a "# START OF DATA - DO NOT MODIFY" line, then the data of the R
 // definitions in the same order. Extended attributes are not carried.
 func writePseudo(name string, r *squash.Reader, sel extract.Selection, stdout io.Writer) (err error) {
-	type item struct {
-		ino *squash.Inode
-		off int64
+	p, err := extract.NewPlan(r, sel)
+	if err != nil {
+		return err
 	}
-	var files []item
 	var defs strings.Builder
 	first := make(map[uint32]string) // inode number: its first name's definition name
 	var off int64
-	err = extract.Walk(r, sel, func(rel string, ino *squash.Inode) error {
-		pname, err := pseudoEscape(rel)
+	err = p.Walk(func(rel string, ino *squash.Inode) error {
+		pname, err := sourcetree.PseudoName(rel)
 		if err != nil {
 			return err
 		}
@@ -40,14 +40,13 @@ func writePseudo(name string, r *squash.Reader, sel extract.Selection, stdout io
 			}
 			first[ino.Number] = pname
 		}
-		perm := squash.UnixPerm(ino.Mode)
-		attrs := fmt.Sprintf("%d %o %d %d", ino.Mtime, perm, ino.UID, ino.GID)
+		attrs := fmt.Sprintf("%d %o %d %d", ino.Mtime, squash.UnixPerm(ino.Mode), ino.UID, ino.GID)
 		switch t {
 		case squash.TypeDir:
 			fmt.Fprintf(&defs, "%s D %s\n", pname, attrs)
 		case squash.TypeFile:
+			// Plan.Contents gives the data in this order.
 			fmt.Fprintf(&defs, "%s R %s %d %d\n", pname, attrs, ino.Size, off)
-			files = append(files, item{ino, off})
 			off += int64(ino.Size)
 		case squash.TypeSymlink:
 			if strings.ContainsAny(ino.Target, "\n\r") {
@@ -94,88 +93,26 @@ func writePseudo(name string, r *squash.Reader, sel extract.Selection, stdout io
 	}
 	bw := bufio.NewWriterSize(out, 1<<20)
 	io.WriteString(bw, defs.String())
-	io.WriteString(bw, "#\n# START OF DATA - DO NOT MODIFY\n#\n")
-	// Most files' data is a tail in a fragment block shared with dozens of
-	// others: decode those blocks ahead on every processor, into the
-	// Reader's cache, a bounded window ahead of the files written.
-	var seq []uint32
-	seen := make(map[uint32]bool)
-	for _, it := range files {
-		if f := it.ino.Fragment; f != squash.NoFragment && !seen[f] {
-			seen[f] = true
-			seq = append(seq, f)
-		}
-	}
-	window := make(chan struct{}, 32)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		sem := make(chan struct{}, runtime.NumCPU())
-		for _, idx := range seq {
-			select {
-			case window <- struct{}{}:
-			case <-stop:
-				return
-			}
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem }()
-				r.FragmentBlock(idx) // an error shows when the file is read
-			}()
-		}
-	}()
-	clear(seen)
-	// One copy buffer: bufio.Writer.ReadFrom passes an empty buffer's
+	io.WriteString(bw, "#\n"+sourcetree.PseudoDataMarker+"\n#\n")
+	// One copy buffer: bufio.Writer.ReadFrom hands an empty buffer's
 	// reads to os.File.ReadFrom, whose fallback takes a new 32 KiB buffer
 	// for each of a Portage tree's 160,000 files.
 	buf := make([]byte, 128<<10)
-	for _, it := range files {
-		if f := it.ino.Fragment; f != squash.NoFragment && !seen[f] {
-			seen[f] = true
-			<-window
-		}
-		f, err := r.OpenInode(it.ino)
-		if err != nil {
-			return err
-		}
-		n, err := io.CopyBuffer(writerOnly{bw}, f, buf)
-		f.Close()
-		if err == nil && n != int64(it.ino.Size) {
-			err = fmt.Errorf("%d bytes, not %d", n, it.ino.Size)
+	err = p.Contents(runtime.NumCPU(), func(ino *squash.Inode, data io.Reader) error {
+		n, err := io.CopyBuffer(struct{ io.Writer }{bw}, data, buf)
+		if err == nil && n != int64(ino.Size) {
+			err = fmt.Errorf("%d bytes, not %d", n, ino.Size)
 		}
 		if err != nil {
-			return fmt.Errorf("pseudo file data of inode %d: %w", it.ino.Number, err)
+			return fmt.Errorf("pseudo file data of inode %d: %w", ino.Number, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("pseudo file %s: %w", name, err)
 	}
 	return nil
-}
-
-// writerOnly hides a writer's ReadFrom, so that io.CopyBuffer uses the
-// buffer it is given.
-type writerOnly struct{ io.Writer }
-
-// pseudoEscape is a pseudo definition's name for an image path: "/" for
-// the root, and a backslash before each quote, backslash and space, as
-// unsquashfs writes them (and tab, which mksquashfs would split at).
-func pseudoEscape(rel string) (string, error) {
-	if rel == "" {
-		return "/", nil
-	}
-	if strings.ContainsAny(rel, "\n\r") {
-		return "", fmt.Errorf("%q: a name with a line break cannot be written as a pseudo definition", rel)
-	}
-	var b strings.Builder
-	for i := 0; i < len(rel); i++ {
-		switch c := rel[i]; c {
-		case '\'', '"', '\\', ' ', '\t':
-			b.WriteByte('\\')
-			fallthrough
-		default:
-			b.WriteByte(rel[i])
-		}
-	}
-	return b.String(), nil
 }
