@@ -1,13 +1,12 @@
 package mksquashfs
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/codec"
 	"github.com/squashportage/squashportage/squash/sourcetree"
@@ -218,7 +217,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 				return nil, err
 			}
 		case "-offset", "-o":
-			if c.offset, err = parseSize(val, "KMG"); err != nil {
+			if c.offset, err = cliflag.ParseSize(val, "KMG"); err != nil {
 				return nil, usagef("%s: %q is not a size (bytes, with an optional K, M or G suffix)", opt, val)
 			}
 		case "-p":
@@ -256,7 +255,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			}
 			processors = n
 		case "-mem":
-			if _, err := parseSize(val, "KMG"); err != nil {
+			if _, err := cliflag.ParseSize(val, "KMG"); err != nil {
 				return nil, usagef("-mem: %q is not a size (a number with an optional K, M or G suffix)", val)
 			}
 			c.notes = append(c.notes, "-mem ignored: memory use is bounded internally")
@@ -370,29 +369,11 @@ func ptr[T any](v T) *T { return &v }
 // parseBlockSize accepts bytes with an optional K or M suffix; the result
 // must be a power of two from 4K to 1M.
 func parseBlockSize(s string) (int, error) {
-	n, err := parseSize(s, "KM")
+	n, err := cliflag.ParseSize(s, "KM")
 	if err != nil || n < squash.MinBlockSize || n > squash.MaxBlockSize || n&(n-1) != 0 {
 		return 0, usagef("-b: %q is not a valid block size (a power of two from 4K to 1M, e.g. 4096, 64K, 1M)", s)
 	}
 	return int(n), nil
-}
-
-// parseSize parses a decimal number with an optional single-letter suffix
-// (case-insensitive) from suffixes, meaning K, M or G binary multiples.
-func parseSize(s, suffixes string) (int64, error) {
-	mult := int64(1)
-	if s != "" {
-		last := strings.ToUpper(s[len(s)-1:])
-		if strings.Contains(suffixes, last) {
-			mult = map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[last]
-			s = s[:len(s)-1]
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > math.MaxInt64/mult {
-		return 0, errors.New("bad size")
-	}
-	return n * mult, nil
 }
 
 func parseTime(opt, s string) (*uint32, error) {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/extract"
@@ -212,7 +213,7 @@ func parseArgs(args []string) (*config, error) {
 		case "-o", "-offset":
 			var v string
 			if v, err = value(a); err == nil {
-				c.offset, err = parseOffset(v)
+				c.offset, err = cliflag.ParseSize(v, "KMG")
 				if err != nil {
 					err = usagef("%s: %q is not a size (bytes, with an optional K, M or G)", a, v)
 				}
@@ -293,29 +294,6 @@ func parseArgs(args []string) (*config, error) {
 		return nil, usagef("-cat, -stat, -mkfs-time, -pf and the listing options exclude each other")
 	}
 	return c, nil
-}
-
-// parseOffset reads a byte count with an optional K, M or G suffix.
-func parseOffset(s string) (int64, error) {
-	mult := int64(1)
-	if n := len(s); n > 0 {
-		switch s[n-1] {
-		case 'K', 'k':
-			mult = 1 << 10
-		case 'M', 'm':
-			mult = 1 << 20
-		case 'G', 'g':
-			mult = 1 << 30
-		}
-		if mult > 1 {
-			s = s[:n-1]
-		}
-	}
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < 0 || v > (1<<62)/mult {
-		return 0, errors.New("bad size")
-	}
-	return v * mult, nil
 }
 
 func b2i(b bool) int {
