@@ -58,10 +58,10 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 	s.fixRoot(&st)
 	root.e = entry{mode: squash.FileModeFromUnix(st.Mode), uid: st.Uid, gid: st.Gid, mtime: clampUnix(st.Mtim.Sec), parent: -1}
 	s.fixEntry(&root.e)
-	s.flatten(root, "", -1)
-	if err := s.applyPseudo(opts.Pseudo); err != nil {
+	if err := s.applyPseudoTo(root, opts.Pseudo); err != nil {
 		return nil, err
 	}
+	s.flatten(root, "", -1)
 	ok = true
 	return s.tree, nil
 }
@@ -76,10 +76,11 @@ type spool struct {
 	n    int64
 }
 
-// add copies a file's contents from r and returns where they are.
-func (sp *spool) add(s *scanner, r io.Reader) (name string, off, n int64, err error) {
+// add copies a file's contents from r and returns where they are; t
+// keeps the spool open for Write.
+func (sp *spool) add(t *Tree, r io.Reader) (name string, off, n int64, err error) {
 	if sp.f == nil {
-		if sp.f, sp.name, err = s.tree.tempFile("squashportage-tar-*"); err != nil {
+		if sp.f, sp.name, err = t.tempFile("squashportage-tar-*"); err != nil {
 			return "", 0, 0, spoolError(err)
 		}
 		// One buffer for every file, and writes of a MiB: io.Copy to
@@ -89,7 +90,8 @@ func (sp *spool) add(s *scanner, r io.Reader) (name string, off, n int64, err er
 		sp.buf = make([]byte, 64<<10)
 	}
 	off = sp.n
-	n, err = io.CopyBuffer(writerOnly{sp.bw}, r, sp.buf)
+	// (The struct hides bufio.Writer.ReadFrom, which would bypass buf.)
+	n, err = io.CopyBuffer(struct{ io.Writer }{sp.bw}, r, sp.buf)
 	sp.n += n
 	if errors.Is(err, syscall.ENOSPC) {
 		err = spoolError(err)
@@ -159,12 +161,17 @@ func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) err
 			x.spooled = true
 			// A sparse file's stored bytes are not its contents.
 			sparse := h.Typeflag == tar.TypeGNUSparse || h.PAXRecords["GNU.sparse.major"] != "" || h.PAXRecords["GNU.sparse.map"] != ""
-			if pos, perr := seekPos(file); file != nil && !sparse && perr == nil {
+			if file != nil && !sparse {
+				// tar.Reader has read the header and nothing more.
+				pos, err := file.Seek(0, io.SeekCurrent)
+				if err != nil {
+					return fmt.Errorf("tar: %s: %w", h.Name, err)
+				}
 				x.src, x.spoolOff, e.size = fileName, pos, h.Size
 				break
 			}
 			var err error
-			if x.src, x.spoolOff, e.size, err = sp.add(s, tr); err != nil {
+			if x.src, x.spoolOff, e.size, err = sp.add(s.tree, tr); err != nil {
 				return fmt.Errorf("tar: %s: %w", h.Name, err)
 			}
 		case tar.TypeLink:
@@ -200,9 +207,7 @@ func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) err
 			continue
 		}
 		if !s.opts.NoXattrs && data == nil {
-			xs := tarXattrs(h, func(x string) {
-				s.warn(fmt.Sprintf("tar: %s: skipping xattr %s (squashfs stores only user., trusted. and security. attributes)", h.Name, x))
-			})
+			xs := tarXattrs(h, func(x string) { s.skipXattr("tar: "+h.Name, x) })
 			if len(xs) > 0 {
 				e.extra().xattrs = xs
 			}
@@ -214,13 +219,6 @@ func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) err
 	}
 }
 
-func seekPos(f *os.File) (int64, error) {
-	if f == nil {
-		return 0, errors.New("no file")
-	}
-	return f.Seek(0, io.SeekCurrent)
-}
-
 // spoolError says what to do when the spool cannot be written: /tmp is
 // often a small tmpfs.
 func spoolError(err error) error {
@@ -229,10 +227,6 @@ func spoolError(err error) error {
 	}
 	return fmt.Errorf("spool: %w", err)
 }
-
-// writerOnly hides a writer's ReadFrom, so that io.CopyBuffer uses the
-// buffer it is given.
-type writerOnly struct{ io.Writer }
 
 // tarName is the image path of an archive name: leading /, ./ and ../
 // dropped, as mksquashfs does, nothing that climbs out, and

@@ -122,8 +122,10 @@ type entry struct {
 }
 
 type extra struct {
-	src          string // the filesystem path, when not the parent's + "/" + name
-	spooled      bool   // src is a tar archive's spool, the contents at spoolOff
+	src string // the filesystem path, when not the parent's + "/" + name
+	// spooled: the contents are in src at spoolOff, not all of it: a
+	// tar spool, the archive itself, or the data of a -pf file
+	spooled      bool
 	spoolOff     int64
 	target       string // symlink
 	link         string // hard link: the image path of the first name

@@ -7,6 +7,11 @@ import (
 	"github.com/squashportage/squashportage/squash"
 )
 
+// skipXattr says that an entry's xattr is not stored.
+func (s *scanner) skipXattr(where, name string) {
+	s.warn(fmt.Sprintf("%s: skipping xattr %s (squashfs stores only user., trusted. and security. attributes)", where, name))
+}
+
 // readXattrs returns the storable extended attributes of path (not following
 // symlinks), sorted by name so images do not depend on listing order;
 // dirfd and name as for header.
@@ -15,7 +20,7 @@ func (s *scanner) readXattrs(dirfd int, name, path string) ([]squash.Xattr, erro
 		if squash.StorableXattr(name) {
 			return true
 		}
-		s.warn(fmt.Sprintf("%s: skipping xattr %s (squashfs stores only user., trusted. and security. attributes)", path, name))
+		s.skipXattr(path, name)
 		return false
 	}
 	var attrs []xattr.Attr
