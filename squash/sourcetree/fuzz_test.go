@@ -178,7 +178,7 @@ func TestScanTarInPlace(t *testing.T) {
 	inPlace := func() []byte {
 		tr, err := ScanTar(f, Options{RootTime: ptr32(1)})
 		must(t, err)
-		spooled = len(tr.temps)
+		spooled = len(tr.open)
 		tr.Close()
 		must2(f.Seek(0, io.SeekStart))
 		return image(f)

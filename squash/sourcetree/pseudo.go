@@ -449,19 +449,24 @@ func (s *scanner) applyOne(root *treeNode, p Pseudo, now uint32) error {
 		e.mode = fs.ModeSymlink | 0o777
 		e.extra().target = p.Target
 	case 'f':
-		src, size, err := s.runPseudo(p)
+		f, size, err := s.runPseudo(p)
 		if err != nil {
 			return err
 		}
 		e.size = size
-		e.extra().src = src
+		x := e.extra()
+		x.src, x.from = f.Name(), f
 	case 'R':
 		if p.DataFile == "" {
 			return fmt.Errorf("pseudo definition %q: R takes its data from a pseudo file: use -pf", p.Def)
 		}
 		e.size = p.DataLen
 		x := e.extra()
-		x.src, x.spooled, x.spoolOff = p.DataFile, true, p.DataOff
+		f, err := s.openData(p.DataFile)
+		if err != nil {
+			return fmt.Errorf("pseudo definition %q: %w", p.Def, err)
+		}
+		x.src, x.from, x.fromOff = p.DataFile, f, p.DataOff
 	case 'L':
 		target := lookupNode(root, p.Target)
 		if target != nil && target.data != nil {
@@ -486,10 +491,10 @@ func (s *scanner) applyOne(root *treeNode, p Pseudo, now uint32) error {
 
 // runPseudo runs an f definition's command into a file that Write reads
 // (see tempFile).
-func (s *scanner) runPseudo(p Pseudo) (string, int64, error) {
-	f, name, err := s.tree.tempFile("squashportage-pseudo-*")
+func (s *scanner) runPseudo(p Pseudo) (*os.File, int64, error) {
+	f, err := s.tree.tempFile("squashportage-pseudo-*")
 	if err != nil {
-		return "", 0, fmt.Errorf("pseudo definition %q: %w", p.Def, err)
+		return nil, 0, fmt.Errorf("pseudo definition %q: %w", p.Def, err)
 	}
 	cmd := exec.Command("/bin/sh", "-c", p.Command)
 	cmd.Stdout = f
@@ -505,9 +510,9 @@ func (s *scanner) runPseudo(p Pseudo) (string, int64, error) {
 		if errors.As(err, &ee) {
 			err = fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
 		}
-		return "", 0, fmt.Errorf("pseudo definition %q: command: %w", p.Def, err)
+		return nil, 0, fmt.Errorf("pseudo definition %q: command: %w", p.Def, err)
 	}
-	return name, fi.Size(), nil
+	return f, fi.Size(), nil
 }
 
 // fixEntry applies the every-entry overrides (-all-root, -force-uid,
@@ -518,33 +523,47 @@ func (s *scanner) fixEntry(e *entry) {
 	e.uid, e.gid, e.mtime = h.UID, h.GID, h.Mtime
 }
 
-// tempFile makes a temporary file in os.TempDir and removes its name at
-// once: the space it takes goes back when Close closes it, or when the
-// process ends however it ends (a ^C while a Portage snapshot is spooled
-// leaves nothing in /tmp). Write opens it by the returned name, its
-// descriptor under /proc/self/fd.
-func (t *Tree) tempFile(pattern string) (*os.File, string, error) {
+// tempFile makes a temporary file in os.TempDir, kept open by the Tree,
+// and removes its name at once: the space it takes goes back when Close
+// closes it, or when the process ends however it ends (a ^C while a
+// Portage snapshot is spooled leaves nothing in /tmp).
+func (t *Tree) tempFile(pattern string) (*os.File, error) {
 	f, err := os.CreateTemp("", pattern)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	if err := os.Remove(f.Name()); err != nil {
 		f.Close()
-		return nil, "", err
+		return nil, err
 	}
-	t.temps = append(t.temps, f)
-	return f, fmt.Sprintf("/proc/self/fd/%d", f.Fd()), nil
+	t.open = append(t.open, f)
+	return f, nil
 }
 
-// Close lets go of the temporary files of pseudo definitions' commands
-// and of a tar archive's spool.
+// openData opens a -pf file for its R definitions' data, once.
+func (s *scanner) openData(name string) (*os.File, error) {
+	for _, f := range s.tree.open {
+		if f.Name() == name {
+			return f, nil
+		}
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	s.tree.open = append(s.tree.open, f)
+	return f, nil
+}
+
+// Close closes the files entries' contents are read from: pseudo
+// commands' outputs, -pf files, a tar archive's spool.
 func (t *Tree) Close() error {
 	var first error
-	for _, f := range t.temps {
+	for _, f := range t.open {
 		if err := f.Close(); err != nil && first == nil {
 			first = err
 		}
 	}
-	t.temps = nil
+	t.open = nil
 	return first
 }

@@ -168,8 +168,8 @@ func TestPseudoTree(t *testing.T) {
 	}
 	// The command's output is held in an unlinked file: nothing in
 	// TMPDIR even before Close, or after a ^C.
-	if ents, _ := os.ReadDir(tmp); len(ents) != 0 || len(tr.temps) != 1 {
-		t.Errorf("%d files in TMPDIR and %d held, want none and the command's output", len(ents), len(tr.temps))
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 || len(tr.open) != 1 {
+		t.Errorf("%d files in TMPDIR and %d held, want none and the command's output", len(ents), len(tr.open))
 	}
 	var out memOutput
 	w, err := squash.NewWriter(&out, squash.WriterOptions{})
@@ -189,8 +189,8 @@ func TestPseudoTree(t *testing.T) {
 	if b, err := fs.ReadFile(r, "a/aa"); err != nil || string(b) != "hello" {
 		t.Errorf("a/aa in the image: %q, %v", b, err)
 	}
-	if err := tr.Close(); err != nil || tr.temps != nil {
-		t.Fatalf("Close: %v, %d still held", err, len(tr.temps))
+	if err := tr.Close(); err != nil || tr.open != nil {
+		t.Fatalf("Close: %v, %d still held", err, len(tr.open))
 	}
 
 	for def, want := range map[string]string{

@@ -69,19 +69,18 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 // spool holds the contents of a piped archive's files, in one temporary
 // file made at the first.
 type spool struct {
-	f    *os.File
-	name string // for Write
-	bw   *bufio.Writer
-	buf  []byte
-	n    int64
+	f   *os.File
+	bw  *bufio.Writer
+	buf []byte
+	n   int64
 }
 
 // add copies a file's contents from r and returns where they are; t
 // keeps the spool open for Write.
-func (sp *spool) add(t *Tree, r io.Reader) (name string, off, n int64, err error) {
+func (sp *spool) add(t *Tree, r io.Reader) (f *os.File, off, n int64, err error) {
 	if sp.f == nil {
-		if sp.f, sp.name, err = t.tempFile("squashportage-tar-*"); err != nil {
-			return "", 0, 0, spoolError(err)
+		if sp.f, err = t.tempFile("squashportage-tar-*"); err != nil {
+			return nil, 0, 0, spoolError(err)
 		}
 		// One buffer for every file, and writes of a MiB: io.Copy to
 		// the file itself took a new 32 KiB buffer per file (a Portage
@@ -96,7 +95,7 @@ func (sp *spool) add(t *Tree, r io.Reader) (name string, off, n int64, err error
 	if errors.Is(err, syscall.ENOSPC) {
 		err = spoolError(err)
 	}
-	return sp.name, off, n, err
+	return sp.f, off, n, err
 }
 
 // flush writes out what is buffered; the file stays open for Write (and
@@ -111,23 +110,21 @@ func (sp *spool) flush() error {
 	return nil
 }
 
-// inPlace returns the file to read contents from where they lie when the
-// archive is a regular file (stdin redirected from one), and the
-// position it is read from; nil for a pipe.
-func inPlace(r io.Reader) (*os.File, string) {
+// inPlace returns the archive when it is a regular file (stdin
+// redirected from one) that contents can be read from where they lie;
+// nil for a pipe.
+func inPlace(r io.Reader) *os.File {
 	f, ok := r.(*os.File)
 	if !ok {
-		return nil, ""
+		return nil
 	}
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, ""
+		return nil
 	}
 	if _, err := f.Seek(0, io.SeekCurrent); err != nil {
-		return nil, ""
+		return nil
 	}
-	// Opened again by Write, for as long as f is open: /dev/stdin would
-	// do for stdin, this for any descriptor.
-	return f, fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+	return f
 }
 
 // readTar adds the archive's entries below root. A regular file's
@@ -135,7 +132,7 @@ func inPlace(r io.Reader) (*os.File, string) {
 // skips them by seeking), else spooled.
 func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) error {
 	tr := tar.NewReader(r)
-	file, fileName := inPlace(r)
+	file := inPlace(r)
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -158,22 +155,20 @@ func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) err
 		switch h.Typeflag {
 		case tar.TypeReg, tar.TypeRegA, tar.TypeGNUSparse:
 			x := e.extra()
-			x.spooled = true
 			// A sparse file's stored bytes are not its contents.
 			sparse := h.Typeflag == tar.TypeGNUSparse || h.PAXRecords["GNU.sparse.major"] != "" || h.PAXRecords["GNU.sparse.map"] != ""
+			var err error
 			if file != nil && !sparse {
 				// tar.Reader has read the header and nothing more.
-				pos, err := file.Seek(0, io.SeekCurrent)
-				if err != nil {
-					return fmt.Errorf("tar: %s: %w", h.Name, err)
-				}
-				x.src, x.spoolOff, e.size = fileName, pos, h.Size
-				break
+				x.from, e.size = file, h.Size
+				x.fromOff, err = file.Seek(0, io.SeekCurrent)
+			} else {
+				x.from, x.fromOff, e.size, err = sp.add(s.tree, tr)
 			}
-			var err error
-			if x.src, x.spoolOff, e.size, err = sp.add(s.tree, tr); err != nil {
+			if err != nil {
 				return fmt.Errorf("tar: %s: %w", h.Name, err)
 			}
+			x.src = x.from.Name()
 		case tar.TypeLink:
 			target := lookupNode(root, s.tarName(h.Linkname))
 			if target == nil || target.e.mode.IsDir() {

@@ -103,7 +103,7 @@ type Tree struct {
 	dirs    int
 	bytes   int64
 	onAdd   func(h *squash.Header)
-	temps   []*os.File // unlinked files pseudo commands and a tar spool wrote
+	open    []*os.File // files contents are read from (see extra.from), closed by Close
 }
 
 // entry is one image entry, kept small: a tree's worth of them is held
@@ -123,10 +123,11 @@ type entry struct {
 
 type extra struct {
 	src string // the filesystem path, when not the parent's + "/" + name
-	// spooled: the contents are in src at spoolOff, not all of it: a
-	// tar spool, the archive itself, or the data of a -pf file
-	spooled      bool
-	spoolOff     int64
+	// from, when set, holds the contents at fromOff (src names it for
+	// messages): a tar spool, the archive itself, a pseudo command's
+	// output or a -pf file's data, open for as long as the Tree is
+	from         *os.File
+	fromOff      int64
 	target       string // symlink
 	link         string // hard link: the image path of the first name
 	major, minor uint32

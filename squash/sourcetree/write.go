@@ -76,7 +76,8 @@ type job struct {
 type fileJob struct {
 	i    int // the entry
 	src  string
-	at   int64 // where the contents start in src: 0, or in a tar spool
+	from *os.File // with off: where the contents are, for parts of open files (extra.from)
+	off  int64
 	size int64
 	buf  []byte // in the prefetcher's ring
 	end  int64  // what to free up to once consumed
@@ -127,11 +128,7 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 			done += h.Size
 			progress(done)
 		default:
-			var at int64 = -1
-			if e.x != nil && e.x.spooled {
-				at = e.x.spoolOff
-			}
-			if err := addLarge(w, &h, src, at, done, progress); err != nil {
+			if err := addLarge(w, &h, e.x, src, done, progress); err != nil {
 				return err
 			}
 			done += h.Size
@@ -153,16 +150,18 @@ func isSmall(e *entry) bool {
 }
 
 // addLarge streams a big file straight from disk into the writer: the
-// file src, or with at >= 0 the bytes at at in a tar spool.
-func addLarge(w adder, h *squash.Header, src string, at, base int64, progress func(int64)) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return fmt.Errorf("reading file: %w", err)
-	}
-	defer f.Close()
-	r := &exactReader{f: f, name: src, left: h.Size, onRead: func(n int64) { progress(base + n) }}
-	if at >= 0 {
-		r.spool = io.NewSectionReader(f, at, h.Size)
+// file src, or the part of an open file x.from holds it in.
+func addLarge(w adder, h *squash.Header, x *extra, src string, base int64, progress func(int64)) error {
+	r := &exactReader{name: src, left: h.Size, onRead: func(n int64) { progress(base + n) }}
+	if x != nil && x.from != nil {
+		r.r = io.NewSectionReader(x.from, x.fromOff, h.Size)
+	} else {
+		f, err := os.Open(src)
+		if err != nil {
+			return fmt.Errorf("reading file: %w", err)
+		}
+		defer f.Close()
+		r.r, r.f = f, f
 	}
 	if err := w.Add(h, r); err != nil {
 		return fmt.Errorf("adding %s: %w", src, err)
@@ -179,8 +178,8 @@ var errSizeChanged = errors.New("file size changed during mksquashfs")
 // exactReader yields exactly the size Scan saw, failing if the file now has
 // fewer or more bytes: the inode size is fixed when the header is added.
 type exactReader struct {
-	f      *os.File
-	spool  io.Reader // instead of f: a tar spool's section, which cannot change
+	r      io.Reader
+	f      *os.File // r when it is a whole file, which may grow; nil for a part of one
 	name   string
 	left   int64
 	read   int64
@@ -190,7 +189,7 @@ type exactReader struct {
 func (r *exactReader) Read(p []byte) (int, error) {
 	if r.left == 0 {
 		var one [1]byte
-		if r.spool == nil {
+		if r.f != nil {
 			if n, _ := r.f.Read(one[:]); n > 0 {
 				return 0, fmt.Errorf("%s: %w (it grew)", r.name, errSizeChanged)
 			}
@@ -200,13 +199,7 @@ func (r *exactReader) Read(p []byte) (int, error) {
 	if int64(len(p)) > r.left {
 		p = p[:r.left]
 	}
-	var n int
-	var err error
-	if r.spool != nil {
-		n, err = r.spool.Read(p)
-	} else {
-		n, err = r.f.Read(p)
-	}
+	n, err := r.r.Read(p)
 	r.left -= int64(n)
 	r.read += int64(n)
 	if n > 0 && r.onRead != nil {
@@ -285,9 +278,9 @@ func (p *prefetcher) dispatch(entries []entry) {
 		if !isSmall(e) {
 			continue
 		}
-		f := fileJob{i: i, src: src, size: e.size, at: -1}
-		if e.x != nil && e.x.spooled {
-			f.at = e.x.spoolOff
+		f := fileJob{i: i, src: src, size: e.size}
+		if e.x != nil && e.x.from != nil {
+			f.from, f.off = e.x.from, e.x.fromOff
 		}
 		// One byte more than expected so a grown file is noticed in the
 		// same read.
@@ -328,8 +321,8 @@ func (p *prefetcher) work() {
 			case <-p.quit:
 				f.err = errors.New("prefetch stopped")
 			default:
-				if f.at >= 0 {
-					f.buf, f.err = readSpooled(f.src, f.at, f.size, f.buf)
+				if f.from != nil {
+					f.buf, f.err = readPart(f.from, f.off, f.size, f.buf)
 				} else {
 					f.buf, f.err = readSmall(f.src, f.size, f.buf)
 				}
@@ -377,26 +370,12 @@ func readSmall(name string, size int64, buf []byte) ([]byte, error) {
 	return buf[:size], nil
 }
 
-// readSpooled reads size bytes at at of a tar spool into buf.
-func readSpooled(name string, at, size int64, buf []byte) ([]byte, error) {
-	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reading spooled contents: %w", &fs.PathError{Op: "open", Path: name, Err: err})
-	}
-	defer unix.Close(fd)
+// readPart reads the size bytes at off of an open file (see extra.from)
+// into buf.
+func readPart(f *os.File, off, size int64, buf []byte) ([]byte, error) {
 	buf = buf[:size]
-	for n := 0; n < len(buf); {
-		m, err := unix.Pread(fd, buf[n:], at+int64(n))
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", name, err)
-		}
-		if m == 0 {
-			return nil, fmt.Errorf("reading %s: %w", name, io.ErrUnexpectedEOF)
-		}
-		n += m
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
 	}
 	return buf, nil
 }
