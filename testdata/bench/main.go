@@ -27,7 +27,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -335,13 +334,7 @@ func freshDest(dest, img string) error {
 	if img == "" {
 		return nil
 	}
-	f, err := os.Open(img)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(io.Discard, f)
-	return err
+	return cacheFile(img)
 }
 
 // persist times squashportage persist after an emerge --sync-like change
