@@ -3,6 +3,7 @@ package squash
 import (
 	"encoding/binary"
 	"fmt"
+	"io/fs"
 	"strings"
 )
 
@@ -466,6 +467,27 @@ func checkName(s string) error {
 		return corruptf("invalid name %q", s)
 	}
 	return nil
+}
+
+// Header returns what a Writer needs to add ino again as the entry name:
+// its type, permissions, owner, time, size, device numbers, symlink target
+// and extended attributes.
+func (r *Reader) Header(name string, ino *Inode) (Header, error) {
+	h := Header{Name: name, Mode: ino.Mode, UID: ino.UID, GID: ino.GID, Mtime: ino.Mtime, Target: ino.Target}
+	if ino.Mode.IsRegular() {
+		h.Size = int64(ino.Size)
+	}
+	if ino.Mode&fs.ModeDevice != 0 {
+		h.Major, h.Minor = DecodeDev(ino.Rdev)
+	}
+	if ino.XattrIndex != NoXattr {
+		xs, err := r.Xattrs(ino)
+		if err != nil {
+			return h, fmt.Errorf("/%s: %w", name, err)
+		}
+		h.Xattrs = xs
+	}
+	return h, nil
 }
 
 // Xattrs returns the extended attributes of ino with their full names.

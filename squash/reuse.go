@@ -1,6 +1,7 @@
 package squash
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,9 @@ type Reused struct {
 	Fragment   uint32 // the new image's fragment index, or NoFragment
 	FragOffset uint32
 	Tail       []byte // when not nil, the tail to pack into a new fragment
+	// Sum, when set, is the SHA-256 of the file's contents: files added
+	// after it with the same contents become duplicates of it.
+	Sum *[sha256.Size]byte
 }
 
 // CopyRun copies a file's compressed data blocks from src, an image with the
@@ -249,6 +253,12 @@ func (w *Writer) AddReused(h *Header, r Reused) error {
 	f := &fileRec{size: r.Size, sizes: r.Sizes, sparse: r.Sparse, frag: r.Fragment, fragOff: r.FragOffset, run: r.Run}
 	if len(r.Tail) > 0 {
 		w.addTail(f, h.Name, r.Tail)
+	}
+	if r.Sum != nil && r.Size > 0 && !w.opts.NoDuplicates {
+		k := dupKey{size: r.Size, sum: *r.Sum}
+		if _, ok := w.dups[k]; !ok {
+			w.dups[k] = f
+		}
 	}
 	return w.add(h, f)
 }

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -771,27 +770,9 @@ func cmpTail(a, b tailUse) int {
 }
 
 func (f *folder) oldHeader(name string, ino *squash.Inode) (squash.Header, error) {
-	h := squash.Header{
-		Name:   name,
-		Mode:   ino.Mode,
-		UID:    ino.UID,
-		GID:    ino.GID,
-		Mtime:  ino.Mtime,
-		Size:   int64(ino.Size),
-		Target: ino.Target,
-	}
-	if !ino.Mode.IsRegular() {
-		h.Size = 0
-	}
-	if ino.Mode&fs.ModeDevice != 0 {
-		h.Major, h.Minor = squash.DecodeDev(ino.Rdev)
-	}
-	if ino.XattrIndex != squash.NoXattr {
-		xs, err := f.r.Xattrs(ino)
-		if err != nil {
-			return h, fmt.Errorf("image /%s: %w", name, err)
-		}
-		h.Xattrs = xs
+	h, err := f.r.Header(name, ino)
+	if err != nil {
+		return h, fmt.Errorf("image %w", err)
 	}
 	return h, nil
 }

@@ -104,6 +104,7 @@ type Tree struct {
 	bytes   int64
 	onAdd   func(h *squash.Header)
 	open    []*os.File // files contents are read from (see extra.from), closed by Close
+	base    *base      // the image appended to (AppendTo), or nil
 }
 
 // entry is one image entry, kept small: a tree's worth of them is held
@@ -132,6 +133,7 @@ type extra struct {
 	link         string // hard link: the image path of the first name
 	major, minor uint32
 	xattrs       []squash.Xattr
+	old          *squash.Inode // a file of the image appended to (AppendTo)
 }
 
 func (e *entry) extra() *extra {
@@ -142,6 +144,10 @@ func (e *entry) extra() *extra {
 }
 
 func (e *entry) isLink() bool { return e.x != nil && e.x.link != "" }
+
+// isOld says the entry is a file of the image appended to, whose data is
+// already compressed there.
+func (e *entry) isOld() bool { return e.x != nil && e.x.old != nil }
 
 // header returns the entry's image header, given its image path.
 func (e *entry) header(name string) squash.Header {

@@ -43,24 +43,51 @@ type adder interface {
 // runs on the calling goroutine.
 func (t *Tree) Write(w *squash.Writer, progress func(bytesDone int64)) error {
 	w.OnlyDuplicateSizes(t.sharedSizes())
+	if t.base != nil {
+		if err := t.copyBase(w); err != nil {
+			return err
+		}
+		if err := t.hashOld(); err != nil {
+			return err
+		}
+	}
 	return t.write(w, progress)
 }
 
 // sharedSizes returns the sizes that two or more regular files (not hard
-// links of one) have: only those files can be duplicates.
+// links of one) have: only those files can be duplicates. For an append,
+// it also notes which of the image's files have the size of one of the
+// sources' files, to be hashed.
 func (t *Tree) sharedSizes() map[uint64]bool {
 	seen := make(map[uint64]bool)
 	shared := make(map[uint64]bool)
+	var old map[uint64]bool
 	for i := range t.entries {
 		e := &t.entries[i]
 		if !e.mode.IsRegular() || e.isLink() || e.size == 0 {
 			continue
 		}
 		sz := uint64(e.size)
+		if e.isOld() {
+			if old == nil {
+				old = make(map[uint64]bool)
+			}
+			old[sz] = true
+			continue
+		}
 		if seen[sz] {
 			shared[sz] = true
 		}
 		seen[sz] = true
+	}
+	if t.base != nil {
+		t.base.hash = make(map[uint64]bool)
+		for sz := range seen {
+			if old[sz] {
+				shared[sz] = true
+				t.base.hash[sz] = true
+			}
+		}
 	}
 	return shared
 }
@@ -98,10 +125,20 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 		e := &t.entries[i]
 		name, src := ps.of(i)
 		h := e.header(name) // Add may keep the pointer; each has its own
-		if t.onAdd != nil {
+		if t.onAdd != nil && !e.isOld() {
 			t.onAdd(&h)
 		}
 		switch {
+		case e.isOld():
+			ru, ok := w.(reuser)
+			if !ok {
+				return errors.New("internal error: appending needs a squash.Writer")
+			}
+			if err := t.addOld(ru, i, &h, e.x.old); err != nil {
+				return err
+			}
+			done += h.Size
+			progress(done)
 		case h.Link != "" || !h.Mode.IsRegular():
 			if err := w.Add(&h, nil); err != nil {
 				return fmt.Errorf("adding %s: %w", displayName(&h), err)
@@ -146,7 +183,7 @@ func displayName(h *squash.Header) string {
 }
 
 func isSmall(e *entry) bool {
-	return !e.isLink() && e.mode.IsRegular() && e.size <= prefetchMaxFile
+	return !e.isLink() && !e.isOld() && e.mode.IsRegular() && e.size <= prefetchMaxFile
 }
 
 // addLarge streams a big file straight from disk into the writer: the

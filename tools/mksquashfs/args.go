@@ -22,8 +22,10 @@ type config struct {
 
 	mkfsTimeSet bool // -mkfs-time or SOURCE_DATE_EPOCH; otherwise the current time
 	noAppend    bool
-	offset      int64 // where the image starts in DEST (-offset)
-	tar         bool  // the source is a tar archive on stdin (SOURCE is -)
+	rootBecomes string   // -root-becomes: the appended image's root becomes this entry
+	layout      []string // options that an append ignores: the image keeps its own
+	offset      int64    // where the image starts in DEST (-offset)
+	tar         bool     // the source is a tar archive on stdin (SOURCE is -)
 	stdin       io.Reader
 	quiet       bool
 	noProgress  bool
@@ -48,7 +50,7 @@ var unsupported = map[string]bool{
 	"-no-strip": true, "-tarstyle": true, "-cpiostyle": true, "-cpiostyle0": true,
 	"-sort": true, "-action": true, "-log-action": true,
 	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
-	"-true-action-file": true, "-false-action-file": true, "-root-becomes": true,
+	"-true-action-file": true, "-false-action-file": true,
 	"-recover": true, "-recovery-path": true,
 	"-throttle": true, "-limit": true, "-Xstrategy": true, "-Xalgorithm": true,
 }
@@ -105,10 +107,17 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		switch opt {
 		case "-comp", "-b", "-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
 			"-processors", "-mem", "-root-mode", "-root-uid", "-root-gid", "-root-time", "-offset", "-o",
-			"-p", "-pf", "-strip-components":
+			"-p", "-pf", "-strip-components", "-root-becomes":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
+		}
+		switch opt {
+		case "-comp", "-b", "-noI", "-noInodeCompression", "-noD", "-noDataCompression",
+			"-noF", "-noFragmentCompression", "-noX", "-noXattrCompression", "-no-fragments",
+			"-no-tailends", "-always-use-fragments", "-tailends", "-no-duplicates",
+			"-exports", "-no-exports":
+			c.layout = append(c.layout, opt)
 		}
 		if isX, takesValue := codec.IsXOption(opt); isX {
 			if takesValue {
@@ -116,6 +125,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 					return nil, err
 				}
 			}
+			c.layout = append(c.layout, opt)
 			xopts = append(xopts, xopt{opt, val})
 			continue
 		}
@@ -176,6 +186,11 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			noXattrs = true
 		case "-noappend":
 			c.noAppend = true
+		case "-root-becomes":
+			if val == "" || val == "." || val == ".." || strings.ContainsAny(val, "/\x00") {
+				return nil, usagef("-root-becomes: %q is not a name for a directory of the root", val)
+			}
+			c.rootBecomes = val
 		case "-e":
 			excludes = append(excludes, args[i+1:]...)
 			i = len(args)

@@ -189,8 +189,10 @@ func TestEndToEndDest(t *testing.T) {
 	if code, out := run(src, img, "-mkfs-time", "77"); code != 0 || !strings.Contains(out, "Number of files") {
 		t.Fatalf("first run = %d: %s", code, out)
 	}
-	if code, out := run(src, img); code == 0 || !strings.Contains(out, "add -noappend") {
-		t.Errorf("existing image without -noappend = %d: %s", code, out)
+	if code, out := run(src, img); code != 0 || !strings.Contains(out, "appending to") {
+		t.Errorf("existing image without -noappend = %d, want an append: %s", code, out)
+	} else if l := listing(t, img); !strings.Contains(l, "R/alpha_1") {
+		t.Errorf("appended image has no alpha_1:\n%s", l)
 	}
 	if code, out := run(src, img, "-noappend", "-quiet"); code != 0 || out != "" {
 		t.Errorf("-noappend -quiet = %d: %q", code, out)

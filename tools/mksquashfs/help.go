@@ -76,9 +76,12 @@ Layout:
   -xattrs                 store extended attributes (default); only the
                           user., trusted. and security. namespaces
   -no-xattrs              do not store extended attributes
-  -noappend               overwrite DEST if it exists. Appending to an
-                          existing image is not supported, so this is
-                          required whenever DEST already exists
+  -noappend               overwrite DEST if it exists. Without it, an
+                          existing image in DEST is appended to: see
+                          "Appending" below
+  -root-becomes NAME      when appending, keep the image's root whole as
+                          directory NAME of the new root instead of adding
+                          the sources to it
 
 Selecting files:
   -keep-as-directory      with a single SOURCE directory, make it an entry
@@ -157,6 +160,17 @@ Running:
   -version                print the version
   -help, -h, --help       print this help
 
-Not supported: appending, -sort, actions, cpio input
-(-cpiostyle), -no-strip, -root-becomes, -throttle, -limit, recovery files.
+Appending: when DEST is an image file and -noappend is not given, the
+sources are added to the image's root (a SOURCE entry whose name the root
+has already is renamed NAME_1, NAME_2, ...; see -root-becomes), and files
+that repeat the image's take no room again. The image keeps its
+compressor, block size and layout: -comp, -b, -X..., -noI, -noD, -noF,
+-noX, -no-fragments, -always-use-fragments, -no-duplicates and -exports
+are ignored. The new image is written beside DEST and renamed over it once
+complete, so an append that fails or is interrupted leaves DEST as it was
+(and needs room for a second copy while it runs), and no recovery file is
+needed. Block devices are not appended to.
+
+Not supported: -sort, actions, cpio input (-cpiostyle), -no-strip,
+-throttle, -limit, recovery files (-recover).
 `

@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -66,11 +68,29 @@ func version() string {
 
 // run builds the image described by c.
 func run(c *config, stdout, stderr io.Writer) error {
-	if err := checkDest(c.dest, c.noAppend, c.offset); err != nil {
+	appending, err := checkDest(c.dest, c.noAppend, c.offset)
+	if err != nil {
 		return err
+	}
+	if c.rootBecomes != "" && !appending {
+		return errors.New("-root-becomes applies when appending to an existing image, and " + c.dest + " is none (or -noappend was given)")
 	}
 	if !c.mkfsTimeSet {
 		c.writer.MkfsTime = uint32(time.Now().Unix())
+	}
+	var old *appendBase
+	if appending {
+		if old, err = openBase(c); err != nil {
+			return err
+		}
+		defer old.f.Close()
+		if !c.quiet {
+			fmt.Fprintf(stderr, "mksquashfs: appending to %s (%s, block size %d): the sources join its root; -noappend writes a new image instead\n",
+				c.dest, old.r.Codec().ID, old.r.Superblock().BlockSize)
+			if len(c.layout) > 0 {
+				fmt.Fprintf(stderr, "mksquashfs: note: %s ignored: an append keeps the image's compressor, block size and layout\n", strings.Join(c.layout, ", "))
+			}
+		}
 	}
 	// The image must never contain itself when DEST lies inside a source.
 	c.tree.OmitPaths = append(c.tree.OmitPaths, c.dest)
@@ -82,7 +102,6 @@ func run(c *config, stdout, stderr io.Writer) error {
 	}
 
 	var tree *sourcetree.Tree
-	var err error
 	if c.tar {
 		if f, ok := c.stdin.(*os.File); ok && progress.IsTerminal(f) {
 			return errors.New("-tar reads the archive from standard input, which is a terminal: pipe it in (e.g. xzcat snapshot.tar.xz | squashportage mksquashfs - DEST -tar)")
@@ -95,17 +114,19 @@ func run(c *config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer tree.Close()
+	if old != nil {
+		if err := tree.AppendTo(old.r, old.data, c.rootBecomes, c.tree.Warn); err != nil {
+			return fmt.Errorf("appending to %s: %w", c.dest, err)
+		}
+	}
 	_, _, total := tree.Stats()
 
-	out, created, err := openDest(c.dest)
+	out, err := openDest(c.dest, old)
 	if err != nil {
 		return err
 	}
 	fail := func(err error) error {
-		out.Close()
-		if created {
-			os.Remove(c.dest)
-		}
+		out.abandon()
 		return err
 	}
 	// A ^C (or a kill from a script) leaves no half-written image.
@@ -116,21 +137,26 @@ func run(c *config, stdout, stderr io.Writer) error {
 		signal.Stop(sigs)
 		close(finished)
 	}()
+	unfinished := out.remove // an append's new file is renamed away, if at all, only when complete
 	go func() {
 		select {
 		case sig := <-sigs:
-			if created {
-				os.Remove(c.dest)
-				fmt.Fprintf(stderr, "mksquashfs: %v: removed the unfinished %s\n", sig, c.dest)
+			if unfinished != "" {
+				os.Remove(unfinished)
+				if old != nil {
+					fmt.Fprintf(stderr, "mksquashfs: %v: %s is as it was\n", sig, c.dest)
+				} else {
+					fmt.Fprintf(stderr, "mksquashfs: %v: removed the unfinished %s\n", sig, c.dest)
+				}
 			}
 			os.Exit(130)
 		case <-finished:
 		}
 	}()
 
-	var dst squash.Output = out
+	var dst squash.Output = out.f
 	if c.offset > 0 {
-		dst = offsetOutput{out, c.offset}
+		dst = offsetOutput{out.f, c.offset}
 	}
 	w, err := squash.NewWriter(dst, c.writer)
 	if err != nil {
@@ -156,12 +182,12 @@ func run(c *config, stdout, stderr io.Writer) error {
 	if err := w.Close(); err != nil {
 		return fail(fmt.Errorf("writing image %s: %w", c.dest, err))
 	}
-	fi, err := out.Stat()
+	fi, err := out.f.Stat()
 	if err != nil {
 		return fail(fmt.Errorf("image %s: %w", c.dest, err))
 	}
-	if err := out.Close(); err != nil {
-		return fail(fmt.Errorf("closing image %s: %w", c.dest, err))
+	if err := out.finish(); err != nil {
+		return fail(fmt.Errorf("image %s: %w", c.dest, err))
 	}
 	if !c.quiet {
 		printSummary(stdout, c, w.Stats(), fi.Size())
@@ -169,29 +195,82 @@ func run(c *config, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// checkDest refuses to replace an existing DEST without -noappend, as
-// mksquashfs does (it would append to an image, and refuses anything else);
-// appending is not implemented here, so the message says how to overwrite.
-func checkDest(dest string, noAppend bool, offset int64) error {
+// checkDest says whether DEST is an image to append to, and refuses to
+// replace anything else that exists there without -noappend, as mksquashfs
+// does.
+func checkDest(dest string, noAppend bool, offset int64) (bool, error) {
 	fi, err := os.Stat(dest)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("destination: %w", err)
+		return false, fmt.Errorf("destination: %w", err)
 	}
 	if fi.IsDir() {
-		return fmt.Errorf("destination %s is a directory", dest)
+		return false, fmt.Errorf("destination %s is a directory", dest)
 	}
 	if noAppend {
-		return nil
+		return false, nil
 	}
 	if isImage(dest, offset) {
-		return fmt.Errorf("%s is an existing squashfs image; appending is not supported, add -noappend to overwrite it", dest)
+		if !fi.Mode().IsRegular() {
+			return false, fmt.Errorf("%s holds a squashfs image, and appending is done to image files only (the new image is written beside the old one, then renamed over it); add -noappend to overwrite it", dest)
+		}
+		return true, nil
 	}
-	return fmt.Errorf("%s exists and is not a squashfs image; will not overwrite it without -noappend", dest)
+	return false, fmt.Errorf("%s exists and is not a squashfs image; will not overwrite it without -noappend", dest)
 }
 
+// appendBase is the image an append adds to.
+type appendBase struct {
+	f    *os.File
+	r    *squash.Reader
+	data io.ReaderAt // the image's bytes: f, or a part of it (-offset)
+	fi   os.FileInfo
+}
+
+// openBase opens DEST's image to append to and makes c's writer options
+// its own: the compressor and its options, the block size and the flags
+// mksquashfs keeps when appending.
+func openBase(c *config) (*appendBase, error) {
+	f, err := os.Open(c.dest)
+	if err != nil {
+		return nil, fmt.Errorf("appending: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("appending: %w", err)
+	}
+	var data io.ReaderAt = f
+	if c.offset > 0 {
+		data = io.NewSectionReader(f, c.offset, fi.Size()-c.offset)
+	}
+	r, err := squash.NewReader(data, fi.Size()-c.offset)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("appending to %s: %w", c.dest, err)
+	}
+	cfg := r.Codec()
+	if _, err := cfg.NewEncoder(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cannot append to %s: %w; add -noappend to write a new image in its place", c.dest, err)
+	}
+	sb := r.Superblock()
+	o := &c.writer
+	o.Codec = cfg
+	o.UncompressedInodes = sb.Flags&squash.FlagUncompressedInodes != 0
+	o.UncompressedData = sb.Flags&squash.FlagUncompressedData != 0
+	o.UncompressedFragments = sb.Flags&squash.FlagUncompressedFragments != 0
+	o.UncompressedXattrs = sb.Flags&squash.FlagUncompressedXattrs != 0
+	o.NoFragments = sb.Flags&squash.FlagNoFragments != 0
+	o.AlwaysFragments = sb.Flags&squash.FlagAlwaysFragments != 0
+	o.NoDuplicates = sb.Flags&squash.FlagDuplicates == 0
+	o.NoExports = sb.Flags&squash.FlagExportable == 0
+	// The image's own xattrs are kept; -no-xattrs leaves out the sources'.
+	o.NoXattrs = false
+	return &appendBase{f: f, r: r, data: data, fi: fi}, nil
+}
 func isImage(name string, offset int64) bool {
 	f, err := os.Open(name)
 	if err != nil {
@@ -216,19 +295,97 @@ type offsetOutput struct {
 func (o offsetOutput) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, o.off+off) }
 func (o offsetOutput) Truncate(size int64) error                { return o.f.Truncate(o.off + size) }
 
-// openDest opens DEST for writing, truncating regular files. created says
-// whether a failed run should remove it (not for block devices).
-func openDest(dest string) (*os.File, bool, error) {
-	f, err := os.OpenFile(dest, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+// dest is where the image is written: DEST itself, or for an append a
+// new file beside it that replaces it once complete.
+type dest struct {
+	f      *os.File
+	name   string // DEST
+	remove string // what a failed run removes: DEST when created here, or the new file
+	old    *appendBase
+}
+
+// openDest opens DEST for writing, truncating regular files; for an
+// append, a new file in DEST's directory that finish renames over it.
+func openDest(name string, old *appendBase) (*dest, error) {
+	if old != nil {
+		return openBeside(name, old)
+	}
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return nil, false, fmt.Errorf("creating image: %w", err)
+		return nil, fmt.Errorf("creating image: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, false, fmt.Errorf("creating image: %w", err)
+		return nil, fmt.Errorf("creating image: %w", err)
 	}
-	return f, fi.Mode().IsRegular(), nil
+	d := &dest{f: f, name: name}
+	if fi.Mode().IsRegular() {
+		d.remove = name
+	}
+	return d, nil
+}
+
+// openBeside makes the file an append writes, in the directory DEST (or
+// what it links to) is in, with its permissions and, as far as allowed,
+// its owner; the bytes before -offset are copied over.
+func openBeside(name string, old *appendBase) (*dest, error) {
+	real, err := filepath.EvalSymlinks(name)
+	if err != nil {
+		return nil, fmt.Errorf("appending: %w", err)
+	}
+	f, err := os.CreateTemp(filepath.Dir(real), "."+filepath.Base(real)+".append-*")
+	if err != nil {
+		return nil, fmt.Errorf("appending: new image beside %s: %w", real, err)
+	}
+	d := &dest{f: f, name: real, remove: f.Name(), old: old}
+	if err := f.Chmod(old.fi.Mode().Perm()); err != nil {
+		d.abandon()
+		return nil, fmt.Errorf("appending: %w", err)
+	}
+	if st, ok := old.fi.Sys().(*syscall.Stat_t); ok {
+		f.Chown(int(st.Uid), int(st.Gid)) // best effort, as cp -p without root
+	}
+	if off, ok := old.data.(*io.SectionReader); ok {
+		_, base, _ := off.Outer()
+		if _, err := io.Copy(f, io.NewSectionReader(old.f, 0, base)); err != nil {
+			d.abandon()
+			return nil, fmt.Errorf("appending: copying the %d bytes before the image: %w", base, err)
+		}
+	}
+	return d, nil
+}
+
+// abandon closes and removes what a failed run wrote.
+func (d *dest) abandon() {
+	d.f.Close()
+	if d.remove != "" {
+		os.Remove(d.remove)
+	}
+}
+
+// finish closes the image; for an append it makes it durable first and
+// then renames it over DEST, so that DEST is always one whole image, the
+// old or the new.
+func (d *dest) finish() error {
+	if d.old == nil {
+		return d.f.Close()
+	}
+	if err := d.f.Sync(); err != nil {
+		return err
+	}
+	if err := d.f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(d.f.Name(), d.name); err != nil {
+		return err
+	}
+	d.remove = ""
+	if dir, err := os.Open(filepath.Dir(d.name)); err == nil {
+		dir.Sync()
+		dir.Close()
+	}
+	return nil
 }
 
 func printInfo(w io.Writer, h *squash.Header) {

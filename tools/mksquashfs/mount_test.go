@@ -29,29 +29,31 @@ func TestMain(m *testing.M) {
 	privileged.Main(m)
 }
 
-// TestInterruptRemovesImage: a SIGINT while the image is being written
-// ends the run with status 130, and the unfinished image is gone.
-func TestInterruptRemovesImage(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "src")
+// incompressible writes n files of 1 MiB that xz takes seconds over into
+// the new directory src.
+func incompressible(t *testing.T, src string, n int) {
+	t.Helper()
 	mustDo(t, os.Mkdir(src, 0o755))
-	// Incompressible and xz: seconds of work.
 	data := make([]byte, 1<<20)
-	for i := range 48 {
+	for i := range n {
 		for j := range data {
 			data[j] = byte((i*7919 + j*j*31 + j>>3) >> 2)
 		}
 		mustDo(t, os.WriteFile(filepath.Join(src, fmt.Sprintf("f%02d", i)), data, 0o644))
 	}
-	dest := filepath.Join(t.TempDir(), "img")
-	cmd := exec.Command(os.Args[0], src, dest, "-comp", "xz", "-quiet", "-processors", "1")
+}
+
+// interrupt runs this test binary as mksquashfs with args, sends it a
+// SIGINT once started says it is writing, and checks that it exits with
+// status 130; it returns what it printed on standard error.
+func interrupt(t *testing.T, args []string, started func() bool) string {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), "MKSQUASHFS_TEST_MAIN=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	mustDo(t, cmd.Start())
-	for i := 0; ; i++ {
-		if _, err := os.Stat(dest); err == nil {
-			break
-		}
+	for i := 0; !started(); i++ {
 		if i == 1000 {
 			cmd.Process.Kill()
 			t.Fatal("the image was not started within 10 s")
@@ -64,11 +66,24 @@ func TestInterruptRemovesImage(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 130 {
 		t.Errorf("after SIGINT: %v, want exit status 130 (%s)", err, &stderr)
 	}
+	return stderr.String()
+}
+
+// TestInterruptRemovesImage: a SIGINT while the image is being written
+// ends the run with status 130, and the unfinished image is gone.
+func TestInterruptRemovesImage(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	incompressible(t, src, 48)
+	dest := filepath.Join(t.TempDir(), "img")
+	stderr := interrupt(t, []string{src, dest, "-comp", "xz", "-quiet", "-processors", "1"}, func() bool {
+		_, err := os.Stat(dest)
+		return err == nil
+	})
 	if _, err := os.Stat(dest); !os.IsNotExist(err) {
 		t.Errorf("the unfinished image is still there: %v", err)
 	}
-	if !strings.Contains(stderr.String(), "removed the unfinished") {
-		t.Errorf("nothing said: %q", stderr.String())
+	if !strings.Contains(stderr, "removed the unfinished") {
+		t.Errorf("nothing said: %q", stderr)
 	}
 }
 
@@ -260,10 +275,26 @@ func TestOffsetOption(t *testing.T) {
 	if err != nil || string(got) != strings.Repeat("keep me ", 1000) {
 		t.Errorf("through the kernel: %d bytes, %v", len(got), err)
 	}
-	// Without -noappend an image at the offset is not overwritten.
+	// Without -noappend the image at the offset is appended to; the
+	// bytes before it stay.
+	mustDo(t, os.WriteFile(filepath.Join(dir, "head"), []byte("header"), 0o644))
+	f, err := os.OpenFile(off, os.O_WRONLY, 0)
+	mustDo(t, err)
+	_, err = f.WriteAt([]byte("header"), 100)
+	mustDo(t, err)
+	mustDo(t, f.Close())
 	var stdout, stderr bytes.Buffer
-	if code := Main([]string{src, off, "-offset", "8192", "-quiet"}, &stdout, &stderr); code == 0 || !strings.Contains(stderr.String(), "add -noappend") {
-		t.Errorf("existing image at the offset without -noappend = %d: %s", code, &stderr)
+	if code := Main([]string{filepath.Join(dir, "head"), off, "-offset", "8192", "-quiet"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("append at the offset = %d: %s", code, &stderr)
+	}
+	b, err = os.ReadFile(off)
+	mustDo(t, err)
+	if !bytes.Equal(b[:8192], append(append(make([]byte, 100), "header"...), make([]byte, 8192-106)...)) {
+		t.Errorf("the bytes before the offset changed")
+	}
+	out, err = exec.Command("unsquashfs", "-lls", "-o", "8192", "-d", "R", off).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "R/head") || !strings.Contains(string(out), "R/dir/sub/keep.txt") {
+		t.Errorf("unsquashfs -o 8192 after the append: %v\n%s", err, out)
 	}
 }
 
