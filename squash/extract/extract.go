@@ -52,6 +52,12 @@ type Options struct {
 	// device nodes that may not be created (not root) and xattrs the
 	// destination filesystem refuses. If nil, those are errors.
 	Warn func(error)
+	// Damaged, if set, is told of each file whose data cannot be read
+	// from the image (a damaged block), which then keeps what could be
+	// read before it and its metadata, and extraction goes on to salvage
+	// the rest (unsquashfs -ignore-errors). If nil, such a file ends
+	// extraction. Calls are serialized.
+	Damaged func(error)
 }
 
 // Extract writes the image read by r (or the parts Options.Selection takes) into

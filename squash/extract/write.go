@@ -590,14 +590,14 @@ func (x *extractor) writeFile(fd int, job fileJob, buf []byte) (err error) {
 	if size > 0 {
 		read, done, err := x.contents(job, buf)
 		if err != nil {
-			return fmt.Errorf("open %q in image: %w", n.rel, err)
+			return x.damaged(fd, job, size, fmt.Errorf("open %q in image: %w", n.rel, err))
 		}
 		defer done()
 		var off, end int64 // end: where the last write stopped
 		for off < size {
 			b, err := read(int(min(int64(len(buf)), size-off)))
 			if err != nil {
-				return fmt.Errorf("read %q at %d: %w", n.rel, off, err)
+				return x.damaged(fd, job, size-off, fmt.Errorf("read %q at %d: %w", n.rel, off, err))
 			}
 			if !allZero(b) {
 				if err := pwriteAll(fd, b, off); err != nil {
@@ -615,6 +615,22 @@ func (x *extractor) writeFile(fd int, job fileJob, buf []byte) (err error) {
 			}
 		}
 	}
+	return x.setMetaFdMode(fd, n, x.createMode(n) != squash.UnixPerm(n.ino.Mode), x.ownedIn(job.parent, n))
+}
+
+// damaged handles a file whose data could not be read from the image:
+// without Options.Damaged it is the end of extraction (err); with it the
+// file keeps what was written and gets its metadata, and left bytes count
+// as done for the progress.
+func (x *extractor) damaged(fd int, job fileJob, left int64, err error) error {
+	if x.opts.Damaged == nil {
+		return err
+	}
+	x.mu.Lock()
+	x.opts.Damaged(err)
+	x.mu.Unlock()
+	x.advance(left)
+	n := job.n
 	return x.setMetaFdMode(fd, n, x.createMode(n) != squash.UnixPerm(n.ino.Mode), x.ownedIn(job.parent, n))
 }
 

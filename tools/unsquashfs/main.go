@@ -43,6 +43,8 @@ type config struct {
 	noXattrs   bool
 	processors int
 	utc        bool
+	ignoreErrs bool // -ignore-errors: salvage past damaged files
+	noExitCode bool // -no-exit-code: and exit 0 all the same
 	help       bool
 	version    bool
 }
@@ -113,7 +115,12 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 				mksquashfs DIR IMAGE -pf <file>, DIR empty,
 				makes it again (without its xattrs)
 	-pseudo-file <file>	alternative name for -pf
-	-st[rict-errors]	accepted: every error is fatal
+	-ig[nore-errors]	a file whose data cannot be read from the image
+				(a damaged block) keeps what could be read, is
+				named on stderr, and extraction goes on; the
+				exit status is then 2
+	-st[rict-errors]	every error is fatal (the default)
+	-no-exit[-code]		exit 0 after errors -ignore-errors went past
 	-da[ta-queue] <size>, -fr[ag-queue] <size>
 				accepted and ignored (memory is bounded
 				internally)
@@ -121,8 +128,10 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 
 Files to extract may use shell wildcards (*, ?, [...]) in each component.
 An extract name that matches nothing is an error; an exclude name is not.
-Not supported: -follow-symlinks (-L), -missing-symlinks, -ignore-errors,
--no-exit-code.
+Exit status: 0 done, 1 failed (a damaged file without -ignore-errors, an
+unreadable image, a bad command line), 2 done but some files could not be
+read in full (-ignore-errors).
+Not supported: -follow-symlinks (-L), -missing-symlinks.
 Entry names that could escape the destination are refused, and no symlink,
 from the image or already in the destination, is ever followed.
 `
@@ -221,7 +230,11 @@ func parseArgs(args []string) (*config, error) {
 		case "-mkfs-time", "-fstime":
 			c.mkfsTime = true
 		case "-st", "-strict-errors":
-			// Always: extraction stops at the first error.
+			c.ignoreErrs = false
+		case "-ig", "-ignore-errors":
+			c.ignoreErrs = true
+		case "-no-exit", "-no-exit-code":
+			c.noExitCode = true
 		case "-da", "-data-queue", "-fr", "-frag-queue":
 			var v string
 			if v, err = value(a); err == nil {
@@ -234,8 +247,7 @@ func parseArgs(args []string) (*config, error) {
 			if err == nil && c.pseudoFile == "" {
 				err = usagef("%s: empty file name", a)
 			}
-		case "-L", "-follow", "-follow-symlinks", "-missing", "-missing-symlinks", "-ig", "-ignore-errors",
-			"-no-exit", "-no-exit-code":
+		case "-L", "-follow", "-follow-symlinks", "-missing", "-missing-symlinks":
 			err = usagef("option %s is not supported by squashportage", a)
 		case "-p", "-processors":
 			var v string
@@ -345,9 +357,27 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := run(c, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "unsquashfs: %v\n", err)
+		var se *salvageError
+		if errors.As(err, &se) {
+			if c.noExitCode {
+				return 0
+			}
+			return 2
+		}
 		return 1
 	}
 	return 0
+}
+
+// salvageError ends an extraction that went past damaged files
+// (-ignore-errors).
+type salvageError struct{ files int }
+
+func (e *salvageError) Error() string {
+	if e.files == 1 {
+		return "1 file could not be read in full from the image (named above); everything else is extracted"
+	}
+	return fmt.Sprintf("%d files could not be read in full from the image (named above); everything else is extracted", e.files)
 }
 
 func run(c *config, stdout, stderr io.Writer) error {
@@ -486,6 +516,13 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 			fmt.Fprintf(stderr, "unsquashfs: warning: %v\n", err)
 		},
 	}
+	damaged := 0
+	if c.ignoreErrs {
+		opts.Damaged = func(err error) {
+			damaged++
+			fmt.Fprintf(stderr, "unsquashfs: %v; kept what could be read\n", err)
+		}
+	}
 	var bar *progress.Bar
 	if !c.quiet && !c.noProgress && progress.IsTerminal(stderr) {
 		bar = progress.NewBar(stderr, "B")
@@ -516,6 +553,7 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 	if err != nil {
 		return err
 	}
+
 	if !c.quiet {
 		fmt.Fprintln(stdout)
 		for _, s := range []string{
@@ -529,6 +567,9 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 		} {
 			fmt.Fprintln(stdout, s)
 		}
+	}
+	if damaged > 0 {
+		return &salvageError{damaged}
 	}
 	return nil
 }

@@ -73,7 +73,8 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"-o", "12Q", "img"}, wantErr: "not a size"},
 		{args: []string{"-da", "lots", "img"}, wantErr: "Mbytes"},
 		{args: []string{"-follow-symlinks", "img"}, wantErr: "not supported"},
-		{args: []string{"-ig", "img"}, wantErr: "not supported"},
+		{args: []string{"-ig", "img"}, check: func(c *config) bool { return c.ignoreErrs && !c.noExitCode }},
+		{args: []string{"-ignore-errors", "-strict-errors", "-no-exit", "img"}, check: func(c *config) bool { return !c.ignoreErrs && c.noExitCode }},
 		{args: []string{"-mkfs-time", "-s", "img"}, wantErr: "exclude each other"},
 	} {
 		c, err := parseArgs(tc.args)
