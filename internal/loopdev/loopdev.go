@@ -144,6 +144,37 @@ func BackingFile(dev string) (path string, deleted bool) {
 	return path, false
 }
 
+// Serving returns the loop devices that serve the file at path (the same
+// file, found by device and inode from each device's sysfs backing_file),
+// e.g. an image mounted now; nil when none does or path cannot be
+// stat'ed. A device whose file was since deleted or renamed over, or
+// whose backing path is not visible here, is not found.
+func Serving(path string) []string {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil
+	}
+	ents, err := os.ReadDir("/sys/block")
+	if err != nil {
+		return nil
+	}
+	var devs []string
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), "loop") {
+			continue
+		}
+		dev := "/dev/" + e.Name()
+		backing, deleted := BackingFile(dev)
+		if backing == "" || deleted {
+			continue
+		}
+		if bi, err := os.Stat(backing); err == nil && os.SameFile(fi, bi) {
+			devs = append(devs, dev)
+		}
+	}
+	return devs
+}
+
 // Name returns the file name the device was attached with
 // (lo_file_name), "" when it serves nothing.
 func Name(dev string) (string, error) {

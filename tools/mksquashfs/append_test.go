@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/codec"
@@ -259,5 +260,44 @@ func TestAppendLeavesImageOnFailure(t *testing.T) {
 	}
 	if _, err := r.Stat("f02"); err == nil {
 		t.Errorf("f02 is in the root, but was excluded from the image")
+	}
+}
+
+// TestMountedImageRefused: an image that a loop device serves (mounted)
+// is neither written in place (-noappend) nor replaced (an append), and is
+// appended to again once it is unmounted.
+func TestMountedImageRefused(t *testing.T) {
+	src := buildSource(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img")
+	var out, errb bytes.Buffer
+	if code := Main([]string{src, img, "-quiet"}, &out, &errb); code != 0 {
+		t.Fatalf("base: %d %s", code, &errb)
+	}
+	orig, err := os.ReadFile(img)
+	mustDo(t, err)
+	mnt := filepath.Join(dir, "mnt")
+	mustDo(t, os.Mkdir(mnt, 0o755))
+	m := privileged.MountSquashfs(t, img, mnt)
+	for _, opts := range [][]string{{"-noappend"}, nil} {
+		errb.Reset()
+		args := append([]string{src, img, "-quiet"}, opts...)
+		if code := Main(args, &out, &errb); code == 0 || !strings.Contains(errb.String(), "unmount it first") {
+			t.Errorf("Main(%q) on a mounted image = %d: %s", args, code, &errb)
+		}
+		if b, _ := os.ReadFile(img); !bytes.Equal(b, orig) {
+			t.Errorf("Main(%q): the mounted image changed", args)
+		}
+	}
+	mustDo(t, m.Unmount())
+	for i := 0; len(loopdev.Serving(img)) > 0; i++ {
+		if i == 200 {
+			t.Fatal("the loop device still serves the image 2 s after the unmount")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	errb.Reset()
+	if code := Main([]string{src, img, "-quiet", "-keep-as-directory"}, &out, &errb); code != 0 {
+		t.Errorf("append once unmounted = %d: %s", code, &errb)
 	}
 }

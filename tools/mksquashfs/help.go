@@ -169,7 +169,8 @@ compressor, block size and layout: -comp, -b, -X..., -noI, -noD, -noF,
 are ignored. The new image is written beside DEST and renamed over it once
 complete, so an append that fails or is interrupted leaves DEST as it was
 (and needs room for a second copy while it runs), and no recovery file is
-needed. Block devices are not appended to.
+needed. Block devices are not appended to. An image that a loop device
+serves (mounted) is neither appended to nor overwritten: unmount it first.
 
 Not supported: -sort, actions, cpio input (-cpiostyle), -no-strip,
 -throttle, -limit, recovery files (-recover).

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/sourcetree"
@@ -208,6 +209,15 @@ func checkDest(dest string, noAppend bool, offset int64) (bool, error) {
 	}
 	if fi.IsDir() {
 		return false, fmt.Errorf("destination %s is a directory", dest)
+	}
+	if fi.Mode().IsRegular() {
+		if devs := loopdev.Serving(dest); len(devs) > 0 {
+			// Writing it in place changes a mounted filesystem under the
+			// kernel; replacing it (an append) goes unseen by the mount,
+			// and a squashportage-managed one is written over at its
+			// next persist.
+			return false, fmt.Errorf("%s is in use by %s (mounted?): unmount it first, or write another file; to change a squashportage-managed image, change the files where it is mounted and run 'squashportage persist'", dest, strings.Join(devs, ", "))
+		}
 	}
 	if noAppend {
 		return false, nil
