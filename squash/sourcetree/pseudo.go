@@ -518,9 +518,16 @@ func (s *scanner) runPseudo(p Pseudo) (*os.File, int64, error) {
 // fixEntry applies the every-entry overrides (-all-root, -force-uid,
 // -all-time ...) to an entry made or changed after the scan.
 func (s *scanner) fixEntry(e *entry) {
-	h := squash.Header{UID: e.uid, GID: e.gid, Mtime: e.mtime}
+	h := squash.Header{Mode: e.mode, UID: e.uid, GID: e.gid, Mtime: e.mtime}
 	s.fixOwnerTime(&h)
-	e.uid, e.gid, e.mtime = h.UID, h.GID, h.Mtime
+	e.mode, e.uid, e.gid, e.mtime = h.Mode, h.UID, h.GID, h.Mtime
+	if len(s.opts.AddXattrs) > 0 {
+		var xs []squash.Xattr
+		if e.x != nil {
+			xs = slices.Clone(e.x.xattrs)
+		}
+		e.extra().xattrs = s.addXattrs(e.mode, xs)
+	}
 }
 
 // tempFile makes a temporary file in os.TempDir, kept open by the Tree,

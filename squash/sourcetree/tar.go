@@ -202,7 +202,7 @@ func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) err
 			continue
 		}
 		if !s.opts.NoXattrs && data == nil {
-			xs := tarXattrs(h, func(x string) { s.skipXattr("tar: "+h.Name, x) })
+			xs := tarXattrs(h, func(x string) { s.skipXattr("tar: "+h.Name, x) }, s.opts.KeepXattr)
 			if len(xs) > 0 {
 				e.extra().xattrs = xs
 			}
@@ -240,7 +240,7 @@ func (s *scanner) tarName(name string) string {
 
 // tarXattrs returns the storable extended attributes PAX records carry,
 // sorted by name.
-func tarXattrs(h *tar.Header, skip func(string)) []squash.Xattr {
+func tarXattrs(h *tar.Header, skip func(string), keep func(string) bool) []squash.Xattr {
 	var xs []squash.Xattr
 	for k, v := range h.PAXRecords {
 		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
@@ -249,6 +249,9 @@ func tarXattrs(h *tar.Header, skip func(string)) []squash.Xattr {
 		}
 		if !squash.StorableXattr(name) {
 			skip(name)
+			continue
+		}
+		if keep != nil && !keep(name) {
 			continue
 		}
 		xs = append(xs, squash.Xattr{Name: name, Value: []byte(v)})

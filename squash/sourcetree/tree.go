@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +56,27 @@ type Options struct {
 	ForceGID  *uint32 // takes precedence over AllRoot
 	AllTime   *uint32 // every mtime becomes this
 	ClampTime *uint32 // mtimes later than this become this (SOURCE_DATE_EPOCH)
+
+	// FileMode and DirMode change the permissions of every non-directory
+	// (symlinks too) and of every directory (the root too, from its own
+	// mode: RootMode is then unused), as mksquashfs 4.6's
+	// -force-file-mode and -force-dir-mode do.
+	FileMode, DirMode *ModeSpec
+	// IDOffset is added to every uid and gid, after the overrides above
+	// (mksquashfs -uid-gid-offset).
+	IDOffset uint32
+
+	// MaxDepth, when set, is how many levels of directories the scan
+	// descends (mksquashfs -max-depth): 0 stores the root alone, 1 its
+	// entries (directories among them empty), and so on.
+	MaxDepth *int
+
+	// KeepXattr, when set, says which extended attributes of the sources
+	// to store (mksquashfs -xattrs-include, -xattrs-exclude); AddXattrs
+	// are added to every entry, user.* ones to files and directories only
+	// (-xattrs-add), replacing any of the same name.
+	KeepXattr func(name string) bool
+	AddXattrs []squash.Xattr
 
 	// RootMode, RootUID, RootGID and RootTime replace the root directory's
 	// permission bits (07777), owner, group and mtime (mksquashfs
@@ -205,6 +227,18 @@ func (t *Tree) Stats() (files, dirs int, bytes int64) {
 	return t.files, t.dirs, t.bytes
 }
 
+// LatestMtime returns the latest modification time of the entries
+// (mksquashfs -mkfs-time inode, -repro).
+func (t *Tree) LatestMtime() uint32 {
+	var latest uint32
+	for i := range t.entries {
+		if e := &t.entries[i]; !e.isLink() {
+			latest = max(latest, e.mtime)
+		}
+	}
+	return latest
+}
+
 // Len returns the number of entries Write adds, hard links included.
 func (t *Tree) Len() int { return len(t.entries) }
 
@@ -279,6 +313,9 @@ func scanSources(sources []string, opts Options) (*scanner, error) {
 			}
 			s.add(hdr, sources[0], true)
 			s.parent = 0
+			if !s.descends("") {
+				return s, nil
+			}
 			if err := s.scanDir(sources[0], "", rootMatch(ex), uint64(st.Dev)); err != nil {
 				return nil, err
 			}
@@ -295,6 +332,7 @@ func scanSources(sources []string, opts Options) (*scanner, error) {
 		Mtime: clampUnix(st.Mtim.Sec),
 	}
 	s.fixOwnerTime(&root)
+	root.Xattrs = s.addXattrs(root.Mode, nil)
 	s.add(root, "", false)
 	s.parent = 0
 
@@ -392,7 +430,7 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 		hdr.Nlink = 1
 	}
 	s.add(hdr, fsPath, top)
-	if isDir {
+	if isDir && s.descends(imgPath) {
 		parent := s.parent
 		s.parent = int32(len(s.tree.entries) - 1)
 		err := s.scanDir(fsPath, imgPath, sub, uint64(st.Dev))
@@ -400,6 +438,19 @@ func (s *scanner) child(fsPath, imgPath, name string, st *unix.Stat_t, m matchSt
 		return err
 	}
 	return nil
+}
+
+// descends says whether the scan lists the directory at image path img
+// (MaxDepth).
+func (s *scanner) descends(img string) bool {
+	if s.opts.MaxDepth == nil {
+		return true
+	}
+	depth := 0
+	if img != "" {
+		depth = strings.Count(img, "/") + 1
+	}
+	return depth < *s.opts.MaxDepth
 }
 
 // add appends an entry; src is kept when the path cannot be rebuilt from
@@ -489,6 +540,7 @@ func (s *scanner) header(dirfd int, name, fsPath, imgPath string, st *unix.Stat_
 		}
 		h.Xattrs = xs
 	}
+	h.Xattrs = s.addXattrs(h.Mode, h.Xattrs)
 	return h, nil
 }
 
@@ -507,7 +559,7 @@ func madeUpRoot(now int64) unix.Stat_t {
 // the overrides of every entry (fixOwnerTime), as mksquashfs does.
 func (s *scanner) fixRoot(st *unix.Stat_t) {
 	o := &s.opts
-	if o.RootMode != nil {
+	if o.RootMode != nil && o.DirMode == nil {
 		st.Mode = st.Mode&unix.S_IFMT | squash.UnixPerm(*o.RootMode)
 	}
 	if o.RootUID != nil {
@@ -533,10 +585,20 @@ func (s *scanner) fixOwnerTime(h *squash.Header) {
 	if o.ForceGID != nil {
 		h.GID = *o.ForceGID
 	}
+	h.UID += o.IDOffset
+	h.GID += o.IDOffset
 	if o.AllTime != nil {
 		h.Mtime = *o.AllTime
 	} else if o.ClampTime != nil && h.Mtime > *o.ClampTime {
 		h.Mtime = *o.ClampTime
+	}
+	if m := o.FileMode; h.Mode.IsDir() {
+		m = o.DirMode
+		if m != nil {
+			h.Mode = h.Mode.Type() | squash.FileModeFromUnix(m.Apply(squash.UnixPerm(h.Mode), true))
+		}
+	} else if m != nil {
+		h.Mode = h.Mode.Type() | squash.FileModeFromUnix(m.Apply(squash.UnixPerm(h.Mode), false))
 	}
 }
 

@@ -172,7 +172,7 @@ func (s *scanner) scanOne(t walkTask, q *walkQueue) {
 			out.links = append(out.links, linkCand{at, devIno{uint64(st.Dev), st.Ino}})
 		}
 		out.entries = append(out.entries, newEntry(hdr, -1))
-		if isDir {
+		if isDir && s.descends(childImg) {
 			child := &dirScan{img: childImg}
 			out.subdirs = append(out.subdirs, subdir{at, child})
 			q.push(walkTask{childFS, childImg, sub, child, uint64(st.Dev)})

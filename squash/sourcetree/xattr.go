@@ -2,6 +2,10 @@ package sourcetree
 
 import (
 	"fmt"
+	"io/fs"
+	"slices"
+	"sort"
+	"strings"
 
 	"github.com/squashportage/squashportage/internal/xattr"
 	"github.com/squashportage/squashportage/squash"
@@ -17,11 +21,11 @@ func (s *scanner) skipXattr(where, name string) {
 // dirfd and name as for header.
 func (s *scanner) readXattrs(dirfd int, name, path string) ([]squash.Xattr, error) {
 	keep := func(name string) bool {
-		if squash.StorableXattr(name) {
-			return true
+		if !squash.StorableXattr(name) {
+			s.skipXattr(path, name)
+			return false
 		}
-		s.skipXattr(path, name)
-		return false
+		return s.opts.KeepXattr == nil || s.opts.KeepXattr(name)
 	}
 	var attrs []xattr.Attr
 	var err error
@@ -38,4 +42,23 @@ func (s *scanner) readXattrs(dirfd int, name, path string) ([]squash.Xattr, erro
 		xs = append(xs, squash.Xattr{Name: a.Name, Value: a.Value})
 	}
 	return xs, nil
+}
+
+// addXattrs adds Options.AddXattrs to the xattrs xs of an entry of mode
+// m: user.* ones only to regular files and directories, as the kernel
+// allows them nowhere else.
+func (s *scanner) addXattrs(m fs.FileMode, xs []squash.Xattr) []squash.Xattr {
+	if len(s.opts.AddXattrs) == 0 {
+		return xs
+	}
+	user := m.IsRegular() || m.IsDir()
+	for _, a := range s.opts.AddXattrs {
+		if strings.HasPrefix(a.Name, "user.") && !user {
+			continue
+		}
+		xs = slices.DeleteFunc(xs, func(x squash.Xattr) bool { return x.Name == a.Name })
+		xs = append(xs, a)
+	}
+	sort.Slice(xs, func(i, j int) bool { return xs[i].Name < xs[j].Name })
+	return xs
 }

@@ -1,8 +1,12 @@
 package mksquashfs
 
 import (
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -21,6 +25,8 @@ type config struct {
 	tree   sourcetree.Options
 
 	mkfsTimeSet bool // -mkfs-time or SOURCE_DATE_EPOCH; otherwise the current time
+	mkfsInode   bool // -mkfs-time inode, -repro: the latest entry's mtime
+	infoFile    string
 	noAppend    bool
 	rootBecomes string   // -root-becomes: the appended image's root becomes this entry
 	layout      []string // options that an append ignores: the image keeps its own
@@ -90,6 +96,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		tailends        *bool // likewise (-tar: tails in fragments)
 		noBlockSums     bool
 		keepAsDirectory bool
+		xattrIncl       []*regexp.Regexp
+		xattrExcl       []*regexp.Regexp
 		allRoot         bool
 	)
 	next := func(opt string) (string, error) {
@@ -107,7 +115,10 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		switch opt {
 		case "-comp", "-b", "-ef", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime",
 			"-processors", "-mem", "-root-mode", "-root-uid", "-root-gid", "-root-time", "-offset", "-o",
-			"-p", "-pf", "-strip-components", "-root-becomes":
+			"-p", "-pf", "-strip-components", "-root-becomes",
+			"-force-file-mode", "-force-dir-mode", "-uid-gid-offset", "-inode-time", "-repro-time", "-max-depth",
+			"-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-info-file", "-small-readers", "-block-readers",
+			"-overcommit", "-mem-percent", "-cols":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
@@ -116,7 +127,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		case "-comp", "-b", "-noI", "-noInodeCompression", "-noD", "-noDataCompression",
 			"-noF", "-noFragmentCompression", "-noX", "-noXattrCompression", "-no-fragments",
 			"-no-tailends", "-always-use-fragments", "-tailends", "-no-duplicates",
-			"-exports", "-no-exports":
+			"-exports", "-no-exports", "-no-compression":
 			c.layout = append(c.layout, opt)
 		}
 		if isX, takesValue := codec.IsXOption(opt); isX {
@@ -130,7 +141,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			continue
 		}
 		switch opt {
-		case "-help", "-h", "--help":
+		case "-help", "-h", "--help", "-help-all", "-ha":
 			c.help = true
 		case "-version":
 			c.version = true
@@ -142,6 +153,55 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			if blockSize, err = parseBlockSize(val); err != nil {
 				return nil, err
 			}
+		case "-no-compression":
+			c.writer.UncompressedInodes, c.writer.UncompressedData = true, true
+			c.writer.UncompressedFragments, c.writer.UncompressedXattrs = true, true
+		case "-force-file-mode", "-force-dir-mode":
+			m, err := sourcetree.ParseModeSpec(val)
+			if err != nil {
+				return nil, usagef("%s: %v (octal, e.g. 0644, or symbolic, e.g. u=rwX,go=rX)", opt, err)
+			}
+			if opt == "-force-file-mode" {
+				c.tree.FileMode = &m
+			} else {
+				c.tree.DirMode = &m
+			}
+		case "-uid-gid-offset":
+			n, err := strconv.ParseUint(val, 10, 32)
+			if err != nil {
+				return nil, usagef("-uid-gid-offset: %q is not a number (0 to 4294967295)", val)
+			}
+			c.tree.IDOffset = uint32(n)
+		case "-max-depth":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 0 {
+				return nil, usagef("-max-depth: %q is not a number of levels (0 or more)", val)
+			}
+			c.tree.MaxDepth = &n
+		case "-xattrs-exclude", "-xattrs-include":
+			re, err := regexp.Compile(val)
+			if err != nil {
+				return nil, usagef("%s: %v", opt, err)
+			}
+			if opt == "-xattrs-exclude" {
+				xattrExcl = append(xattrExcl, re)
+			} else {
+				xattrIncl = append(xattrIncl, re)
+			}
+		case "-xattrs-add":
+			x, err := parseXattrAdd(val)
+			if err != nil {
+				return nil, usagef("-xattrs-add: %v", err)
+			}
+			c.tree.AddXattrs = append(c.tree.AddXattrs, x)
+		case "-info-file":
+			c.infoFile = val
+		case "-single-reader", "-no-pager", "-mem-default":
+		case "-small-readers", "-block-readers", "-overcommit", "-mem-percent", "-cols":
+			if n, err := strconv.Atoi(val); err != nil || n < 0 {
+				return nil, usagef("%s: %q is not a number", opt, val)
+			}
+			c.notes = append(c.notes, opt+" ignored: reading and memory are tuned internally")
 		case "-noI", "-noInodeCompression":
 			c.writer.UncompressedInodes = true
 		case "-noD", "-noDataCompression":
@@ -260,7 +320,23 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 				return nil, err
 			}
 		case "-mkfs-time", "-fstime":
+			if val == "inode" {
+				c.mkfsInode = true
+				mkfsTime = nil
+			} else if mkfsTime, err = parseTime(opt, val); err != nil {
+				return nil, err
+			} else {
+				c.mkfsInode = false
+			}
+		case "-repro":
+			c.mkfsInode, mkfsTime = true, nil
+		case "-repro-time":
 			if mkfsTime, err = parseTime(opt, val); err != nil {
+				return nil, err
+			}
+			allTime, c.mkfsInode = mkfsTime, false
+		case "-inode-time":
+			if allTime, err = parseTime(opt, val); err != nil {
 				return nil, err
 			}
 		case "-processors":
@@ -344,9 +420,24 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		c.notes = append(c.notes, "-nopad: no block sum record either (it follows the padding); a first persist from this image decodes the blocks it keeps")
 	}
 
+	if len(xattrIncl) > 0 || len(xattrExcl) > 0 {
+		c.tree.KeepXattr = func(name string) bool {
+			for _, re := range xattrExcl {
+				if re.MatchString(name) {
+					return false
+				}
+			}
+			for _, re := range xattrIncl {
+				if re.MatchString(name) {
+					return true
+				}
+			}
+			return len(xattrIncl) == 0
+		}
+	}
 	if epoch, ok := getenv("SOURCE_DATE_EPOCH"); ok {
-		if mkfsTime != nil || allTime != nil {
-			return nil, usagef("SOURCE_DATE_EPOCH and -mkfs-time/-all-time can't be used together to set timestamps")
+		if mkfsTime != nil || allTime != nil || c.mkfsInode {
+			return nil, usagef("SOURCE_DATE_EPOCH and -mkfs-time/-all-time/-inode-time/-repro/-repro-time can't be used together to set timestamps")
 		}
 		t, err := parseTime("SOURCE_DATE_EPOCH", epoch)
 		if err != nil {
@@ -407,4 +498,59 @@ func lookupID(opt, s string, group bool) (*uint32, error) {
 		return nil, usagef("%s: %v", opt, err)
 	}
 	return &id, nil
+}
+
+// parseXattrAdd parses -xattrs-add's NAME=VALUE, the value as given, or
+// base64 after 0s, hex after 0x, or with backslash-octal escapes after 0t.
+func parseXattrAdd(s string) (squash.Xattr, error) {
+	name, val, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return squash.Xattr{}, fmt.Errorf("%q is not NAME=VALUE", s)
+	}
+	if !squash.StorableXattr(name) {
+		return squash.Xattr{}, fmt.Errorf("%s: squashfs stores only user., trusted. and security. attributes", name)
+	}
+	var v []byte
+	var err error
+	switch {
+	case strings.HasPrefix(val, "0s"):
+		v, err = base64.StdEncoding.DecodeString(val[2:])
+	case strings.HasPrefix(val, "0x"), strings.HasPrefix(val, "0X"):
+		v, err = hex.DecodeString(val[2:])
+	case strings.HasPrefix(val, "0t"):
+		v, err = unescapeOctal(val[2:])
+	default:
+		v = []byte(val)
+	}
+	if err != nil {
+		return squash.Xattr{}, fmt.Errorf("%s: value %q: %v", name, val, err)
+	}
+	return squash.Xattr{Name: name, Value: v}, nil
+}
+
+// unescapeOctal takes \ for a backslash and \NNN (three octal digits) for
+// any byte.
+func unescapeOctal(s string) ([]byte, error) {
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' {
+			out = append(out, s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '\\' {
+			out = append(out, '\\')
+			i++
+			continue
+		}
+		if i+4 > len(s) {
+			return nil, errors.New("a backslash needs three octal digits or another backslash after it")
+		}
+		n, err := strconv.ParseUint(s[i+1:i+4], 8, 8)
+		if err != nil {
+			return nil, errors.New("a backslash needs three octal digits (000 to 377) or another backslash after it")
+		}
+		out = append(out, byte(n))
+		i += 3
+	}
+	return out, nil
 }

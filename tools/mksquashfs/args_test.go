@@ -182,6 +182,17 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{}, nil, "need at least one SOURCE and a DEST"},
 		{[]string{"s", "d", "-foo"}, nil, "unknown option -foo"},
 		{[]string{"s", "d", "-sort", "x"}, nil, "-sort is not supported"},
+		{[]string{"s", "d", "-force-file-mode", "u+q"}, nil, "-force-file-mode"},
+		{[]string{"s", "d", "-force-dir-mode", "17777"}, nil, "-force-dir-mode"},
+		{[]string{"s", "d", "-uid-gid-offset", "-1"}, nil, "-uid-gid-offset"},
+		{[]string{"s", "d", "-max-depth", "x"}, nil, "-max-depth"},
+		{[]string{"s", "d", "-xattrs-exclude", "("}, nil, "-xattrs-exclude"},
+		{[]string{"s", "d", "-xattrs-add", "novalue"}, nil, "NAME=VALUE"},
+		{[]string{"s", "d", "-xattrs-add", "system.x=1"}, nil, "user., trusted. and security."},
+		{[]string{"s", "d", "-xattrs-add", "user.x=0xZZ"}, nil, "-xattrs-add"},
+		{[]string{"s", "d", "-xattrs-add", `user.x=0t\9`}, nil, "octal"},
+		{[]string{"s", "d", "-repro"}, map[string]string{"SOURCE_DATE_EPOCH": "5"}, "can't be used together"},
+		{[]string{"s", "d", "-small-readers", "many"}, nil, "-small-readers"},
 		{[]string{"s", "d", "-quiet", "extra"}, nil, `unexpected argument "extra"`},
 		{[]string{"s", "d", "-comp"}, nil, "-comp: missing argument"},
 		{[]string{"s", "d", "-comp", "bogus"}, nil, "-comp:"},
@@ -286,7 +297,10 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-root-owned", "-force-uid", "-force-gid", "-all-time", "-mkfs-time", "-fstime", "-processors", "-mem",
 		"-quiet", "-no-progress", "-progress", "-info", "-version", "-help", "--help", "-tailends", "-no-tailends", "SOURCE_DATE_EPOCH",
 		"-root-mode", "-root-uid", "-root-gid", "-root-time", "-no-hardlinks", "-one-file-system", "-no-sparse", "-nopad",
-		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-p DEFINITION", "-pf FILE", "-tar", "-strip-components", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums"} {
+		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-p DEFINITION", "-pf FILE", "-tar", "-strip-components", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums",
+		"-no-compression", "-max-depth", "-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-inode-time", "-force-file-mode",
+		"-force-dir-mode", "-uid-gid-offset", "-repro", "-repro-time", "-info-file", "-single-reader", "-small-readers",
+		"-block-readers", "-overcommit", "-mem-percent", "-mem-default", "-no-pager", "-cols", "-help-all", "-root-becomes"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

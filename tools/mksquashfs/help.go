@@ -5,8 +5,9 @@ import "github.com/squashportage/squashportage/squash/codec"
 var helpText = `Usage: squashportage mksquashfs SOURCE... DEST [options] [-e EXCLUDE...]
 
 Builds a SquashFS 4.0 image DEST from SOURCE files and directories. Options
-follow mksquashfs 4.5 and come after SOURCE... DEST. A single SOURCE
-directory becomes the image root; with several sources (or files, or
+follow mksquashfs 4.5, with some of 4.6 and 4.7's (-force-file-mode,
+-max-depth, -xattrs-*, -repro, ...), and come after SOURCE... DEST. A single
+SOURCE directory becomes the image root; with several sources (or files, or
 -keep-as-directory) each becomes an entry of the root named after its last
 path component, repeated names getting _1, _2, ... suffixes. Entries are
 stored sorted by name, so the same input always gives the same image.
@@ -38,6 +39,7 @@ Compression:
   -noF, -noFragmentCompression     store fragment blocks uncompressed
   -noX, -noXattrCompression        store extended attributes uncompressed
   -noId, -noIdTableCompression     accepted and ignored
+  -no-compression                  all of -noI, -noD, -noF and -noX
 
 Layout:
   -no-fragments           never pack file tails into fragment blocks
@@ -113,6 +115,17 @@ Selecting files:
   -one-file-system        leave out mount points (and all below them) and
                           files on another filesystem than their directory,
                           with a warning each: e.g. / without /proc and /sys
+  -max-depth N            descend at most N levels of directories: 0 stores
+                          the root alone, 1 its entries (directories among
+                          them empty)
+  -xattrs-exclude REGEX   leave out the extended attributes whose names
+                          match REGEX (e.g. '^user\.'); may be repeated
+  -xattrs-include REGEX   store only those whose names match (and no
+                          -xattrs-exclude does); may be repeated
+  -xattrs-add NAME=VALUE  add the attribute to every entry (user.* ones to
+                          files and directories only); VALUE as given, or
+                          base64 after 0s, hex after 0x, or with \NNN octal
+                          escapes after 0t; may be repeated
   -no-hardlinks           store each name of a hard-linked file as a file of
                           its own (duplicate detection still shares the data)
   -e EXCLUDE...           leave out these files; takes all remaining
@@ -133,22 +146,37 @@ Ownership and times:
   -force-uid USER         set every file's owner (number or user name)
   -force-gid GROUP        set every file's group (number or group name)
   -all-time TIME          set every file's time (seconds since 1970)
+  -inode-time TIME        the same as -all-time
+  -force-file-mode MODE   change every non-directory's permissions (symlinks
+                          too); MODE is octal, or symbolic as chmod's
+                          ([ugoa]*[+-=][rwxXst]*, or [+-=] and one of u, g,
+                          o; comma-separated), but without u, g, o or a only
+                          rwx change, and no umask applies
+  -force-dir-mode MODE    the same for every directory, the root too (from
+                          its own mode: -root-mode is then ignored)
+  -uid-gid-offset N       add N to every uid and gid, after the options above
   -root-mode MODE         set the root directory's permissions (octal)
   -root-uid USER          set the root directory's owner (number or name)
   -root-gid GROUP         set the root directory's group (number or name)
   -root-time TIME         set the root directory's time (seconds since 1970)
                           The options above for every file override these.
   -mkfs-time TIME, -fstime TIME
-                          set the image creation time (default: now)
+                          set the image creation time (default: now); TIME
+                          "inode" is the latest time of the image's entries
+  -repro                  -mkfs-time inode: the image depends on its
+                          sources only
+  -repro-time TIME        -all-time TIME -mkfs-time TIME
                           SOURCE_DATE_EPOCH in the environment sets the
                           creation time and clamps later file times to it;
-                          it cannot be combined with -all-time/-mkfs-time.
+                          it cannot be combined with the options above that
+                          set times.
 
 Running:
   -processors N           compress with N goroutines (default: all CPUs)
   -mem SIZE               accepted and ignored (memory is bounded internally)
   -info                   print each file as it is added (hides the progress
                           bar unless -progress)
+  -info-file FILE         print them to FILE instead (the progress bar stays)
   -progress               show the progress bar even with -info
   -no-progress            do not show the progress bar (it is only ever
                           drawn when standard error is a terminal)
@@ -157,8 +185,13 @@ Running:
                           accepted for compatibility; always in effect (a
                           source that cannot be read ends the run)
   -not-reproducible       accepted and ignored
+  -single-reader, -small-readers N, -block-readers N, -overcommit N,
+  -mem-percent N, -mem-default, -no-pager, -cols N
+                          accepted and ignored (mksquashfs 4.6 and later;
+                          reading and memory are tuned internally)
   -version                print the version
-  -help, -h, --help       print this help
+  -help, -h, --help, -help-all, -ha
+                          print this help
 
 Appending: when DEST is an image file and -noappend is not given, the
 sources are added to the image's root (a SOURCE entry whose name the root

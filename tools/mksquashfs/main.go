@@ -4,6 +4,7 @@
 package mksquashfs
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -76,7 +77,7 @@ func run(c *config, stdout, stderr io.Writer) error {
 	if c.rootBecomes != "" && !appending {
 		return errors.New("-root-becomes applies when appending to an existing image, and " + c.dest + " is none (or -noappend was given)")
 	}
-	if !c.mkfsTimeSet {
+	if !c.mkfsTimeSet && !c.mkfsInode {
 		c.writer.MkfsTime = uint32(time.Now().Unix())
 	}
 	var old *appendBase
@@ -98,8 +99,26 @@ func run(c *config, stdout, stderr io.Writer) error {
 	if !c.quiet {
 		c.tree.Warn = func(msg string) { fmt.Fprintf(stderr, "mksquashfs: warning: %s\n", msg) }
 	}
+	var infoOut []io.Writer
 	if c.info && !c.quiet {
-		c.tree.OnAdd = func(h *squash.Header) { printInfo(stdout, h) }
+		infoOut = append(infoOut, stdout)
+	}
+	if c.infoFile != "" {
+		f, err := os.Create(c.infoFile)
+		if err != nil {
+			return fmt.Errorf("-info-file: %w", err)
+		}
+		defer f.Close()
+		bw := bufio.NewWriter(f)
+		defer bw.Flush()
+		infoOut = append(infoOut, bw)
+	}
+	if len(infoOut) > 0 {
+		c.tree.OnAdd = func(h *squash.Header) {
+			for _, w := range infoOut {
+				printInfo(w, h)
+			}
+		}
 	}
 
 	var tree *sourcetree.Tree
@@ -120,8 +139,21 @@ func run(c *config, stdout, stderr io.Writer) error {
 			return fmt.Errorf("appending to %s: %w", c.dest, err)
 		}
 	}
+	if c.mkfsInode {
+		c.writer.MkfsTime = tree.LatestMtime()
+	}
 	_, _, total := tree.Stats()
 
+	// A ^C (or a kill from a script) leaves no half-written image: the
+	// signals are caught from before the file is made, and held until
+	// the goroutine below knows what to remove.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	finished := make(chan struct{})
+	defer func() {
+		signal.Stop(sigs)
+		close(finished)
+	}()
 	out, err := openDest(c.dest, old)
 	if err != nil {
 		return err
@@ -130,14 +162,6 @@ func run(c *config, stdout, stderr io.Writer) error {
 		out.abandon()
 		return err
 	}
-	// A ^C (or a kill from a script) leaves no half-written image.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
-	finished := make(chan struct{})
-	defer func() {
-		signal.Stop(sigs)
-		close(finished)
-	}()
 	unfinished := out.remove // an append's new file is renamed away, if at all, only when complete
 	go func() {
 		select {

@@ -1,0 +1,133 @@
+package mksquashfs
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/squashportage/squashportage/squash"
+)
+
+// TestNewerOptions: options of mksquashfs 4.6 and 4.7 (Debian has 4.5.1,
+// so the expectations are what 4.7.5 built from its source made of the
+// same cases, by hand; sourcetree's TestModeSpec has its symbolic modes).
+func TestNewerOptions(t *testing.T) {
+	src := buildSource(t)
+	mustDo(t, unix.Setxattr(filepath.Join(src, "alpha"), "user.keep", []byte("1"), 0))
+	mustDo(t, unix.Setxattr(filepath.Join(src, "alpha"), "user.drop", []byte("2"), 0))
+	mustDo(t, os.Chmod(src, 0o755))
+	mustDo(t, unix.Chmod(filepath.Join(src, "zeta"), 0o4755)) // os.Chmod's 0o4000 is no set-uid bit
+	tmp := t.TempDir()
+	n := 0
+	build := func(args ...string) (*squash.ReadCloser, string) {
+		t.Helper()
+		n++
+		img := filepath.Join(tmp, strings.Repeat("i", n))
+		var out, errb bytes.Buffer
+		if code := Main(append([]string{src, img, "-quiet"}, args...), &out, &errb); code != 0 {
+			t.Fatalf("mksquashfs %q = %d: %s", args, code, &errb)
+		}
+		r, err := squash.OpenFile(img)
+		mustDo(t, err)
+		t.Cleanup(func() { r.Close() })
+		return r, img
+	}
+	inode := func(r *squash.ReadCloser, name string) *squash.Inode {
+		t.Helper()
+		fi, err := r.Lstat(name)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return fi.Sys().(*squash.Inode)
+	}
+	perm := func(ino *squash.Inode) uint32 { return squash.UnixPerm(ino.Mode) }
+
+	// Modes: the root's from its own mode, not -root-mode's.
+	r, _ := build("-force-file-mode", "u+w,go-w", "-force-dir-mode", "g+s", "-root-mode", "0711")
+	for name, want := range map[string]uint32{".": 0o2755, "dir": 0o2755, "zeta": 0o4755, "link": 0o755, "alpha": 0o644, "empty": 0o2700} {
+		if got := perm(inode(r, name)); got != want {
+			t.Errorf("forced modes: %s is %o, want %o", name, got, want)
+		}
+	}
+	// Owners: the offset after -force-uid, and after -all-root's root.
+	r, _ = build("-force-uid", "5", "-uid-gid-offset", "1000")
+	if ino := inode(r, "alpha"); ino.UID != 1005 || ino.GID != 1000 {
+		t.Errorf("-uid-gid-offset: alpha is %d:%d, want 1005:1000", ino.UID, ino.GID)
+	}
+	r, _ = build("-root-uid", "7", "-all-root", "-uid-gid-offset", "1000")
+	if ino := inode(r, "."); ino.UID != 1000 {
+		t.Errorf("-uid-gid-offset -all-root: the root's uid is %d, want 1000", ino.UID)
+	}
+	// Depth: directories below the limit are empty.
+	r, _ = build("-max-depth", "1")
+	if ents, err := r.ReadDir("dir"); err != nil || len(ents) != 0 {
+		t.Errorf("-max-depth 1: dir has %d entries (%v), want none", len(ents), err)
+	}
+	if _, err := r.Stat("zeta"); err != nil {
+		t.Errorf("-max-depth 1: %v", err)
+	}
+	r, _ = build("-max-depth", "0")
+	if ents, err := r.ReadDir("."); err != nil || len(ents) != 0 {
+		t.Errorf("-max-depth 0: the root has %d entries (%v), want none", len(ents), err)
+	}
+	// Xattrs filtered and added (user.* not to symlinks).
+	r, _ = build("-xattrs-exclude", "^user.d", "-xattrs-add", "user.a=0x4142", "-xattrs-add", `trusted.b=0tx\101y`, "-xattrs-add", "security.c=0sQUJD")
+	for name, want := range map[string]string{
+		"alpha": "security.c=ABC trusted.b=xAy user.a=AB user.keep=1",
+		"link":  "security.c=ABC trusted.b=xAy",
+		".":     "security.c=ABC trusted.b=xAy user.a=AB",
+	} {
+		xs, err := r.Xattrs(inode(r, name))
+		mustDo(t, err)
+		var got []string
+		for _, x := range xs {
+			got = append(got, x.Name+"="+string(x.Value))
+		}
+		if g := strings.Join(got, " "); g != want {
+			t.Errorf("xattrs of %s: %s, want %s", name, g, want)
+		}
+	}
+	r, _ = build("-xattrs-include", "^user.k")
+	if xs, _ := r.Xattrs(inode(r, "alpha")); len(xs) != 1 || xs[0].Name != "user.keep" {
+		t.Errorf("-xattrs-include ^user.k: %v", xs)
+	}
+	// Times: -repro sets the creation time to the latest entry's,
+	// -repro-time T all of them to T, as -all-time T -mkfs-time T does.
+	r, _ = build("-repro", "-all-time", "777")
+	if got := r.Superblock().MkfsTime; got != 777 {
+		t.Errorf("-repro: creation time %d, want 777", got)
+	}
+	r, _ = build("-mkfs-time", "inode")
+	var latest uint32
+	mustDo(t, filepath.Walk(src, func(p string, fi os.FileInfo, err error) error {
+		latest = max(latest, uint32(fi.ModTime().Unix()))
+		return err
+	}))
+	if got := r.Superblock().MkfsTime; got != latest {
+		t.Errorf("-mkfs-time inode: %d, want the latest mtime %d", got, latest)
+	}
+	_, a := build("-repro-time", "12345")
+	_, b := build("-all-time", "12345", "-mkfs-time", "12345")
+	_, c := build("-inode-time", "12345", "-mkfs-time", "12345")
+	_, d := build("-no-compression", "-mkfs-time", "1")
+	_, e := build("-noI", "-noD", "-noF", "-noX", "-mkfs-time", "1")
+	for _, p := range [][2]string{{a, b}, {b, c}, {d, e}} {
+		x, err := os.ReadFile(p[0])
+		mustDo(t, err)
+		y, err := os.ReadFile(p[1])
+		mustDo(t, err)
+		if !bytes.Equal(x, y) {
+			t.Errorf("%s and %s differ", p[0], p[1])
+		}
+	}
+	// -info-file lists what is written.
+	info := filepath.Join(tmp, "info")
+	build("-info-file", info)
+	if b, err := os.ReadFile(info); err != nil || !strings.Contains(string(b), "file /dir/sub/keep.txt, uncompressed size 8000 bytes") {
+		t.Errorf("-info-file: %v\n%s", err, b)
+	}
+}
