@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -147,8 +148,8 @@ func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) err
 		}
 		e := entry{
 			mode:  squash.FileModeFromUnix(uint32(h.Mode) & 0o7777),
-			uid:   uint32(h.Uid),
-			gid:   uint32(h.Gid),
+			uid:   s.tarID(h.Uname, h.Uid, false),
+			gid:   s.tarID(h.Gname, h.Gid, true),
 			mtime: clampUnix(h.ModTime.Unix()),
 		}
 		var data *treeNode
@@ -269,7 +270,7 @@ func addTar(root *treeNode, name string, e entry, data *treeNode, now int64, s *
 	for _, c := range comps[:len(comps)-1] {
 		n := dir.children[c]
 		if n == nil {
-			n = &treeNode{e: entry{name: c, mode: fs.ModeDir | 0o755, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: clampUnix(now)}}
+			n = &treeNode{e: s.impliedDir(c, now)}
 			s.fixEntry(&n.e)
 			if dir.children == nil {
 				dir.children = make(map[string]*treeNode)
@@ -306,4 +307,49 @@ func addTar(root *treeNode, name string, e entry, data *treeNode, now int64, s *
 	}
 	dir.children[base] = n
 	return nil
+}
+
+// impliedDir is a directory the archive implies by what lies below it.
+func (s *scanner) impliedDir(name string, now int64) entry {
+	e := entry{name: name, mode: fs.ModeDir | 0o755, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), mtime: clampUnix(now)}
+	o := &s.opts
+	if o.DefaultMode != nil {
+		e.mode = fs.ModeDir | squash.FileModeFromUnix(o.DefaultMode.Apply(0o755, true))
+	}
+	if o.DefaultUID != nil {
+		e.uid = *o.DefaultUID
+	}
+	if o.DefaultGID != nil {
+		e.gid = *o.DefaultGID
+	}
+	return e
+}
+
+// tarID is the id an entry's owner or group gets: that of its name here,
+// if it has one and the name is known, else the archive's number.
+func (s *scanner) tarID(name string, id int, group bool) uint32 {
+	if name == "" || s.opts.NumericOwner {
+		return uint32(id)
+	}
+	key := name
+	if group {
+		key = ":" + name // user and group names apart
+	}
+	if s.ids == nil {
+		s.ids = make(map[string]int64)
+	}
+	local, ok := s.ids[key]
+	if !ok {
+		local = -1
+		if _, err := strconv.ParseUint(name, 10, 32); err != nil {
+			if n, err := LookupID(name, group); err == nil {
+				local = int64(n)
+			}
+		}
+		s.ids[key] = local
+	}
+	if local < 0 {
+		return uint32(id)
+	}
+	return uint32(local)
 }

@@ -9,6 +9,7 @@
 package sourcetree
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -87,6 +88,20 @@ type Options struct {
 	// ClampTime still apply on top, as they do in mksquashfs.
 	RootMode                   *fs.FileMode
 	RootUID, RootGID, RootTime *uint32
+
+	// DefaultMode, DefaultUID and DefaultGID are the permissions (a change
+	// of 0755) and ids of the directories a tar archive implies without
+	// listing them (0755 and the caller's otherwise), and of the root
+	// where RootMode, RootUID and RootGID do not say (the change then of
+	// the root's own mode), as mksquashfs 4.7.5's -default-mode,
+	// -default-uid and -default-gid do.
+	DefaultMode            *ModeSpec
+	DefaultUID, DefaultGID *uint32
+
+	// NumericOwner keeps a tar archive's uids and gids as they are; by
+	// default the user and group names it records are looked up here
+	// and their ids used, where they exist (mksquashfs -numeric-owner).
+	NumericOwner bool
 
 	// NoHardlinks stores each name of a hard-linked file as a file of its
 	// own (mksquashfs -no-hardlinks); duplicate detection still lets them
@@ -257,6 +272,7 @@ type scanner struct {
 	// pending, on a walk's worker, is the directory being scanned, which
 	// keeps the warnings for merge to raise in order.
 	pending *dirScan
+	ids     map[string]int64 // a tar archive's owner names looked up (-1: unknown)
 }
 
 // firstName is the entry, and its image path, of a hard-linked inode's
@@ -559,14 +575,18 @@ func madeUpRoot(now int64) unix.Stat_t {
 // the overrides of every entry (fixOwnerTime), as mksquashfs does.
 func (s *scanner) fixRoot(st *unix.Stat_t) {
 	o := &s.opts
-	if o.RootMode != nil && o.DirMode == nil {
+	switch {
+	case o.DirMode != nil:
+	case o.RootMode != nil:
 		st.Mode = st.Mode&unix.S_IFMT | squash.UnixPerm(*o.RootMode)
+	case o.DefaultMode != nil:
+		st.Mode = st.Mode&unix.S_IFMT | o.DefaultMode.Apply(st.Mode&0o7777, true)
 	}
-	if o.RootUID != nil {
-		st.Uid = *o.RootUID
+	if id := cmp.Or(o.RootUID, o.DefaultUID); id != nil {
+		st.Uid = *id
 	}
-	if o.RootGID != nil {
-		st.Gid = *o.RootGID
+	if id := cmp.Or(o.RootGID, o.DefaultGID); id != nil {
+		st.Gid = *id
 	}
 	if o.RootTime != nil {
 		st.Mtim = unix.Timespec{Sec: int64(*o.RootTime)}

@@ -118,7 +118,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			"-p", "-pf", "-strip-components", "-root-becomes",
 			"-force-file-mode", "-force-dir-mode", "-uid-gid-offset", "-inode-time", "-repro-time", "-max-depth",
 			"-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-info-file", "-small-readers", "-block-readers",
-			"-overcommit", "-mem-percent", "-cols":
+			"-overcommit", "-mem-percent", "-cols", "-default-mode", "-default-uid", "-default-gid":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
@@ -166,6 +166,22 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			} else {
 				c.tree.DirMode = &m
 			}
+		case "-default-mode":
+			m, err := sourcetree.ParseModeSpec(val)
+			if err != nil {
+				return nil, usagef("-default-mode: %v (octal, e.g. 0755, or symbolic, e.g. u=rwx,go=rx)", err)
+			}
+			c.tree.DefaultMode = &m
+		case "-default-uid":
+			if c.tree.DefaultUID, err = lookupID(opt, val, false); err != nil {
+				return nil, err
+			}
+		case "-default-gid":
+			if c.tree.DefaultGID, err = lookupID(opt, val, true); err != nil {
+				return nil, err
+			}
+		case "-numeric-owner":
+			c.tree.NumericOwner = true
 		case "-uid-gid-offset":
 			n, err := strconv.ParseUint(val, 10, 32)
 			if err != nil {

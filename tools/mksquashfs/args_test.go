@@ -300,7 +300,8 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-exit-on-error", "-not-reproducible", "-offset", "-o SIZE", "-p DEFINITION", "-pf FILE", "-tar", "-strip-components", "-reproducible", "-no-recovery", "-block-sums", "-no-block-sums",
 		"-no-compression", "-max-depth", "-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-inode-time", "-force-file-mode",
 		"-force-dir-mode", "-uid-gid-offset", "-repro", "-repro-time", "-info-file", "-single-reader", "-small-readers",
-		"-block-readers", "-overcommit", "-mem-percent", "-mem-default", "-no-pager", "-cols", "-help-all", "-root-becomes"} {
+		"-block-readers", "-overcommit", "-mem-percent", "-mem-default", "-no-pager", "-cols", "-help-all", "-root-becomes",
+		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

@@ -23,6 +23,16 @@ has tails in fragments and no export table unless -no-tailends or
 -exports say otherwise. File contents are held in a temporary file in
 TMPDIR while the archive is read (where /tmp is a small tmpfs, point
 TMPDIR at a disk). Excludes do not apply to archives.
+  -numeric-owner          keep the archive's uids and gids; by default the
+                          user and group names it records are looked up
+                          here, and the ids they have here used
+  -default-mode MODE      the permissions (octal, or a symbolic change of
+                          0755) of directories the archive implies without
+                          listing them, and of the root (a change of its
+                          own mode; -root-mode wins); the default is 0755
+  -default-uid USER, -default-gid GROUP
+                          their owner and group, and the root's (default:
+                          yours)
   -strip-components N     (ours, with -tar) drop the first N components of
                           the archive's names, and entries with no more
                           than N, as tar --strip-components does: 1 makes

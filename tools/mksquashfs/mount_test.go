@@ -316,6 +316,9 @@ func TestTarAgainstMksquashfs(t *testing.T) {
 	archives := map[string][]string{
 		"whole":     {"--xattrs", "-C", src, "-cf", "-", "."},
 		"scattered": {"-C", src, "-cf", "-", "zeta", "dir/sub/keep.txt", "big.bin", "alpha", "dir/hard"},
+		// Owner names that exist here take their ids from here; others
+		// keep the archive's numbers.
+		"named owners": {"-C", src, "--owner=root:1234", "--group=no-such-group-here:777", "-cf", "-", "alpha", "dir/sub"},
 	}
 	for name, targs := range archives {
 		t.Run(name, func(t *testing.T) {

@@ -3,7 +3,9 @@ package mksquashfs
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -129,5 +131,47 @@ func TestNewerOptions(t *testing.T) {
 	build("-info-file", info)
 	if b, err := os.ReadFile(info); err != nil || !strings.Contains(string(b), "file /dir/sub/keep.txt, uncompressed size 8000 bytes") {
 		t.Errorf("-info-file: %v\n%s", err, b)
+	}
+}
+
+// TestTarOwnersAndDefaults: -numeric-owner keeps a tar archive's numbers
+// over its names, and -default-mode/-uid/-gid give the directories it only
+// implies, and the root, their mode and owner (the expectations are what
+// mksquashfs 4.7.5 made of the same archive; -root-mode still wins).
+func TestTarOwnersAndDefaults(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	mustDo(t, os.MkdirAll(filepath.Join(src, "a/b"), 0o755))
+	mustDo(t, os.WriteFile(filepath.Join(src, "a/b/c"), []byte("c"), 0o644))
+	archive, err := exec.Command("tar", "-C", src, "--owner=root:1234", "--group=root:777", "-cf", "-", "a/b/c").Output()
+	mustDo(t, err)
+	tmp := t.TempDir()
+	for i, tc := range []struct {
+		opts []string
+		want map[string]string // mode uid gid
+	}{
+		{nil, map[string]string{".": "777", "a": "755", "a/b/c": "644 0 0"}},
+		{[]string{"-numeric-owner"}, map[string]string{"a/b/c": "644 1234 777"}},
+		{[]string{"-default-mode", "u=rwx,go=x", "-default-uid", "7", "-default-gid", "8"}, map[string]string{".": "711 7 8", "a": "711 7 8", "a/b": "711 7 8", "a/b/c": "644 0 0"}},
+		{[]string{"-default-mode", "go-rx", "-root-uid", "3"}, map[string]string{".": "722 3", "a/b": "700"}},
+		{[]string{"-default-mode", "0700", "-root-mode", "0755"}, map[string]string{".": "755", "a": "700"}},
+	} {
+		img := filepath.Join(tmp, strings.Repeat("i", i+1))
+		var out, errb bytes.Buffer
+		args := append([]string{"-", img, "-tar", "-quiet"}, tc.opts...)
+		if code := mainIO(args, bytes.NewReader(archive), &out, &errb); code != 0 {
+			t.Fatalf("%q = %d: %s", args, code, &errb)
+		}
+		r, err := squash.OpenFile(img)
+		mustDo(t, err)
+		for name, want := range tc.want {
+			fi, err := r.Lstat(name)
+			mustDo(t, err)
+			ino := fi.Sys().(*squash.Inode)
+			got := strings.Join([]string{strconv.FormatUint(uint64(squash.UnixPerm(ino.Mode)), 8), strconv.Itoa(int(ino.UID)), strconv.Itoa(int(ino.GID))}, " ")
+			if !strings.HasPrefix(got+" ", want+" ") {
+				t.Errorf("%q: %s is %s, want %s", tc.opts, name, got, want)
+			}
+		}
+		r.Close()
 	}
 }
