@@ -30,8 +30,13 @@ type Options struct {
 	// whether or not Force is set.
 	Force bool
 	// NoXattrs skips extended attributes; UserXattrs skips all but the
-	// user.* ones (unsquashfs -user-xattrs).
+	// user.* ones (unsquashfs -user-xattrs); KeepXattr, when set, says
+	// which others to set (-xattrs-include, -xattrs-exclude).
 	NoXattrs, UserXattrs bool
+	KeepXattr            func(name string) bool
+	// AllTime, when set, is every entry's time instead of the image's
+	// (unsquashfs -all-time).
+	AllTime *uint32
 	// NoOwner skips chown. Ownership is only ever set when running as root,
 	// because nobody else may give files away.
 	NoOwner bool

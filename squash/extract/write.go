@@ -756,7 +756,7 @@ func (x *extractor) setMetaFdMode(fd int, n *node, chmod, owned bool) error {
 	if err := x.setXattrs(n, func(k string, v []byte) error { return unix.Fsetxattr(fd, k, v, 0) }); err != nil {
 		return err
 	}
-	ts := unix.NsecToTimespec(int64(ino.Mtime) * 1e9)
+	ts := x.mtime(ino)
 	if err := futimens(fd, &[2]unix.Timespec{ts, ts}); err != nil {
 		return fmt.Errorf("set times of %q: %w", name, err)
 	}
@@ -802,11 +802,20 @@ func (x *extractor) setMetaAt(parent int, n *node, owned bool) error {
 	if err != nil {
 		return err
 	}
-	ts := unix.NsecToTimespec(int64(ino.Mtime) * 1e9)
+	ts := x.mtime(ino)
 	if err := unix.UtimesNanoAt(parent, n.name, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return fmt.Errorf("set times of %q: %w", n.rel, err)
 	}
 	return nil
+}
+
+// mtime is the time an entry gets: the image's, or Options.AllTime.
+func (x *extractor) mtime(ino *squash.Inode) unix.Timespec {
+	t := ino.Mtime
+	if x.opts.AllTime != nil {
+		t = *x.opts.AllTime
+	}
+	return unix.NsecToTimespec(int64(t) * 1e9)
 }
 
 func (x *extractor) setXattrs(n *node, set func(k string, v []byte) error) error {
@@ -818,7 +827,7 @@ func (x *extractor) setXattrs(n *node, set func(k string, v []byte) error) error
 		return fmt.Errorf("read xattrs of %q: %w", n.rel, err)
 	}
 	for _, xa := range xs {
-		if x.opts.UserXattrs && !strings.HasPrefix(xa.Name, "user.") {
+		if x.opts.UserXattrs && !strings.HasPrefix(xa.Name, "user.") || x.opts.KeepXattr != nil && !x.opts.KeepXattr(xa.Name) {
 			continue
 		}
 		if err := set(xa.Name, xa.Value); err != nil {

@@ -436,21 +436,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		c.notes = append(c.notes, "-nopad: no block sum record either (it follows the padding); a first persist from this image decodes the blocks it keeps")
 	}
 
-	if len(xattrIncl) > 0 || len(xattrExcl) > 0 {
-		c.tree.KeepXattr = func(name string) bool {
-			for _, re := range xattrExcl {
-				if re.MatchString(name) {
-					return false
-				}
-			}
-			for _, re := range xattrIncl {
-				if re.MatchString(name) {
-					return true
-				}
-			}
-			return len(xattrIncl) == 0
-		}
-	}
+	c.tree.KeepXattr = cliflag.XattrFilter(xattrIncl, xattrExcl)
 	if epoch, ok := getenv("SOURCE_DATE_EPOCH"); ok {
 		if mkfsTime != nil || allTime != nil || c.mkfsInode {
 			return nil, usagef("SOURCE_DATE_EPOCH and -mkfs-time/-all-time/-inode-time/-repro/-repro-time can't be used together to set timestamps")

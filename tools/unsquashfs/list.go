@@ -20,6 +20,7 @@ type lister struct {
 	long    bool
 	numeric bool
 	loc     *time.Location
+	full    bool // -full-precision: times with seconds
 	users   map[uint32]string
 	groups  map[uint32]string
 }
@@ -93,7 +94,11 @@ func (l *lister) line(rel string, ino *squash.Inode) string {
 		fmt.Fprintf(&b, "%*d", width, ino.Size)
 	}
 	b.WriteByte(' ')
-	b.WriteString(time.Unix(int64(ino.Mtime), 0).In(l.loc).Format("2006-01-02 15:04"))
+	layout := "2006-01-02 15:04"
+	if l.full {
+		layout += ":05"
+	}
+	b.WriteString(time.Unix(int64(ino.Mtime), 0).In(l.loc).Format(layout))
 	b.WriteByte(' ')
 	b.WriteString(p)
 	if basicType(ino.Type) == squash.TypeSymlink {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -43,6 +44,10 @@ type config struct {
 	noXattrs   bool
 	processors int
 	utc        bool
+	allTime    *uint32
+	full       bool // -full-precision
+	xattrIncl  []*regexp.Regexp
+	xattrExcl  []*regexp.Regexp
 	ignoreErrs bool // -ignore-errors: salvage past damaged files
 	noExitCode bool // -no-exit-code: and exit 0 all the same
 	help       bool
@@ -74,6 +79,12 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 	-x[attrs]		extract xattrs in file system (default)
 	-u[ser-xattrs]		only extract user xattrs in file system.
 				Enables extracting xattrs
+	-xattrs-exclude <regex>	do not extract xattrs whose names match
+				<regex> (e.g. '^user\.'); may be repeated
+	-xattrs-include <regex>	extract only xattrs whose names match (and no
+				-xattrs-exclude does); may be repeated
+	-all[-time] <time>	give every extracted entry this time (seconds
+				since 1970) instead of the image's
 	-p[rocessors] <number>	decode and write files with <number> goroutines
 				(default: all CPUs; 1 extracts in order)
 	-i[nfo]			print files as they are extracted
@@ -95,6 +106,8 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 	-s[tat]			display filesystem superblock information
 	-UTC			use UTC rather than local time zone when
 				displaying time
+	-full[-precision]	show times with seconds in -lls, -lln, -llc and
+				-linfo
 	-mkfs-time		display filesystem superblock time, which is an
 				unsigned 32-bit int representing the time in
 				seconds since the epoch (1970-01-01)
@@ -121,10 +134,13 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 				exit status is then 2
 	-st[rict-errors]	every error is fatal (the default)
 	-no-exit[-code]		exit 0 after errors -ignore-errors went past
-	-da[ta-queue] <size>, -fr[ag-queue] <size>
+	-da[ta-queue] <size>, -fr[ag-queue] <size>, -mem <size>,
+	-mem-percent <percent>, -no-pager, -cols <width>
 				accepted and ignored (memory is bounded
 				internally)
-	-h[elp]			output this options text to stdout
+	-match			use no wildcards (an extract name that matches
+				nothing is always an error here)
+	-h[elp], -help-all, -ha	output this options text to stdout
 
 Files to extract may use shell wildcards (*, ?, [...]) in each component.
 An extract name that matches nothing is an error; an exclude name is not.
@@ -161,7 +177,7 @@ func parseArgs(args []string) (*config, error) {
 		switch a {
 		case "-v", "-version":
 			c.version = true
-		case "-h", "-help", "--help":
+		case "-h", "-help", "--help", "-help-all", "-ha":
 			c.help = true
 		case "-cat":
 			c.cat = true
@@ -231,6 +247,44 @@ func parseArgs(args []string) (*config, error) {
 			c.mkfsTime = true
 		case "-st", "-strict-errors":
 			c.ignoreErrs = false
+		case "-all", "-all-time":
+			var v string
+			if v, err = value(a); err == nil {
+				n, perr := strconv.ParseUint(v, 10, 32)
+				if perr != nil {
+					err = usagef("%s: %q is not a time (seconds since 1970-01-01, 0 to 4294967295)", a, v)
+				} else {
+					t := uint32(n)
+					c.allTime = &t
+				}
+			}
+		case "-full", "-full-precision":
+			c.full = true
+		case "-xattrs-exclude", "-xattrs-include":
+			var v string
+			if v, err = value(a); err == nil {
+				re, rerr := regexp.Compile(v)
+				switch {
+				case rerr != nil:
+					err = usagef("%s: %v", a, rerr)
+				case a == "-xattrs-exclude":
+					c.xattrExcl = append(c.xattrExcl, re)
+				default:
+					c.xattrIncl = append(c.xattrIncl, re)
+				}
+			}
+		case "-match":
+			// An extract name that matches nothing is always an error
+			// here; -match also means no wildcards.
+			c.sel.Literal, c.sel.Regex = true, false
+		case "-mem", "-mem-percent", "-cols":
+			var v string
+			if v, err = value(a); err == nil {
+				if _, perr := cliflag.ParseSize(v, "KMG"); perr != nil {
+					err = usagef("%s: %q is not a size or number", a, v)
+				}
+			}
+		case "-no-pager":
 		case "-ig", "-ignore-errors":
 			c.ignoreErrs = true
 		case "-no-exit", "-no-exit-code":
@@ -404,6 +458,7 @@ func run(c *config, stdout, stderr io.Writer) error {
 	case c.list > 0:
 		bw := bufio.NewWriter(stdout)
 		l := newLister(c.dest, c.list == 2, c.numeric, loc)
+		l.full = c.full
 		err := extract.Walk(r, c.sel, func(rel string, ino *squash.Inode) error {
 			if c.concise && !leaf(ino) {
 				return nil
@@ -511,6 +566,8 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 		Force:      c.force,
 		NoXattrs:   c.noXattrs,
 		UserXattrs: c.userXattrs,
+		KeepXattr:  cliflag.XattrFilter(c.xattrIncl, c.xattrExcl),
+		AllTime:    c.allTime,
 		Workers:    c.processors,
 		Warn: func(err error) {
 			fmt.Fprintf(stderr, "unsquashfs: warning: %v\n", err)
@@ -530,6 +587,7 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 	}
 	if c.info {
 		l := newLister(c.dest, c.linfo, false, loc)
+		l.full = c.full
 		bw := bufio.NewWriter(stdout)
 		defer bw.Flush()
 		opts.Info = func(rel string) {

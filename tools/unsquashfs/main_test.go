@@ -74,6 +74,11 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"-da", "lots", "img"}, wantErr: "Mbytes"},
 		{args: []string{"-follow-symlinks", "img"}, wantErr: "not supported"},
 		{args: []string{"-ig", "img"}, check: func(c *config) bool { return c.ignoreErrs && !c.noExitCode }},
+		{args: []string{"-all", "7", "-full", "-match", "-mem", "1G", "-mem-percent", "20", "-no-pager", "-cols", "80", "img"}, check: func(c *config) bool {
+			return *c.allTime == 7 && c.full && c.sel.Literal
+		}},
+		{args: []string{"-help-all"}, check: func(c *config) bool { return c.help }},
+		{args: []string{"-all-time", "now", "img"}, wantErr: "not a time"},
 		{args: []string{"-ignore-errors", "-strict-errors", "-no-exit", "img"}, check: func(c *config) bool { return !c.ignoreErrs && c.noExitCode }},
 		{args: []string{"-mkfs-time", "-s", "img"}, wantErr: "exclude each other"},
 	} {
