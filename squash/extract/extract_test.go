@@ -317,6 +317,8 @@ func TestSubsetExtraction(t *testing.T) {
 		{paths: []string{"/a/deep"}, want: []string{"a", "a/deep", "a/deep/z"}},
 		{paths: []string{"a/*.txt", "b"}, want: []string{"a", "a/x.txt", "b"}},
 		{paths: []string{"a/deep/z"}, want: []string{"a", "a/deep", "a/deep/z"}},
+		{paths: []string{"a", "a/deep", "a/deep/z"}, want: all[:5]},
+		{paths: []string{"a/deep/z", "a/deep/nope"}, wantErr: true},
 		{paths: []string{"nope"}, wantErr: true},
 		{paths: []string{"b/c"}, wantErr: true},
 		{name: "exclude", sel: Selection{Excludes: []string{"a/deep", "b"}}, want: []string{"a", "a/x.txt", "a/y.dat"}},

@@ -198,23 +198,23 @@ func (p *planner) walk(dir *node, pats []pattern, full bool, excl []pattern) err
 			return fmt.Errorf("%q: no inode", rel)
 		}
 
+		// Patterns go on below a subtree taken whole too: a name nested
+		// in another one (a/b and a/b/c) is found there.
 		childFull := full
 		var sub []pattern
-		if !full {
-			for _, pt := range pats {
-				if !pt.comps[0].match(e.name) {
-					continue
-				}
-				if len(pt.comps) == 1 {
-					childFull = true
-					p.matched[pt.idx] = true
-				} else {
-					sub = append(sub, pt.rest())
-				}
-			}
-			if !childFull && len(sub) == 0 {
+		for _, pt := range pats {
+			if !pt.comps[0].match(e.name) {
 				continue
 			}
+			if len(pt.comps) == 1 {
+				childFull = true
+				p.matched[pt.idx] = true
+			} else {
+				sub = append(sub, pt.rest())
+			}
+		}
+		if !childFull && len(sub) == 0 {
+			continue
 		}
 		// An extract name that an exclude takes counts as found.
 		excluded := false

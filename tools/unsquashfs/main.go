@@ -48,6 +48,8 @@ type config struct {
 	full       bool // -full-precision
 	xattrIncl  []*regexp.Regexp
 	xattrExcl  []*regexp.Regexp
+	follow     bool // -follow-symlinks: resolve extract names through symlinks
+	missing    bool // -missing-symlinks: one that cannot be is fatal
 	ignoreErrs bool // -ignore-errors: salvage past damaged files
 	noExitCode bool // -no-exit-code: and exit 0 all the same
 	help       bool
@@ -140,6 +142,14 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 				internally)
 	-match			use no wildcards (an extract name that matches
 				nothing is always an error here)
+	-follow[-symlinks], -L	resolve extract names through the image's
+				symlinks: each one met on the way (in the middle
+				or at the end of a name) is extracted as it is,
+				and the name goes on from its target (relative
+				targets only); names are then literal. A name
+				that cannot be resolved is a warning
+	-missing[-symlinks]	-follow-symlinks, and a name that cannot be
+				resolved is an error
 	-h[elp], -help-all, -ha	output this options text to stdout
 
 Files to extract may use shell wildcards (*, ?, [...]) in each component.
@@ -147,7 +157,6 @@ An extract name that matches nothing is an error; an exclude name is not.
 Exit status: 0 done, 1 failed (a damaged file without -ignore-errors, an
 unreadable image, a bad command line), 2 done but some files could not be
 read in full (-ignore-errors).
-Not supported: -follow-symlinks (-L), -missing-symlinks.
 Entry names that could escape the destination are refused, and no symlink,
 from the image or already in the destination, is ever followed.
 `
@@ -301,8 +310,10 @@ func parseArgs(args []string) (*config, error) {
 			if err == nil && c.pseudoFile == "" {
 				err = usagef("%s: empty file name", a)
 			}
-		case "-L", "-follow", "-follow-symlinks", "-missing", "-missing-symlinks":
-			err = usagef("option %s is not supported by squashportage", a)
+		case "-L", "-follow", "-follow-symlinks":
+			c.follow = true
+		case "-missing", "-missing-symlinks":
+			c.follow, c.missing = true, true
 		case "-p", "-processors":
 			var v string
 			if v, err = value(a); err == nil {
@@ -444,6 +455,20 @@ func run(c *config, stdout, stderr io.Writer) error {
 	loc := time.Local
 	if c.utc {
 		loc = time.UTC
+	}
+	if c.follow && len(c.sel.Paths) > 0 && !c.cat {
+		paths, unresolved := extract.Follow(r, c.sel.Paths)
+		for _, err := range unresolved {
+			if c.missing {
+				return fmt.Errorf("%w (-missing-symlinks)", err)
+			}
+			fmt.Fprintf(stderr, "unsquashfs: warning: %v\n", err)
+		}
+		c.sel.Paths, c.sel.Literal, c.sel.Regex = paths, true, false
+		if len(paths) == 0 {
+			// Nothing resolved: the root alone, not the whole image.
+			c.sel.LimitDepth, c.sel.MaxDepth = true, 0
+		}
 	}
 	switch {
 	case c.stat:

@@ -72,7 +72,8 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"-max", "-1", "img"}, wantErr: "not a number of levels"},
 		{args: []string{"-o", "12Q", "img"}, wantErr: "not a size"},
 		{args: []string{"-da", "lots", "img"}, wantErr: "Mbytes"},
-		{args: []string{"-follow-symlinks", "img"}, wantErr: "not supported"},
+		{args: []string{"-follow-symlinks", "img"}, check: func(c *config) bool { return c.follow && !c.missing }},
+		{args: []string{"-missing", "img"}, check: func(c *config) bool { return c.follow && c.missing }},
 		{args: []string{"-ig", "img"}, check: func(c *config) bool { return c.ignoreErrs && !c.noExitCode }},
 		{args: []string{"-all", "7", "-full", "-match", "-mem", "1G", "-mem-percent", "20", "-no-pager", "-cols", "80", "img"}, check: func(c *config) bool {
 			return *c.allTime == 7 && c.full && c.sel.Literal
