@@ -88,3 +88,20 @@ func TestModeSpec(t *testing.T) {
 		}
 	}
 }
+
+// FuzzModeSpec: any spec parses or is refused, and what parses changes
+// nothing but the 07777 bits.
+func FuzzModeSpec(f *testing.F) {
+	for _, s := range []string{"u+w,go-w", "0644", "a=rX", "ug=o", "+t", "=", "u+s-s"} {
+		f.Add(s, uint32(0o755), true)
+	}
+	f.Fuzz(func(t *testing.T, spec string, perm uint32, dir bool) {
+		m, err := ParseModeSpec(spec)
+		if err != nil {
+			return
+		}
+		if got := m.Apply(perm&0o7777, dir); got&^0o7777 != 0 {
+			t.Errorf("%q on %o: %o", spec, perm&0o7777, got)
+		}
+	})
+}

@@ -2,6 +2,7 @@ package mksquashfs
 
 import (
 	"bytes"
+	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,5 +300,39 @@ func TestMountedImageRefused(t *testing.T) {
 	errb.Reset()
 	if code := Main([]string{src, img, "-quiet", "-keep-as-directory"}, &out, &errb); code != 0 {
 		t.Errorf("append once unmounted = %d: %s", code, &errb)
+	}
+}
+
+// TestAppendOnFullDisk: an append that runs out of room (a small tmpfs)
+// fails saying so, and leaves DEST as it was and nothing beside it.
+func TestAppendOnFullDisk(t *testing.T) {
+	dir := t.TempDir()
+	mountFS(t, "tmpfs", dir, "tmpfs", 0)
+	small := filepath.Join(t.TempDir(), "small")
+	mustDo(t, os.MkdirAll(filepath.Join(small, "d"), 0o755))
+	mustDo(t, os.WriteFile(filepath.Join(small, "d/f"), []byte("small"), 0o644))
+	big := filepath.Join(t.TempDir(), "big")
+	mustDo(t, os.Mkdir(big, 0o755))
+	random := make([]byte, 6<<20)
+	rand.Read(random)
+	mustDo(t, os.WriteFile(filepath.Join(big, "random"), random, 0o644))
+	// Room for the image, not for the image and its appended copy.
+	mustDo(t, unix.Mount("tmpfs", dir, "tmpfs", unix.MS_REMOUNT, "size=4m"))
+	img := filepath.Join(dir, "img")
+	var out, errb bytes.Buffer
+	if code := Main([]string{small, img, "-quiet"}, &out, &errb); code != 0 {
+		t.Fatalf("base: %d %s", code, &errb)
+	}
+	orig, err := os.ReadFile(img)
+	mustDo(t, err)
+	errb.Reset()
+	if code := Main([]string{big, img, "-quiet", "-no-duplicates"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "no space left") {
+		t.Errorf("append of 6 MiB into 4 MiB = %d: %s", code, &errb)
+	}
+	if b, err := os.ReadFile(img); err != nil || !bytes.Equal(b, orig) {
+		t.Errorf("the image changed (%v): %d bytes, was %d; %s", err, len(b), len(orig), &errb)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
+		t.Errorf("%d files in the tmpfs, want the image alone", len(ents))
 	}
 }
