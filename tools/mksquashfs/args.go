@@ -32,6 +32,9 @@ type config struct {
 	layout      []string // options that an append ignores: the image keeps its own
 	offset      int64    // where the image starts in DEST (-offset)
 	tar         bool     // the source is a tar archive on stdin (SOURCE is -)
+	cpio        bool     // -cpiostyle, -cpiostyle0: a list of files on stdin,
+	cpioSep     byte     // ended by '\n' or (-cpiostyle0) NUL
+	noStrip     bool     // -no-strip: sources kept at their whole paths
 	stdin       io.Reader
 	quiet       bool
 	noProgress  bool
@@ -53,7 +56,6 @@ func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(form
 // unsupported are mksquashfs 4.5 options squashportage knowingly lacks; they
 // get a clearer message than "unknown option".
 var unsupported = map[string]bool{
-	"-no-strip": true, "-tarstyle": true, "-cpiostyle": true, "-cpiostyle0": true,
 	"-sort": true, "-action": true, "-log-action": true,
 	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
 	"-true-action-file": true, "-false-action-file": true,
@@ -238,6 +240,12 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			tailends = ptr(true)
 		case "-tar":
 			c.tar = true
+		case "-cpiostyle":
+			c.cpio, c.cpioSep = true, '\n'
+		case "-cpiostyle0":
+			c.cpio, c.cpioSep = true, 0
+		case "-no-strip", "-tarstyle":
+			c.noStrip = true
 		case "-strip-components":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 0 {
@@ -398,6 +406,19 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		return nil, usagef("need at least one SOURCE and a DEST")
 	}
 	c.sources, c.dest = pos[:len(pos)-1], pos[len(pos)-1]
+	if c.cpio {
+		switch {
+		case c.tar:
+			return nil, usagef("-tar and -cpiostyle exclude each other")
+		case len(c.sources) != 1 || c.sources[0] != "-":
+			return nil, usagef("-cpiostyle reads the files' names from standard input: the SOURCE must be - (find DIR | mksquashfs - DEST -cpiostyle)")
+		case len(excludes) > 0 || len(excludeFiles) > 0:
+			return nil, usagef("-cpiostyle: excludes are not supported; leave the files out of the list")
+		}
+	}
+	if c.noStrip && (len(excludes) > 0 || len(excludeFiles) > 0) {
+		return nil, usagef("-no-strip: excludes are not supported")
+	}
 	if c.tar {
 		if len(c.sources) != 1 || c.sources[0] != "-" {
 			return nil, usagef("-tar reads the archive from standard input: the SOURCE must be - (mksquashfs - DEST -tar)")

@@ -182,6 +182,10 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{}, nil, "need at least one SOURCE and a DEST"},
 		{[]string{"s", "d", "-foo"}, nil, "unknown option -foo"},
 		{[]string{"s", "d", "-sort", "x"}, nil, "-sort is not supported"},
+		{[]string{"s", "d", "-cpiostyle"}, nil, "SOURCE must be -"},
+		{[]string{"-", "d", "-cpiostyle", "-tar"}, nil, "exclude each other"},
+		{[]string{"-", "d", "-cpiostyle0", "-e", "x"}, nil, "excludes are not supported"},
+		{[]string{"s", "d", "-no-strip", "-e", "x"}, nil, "excludes are not supported"},
 		{[]string{"s", "d", "-force-file-mode", "u+q"}, nil, "-force-file-mode"},
 		{[]string{"s", "d", "-force-dir-mode", "17777"}, nil, "-force-dir-mode"},
 		{[]string{"s", "d", "-uid-gid-offset", "-1"}, nil, "-uid-gid-offset"},
@@ -301,7 +305,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-no-compression", "-max-depth", "-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-inode-time", "-force-file-mode",
 		"-force-dir-mode", "-uid-gid-offset", "-repro", "-repro-time", "-info-file", "-single-reader", "-small-readers",
 		"-block-readers", "-overcommit", "-mem-percent", "-mem-default", "-no-pager", "-cols", "-help-all", "-root-becomes",
-		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid"} {
+		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid", "-cpiostyle", "-cpiostyle0", "-no-strip", "-tarstyle"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

@@ -38,6 +38,16 @@ TMPDIR at a disk). Excludes do not apply to archives.
                           than N, as tar --strip-components does: 1 makes
                           a Portage snapshot's gentoo-YYYYMMDD/ the root
 
+With -cpiostyle, the one SOURCE is - and standard input lists the files to
+store, one a line, as find(1) prints them (-cpiostyle0: NUL-terminated, as
+find -print0 does): each is stored at its whole path (a leading / or ./
+dropped) with the directories above it, a directory without what is below
+it; the root is the current directory (or /, for absolute names). With
+-no-strip (or -tarstyle), each SOURCE is stored at its whole path that way
+too, with everything below it. A name with . or .. in it, or one given
+twice, is refused; excludes do not apply.
+  find /usr/src/linux -name '*.h' | squashportage mksquashfs - h.sqfs -cpiostyle
+
 Compression:
   -comp NAME              compressor, one of those below (default gzip)
   -b SIZE                 data block size, a power of two from 4K to 1M;
@@ -215,6 +225,5 @@ complete, so an append that fails or is interrupted leaves DEST as it was
 needed. Block devices are not appended to. An image that a loop device
 serves (mounted) is neither appended to nor overwritten: unmount it first.
 
-Not supported: -sort, actions, cpio input (-cpiostyle), -no-strip,
--throttle, -limit, recovery files (-recover).
+Not supported: -sort, actions, -throttle, -limit, recovery files (-recover).
 `

@@ -5,6 +5,7 @@ package mksquashfs
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -127,6 +128,16 @@ func run(c *config, stdout, stderr io.Writer) error {
 			return errors.New("-tar reads the archive from standard input, which is a terminal: pipe it in (e.g. xzcat snapshot.tar.xz | squashportage mksquashfs - DEST -tar)")
 		}
 		tree, err = sourcetree.ScanTar(c.stdin, c.tree)
+	} else if c.cpio {
+		if f, ok := c.stdin.(*os.File); ok && progress.IsTerminal(f) {
+			return errors.New("-cpiostyle reads the files' names from standard input, which is a terminal: pipe them in (e.g. find DIR | squashportage mksquashfs - DEST -cpiostyle)")
+		}
+		var names []string
+		if names, err = readNames(c.stdin, c.cpioSep); err == nil {
+			tree, err = sourcetree.ScanPaths(names, false, c.tree)
+		}
+	} else if c.noStrip {
+		tree, err = sourcetree.ScanPaths(c.sources, true, c.tree)
 	} else {
 		tree, err = sourcetree.Scan(c.sources, c.tree)
 	}
@@ -478,4 +489,33 @@ func printSummary(w io.Writer, c *config, st squash.WriteStats, size int64) {
 	fmt.Fprintf(w, "Number of fragments %d\n", st.Fragments)
 	fmt.Fprintf(w, "Number of directories %d\n", st.Dirs)
 	fmt.Fprintf(w, "Number of duplicate files found %d\n", st.Duplicates)
+}
+
+// readNames reads -cpiostyle's list of file names, one a line (sep '\n',
+// blank lines skipped) or NUL-terminated (sep 0, -cpiostyle0).
+func readNames(r io.Reader, sep byte) ([]string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexByte(data, sep); i >= 0 {
+			return i + 1, data[:i], nil
+		}
+		if atEOF && len(data) > 0 {
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	})
+	var names []string
+	for sc.Scan() {
+		if name := sc.Text(); name != "" {
+			names = append(names, name)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading the list of files: %w", err)
+	}
+	if len(names) == 0 {
+		return nil, errors.New("-cpiostyle: no file names on standard input")
+	}
+	return names, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/privileged"
 	"github.com/squashportage/squashportage/squash"
 )
 
@@ -173,5 +174,62 @@ func TestTarOwnersAndDefaults(t *testing.T) {
 			}
 		}
 		r.Close()
+	}
+}
+
+// TestCpioStyleAndNoStrip: a list of names on standard input (find's
+// output, or NUL-terminated) and -no-strip sources keep their whole paths;
+// the image reads back through the kernel.
+func TestCpioStyleAndNoStrip(t *testing.T) {
+	src := buildSource(t)
+	t.Chdir(filepath.Dir(src))
+	base := filepath.Base(src)
+	tmp := t.TempDir()
+	find, err := exec.Command("find", base+"/dir", base+"/alpha").Output()
+	mustDo(t, err)
+	find0, err := exec.Command("find", base+"/dir", base+"/alpha", "-print0").Output()
+	mustDo(t, err)
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		stdin []byte
+	}{
+		{"cpiostyle", []string{"-", "-cpiostyle"}, find},
+		{"cpiostyle0", []string{"-", "-cpiostyle0"}, find0},
+		{"no-strip", []string{base + "/dir", base + "/alpha", "-no-strip"}, nil},
+	} {
+		img := filepath.Join(tmp, tc.name)
+		var out, errb bytes.Buffer
+		args := append(append([]string{}, tc.args[:len(tc.args)-1]...), img, tc.args[len(tc.args)-1], "-quiet")
+		if code := mainIO(args, bytes.NewReader(tc.stdin), &out, &errb); code != 0 {
+			t.Fatalf("%q = %d: %s", args, code, &errb)
+		}
+		mnt := filepath.Join(tmp, tc.name+".mnt")
+		mustDo(t, os.Mkdir(mnt, 0o755))
+		privileged.MountSquashfs(t, img, mnt)
+		var got []string
+		mustDo(t, filepath.Walk(mnt, func(p string, _ os.FileInfo, err error) error {
+			if p != mnt {
+				got = append(got, strings.TrimPrefix(p, mnt+"/"))
+			}
+			return err
+		}))
+		want := base + " " + base + "/alpha " + base + "/dir " + base + "/dir/b.gz " + base + "/dir/hard " + base + "/dir/sub " + base + "/dir/sub/c.gz " + base + "/dir/sub/keep.txt"
+		if g := strings.Join(got, " "); g != want {
+			t.Errorf("%s: %s, want %s", tc.name, g, want)
+		}
+		if b, err := os.ReadFile(filepath.Join(mnt, base, "dir/sub/keep.txt")); err != nil || string(b) != strings.Repeat("keep me ", 1000) {
+			t.Errorf("%s: keep.txt reads %d bytes, %v", tc.name, len(b), err)
+		}
+		var a, h unix.Stat_t
+		mustDo(t, unix.Stat(filepath.Join(mnt, base, "alpha"), &a))
+		mustDo(t, unix.Stat(filepath.Join(mnt, base, "dir/hard"), &h))
+		if a.Ino != h.Ino || a.Nlink != 2 {
+			t.Errorf("%s: alpha and dir/hard are not one file", tc.name)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := mainIO([]string{"-", filepath.Join(tmp, "x"), "-cpiostyle"}, strings.NewReader("\n"), &out, &errb); code == 0 || !strings.Contains(errb.String(), "no file names") {
+		t.Errorf("an empty list: %d %s", code, &errb)
 	}
 }
