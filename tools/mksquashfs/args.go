@@ -390,6 +390,9 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		case "-not-reproducible":
 			c.notes = append(c.notes, "-not-reproducible ignored: images are always reproducible")
 		default:
+			if opt == "-recover" || opt == "-recovery-path" {
+				return nil, usagef("%s: squashportage has no recovery files to use: an append writes the new image beside DEST and renames it over DEST once complete, so one cut short leaves DEST as it was", opt)
+			}
 			if unsupported[opt] {
 				return nil, usagef("option %s is not supported by squashportage", opt)
 			}

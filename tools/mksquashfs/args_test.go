@@ -182,6 +182,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{}, nil, "need at least one SOURCE and a DEST"},
 		{[]string{"s", "d", "-foo"}, nil, "unknown option -foo"},
 		{[]string{"s", "d", "-sort", "x"}, nil, "-sort is not supported"},
+		{[]string{"s", "d", "-recover", "x"}, nil, "leaves DEST as it was"},
 		{[]string{"s", "d", "-cpiostyle"}, nil, "SOURCE must be -"},
 		{[]string{"-", "d", "-cpiostyle", "-tar"}, nil, "exclude each other"},
 		{[]string{"-", "d", "-cpiostyle0", "-e", "x"}, nil, "excludes are not supported"},
