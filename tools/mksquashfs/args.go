@@ -333,7 +333,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			c.tree.Pseudo = append(c.tree.Pseudo, ds...)
 		case "-no-hardlinks":
 			c.tree.NoHardlinks = true
-		case "-one-file-system":
+		case "-one-file-system", "-one-file-system-x":
 			c.tree.OneFileSystem = true
 		case "-no-sparse":
 			c.writer.NoSparse = true

@@ -135,6 +135,9 @@ Selecting files:
   -one-file-system        leave out mount points (and all below them) and
                           files on another filesystem than their directory,
                           with a warning each: e.g. / without /proc and /sys
+                          (as mksquashfs 4.5 does; 4.6 and later keep each
+                          mount point as an empty directory)
+  -one-file-system-x      the same (4.6's name for leaving them out)
   -max-depth N            descend at most N levels of directories: 0 stores
                           the root alone, 1 its entries (directories among
                           them empty)
