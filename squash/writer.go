@@ -628,6 +628,48 @@ func (w *Writer) addEntry(h *Header, data io.Reader, reused *fileRec) error {
 	return nil
 }
 
+// Contents is a regular file's data written ahead of its entry
+// (WriteContents), so that data can be laid out in another order than the
+// entries (mksquashfs -sort); AddContents adds the entry.
+type Contents struct {
+	f    *fileRec
+	size int64
+	used bool
+}
+
+// WriteContents reads size bytes from data and writes them as the
+// contents of the regular file that will be added as name (the name
+// decides how its tail is grouped with others').
+func (w *Writer) WriteContents(name string, size int64, data io.Reader) (*Contents, error) {
+	if w.closed {
+		return nil, errors.New("write contents: writer is closed")
+	}
+	if err := w.err(); err != nil {
+		return nil, err
+	}
+	if size < 0 {
+		return nil, fmt.Errorf("write contents of %q: negative size", name)
+	}
+	f, err := w.addData(name, uint64(size), data)
+	if err != nil {
+		return nil, fmt.Errorf("write contents of %q: %w", name, err)
+	}
+	return &Contents{f: f, size: size}, nil
+}
+
+// AddContents adds the regular file whose data WriteContents wrote; h.Size
+// must be the size written, and each Contents is added once.
+func (w *Writer) AddContents(h *Header, c *Contents) error {
+	if !h.Mode.IsRegular() || h.Link != "" {
+		return fmt.Errorf("add %q: contents for what is not a regular file", h.Name)
+	}
+	if h.Size != c.size || c.used {
+		return fmt.Errorf("add %q: contents of %d bytes for a file of %d, or added before", h.Name, c.size, h.Size)
+	}
+	c.used = true
+	return w.addEntry(h, nil, c.f)
+}
+
 // implicitRoot opens the root mksquashfs makes up when none is given:
 // 0755, root:root, the image's time.
 func (w *Writer) implicitRoot() error {

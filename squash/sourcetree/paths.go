@@ -34,7 +34,7 @@ func ScanPaths(paths []string, recursive bool, opts Options) (*Tree, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &scanner{opts: opts, ex: ex, tree: &Tree{onAdd: opts.OnAdd}, parent: -1, links: make(map[devIno]firstName)}
+	s := &scanner{opts: opts, ex: ex, tree: &Tree{onAdd: opts.OnAdd, sort: opts.Sort, sources: []string{"."}}, parent: -1, links: make(map[devIno]firstName)}
 	ok := false
 	defer func() {
 		if !ok {

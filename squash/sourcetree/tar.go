@@ -38,7 +38,7 @@ func ScanTar(r io.Reader, opts Options) (*Tree, error) {
 	if len(opts.Excludes) > 0 {
 		return nil, errors.New("excludes are not supported with a tar archive")
 	}
-	s := &scanner{opts: opts, tree: &Tree{onAdd: opts.OnAdd}, parent: -1}
+	s := &scanner{opts: opts, tree: &Tree{onAdd: opts.OnAdd, sort: opts.Sort}, parent: -1}
 	ok := false
 	defer func() {
 		if !ok {

@@ -114,6 +114,10 @@ type Options struct {
 	// Each source keeps its own filesystem.
 	OneFileSystem bool
 
+	// Sort orders the files' data in the image by priority (mksquashfs
+	// -sort); entries stay in directory order.
+	Sort []SortRule
+
 	// Pseudo are pseudo file definitions (mksquashfs -p, -pf), applied in
 	// order after the scan. The files commands' output is held in are let
 	// go of by Close.
@@ -135,13 +139,16 @@ type Options struct {
 
 // Tree is the scanned, sorted result; entries are in Add order.
 type Tree struct {
-	entries []entry
-	files   int
-	dirs    int
-	bytes   int64
-	onAdd   func(h *squash.Header)
-	open    []*os.File // files contents are read from (see extra.from), closed by Close
-	base    *base      // the image appended to (AppendTo), or nil
+	entries  []entry
+	files    int
+	dirs     int
+	bytes    int64
+	onAdd    func(h *squash.Header)
+	open     []*os.File               // files contents are read from (see extra.from), closed by Close
+	base     *base                    // the image appended to (AppendTo), or nil
+	sort     []SortRule               // Options.Sort
+	sources  []string                 // what Scan scanned, for relative sort rules
+	contents map[int]*squash.Contents // files' data written ahead, by entry (Sort)
 }
 
 // entry is one image entry, kept small: a tree's worth of them is held
@@ -313,7 +320,7 @@ func scanSources(sources []string, opts Options) (*scanner, error) {
 		ex:     ex,
 		links:  make(map[devIno]firstName),
 		parent: -1,
-		tree:   &Tree{onAdd: opts.OnAdd},
+		tree:   &Tree{onAdd: opts.OnAdd, sort: opts.Sort, sources: sources},
 	}
 
 	var st unix.Stat_t

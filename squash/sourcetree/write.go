@@ -32,6 +32,11 @@ const (
 	prefetchBatchBytes = 256 << 10
 )
 
+// contentAdder adds files whose data was written ahead (Options.Sort).
+type contentAdder interface {
+	AddContents(h *squash.Header, c *squash.Contents) error
+}
+
 // adder is what Write needs of a squash.Writer; tests supply their own.
 type adder interface {
 	Add(h *squash.Header, data io.Reader) error
@@ -48,6 +53,15 @@ func (t *Tree) Write(w *squash.Writer, progress func(bytesDone int64)) error {
 			return err
 		}
 		if err := t.hashOld(); err != nil {
+			return err
+		}
+	}
+	if len(t.sort) > 0 {
+		if progress == nil {
+			progress = func(int64) {}
+		}
+		var err error
+		if t.contents, err = t.writeSorted(w, t.sortOrder(t.sort, t.sources), progress); err != nil {
 			return err
 		}
 	}
@@ -115,12 +129,14 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 	if progress == nil {
 		progress = func(int64) {}
 	}
-	p := newPrefetcher(t.entries)
-	defer p.stop()
+	var p *prefetcher
+	if t.contents == nil {
+		p = newPrefetcher(entryJobs(t.entries))
+		defer p.stop()
+	}
 
 	ps := paths{entries: t.entries}
 	var done int64
-	var batch *job // the batch the next small file comes from
 	for i := range t.entries {
 		e := &t.entries[i]
 		name, src := ps.of(i)
@@ -129,6 +145,14 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 			t.onAdd(&h)
 		}
 		switch {
+		case t.contents[i] != nil:
+			ca, ok := w.(contentAdder)
+			if !ok {
+				return errors.New("internal error: -sort needs a squash.Writer")
+			}
+			if err := ca.AddContents(&h, t.contents[i]); err != nil {
+				return fmt.Errorf("adding %s: %w", displayName(&h), err)
+			}
 		case e.isOld():
 			ru, ok := w.(reuser)
 			if !ok {
@@ -144,19 +168,11 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 				return fmt.Errorf("adding %s: %w", displayName(&h), err)
 			}
 		case isSmall(e):
-			if batch == nil || len(batch.files) == 0 {
-				batch = <-p.order
-				<-batch.done
+			j, err := p.take(i, src)
+			if err != nil {
+				return err
 			}
-			j := &batch.files[0]
-			batch.files = batch.files[1:]
-			if j.i != i {
-				return fmt.Errorf("internal error: prefetch out of order at %s", src)
-			}
-			if j.err != nil {
-				return j.err
-			}
-			err := w.Add(&h, bytes.NewBuffer(j.buf))
+			err = w.Add(&h, bytes.NewBuffer(j.buf))
 			// Add has consumed the reader: the buffer is free again.
 			p.release(j)
 			if err != nil {
@@ -261,6 +277,7 @@ func (r *exactReader) Read(p []byte) (int, error) {
 // prefetching takes, with no buffer per file to recycle or collect.
 type prefetcher struct {
 	order chan *job
+	batch *job // the batch take takes from, on the consuming goroutine
 	jobs  chan *job
 	quit  chan struct{}
 	wg    sync.WaitGroup
@@ -272,7 +289,36 @@ type prefetcher struct {
 	closed     bool
 }
 
-func newPrefetcher(entries []entry) *prefetcher {
+// entryJobs hands the prefetcher the small files in entry order.
+func entryJobs(entries []entry) func() (fileJob, bool) {
+	ps := paths{entries: entries}
+	i := 0
+	return func() (fileJob, bool) {
+		for ; i < len(entries); i++ {
+			e := &entries[i]
+			_, src := ps.of(i)
+			if !isSmall(e) {
+				continue
+			}
+			i++
+			return smallJob(i-1, e, src), true
+		}
+		return fileJob{}, false
+	}
+}
+
+// smallJob is entry i's (at src) to read ahead.
+func smallJob(i int, e *entry, src string) fileJob {
+	f := fileJob{i: i, src: src, size: e.size}
+	if e.x != nil && e.x.from != nil {
+		f.from, f.off = e.x.from, e.x.fromOff
+	}
+	return f
+}
+
+// newPrefetcher starts reading ahead the files next hands out, in that
+// order.
+func newPrefetcher(next func() (fileJob, bool)) *prefetcher {
 	p := &prefetcher{
 		order: make(chan *job, prefetchAhead/prefetchBatch),
 		jobs:  make(chan *job, prefetchAhead/prefetchBatch),
@@ -281,17 +327,16 @@ func newPrefetcher(entries []entry) *prefetcher {
 	}
 	p.cond = sync.NewCond(&p.mu)
 	p.wg.Add(1 + prefetchWorkers)
-	go p.dispatch(entries)
+	go p.dispatch(next)
 	for range prefetchWorkers {
 		go p.work()
 	}
 	return p
 }
 
-func (p *prefetcher) dispatch(entries []entry) {
+func (p *prefetcher) dispatch(next func() (fileJob, bool)) {
 	defer p.wg.Done()
 	defer close(p.jobs)
-	ps := paths{entries: entries}
 	var b *job     // the batch being filled; nil or not empty
 	var held int64 // bytes of the files in b
 	send := func() bool {
@@ -309,19 +354,10 @@ func (p *prefetcher) dispatch(entries []entry) {
 		}
 		return true
 	}
-	for i := range entries {
-		e := &entries[i]
-		_, src := ps.of(i)
-		if !isSmall(e) {
-			continue
-		}
-		f := fileJob{i: i, src: src, size: e.size}
-		if e.x != nil && e.x.from != nil {
-			f.from, f.off = e.x.from, e.x.fromOff
-		}
+	for f, more := next(); more; f, more = next() {
 		// One byte more than expected so a grown file is noticed in the
 		// same read.
-		n := int(e.size) + 1
+		n := int(f.size) + 1
 		var ok bool
 		if f.buf, f.end, ok = p.acquire(n, false); !ok {
 			// The ring is full until the Add loop frees what it holds,
@@ -337,7 +373,7 @@ func (p *prefetcher) dispatch(entries []entry) {
 			b = &job{files: make([]fileJob, 0, prefetchBatch), done: make(chan struct{})}
 		}
 		b.files = append(b.files, f)
-		held += e.size
+		held += f.size
 		if len(b.files) == prefetchBatch || held >= prefetchBatchBytes {
 			if !send() {
 				return
@@ -444,6 +480,21 @@ func (p *prefetcher) acquire(n int, wait bool) ([]byte, int64, bool) {
 		}
 		p.cond.Wait()
 	}
+}
+
+// take returns the next file read ahead, which must be entry i's (at src),
+// once read; release frees it when used.
+func (p *prefetcher) take(i int, src string) (*fileJob, error) {
+	if p.batch == nil || len(p.batch.files) == 0 {
+		p.batch = <-p.order
+		<-p.batch.done
+	}
+	j := &p.batch.files[0]
+	p.batch.files = p.batch.files[1:]
+	if j.i != i {
+		return nil, fmt.Errorf("internal error: prefetch out of order at %s", src)
+	}
+	return j, j.err
 }
 
 // release frees a consumed file's bytes, and those of every file before

@@ -56,7 +56,7 @@ func usagef(format string, a ...any) error { return &usageError{fmt.Sprintf(form
 // unsupported are mksquashfs 4.5 options squashportage knowingly lacks; they
 // get a clearer message than "unknown option".
 var unsupported = map[string]bool{
-	"-sort": true, "-action": true, "-log-action": true,
+	"-action": true, "-log-action": true,
 	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
 	"-true-action-file": true, "-false-action-file": true,
 	"-recover": true, "-recovery-path": true,
@@ -120,7 +120,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			"-p", "-pf", "-strip-components", "-root-becomes",
 			"-force-file-mode", "-force-dir-mode", "-uid-gid-offset", "-inode-time", "-repro-time", "-max-depth",
 			"-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-info-file", "-small-readers", "-block-readers",
-			"-overcommit", "-mem-percent", "-cols", "-default-mode", "-default-uid", "-default-gid":
+			"-overcommit", "-mem-percent", "-cols", "-default-mode", "-default-uid", "-default-gid", "-sort":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
@@ -212,6 +212,12 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 				return nil, usagef("-xattrs-add: %v", err)
 			}
 			c.tree.AddXattrs = append(c.tree.AddXattrs, x)
+		case "-sort":
+			rules, err := sourcetree.ReadSortFile(val)
+			if err != nil {
+				return nil, fmt.Errorf("-sort: %w", err)
+			}
+			c.tree.Sort = append(c.tree.Sort, rules...)
 		case "-info-file":
 			c.infoFile = val
 		case "-single-reader", "-no-pager", "-mem-default":

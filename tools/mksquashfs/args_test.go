@@ -181,7 +181,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"src"}, nil, "need at least one SOURCE and a DEST"},
 		{[]string{}, nil, "need at least one SOURCE and a DEST"},
 		{[]string{"s", "d", "-foo"}, nil, "unknown option -foo"},
-		{[]string{"s", "d", "-sort", "x"}, nil, "-sort is not supported"},
+		{[]string{"s", "d", "-sort", "/nonexistent/sort"}, nil, "sort file"},
+		{[]string{"s", "d", "-action", "x"}, nil, "-action is not supported"},
 		{[]string{"s", "d", "-recover", "x"}, nil, "leaves DEST as it was"},
 		{[]string{"s", "d", "-cpiostyle"}, nil, "SOURCE must be -"},
 		{[]string{"-", "d", "-cpiostyle", "-tar"}, nil, "exclude each other"},
@@ -306,7 +307,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-no-compression", "-max-depth", "-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-inode-time", "-force-file-mode",
 		"-force-dir-mode", "-uid-gid-offset", "-repro", "-repro-time", "-info-file", "-single-reader", "-small-readers",
 		"-block-readers", "-overcommit", "-mem-percent", "-mem-default", "-no-pager", "-cols", "-help-all", "-root-becomes",
-		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid", "-cpiostyle", "-cpiostyle0", "-no-strip", "-tarstyle", "-one-file-system-x"} {
+		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid", "-cpiostyle", "-cpiostyle0", "-no-strip", "-tarstyle", "-one-file-system-x", "-sort FILE"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

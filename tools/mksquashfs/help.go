@@ -90,6 +90,13 @@ Layout:
                           (nor mksquashfs's); implies -no-block-sums
   -no-sparse              store blocks of zeros as data instead of as holes
                           that take no space
+  -sort FILE              lay the files' data out by priority, higher first
+                          (e.g. what a boot reads first together): FILE has
+                          "PATH PRIORITY" lines, PATH a file or a directory
+                          (all below it), as an exclude's path is taken;
+                          PRIORITY -32768 to 32767, 0 for unlisted files;
+                          within one priority the order is the reverse of
+                          the directory order, as mksquashfs has it
   -offset SIZE, -o SIZE   start the image SIZE bytes into DEST (K, M or G
                           suffix allowed), leaving zeros before it, for a
                           header written later; mount it with
@@ -228,5 +235,5 @@ complete, so an append that fails or is interrupted leaves DEST as it was
 needed. Block devices are not appended to. An image that a loop device
 serves (mounted) is neither appended to nor overwritten: unmount it first.
 
-Not supported: -sort, actions, -throttle, -limit, recovery files (-recover).
+Not supported: actions, -throttle, -limit, recovery files (-recover).
 `
