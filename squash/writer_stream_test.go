@@ -301,3 +301,58 @@ func TestWriterBufferTails(t *testing.T) {
 		t.Errorf("buffer shorter than the size: %v", err)
 	}
 }
+
+// TestWriterContentsAhead: data written ahead of its entries (in another
+// order) reads back as each file's, duplicates among it are found, and a
+// Contents is taken once, for a file of its size.
+func TestWriterContentsAhead(t *testing.T) {
+	w, img := streamWriter(t, WriterOptions{Workers: 2})
+	data := map[string][]byte{
+		"a/big":   bytes.Repeat([]byte("0123456789"), 30000),
+		"a/small": []byte("small"),
+		"b/dup":   []byte("small"),
+		"b/empty": nil,
+	}
+	cs := map[string]*Contents{}
+	for _, name := range []string{"b/empty", "b/dup", "a/small", "a/big"} { // not the entries' order
+		c, err := w.WriteContents(name, int64(len(data[name])), bytes.NewReader(data[name]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs[name] = c
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := func(name string) *Header {
+		return &Header{Name: name, Mode: 0o644, Size: int64(len(data[name]))}
+	}
+	must(addDir(w, "a"))
+	must(w.AddContents(file("a/big"), cs["a/big"]))
+	if err := w.AddContents(&Header{Name: "a/wrong", Mode: 0o644, Size: 4}, cs["a/small"]); err == nil {
+		t.Error("contents of 5 bytes taken for a file of 4")
+	}
+	must(w.AddContents(file("a/small"), cs["a/small"]))
+	if err := w.AddContents(&Header{Name: "a/again", Mode: 0o644, Size: 5}, cs["a/small"]); err == nil {
+		t.Error("contents added twice")
+	}
+	must(addDir(w, "b"))
+	must(w.AddContents(file("b/dup"), cs["b/dup"]))
+	must(w.AddContents(file("b/empty"), cs["b/empty"]))
+	must(w.Close())
+	if d := w.Stats().Duplicates; d != 1 {
+		t.Errorf("%d duplicates, want 1 (a/small of b/dup)", d)
+	}
+	r, err := OpenFile(img)
+	must(err)
+	defer r.Close()
+	for name, want := range data {
+		if got, err := r.ReadFile(name); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %d bytes, %v; want %d", name, len(got), err, len(want))
+		}
+	}
+	must(r.Verify(context.Background(), nil))
+}
