@@ -417,7 +417,7 @@ func (s *scanner) applyOne(root *treeNode, p Pseudo, now uint32) error {
 		if p.Mtime != nil {
 			e.mtime = *p.Mtime
 		}
-		s.fixEntry(e)
+		s.fixPseudo(e)
 		return nil
 	}
 	if old != nil {
@@ -427,6 +427,9 @@ func (s *scanner) applyOne(root *treeNode, p Pseudo, now uint32) error {
 	dir, base := path.Split(p.Name)
 	dir = strings.TrimSuffix(dir, "/")
 	parent := lookupNode(root, dir)
+	if parent == nil && s.opts.PseudoDir != nil {
+		parent = s.pseudoDirs(root, dir, now)
+	}
 	if parent == nil || !parent.e.mode.IsDir() || parent.data != nil {
 		return fmt.Errorf("pseudo definition %q: no directory %q in the image to put it in (define it first, e.g. \"%s d 755 0 0\")", p.Def, dir, dir)
 	}
@@ -484,9 +487,47 @@ func (s *scanner) applyOne(root *treeNode, p Pseudo, now uint32) error {
 	if !e.mode.IsDir() {
 		n.names = 1
 	}
-	s.fixEntry(e)
+	s.fixPseudo(e)
 	parent.setChild(n)
 	return nil
+}
+
+// pseudoDirs makes the directories of dir that are missing with
+// Options.PseudoDir's attributes (mksquashfs -pd) and returns the last, or
+// nil when one on the way is not a directory.
+func (s *scanner) pseudoDirs(root *treeNode, dir string, now uint32) *treeNode {
+	n := root
+	for _, c := range strings.Split(dir, "/") {
+		next := n.children[c]
+		if next == nil {
+			pd := s.opts.PseudoDir
+			next = &treeNode{e: entry{name: c, mode: fs.ModeDir | pd.Mode.Perm() | pd.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky), uid: pd.UID, gid: pd.GID, mtime: now}}
+			if pd.Mtime != nil {
+				next.e.mtime = *pd.Mtime
+			}
+			s.fixPseudo(&next.e)
+			n.setChild(next)
+		}
+		if !next.e.mode.IsDir() || next.data != nil {
+			return nil
+		}
+		n = next
+	}
+	return n
+}
+
+// fixPseudo applies the every-entry overrides to a pseudo definition's
+// entry; with PseudoOverride its owner and permissions stay as defined,
+// as mksquashfs 4.7.5 -pseudo-override keeps them (the uid/gid offset and
+// the times still apply).
+func (s *scanner) fixPseudo(e *entry) {
+	if !s.opts.PseudoOverride {
+		s.fixEntry(e)
+		return
+	}
+	o := s.opts
+	o.AllRoot, o.ForceUID, o.ForceGID, o.FileMode, o.DirMode, o.AddXattrs = false, nil, nil, nil, nil, nil
+	(&scanner{opts: o}).fixEntry(e)
 }
 
 // runPseudo runs an f definition's command into a file that Write reads

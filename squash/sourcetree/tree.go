@@ -118,6 +118,14 @@ type Options struct {
 	// -sort); entries stay in directory order.
 	Sort []SortRule
 
+	// PseudoDir, when set (a d or D definition), makes the directories a
+	// pseudo definition's path lacks, instead of the definition failing
+	// (mksquashfs -pd); PseudoOverride keeps pseudo entries' owners and
+	// permissions as defined over AllRoot, ForceUID, ForceGID, FileMode,
+	// DirMode (-pseudo-override).
+	PseudoDir      *Pseudo
+	PseudoOverride bool
+
 	// Pseudo are pseudo file definitions (mksquashfs -p, -pf), applied in
 	// order after the scan. The files commands' output is held in are let
 	// go of by Close.

@@ -120,7 +120,7 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			"-p", "-pf", "-strip-components", "-root-becomes",
 			"-force-file-mode", "-force-dir-mode", "-uid-gid-offset", "-inode-time", "-repro-time", "-max-depth",
 			"-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-info-file", "-small-readers", "-block-readers",
-			"-overcommit", "-mem-percent", "-cols", "-default-mode", "-default-uid", "-default-gid", "-sort":
+			"-overcommit", "-mem-percent", "-cols", "-default-mode", "-default-uid", "-default-gid", "-sort", "-pd", "-pseudo-dir":
 			if val, err = next(opt); err != nil {
 				return nil, err
 			}
@@ -212,6 +212,14 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 				return nil, usagef("-xattrs-add: %v", err)
 			}
 			c.tree.AddXattrs = append(c.tree.AddXattrs, x)
+		case "-pd", "-pseudo-dir":
+			d, err := sourcetree.ParsePseudo("x " + val)
+			if err != nil || d.Type != 'd' {
+				return nil, usagef("%s: %q is not \"d MODE UID GID\" or \"D TIME MODE UID GID\"", opt, val)
+			}
+			c.tree.PseudoDir = &d
+		case "-pseudo-override":
+			c.tree.PseudoOverride = true
 		case "-sort":
 			rules, err := sourcetree.ReadSortFile(val)
 			if err != nil {

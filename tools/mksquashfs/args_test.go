@@ -184,6 +184,7 @@ func TestParseArgsErrors(t *testing.T) {
 		{[]string{"s", "d", "-sort", "/nonexistent/sort"}, nil, "sort file"},
 		{[]string{"s", "d", "-action", "x"}, nil, "-action is not supported"},
 		{[]string{"s", "d", "-recover", "x"}, nil, "leaves DEST as it was"},
+		{[]string{"s", "d", "-pd", "f 644 0 0 true"}, nil, "-pd"},
 		{[]string{"s", "d", "-cpiostyle"}, nil, "SOURCE must be -"},
 		{[]string{"-", "d", "-cpiostyle", "-tar"}, nil, "exclude each other"},
 		{[]string{"-", "d", "-cpiostyle0", "-e", "x"}, nil, "excludes are not supported"},
@@ -307,7 +308,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-no-compression", "-max-depth", "-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-inode-time", "-force-file-mode",
 		"-force-dir-mode", "-uid-gid-offset", "-repro", "-repro-time", "-info-file", "-single-reader", "-small-readers",
 		"-block-readers", "-overcommit", "-mem-percent", "-mem-default", "-no-pager", "-cols", "-help-all", "-root-becomes",
-		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid", "-cpiostyle", "-cpiostyle0", "-no-strip", "-tarstyle", "-one-file-system-x", "-sort FILE"} {
+		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid", "-cpiostyle", "-cpiostyle0", "-no-strip", "-tarstyle", "-one-file-system-x", "-sort FILE", "-pd ", "-pseudo-dir", "-pseudo-override"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

@@ -137,6 +137,11 @@ Selecting files:
                           link to OTHER) and R (a file whose data follows
                           the definitions, as unsquashfs -pf writes them);
                           not l.
+  -pd "d MODE UID GID", -pd "D TIME MODE UID GID", -pseudo-dir ...
+                          make the directories a pseudo definition's NAME
+                          lacks with these attributes, instead of failing
+  -pseudo-override        pseudo definitions' owners and modes stand over
+                          -all-root, -force-uid/-gid, -force-file/dir-mode
   -pf FILE                add the pseudo file definitions in FILE, one a
                           line (a trailing \ continues it; # comments)
   -one-file-system        leave out mount points (and all below them) and
