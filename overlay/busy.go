@@ -100,6 +100,7 @@ type MountEntry struct {
 	Source     string
 	Options    string // per-mount options: ro, nodev, nosuid, noexec, ...
 	SuperOpts  string // filesystem options: lowerdir=..., size=...
+	Dev        string // the filesystem's device number, "major:minor"
 }
 
 // Mounts reads /proc/self/mountinfo.
@@ -123,6 +124,7 @@ func Mounts() ([]MountEntry, error) {
 			continue
 		}
 		out = append(out, MountEntry{
+			Dev:        a[2],
 			MountPoint: unescapeMountinfo(a[4]),
 			Options:    a[5],
 			FSType:     b[0],

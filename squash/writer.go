@@ -225,7 +225,9 @@ type job struct {
 }
 
 // Output is where a Writer puts the image: an *os.File, or a wrapper of one
-// (tests inject write failures that way).
+// (tests inject write failures that way). Truncate is called once, at the
+// image's end, to cut off anything a reused file had after it; an output
+// whose size is fixed (a block device) may do nothing.
 type Output interface {
 	io.WriterAt
 	Truncate(size int64) error

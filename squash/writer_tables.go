@@ -435,6 +435,13 @@ func (t *tableWriter) finish(root *node) error {
 	if w.opts.NoPad {
 		end = pos
 	}
+	// Zeros written, not left to Truncate: on a block device (which
+	// does not truncate) the old bytes would stay.
+	if end > pos {
+		if _, err := w.out.WriteAt(make([]byte, end-pos), int64(pos)); err != nil {
+			return fmt.Errorf("pad image: %w", err)
+		}
+	}
 	if err := w.out.Truncate(int64(end)); err != nil {
 		return fmt.Errorf("pad image: %w", err)
 	}

@@ -17,8 +17,11 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/internal/progress"
+	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/sourcetree"
 )
@@ -191,8 +194,11 @@ func run(c *config, stdout, stderr io.Writer) error {
 	}()
 
 	var dst squash.Output = out.f
+	if out.device {
+		dst = deviceOutput{out.f}
+	}
 	if c.offset > 0 {
-		dst = offsetOutput{out.f, c.offset}
+		dst = offsetOutput{dst, c.offset}
 	}
 	w, err := squash.NewWriter(dst, c.writer)
 	if err != nil {
@@ -245,6 +251,11 @@ func checkDest(dest string, noAppend bool, offset int64) (bool, error) {
 	if fi.IsDir() {
 		return false, fmt.Errorf("destination %s is a directory", dest)
 	}
+	if fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0 {
+		if at := mountedAt(fi); at != "" {
+			return false, fmt.Errorf("%s is mounted at %s: writing it would change a mounted filesystem under the kernel; unmount it first", dest, at)
+		}
+	}
 	if fi.Mode().IsRegular() {
 		if devs := loopdev.Serving(dest); len(devs) > 0 {
 			// Writing it in place changes a mounted filesystem under the
@@ -264,6 +275,26 @@ func checkDest(dest string, noAppend bool, offset int64) (bool, error) {
 		return true, nil
 	}
 	return false, fmt.Errorf("%s exists and is not a squashfs image; will not overwrite it without -noappend", dest)
+}
+
+// mountedAt returns where the block device fi is mounted, "" if nowhere
+// (or if the mount table cannot be read).
+func mountedAt(fi os.FileInfo) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return ""
+	}
+	mounts, err := overlay.Mounts()
+	if err != nil {
+		return ""
+	}
+	dev := fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	for _, m := range mounts {
+		if m.Dev == dev {
+			return m.MountPoint
+		}
+	}
+	return ""
 }
 
 // appendBase is the image an append adds to.
@@ -333,17 +364,24 @@ func isImage(name string, offset int64) bool {
 // offsetOutput writes an image offset bytes into a file (-offset); as
 // with mksquashfs -noappend, the bytes before it are zeros.
 type offsetOutput struct {
-	f   *os.File
+	out squash.Output
 	off int64
 }
 
-func (o offsetOutput) WriteAt(p []byte, off int64) (int, error) { return o.f.WriteAt(p, o.off+off) }
-func (o offsetOutput) Truncate(size int64) error                { return o.f.Truncate(o.off + size) }
+func (o offsetOutput) WriteAt(p []byte, off int64) (int, error) { return o.out.WriteAt(p, o.off+off) }
+func (o offsetOutput) Truncate(size int64) error                { return o.out.Truncate(o.off + size) }
+
+// deviceOutput is a block device DEST: its size is its own, and what
+// lies after the image on it stays (as with mksquashfs).
+type deviceOutput struct{ *os.File }
+
+func (deviceOutput) Truncate(int64) error { return nil }
 
 // dest is where the image is written: DEST itself, or for an append a
 // new file beside it that replaces it once complete.
 type dest struct {
 	f      *os.File
+	device bool   // a block device: not truncated
 	name   string // DEST
 	remove string // what a failed run removes: DEST when created here, or the new file
 	old    *appendBase
@@ -364,7 +402,7 @@ func openDest(name string, old *appendBase) (*dest, error) {
 		f.Close()
 		return nil, fmt.Errorf("creating image: %w", err)
 	}
-	d := &dest{f: f, name: name}
+	d := &dest{f: f, name: name, device: fi.Mode()&os.ModeDevice != 0}
 	if fi.Mode().IsRegular() {
 		d.remove = name
 	}

@@ -14,7 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/squashportage/squashportage/internal/loopdev"
 	"github.com/squashportage/squashportage/internal/privileged"
+	"github.com/squashportage/squashportage/squash"
 )
 
 // The tests here mount (tmpfs inside a source, our images through the
@@ -394,4 +396,43 @@ func TestTarAgainstMksquashfs(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(tmp, "bad")); !os.IsNotExist(err) {
 		t.Errorf("an image was left behind for a broken archive: %v", err)
 	}
+}
+
+// TestBlockDeviceDest: DEST may be a block device, as with mksquashfs: the
+// image is written at its start, padded with zeros to 4K whatever the
+// device held, and mounts; a device that is mounted is not written.
+func TestBlockDeviceDest(t *testing.T) {
+	src := buildSource(t)
+	backing := filepath.Join(t.TempDir(), "disk")
+	junk := bytes.Repeat([]byte{0xA5}, 8<<20)
+	mustDo(t, os.WriteFile(backing, junk, 0o644))
+	dev, f, err := loopdev.Attach(backing, false)
+	mustDo(t, err)
+	defer f.Close() // autoclear: the device goes with the last close
+	var out, errb bytes.Buffer
+	if code := Main([]string{src, dev, "-noappend", "-quiet"}, &out, &errb); code != 0 {
+		t.Fatalf("mksquashfs to %s = %d: %s", dev, code, &errb)
+	}
+	head := make([]byte, squash.SuperblockSize)
+	_, err = f.ReadAt(head, 0)
+	mustDo(t, err)
+	var sb squash.Superblock
+	mustDo(t, sb.UnmarshalBinary(head))
+	pad := make([]byte, (sb.BytesUsed+4095)&^4095-sb.BytesUsed)
+	_, err = f.ReadAt(pad, int64(sb.BytesUsed))
+	mustDo(t, err)
+	if !bytes.Equal(pad, make([]byte, len(pad))) {
+		t.Errorf("the %d bytes of padding after the image are not zeros", len(pad))
+	}
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	mustDo(t, os.Mkdir(mnt, 0o755))
+	mustDo(t, unix.Mount(dev, mnt, "squashfs", unix.MS_RDONLY, ""))
+	if b, err := os.ReadFile(filepath.Join(mnt, "dir/sub/keep.txt")); err != nil || string(b) != strings.Repeat("keep me ", 1000) {
+		t.Errorf("keep.txt through the kernel: %d bytes, %v", len(b), err)
+	}
+	errb.Reset()
+	if code := Main([]string{src, dev, "-noappend", "-quiet"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "is mounted at") {
+		t.Errorf("mksquashfs to the mounted %s = %d: %s", dev, code, &errb)
+	}
+	mustDo(t, unix.Unmount(mnt, 0))
 }
