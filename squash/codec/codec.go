@@ -421,6 +421,8 @@ func (c Config) NewEncoder() (Encoder, error) {
 		return newLZ4Encoder(c), nil
 	case Zstd:
 		return newZstdEncoder(c)
+	case LZO:
+		return &lzoEncoder{}, nil
 	}
 	return nil, fmt.Errorf("compressor %s is not supported for writing", c.ID)
 }

@@ -86,6 +86,8 @@ var rtCases = []rtCase{
 	{name: "lz4-hc", opts: squash.WriterOptions{Codec: cfg(codec.LZ4, 0, codec.Options{HC: true})}},
 	{name: "zstd", opts: squash.WriterOptions{Codec: cfg(codec.Zstd, 0, codec.Options{})}},
 	{name: "zstd-level3", opts: squash.WriterOptions{Codec: cfg(codec.Zstd, 0, codec.Options{Level: 3})}},
+	{name: "lzo", opts: squash.WriterOptions{Codec: cfg(codec.LZO, 0, codec.Options{})}},
+	{name: "block-1m-lzo", opts: squash.WriterOptions{Codec: cfg(codec.LZO, 1<<20, codec.Options{})}},
 	{name: "uncompressed-all", opts: squash.WriterOptions{UncompressedInodes: true, UncompressedData: true, UncompressedFragments: true, UncompressedXattrs: true}},
 	{name: "no-fragments", opts: squash.WriterOptions{NoFragments: true}},
 	{name: "always-fragments", opts: squash.WriterOptions{AlwaysFragments: true}},

@@ -38,7 +38,7 @@ func TestMainUsage(t *testing.T) {
 		{"no arguments", nil, 2, "", "want DIR and IMAGE, got 0"},
 		{"three arguments", []string{"/a", "/b", "/c"}, 2, "", "got 3"},
 		{"unknown option", []string{"--bogus", "/a", "/b"}, 2, "", "bogus"},
-		{"bad compressor", []string{"--comp", "lzo", "/a", "/b"}, 2, "", "is not a compressor images can be written with (gzip, xz, zstd, lz4)"},
+		{"bad compressor", []string{"--comp", "lzma", "/a", "/b"}, 2, "", "is not a compressor images can be written with (gzip, xz, zstd, lz4, lzo)"},
 		{"bad block", []string{"--block", "3k", "/a", "/b"}, 2, "", "power of two"},
 		{"bad processors", []string{"--processors", "0", "/a", "/b"}, 2, "", "at least 1"},
 		{"missing source", []string{"/nonexistent/tree", "/tmp/x.sqfs"}, 1, "", "no such file"},
