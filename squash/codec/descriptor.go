@@ -79,7 +79,7 @@ var descriptors = []*Descriptor{
 			}
 			return nil
 		}},
-	{ID: LZO, Writes: true, Summary: "LZO1X, greedy (as lzo1x_1): for images that must be lzo; lz4 is faster and zstd smaller"},
+	{ID: LZO, Writes: true, Summary: "LZO1X (hash chains, lazy by one): for images that must be lzo; lz4 is faster and zstd smaller"},
 	{ID: LZMA, Summary: "not supported (squashfs 4.0 images from before xz)"},
 }
 
