@@ -116,3 +116,38 @@ func clock(d time.Duration) string {
 	}
 	return fmt.Sprintf("%d:%02d", s/60, s%60)
 }
+
+// Percent writes the whole percentage done, one a line, each time it
+// changes: the -percentage form of mksquashfs and unsquashfs 4.6, for
+// dialog --gauge and the like.
+type Percent struct {
+	w    io.Writer
+	mu   sync.Mutex
+	last int
+}
+
+// NewPercent returns a Percent writing to w.
+func NewPercent(w io.Writer) *Percent { return &Percent{w: w, last: -1} }
+
+// Update writes the percentage if it changed.
+func (p *Percent) Update(done, total int64) {
+	pct := 100
+	if total > 0 && done < total {
+		pct = int(done * 100 / total)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pct != p.last {
+		p.last = pct
+		fmt.Fprintf(p.w, "%d\n", pct)
+	}
+}
+
+// Done does nothing: each percentage has its line.
+func (p *Percent) Done() {}
+
+// Reporter is a Bar or a Percent.
+type Reporter interface {
+	Update(done, total int64)
+	Done()
+}

@@ -35,3 +35,15 @@ func TestBar(t *testing.T) {
 		t.Error("a buffer is not a terminal")
 	}
 }
+
+func TestPercent(t *testing.T) {
+	var b strings.Builder
+	p := NewPercent(&b)
+	for _, d := range []int64{0, 1, 2, 50, 51, 99, 100} {
+		p.Update(d, 100)
+	}
+	p.Update(0, 0) // nothing to do is all done
+	if got, want := b.String(), "0\n1\n2\n50\n51\n99\n100\n"; got != want {
+		t.Errorf("%q, want %q", got, want)
+	}
+}

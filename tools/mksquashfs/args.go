@@ -38,6 +38,7 @@ type config struct {
 	stdin       io.Reader
 	quiet       bool
 	noProgress  bool
+	percentage  bool // -percentage: the percentage done on stdout, one a line
 	progress    bool
 	info        bool
 	help        bool
@@ -392,6 +393,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			c.quiet = true
 		case "-no-progress":
 			c.noProgress = true
+		case "-percentage":
+			c.percentage = true
 		case "-progress":
 			c.progress = true
 		case "-info":

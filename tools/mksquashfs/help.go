@@ -212,6 +212,8 @@ Running:
   -info                   print each file as it is added (hides the progress
                           bar unless -progress)
   -info-file FILE         print them to FILE instead (the progress bar stays)
+  -percentage             print the percentage done on standard output, one
+                          a line, instead of the bar (for dialog --gauge)
   -progress               show the progress bar even with -info
   -no-progress            do not show the progress bar (it is only ever
                           drawn when standard error is a terminal)

@@ -204,10 +204,15 @@ func run(c *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fail(fmt.Errorf("creating image %s: %w", c.dest, err))
 	}
-	var bar *progress.Bar
+	var bar progress.Reporter
 	var onProgress func(int64)
-	if !c.quiet && !c.noProgress && (!c.info || c.progress) && progress.IsTerminal(stderr) {
+	switch {
+	case c.percentage:
+		bar = progress.NewPercent(stdout)
+	case !c.quiet && !c.noProgress && (!c.info || c.progress) && progress.IsTerminal(stderr):
 		bar = progress.NewBar(stderr, "B")
+	}
+	if bar != nil {
 		onProgress = func(done int64) { bar.Update(done, total) }
 	}
 	werr := tree.Write(w, onProgress)

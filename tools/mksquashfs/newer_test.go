@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -340,5 +341,27 @@ func TestPseudoDirAndOverride(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := Main([]string{src, filepath.Join(tmp, "x"), "-p", "x/y/z f 644 1 1 echo z"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "define it first") {
 		t.Errorf("without -pd: %d %s", code, &errb)
+	}
+}
+
+// TestPercentage: -percentage prints the percentage done on standard
+// output, one a line, rising to 100 (as 4.7.5 does, for dialog --gauge).
+func TestPercentage(t *testing.T) {
+	src := buildSource(t)
+	var out, errb bytes.Buffer
+	if code := Main([]string{src, filepath.Join(t.TempDir(), "img"), "-percentage", "-quiet"}, &out, &errb); code != 0 {
+		t.Fatalf("-percentage = %d: %s", code, &errb)
+	}
+	lines := strings.Fields(out.String())
+	last := -1
+	for _, l := range lines {
+		n, err := strconv.Atoi(l)
+		if err != nil || n <= last || n > 100 {
+			t.Fatalf("-percentage printed %q", out.String())
+		}
+		last = n
+	}
+	if last != 100 {
+		t.Errorf("-percentage ended at %d: %q", last, out.String())
 	}
 }

@@ -50,6 +50,7 @@ type config struct {
 	xattrExcl  []*regexp.Regexp
 	follow     bool // -follow-symlinks: resolve extract names through symlinks
 	missing    bool // -missing-symlinks: one that cannot be is fatal
+	percentage bool // -percentage: the percentage done on stdout, one a line
 	ignoreErrs bool // -ignore-errors: salvage past damaged files
 	noExitCode bool // -no-exit-code: and exit 0 all the same
 	help       bool
@@ -77,6 +78,8 @@ const helpText = `SYNTAX: squashportage unsquashfs [OPTIONS] FILESYSTEM [files t
 	-f[orce]		if file already exists then overwrite
 	-q[uiet]		no verbose output
 	-n[o-progress]		don't display the progress bar
+	-percentage		print the percentage done on stdout, one a
+				line, instead of the bar (for dialog --gauge)
 	-no[-xattrs]		don't extract xattrs in file system
 	-x[attrs]		extract xattrs in file system (default)
 	-u[ser-xattrs]		only extract user xattrs in file system.
@@ -293,6 +296,8 @@ func parseArgs(args []string) (*config, error) {
 					err = usagef("%s: %q is not a size or number", a, v)
 				}
 			}
+		case "-percentage":
+			c.percentage = true
 		case "-no-pager":
 		case "-ig", "-ignore-errors":
 			c.ignoreErrs = true
@@ -605,9 +610,14 @@ func doExtract(c *config, r *squash.Reader, stdout, stderr io.Writer, loc *time.
 			fmt.Fprintf(stderr, "unsquashfs: %v; kept what could be read\n", err)
 		}
 	}
-	var bar *progress.Bar
-	if !c.quiet && !c.noProgress && progress.IsTerminal(stderr) {
+	var bar progress.Reporter
+	switch {
+	case c.percentage:
+		bar = progress.NewPercent(stdout)
+	case !c.quiet && !c.noProgress && progress.IsTerminal(stderr):
 		bar = progress.NewBar(stderr, "B")
+	}
+	if bar != nil {
 		opts.Progress = bar.Update
 	}
 	if c.info {

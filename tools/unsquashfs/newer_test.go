@@ -53,6 +53,9 @@ func TestNewerOptions(t *testing.T) {
 	if got := xattrNames(t, filepath.Join(dest, "d/f")); strings.Join(got, " ") != "user.keep" {
 		t.Errorf("xattrs %q, want user.keep alone", got)
 	}
+	if out, _ := runOK(t, "-percentage", "-d", filepath.Join(t.TempDir(), "p"), img); !strings.Contains(out, "\n100\n") {
+		t.Errorf("-percentage printed %q", out)
+	}
 	var stdout, errb strings.Builder
 	if rc := Main([]string{"-xattrs-exclude", "(", img}, &stdout, &errb); rc != 1 || !strings.Contains(errb.String(), "-xattrs-exclude") {
 		t.Errorf("bad regex: %d %s", rc, errb.String())
