@@ -3,6 +3,7 @@ package sourcetree
 import (
 	"archive/tar"
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -128,6 +129,32 @@ func inPlace(r io.Reader) *os.File {
 	return f
 }
 
+// nextArchive skips the zero blocks after the end of an archive and
+// returns a reader of the archive that follows them, if one does (tar
+// --ignore-zeros: archives concatenated). When the archive is read in
+// place (file), the file is left at that archive's first header.
+func nextArchive(r io.Reader, file *os.File) (*tar.Reader, bool, error) {
+	var block [512]byte
+	for {
+		if _, err := io.ReadFull(r, block[:]); err != nil {
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				return nil, false, io.EOF
+			}
+			return nil, false, fmt.Errorf("tar: %w", err)
+		}
+		if block != [512]byte{} {
+			break
+		}
+	}
+	if file != nil {
+		if _, err := file.Seek(-512, io.SeekCurrent); err != nil {
+			return nil, false, fmt.Errorf("tar: %w", err)
+		}
+		return tar.NewReader(file), true, nil
+	}
+	return tar.NewReader(io.MultiReader(bytes.NewReader(block[:]), r)), true, nil
+}
+
 // readTar adds the archive's entries below root. A regular file's
 // contents are read from the archive file itself when it is one (tar
 // skips them by seeking), else spooled.
@@ -136,6 +163,13 @@ func (s *scanner) readTar(r io.Reader, sp *spool, root *treeNode, now int64) err
 	file := inPlace(r)
 	for {
 		h, err := tr.Next()
+		if err == io.EOF && s.opts.IgnoreZeros {
+			// Another archive may follow the end of this one.
+			var more bool
+			if tr, more, err = nextArchive(r, file); err == nil && more {
+				continue
+			}
+		}
 		if err == io.EOF {
 			return nil
 		}

@@ -131,6 +131,10 @@ type Options struct {
 	// go of by Close.
 	Pseudo []Pseudo
 
+	// IgnoreZeros reads on past the end of a tar archive, for archives
+	// concatenated (mksquashfs -ignore-zeros, tar --ignore-zeros).
+	IgnoreZeros bool
+
 	// StripComponents drops this many leading components of a tar
 	// archive's names (tar --strip-components), and the entries that have
 	// no more than that (ScanTar only).

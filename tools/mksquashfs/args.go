@@ -183,6 +183,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 			if c.tree.DefaultGID, err = lookupID(opt, val, true); err != nil {
 				return nil, err
 			}
+		case "-ignore-zeros":
+			c.tree.IgnoreZeros = true
 		case "-numeric-owner":
 			c.tree.NumericOwner = true
 		case "-uid-gid-offset":

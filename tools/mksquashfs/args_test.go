@@ -308,7 +308,7 @@ func TestHelpMentionsEveryOption(t *testing.T) {
 		"-no-compression", "-max-depth", "-xattrs-exclude", "-xattrs-include", "-xattrs-add", "-inode-time", "-force-file-mode",
 		"-force-dir-mode", "-uid-gid-offset", "-repro", "-repro-time", "-info-file", "-single-reader", "-small-readers",
 		"-block-readers", "-overcommit", "-mem-percent", "-mem-default", "-no-pager", "-cols", "-help-all", "-root-becomes",
-		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid", "-cpiostyle", "-cpiostyle0", "-no-strip", "-tarstyle", "-one-file-system-x", "-sort FILE", "-pd ", "-pseudo-dir", "-pseudo-override", "-percentage"} {
+		"-numeric-owner", "-default-mode", "-default-uid", "-default-gid", "-cpiostyle", "-cpiostyle0", "-no-strip", "-tarstyle", "-one-file-system-x", "-sort FILE", "-pd ", "-pseudo-dir", "-pseudo-override", "-percentage", "-ignore-zeros"} {
 		if !strings.Contains(helpText, opt) {
 			t.Errorf("help text does not mention %s", opt)
 		}

@@ -23,6 +23,8 @@ has tails in fragments and no export table unless -no-tailends or
 -exports say otherwise. File contents are held in a temporary file in
 TMPDIR while the archive is read (where /tmp is a small tmpfs, point
 TMPDIR at a disk). Excludes do not apply to archives.
+  -ignore-zeros           read on past the end of the archive: several
+                          archives concatenated (cat a.tar b.tar |)
   -numeric-owner          keep the archive's uids and gids; by default the
                           user and group names it records are looked up
                           here, and the ids they have here used

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -363,5 +364,60 @@ func TestPercentage(t *testing.T) {
 	}
 	if last != 100 {
 		t.Errorf("-percentage ended at %d: %q", last, out.String())
+	}
+}
+
+// TestTarIgnoreZeros: with -ignore-zeros, archives concatenated all go in,
+// read in place from a file or from a pipe; without it, the first alone
+// (as 4.7.5 does).
+func TestTarIgnoreZeros(t *testing.T) {
+	dir := t.TempDir()
+	var all []byte
+	for i, name := range []string{"one", "two", "three"} {
+		d := filepath.Join(dir, name)
+		mustDo(t, os.Mkdir(d, 0o755))
+		mustDo(t, os.WriteFile(filepath.Join(d, name), bytes.Repeat([]byte(name), 1000*(i+1)), 0o644))
+		a, err := exec.Command("tar", "-C", d, "-cf", "-", name).Output()
+		mustDo(t, err)
+		all = append(all, a...)
+	}
+	cat := filepath.Join(dir, "all.tar")
+	mustDo(t, os.WriteFile(cat, all, 0o644))
+	for _, tc := range []struct {
+		name string
+		opts []string
+		file bool
+		want []string
+	}{
+		{"pipe", []string{"-ignore-zeros"}, false, []string{"one", "two", "three"}},
+		{"file", []string{"-ignore-zeros"}, true, []string{"one", "two", "three"}},
+		{"without", nil, true, []string{"one"}},
+	} {
+		var stdin io.Reader = bytes.NewReader(all)
+		if tc.file {
+			f, err := os.Open(cat)
+			mustDo(t, err)
+			defer f.Close()
+			stdin = f
+		}
+		img := filepath.Join(dir, tc.name+".img")
+		var out, errb bytes.Buffer
+		if code := mainIO(append([]string{"-", img, "-tar", "-quiet"}, tc.opts...), stdin, &out, &errb); code != 0 {
+			t.Fatalf("%s: %d %s", tc.name, code, &errb)
+		}
+		r, err := squash.OpenFile(img)
+		mustDo(t, err)
+		ents, err := r.ReadDir(".")
+		mustDo(t, err)
+		if len(ents) != len(tc.want) {
+			t.Errorf("%s: %d entries, want %q", tc.name, len(ents), tc.want)
+		}
+		for i, name := range tc.want {
+			b, err := r.ReadFile(name)
+			if err != nil || !bytes.Equal(b, bytes.Repeat([]byte(name), 1000*(i+1))) {
+				t.Errorf("%s: %s: %d bytes, %v", tc.name, name, len(b), err)
+			}
+		}
+		r.Close()
 	}
 }
