@@ -61,7 +61,7 @@ var unsupported = map[string]bool{
 	"-true-action": true, "-false-action": true, "-action-file": true, "-log-action-file": true,
 	"-true-action-file": true, "-false-action-file": true,
 	"-recover": true, "-recovery-path": true,
-	"-throttle": true, "-limit": true, "-Xstrategy": true, "-Xalgorithm": true,
+	"-throttle": true, "-limit": true, "-stream": true, "-fix": true, "-Xstrategy": true, "-Xalgorithm": true,
 }
 
 // xopt remembers a compressor option until the compressor and block size

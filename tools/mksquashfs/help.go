@@ -244,5 +244,6 @@ complete, so an append that fails or is interrupted leaves DEST as it was
 needed. Block devices are not appended to. An image that a loop device
 serves (mounted) is neither appended to nor overwritten: unmount it first.
 
-Not supported: actions, -throttle, -limit, recovery files (-recover).
+Not supported: actions, -throttle, -limit, -stream, -fix, recovery files
+(-recover).
 `
