@@ -30,8 +30,9 @@ TMPDIR at a disk). Excludes do not apply to archives.
                           here, and the ids they have here used
   -default-mode MODE      the permissions (octal, or a symbolic change of
                           0755) of directories the archive implies without
-                          listing them, and of the root (a change of its
-                          own mode; -root-mode wins); the default is 0755
+                          listing them, and of the root (with any source; a
+                          change of its own mode; -root-mode wins); the
+                          default is 0755
   -default-uid USER, -default-gid GROUP
                           their owner and group, and the root's (default:
                           yours)
