@@ -173,5 +173,6 @@ func (t *Tree) writeSorted(w *squash.Writer, order []int, progress func(int64)) 
 		done += e.size
 		progress(done)
 	}
+	t.written = done
 	return out, nil
 }

@@ -161,6 +161,7 @@ type Tree struct {
 	sort     []SortRule               // Options.Sort
 	sources  []string                 // what Scan scanned, for relative sort rules
 	contents map[int]*squash.Contents // files' data written ahead, by entry (Sort)
+	written  int64                    // and the bytes of it, for the progress
 }
 
 // entry is one image entry, kept small: a tree's worth of them is held

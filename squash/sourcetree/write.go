@@ -136,7 +136,7 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 	}
 
 	ps := paths{entries: t.entries}
-	var done int64
+	done := t.written // by writeSorted, if it ran
 	for i := range t.entries {
 		e := &t.entries[i]
 		name, src := ps.of(i)

@@ -349,21 +349,27 @@ func TestPseudoDirAndOverride(t *testing.T) {
 // output, one a line, rising to 100 (as 4.7.5 does, for dialog --gauge).
 func TestPercentage(t *testing.T) {
 	src := buildSource(t)
-	var out, errb bytes.Buffer
-	if code := Main([]string{src, filepath.Join(t.TempDir(), "img"), "-percentage", "-quiet"}, &out, &errb); code != 0 {
-		t.Fatalf("-percentage = %d: %s", code, &errb)
-	}
-	lines := strings.Fields(out.String())
-	last := -1
-	for _, l := range lines {
-		n, err := strconv.Atoi(l)
-		if err != nil || n <= last || n > 100 {
-			t.Fatalf("-percentage printed %q", out.String())
+	img := filepath.Join(t.TempDir(), "img")
+	sortFile := filepath.Join(t.TempDir(), "sort")
+	mustDo(t, os.WriteFile(sortFile, []byte("big.bin 5\n"), 0o644))
+	// The second run appends, with its data sorted: the image's files
+	// and the sorted ones count towards one rising percentage.
+	for _, extra := range [][]string{nil, {"-keep-as-directory", "-sort", sortFile}} {
+		var out, errb bytes.Buffer
+		if code := Main(append([]string{src, img, "-percentage", "-quiet"}, extra...), &out, &errb); code != 0 {
+			t.Fatalf("-percentage %q = %d: %s", extra, code, &errb)
 		}
-		last = n
-	}
-	if last != 100 {
-		t.Errorf("-percentage ended at %d: %q", last, out.String())
+		last := -1
+		for _, l := range strings.Fields(out.String()) {
+			n, err := strconv.Atoi(l)
+			if err != nil || n <= last || n > 100 {
+				t.Fatalf("-percentage %q printed %q", extra, out.String())
+			}
+			last = n
+		}
+		if last != 100 {
+			t.Errorf("-percentage %q ended at %d: %q", extra, last, out.String())
+		}
 	}
 }
 
