@@ -323,6 +323,17 @@ type Inode struct {
 	DirIndex  []DirIndex
 }
 
+// HasStoredBlocks says whether a regular file has data blocks stored in
+// the image: not none, and not holes only.
+func (ino *Inode) HasStoredBlocks() bool {
+	for _, w := range ino.BlockSizes {
+		if BlockSize(w) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // Clone returns a copy of ino that shares no memory with it.
 func (ino *Inode) Clone() *Inode {
 	c := *ino

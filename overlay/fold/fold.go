@@ -916,7 +916,7 @@ func (f *folder) scanInodes() <-chan *inodeScan {
 				return nil
 			}
 			s.tails = f.noteTail(s.tails, ino)
-			if len(ino.BlockSizes) == 0 || allHoles(ino.BlockSizes) || seen[ino.BlocksStart] {
+			if !ino.HasStoredBlocks() || seen[ino.BlocksStart] {
 				return nil // no stored blocks, or a duplicate's or a hard link's
 			}
 			seen[ino.BlocksStart] = true
@@ -1043,7 +1043,7 @@ func (f *folder) put(w *squash.Writer, data io.ReaderAt, e *entry) error {
 			Sparse:   ino.Sparse,
 			Fragment: squash.NoFragment,
 		}
-		if len(ino.BlockSizes) > 0 && !allHoles(ino.BlockSizes) {
+		if ino.HasStoredBlocks() {
 			run, ok := f.runs[ino.BlocksStart]
 			if !ok || run == nil {
 				// A run the plan took for deleted (one name of a hard
@@ -1098,15 +1098,6 @@ func (f *folder) put(w *squash.Writer, data io.ReaderAt, e *entry) error {
 		return nil
 	}
 	return w.Add(&e.hdr, nil)
-}
-
-func allHoles(sizes []uint32) bool {
-	for _, s := range sizes {
-		if squash.BlockSize(s) != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // readTail reads the part of an old file that lives in a fragment block

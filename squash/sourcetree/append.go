@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/extract"
 )
 
 // mksquashfs without -noappend adds its sources to an existing image. Here
@@ -51,8 +52,10 @@ func (t *Tree) AppendTo(r *squash.Reader, data io.ReaderAt, rootBecomes string, 
 	if t.base != nil {
 		return errors.New("append: the tree is already an append")
 	}
-	if rootBecomes != "" && !validName(rootBecomes) {
-		return fmt.Errorf("append: %q is not a valid name for the old root", rootBecomes)
+	if rootBecomes != "" {
+		if err := extract.CheckName(rootBecomes); err != nil {
+			return fmt.Errorf("append: the old root's new name: %w", err)
+		}
 	}
 	old, err := imageNodes(r)
 	if err != nil {
@@ -123,18 +126,6 @@ func (t *Tree) AppendTo(r *squash.Reader, data io.ReaderAt, rootBecomes string, 
 	}
 	t.base = &base{r: r, data: data}
 	return nil
-}
-
-func validName(s string) bool {
-	if s == "." || s == ".." || len(s) > 255 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' || s[i] == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // imageNodes reads r's whole tree. Names sharing an inode number become
@@ -227,7 +218,7 @@ func (t *Tree) copyBase(w reuser) error {
 			continue
 		}
 		ino := e.x.old
-		if len(ino.BlockSizes) > 0 && !allHoles(ino.BlockSizes) && !seenRun[ino.BlocksStart] {
+		if ino.HasStoredBlocks() && !seenRun[ino.BlocksStart] {
 			seenRun[ino.BlocksStart] = true
 			pieces = append(pieces, piece{pos: ino.BlocksStart, ino: ino})
 		}
@@ -265,7 +256,7 @@ func (t *Tree) copyBase(w reuser) error {
 func (t *Tree) addOld(w reuser, i int, h *squash.Header, ino *squash.Inode) error {
 	b := t.base
 	r := squash.Reused{Size: ino.Size, Sizes: ino.BlockSizes, Sparse: ino.Sparse, Fragment: squash.NoFragment}
-	if len(ino.BlockSizes) > 0 && !allHoles(ino.BlockSizes) {
+	if ino.HasStoredBlocks() {
 		r.Run = b.runs[ino.BlocksStart]
 	}
 	if ino.Fragment != squash.NoFragment {
@@ -349,13 +340,4 @@ func (b *base) sum(ino *squash.Inode, h hash.Hash, buf []byte, out *[sha256.Size
 	}
 	h.Sum(out[:0])
 	return nil
-}
-
-func allHoles(sizes []uint32) bool {
-	for _, s := range sizes {
-		if squash.BlockSize(s) != 0 {
-			return false
-		}
-	}
-	return true
 }

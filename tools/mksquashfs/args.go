@@ -13,6 +13,7 @@ import (
 	"github.com/squashportage/squashportage/internal/cliflag"
 	"github.com/squashportage/squashportage/squash"
 	"github.com/squashportage/squashportage/squash/codec"
+	sqextract "github.com/squashportage/squashportage/squash/extract"
 	"github.com/squashportage/squashportage/squash/sourcetree"
 )
 
@@ -288,8 +289,8 @@ func parseArgs(args []string, getenv func(string) (string, bool)) (*config, erro
 		case "-noappend":
 			c.noAppend = true
 		case "-root-becomes":
-			if val == "" || val == "." || val == ".." || strings.ContainsAny(val, "/\x00") {
-				return nil, usagef("-root-becomes: %q is not a name for a directory of the root", val)
+			if err := sqextract.CheckName(val); err != nil {
+				return nil, usagef("-root-becomes: %v: it names a directory of the root", err)
 			}
 			c.rootBecomes = val
 		case "-e":
