@@ -128,6 +128,13 @@ func OpenFileAt(path string, offset int64) (*ReadCloser, error) {
 // Close closes the underlying file.
 func (rc *ReadCloser) Close() error { return rc.f.Close() }
 
+// File returns the file or block device the image is in.
+func (rc *ReadCloser) File() *os.File { return rc.f }
+
+// Data returns the image's bytes (the file, or the part of it from the
+// offset on), what a Writer's CopyRun copies blocks from.
+func (rc *ReadCloser) Data() io.ReaderAt { return rc.ra }
+
 // NewReader reads and validates the superblock and the small tables of the
 // image in r, which is size bytes long.
 func NewReader(r io.ReaderAt, size int64) (*Reader, error) {

@@ -89,10 +89,10 @@ func run(c *config, stdout, stderr io.Writer) error {
 		if old, err = openBase(c); err != nil {
 			return err
 		}
-		defer old.f.Close()
+		defer old.rc.Close()
 		if !c.quiet {
 			fmt.Fprintf(stderr, "mksquashfs: appending to %s (%s, block size %d): the sources join its root; -noappend writes a new image instead\n",
-				c.dest, old.r.Codec().ID, old.r.Superblock().BlockSize)
+				c.dest, old.rc.Codec().ID, old.rc.Superblock().BlockSize)
 			if len(c.layout) > 0 {
 				fmt.Fprintf(stderr, "mksquashfs: note: %s ignored: an append keeps the image's compressor, block size and layout\n", strings.Join(c.layout, ", "))
 			}
@@ -149,7 +149,7 @@ func run(c *config, stdout, stderr io.Writer) error {
 	}
 	defer tree.Close()
 	if old != nil {
-		if err := tree.AppendTo(old.r, old.data, c.rootBecomes, c.tree.Warn); err != nil {
+		if err := tree.AppendTo(old.rc.Reader, old.rc.Data(), c.rootBecomes, c.tree.Warn); err != nil {
 			return fmt.Errorf("appending to %s: %w", c.dest, err)
 		}
 	}
@@ -304,40 +304,29 @@ func mountedAt(fi os.FileInfo) string {
 
 // appendBase is the image an append adds to.
 type appendBase struct {
-	f    *os.File
-	r    *squash.Reader
-	data io.ReaderAt // the image's bytes: f, or a part of it (-offset)
-	fi   os.FileInfo
+	rc *squash.ReadCloser
+	fi os.FileInfo
 }
 
 // openBase opens DEST's image to append to and makes c's writer options
 // its own: the compressor and its options, the block size and the flags
 // mksquashfs keeps when appending.
 func openBase(c *config) (*appendBase, error) {
-	f, err := os.Open(c.dest)
+	rc, err := squash.OpenFileAt(c.dest, c.offset)
 	if err != nil {
+		return nil, fmt.Errorf("appending: %w", err) // names the image
+	}
+	fi, err := rc.File().Stat()
+	if err != nil {
+		rc.Close()
 		return nil, fmt.Errorf("appending: %w", err)
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("appending: %w", err)
-	}
-	var data io.ReaderAt = f
-	if c.offset > 0 {
-		data = io.NewSectionReader(f, c.offset, fi.Size()-c.offset)
-	}
-	r, err := squash.NewReader(data, fi.Size()-c.offset)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("appending to %s: %w", c.dest, err)
-	}
-	cfg := r.Codec()
+	cfg := rc.Codec()
 	if _, err := cfg.NewEncoder(); err != nil {
-		f.Close()
+		rc.Close()
 		return nil, fmt.Errorf("cannot append to %s: %w; add -noappend to write a new image in its place", c.dest, err)
 	}
-	sb := r.Superblock()
+	sb := rc.Superblock()
 	o := &c.writer
 	o.Codec = cfg
 	o.UncompressedInodes = sb.Flags&squash.FlagUncompressedInodes != 0
@@ -350,7 +339,7 @@ func openBase(c *config) (*appendBase, error) {
 	o.NoExports = sb.Flags&squash.FlagExportable == 0
 	// The image's own xattrs are kept; -no-xattrs leaves out the sources'.
 	o.NoXattrs = false
-	return &appendBase{f: f, r: r, data: data, fi: fi}, nil
+	return &appendBase{rc: rc, fi: fi}, nil
 }
 func isImage(name string, offset int64) bool {
 	f, err := os.Open(name)
@@ -434,9 +423,9 @@ func openBeside(name string, old *appendBase) (*dest, error) {
 	if st, ok := old.fi.Sys().(*syscall.Stat_t); ok {
 		f.Chown(int(st.Uid), int(st.Gid)) // best effort, as cp -p without root
 	}
-	if off, ok := old.data.(*io.SectionReader); ok {
+	if off, ok := old.rc.Data().(*io.SectionReader); ok {
 		_, base, _ := off.Outer()
-		if _, err := io.Copy(f, io.NewSectionReader(old.f, 0, base)); err != nil {
+		if _, err := io.Copy(f, io.NewSectionReader(old.rc.File(), 0, base)); err != nil {
 			d.abandon()
 			return nil, fmt.Errorf("appending: copying the %d bytes before the image: %w", base, err)
 		}
