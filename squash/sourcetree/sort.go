@@ -114,7 +114,7 @@ func (t *Tree) sortOrder(rules []SortRule, sources []string) []int {
 
 // writeSorted writes the data of the files in order ahead of all entries
 // and returns it by entry, for write to add with AddContents.
-func (t *Tree) writeSorted(w *squash.Writer, order []int, progress func(int64)) (map[int]*squash.Contents, error) {
+func (t *Tree) writeSorted(w *squash.Writer, order []int, progress func(int64)) (*ahead, error) {
 	srcs := make([]string, len(t.entries))
 	names := make([]string, len(t.entries))
 	ps := paths{entries: t.entries}
@@ -133,46 +133,33 @@ func (t *Tree) writeSorted(w *squash.Writer, order []int, progress func(int64)) 
 		return fileJob{}, false
 	})
 	defer p.stop()
-	out := make(map[int]*squash.Contents, len(order))
-	var done int64
+	out := &ahead{contents: make(map[int]*squash.Contents, len(order))}
 	for _, i := range order {
 		e := &t.entries[i]
-		var r io.Reader
-		var small *fileJob
+		var c *squash.Contents
+		write := func(r io.Reader) (err error) {
+			c, err = w.WriteContents(names[i], e.size, r)
+			return err
+		}
 		if isSmall(e) {
-			var err error
-			if small, err = p.take(i, srcs[i]); err != nil {
+			small, err := p.take(i, srcs[i])
+			if err != nil {
 				return nil, err
 			}
-			r = bytes.NewBuffer(small.buf)
-		} else if e.x != nil && e.x.from != nil {
-			r = &exactReader{r: io.NewSectionReader(e.x.from, e.x.fromOff, e.size), name: srcs[i], left: e.size}
-		} else {
-			f, err := os.Open(srcs[i])
-			if err != nil {
-				return nil, fmt.Errorf("reading file: %w", err)
-			}
-			r = &exactReader{r: f, f: f, name: srcs[i], left: e.size}
-		}
-		c, err := w.WriteContents(names[i], e.size, r)
-		if small != nil {
+			err = write(bytes.NewBuffer(small.buf))
 			p.release(small) // consumed: the ring has the room again
-		}
-		if er, ok := r.(*exactReader); ok {
-			if er.f != nil {
-				er.f.Close()
+			if err != nil {
+				return nil, fmt.Errorf("adding %s: %w", srcs[i], err)
 			}
-			if err == nil && er.left != 0 {
-				err = fmt.Errorf("writer stopped %d bytes before the end of the file", er.left)
+		} else {
+			base := out.bytes
+			if err := readLarge(e.x, srcs[i], e.size, func(n int64) { progress(base + n) }, write); err != nil {
+				return nil, err
 			}
 		}
-		if err != nil {
-			return nil, fmt.Errorf("adding %s: %w", srcs[i], err)
-		}
-		out[i] = c
-		done += e.size
-		progress(done)
+		out.contents[i] = c
+		out.bytes += e.size
+		progress(out.bytes)
 	}
-	t.written = done
 	return out, nil
 }

@@ -151,17 +151,15 @@ type Options struct {
 
 // Tree is the scanned, sorted result; entries are in Add order.
 type Tree struct {
-	entries  []entry
-	files    int
-	dirs     int
-	bytes    int64
-	onAdd    func(h *squash.Header)
-	open     []*os.File               // files contents are read from (see extra.from), closed by Close
-	base     *base                    // the image appended to (AppendTo), or nil
-	sort     []SortRule               // Options.Sort
-	sources  []string                 // what Scan scanned, for relative sort rules
-	contents map[int]*squash.Contents // files' data written ahead, by entry (Sort)
-	written  int64                    // and the bytes of it, for the progress
+	entries []entry
+	files   int
+	dirs    int
+	bytes   int64
+	onAdd   func(h *squash.Header)
+	open    []*os.File // files contents are read from (see extra.from), closed by Close
+	base    *base      // the image appended to (AppendTo), or nil
+	sort    []SortRule // Options.Sort
+	sources []string   // what Scan scanned, for relative sort rules
 }
 
 // entry is one image entry, kept small: a tree's worth of them is held

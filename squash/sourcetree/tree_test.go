@@ -502,7 +502,7 @@ func TestWrite(t *testing.T) {
 		}
 		last = n
 		calls++
-	}); err != nil {
+	}, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, _, total := tr.Stats()
@@ -551,7 +551,7 @@ func TestWritePrefetchRing(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(dir, "f050x"), big, 0o644))
 	tr := scan(t, []string{dir}, Options{})
 	rec := &recorder{data: map[string][]byte{}}
-	if err := tr.write(rec, nil); err != nil {
+	if err := tr.write(rec, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	for name, data := range want {
@@ -578,7 +578,7 @@ func TestWriteSizeChanged(t *testing.T) {
 			must(t, os.WriteFile(f, make([]byte, tc.size), 0o644))
 			tr := scan(t, []string{dir}, Options{})
 			must(t, os.WriteFile(f, make([]byte, tc.newSize), 0o644))
-			err := tr.write(&recorder{data: map[string][]byte{}}, nil)
+			err := tr.write(&recorder{data: map[string][]byte{}}, nil, nil)
 			if !errors.Is(err, errSizeChanged) || !strings.Contains(err.Error(), f) {
 				t.Errorf("err = %v, want a size change naming %s", err, f)
 			}
@@ -594,7 +594,7 @@ func TestWriteStopsOnError(t *testing.T) {
 	}
 	mkTree(t, dir, spec...)
 	tr := scan(t, []string{dir}, Options{})
-	err := tr.write(&recorder{data: map[string][]byte{}, fail: "f0100"}, nil)
+	err := tr.write(&recorder{data: map[string][]byte{}, fail: "f0100"}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "boom") {
 		t.Errorf("err = %v", err)
 	}
@@ -605,7 +605,7 @@ func TestOnAdd(t *testing.T) {
 	mkTree(t, dir, "a", "b/c")
 	var seen []string
 	tr := scan(t, []string{dir}, Options{OnAdd: func(h *squash.Header) { seen = append(seen, h.Name) }})
-	must(t, tr.write(&recorder{data: map[string][]byte{}}, nil))
+	must(t, tr.write(&recorder{data: map[string][]byte{}}, nil, nil))
 	if want := []string{"", "a", "b", "b/c"}; !reflect.DeepEqual(seen, want) {
 		t.Errorf("OnAdd saw %q", seen)
 	}

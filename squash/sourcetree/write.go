@@ -56,16 +56,24 @@ func (t *Tree) Write(w *squash.Writer, progress func(bytesDone int64)) error {
 			return err
 		}
 	}
+	var pre *ahead
 	if len(t.sort) > 0 {
 		if progress == nil {
 			progress = func(int64) {}
 		}
 		var err error
-		if t.contents, err = t.writeSorted(w, t.sortOrder(t.sort, t.sources), progress); err != nil {
+		if pre, err = t.writeSorted(w, t.sortOrder(t.sort, t.sources), progress); err != nil {
 			return err
 		}
 	}
-	return t.write(w, progress)
+	return t.write(w, progress, pre)
+}
+
+// ahead is the files' data written before the entries (Options.Sort): by
+// entry, and how many bytes of it.
+type ahead struct {
+	contents map[int]*squash.Contents
+	bytes    int64
 }
 
 // sharedSizes returns the sizes that two or more regular files (not hard
@@ -125,18 +133,20 @@ type fileJob struct {
 	err  error
 }
 
-func (t *Tree) write(w adder, progress func(int64)) error {
+func (t *Tree) write(w adder, progress func(int64), pre *ahead) error {
 	if progress == nil {
 		progress = func(int64) {}
 	}
 	var p *prefetcher
-	if t.contents == nil {
+	var done int64
+	if pre == nil {
 		p = newPrefetcher(entryJobs(t.entries))
 		defer p.stop()
+	} else {
+		done = pre.bytes
 	}
 
 	ps := paths{entries: t.entries}
-	done := t.written // by writeSorted, if it ran
 	for i := range t.entries {
 		e := &t.entries[i]
 		name, src := ps.of(i)
@@ -145,12 +155,12 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 			t.onAdd(&h)
 		}
 		switch {
-		case t.contents[i] != nil:
+		case pre != nil && pre.contents[i] != nil:
 			ca, ok := w.(contentAdder)
 			if !ok {
 				return errors.New("internal error: -sort needs a squash.Writer")
 			}
-			if err := ca.AddContents(&h, t.contents[i]); err != nil {
+			if err := ca.AddContents(&h, pre.contents[i]); err != nil {
 				return fmt.Errorf("adding %s: %w", displayName(&h), err)
 			}
 		case e.isOld():
@@ -181,7 +191,9 @@ func (t *Tree) write(w adder, progress func(int64)) error {
 			done += h.Size
 			progress(done)
 		default:
-			if err := addLarge(w, &h, e.x, src, done, progress); err != nil {
+			base := done
+			err := readLarge(e.x, src, h.Size, func(n int64) { progress(base + n) }, func(r io.Reader) error { return w.Add(&h, r) })
+			if err != nil {
 				return err
 			}
 			done += h.Size
@@ -202,12 +214,13 @@ func isSmall(e *entry) bool {
 	return !e.isLink() && !e.isOld() && e.mode.IsRegular() && e.size <= prefetchMaxFile
 }
 
-// addLarge streams a big file straight from disk into the writer: the
-// file src, or the part of an open file x.from holds it in.
-func addLarge(w adder, h *squash.Header, x *extra, src string, base int64, progress func(int64)) error {
-	r := &exactReader{name: src, left: h.Size, onRead: func(n int64) { progress(base + n) }}
+// readLarge streams a big file straight from disk to use (the writer):
+// the file src, or the part of an open file x.from holds it in, size
+// bytes exactly.
+func readLarge(x *extra, src string, size int64, onRead func(int64), use func(io.Reader) error) error {
+	r := &exactReader{name: src, left: size, onRead: onRead}
 	if x != nil && x.from != nil {
-		r.r = io.NewSectionReader(x.from, x.fromOff, h.Size)
+		r.r = io.NewSectionReader(x.from, x.fromOff, size)
 	} else {
 		f, err := os.Open(src)
 		if err != nil {
@@ -216,7 +229,7 @@ func addLarge(w adder, h *squash.Header, x *extra, src string, base int64, progr
 		defer f.Close()
 		r.r, r.f = f, f
 	}
-	if err := w.Add(h, r); err != nil {
+	if err := use(r); err != nil {
 		return fmt.Errorf("adding %s: %w", src, err)
 	}
 	if r.left != 0 {
