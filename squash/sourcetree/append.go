@@ -28,8 +28,7 @@ type base struct {
 	data io.ReaderAt // the image's bytes, for verbatim copies
 	runs map[uint64]*squash.Run
 	frag map[uint32]uint32          // old fragment index to new
-	hash map[uint64]bool            // sizes of the image's files that a source's file has
-	sums map[int]*[sha256.Size]byte // of those files, by entry
+	sums map[int]*[sha256.Size]byte // of the image's files hashOld hashed, by entry
 }
 
 // reuser is what Write needs of a squash.Writer to carry an appended
@@ -269,15 +268,16 @@ func (t *Tree) addOld(w reuser, i int, h *squash.Header, ino *squash.Inode) erro
 	return nil
 }
 
-// hashOld hashes the contents of the image's files that have the size of
-// one of the sources' files, on a goroutine per CPU: a source's file that
-// repeats one of them then takes no room again, as when mksquashfs
-// appends (a new version of a tree next to the old one).
-func (t *Tree) hashOld() error {
+// hashOld hashes the contents of the image's files of the sizes that can
+// have duplicates (sharedSizes: those a source's file has too), on a
+// goroutine per CPU: a source's file that repeats one of them then takes
+// no room again, as when mksquashfs appends (a new version of a tree next
+// to the old one).
+func (t *Tree) hashOld(shared map[uint64]bool) error {
 	b := t.base
 	var todo []int
 	for i := range t.entries {
-		if e := &t.entries[i]; e.isOld() && b.hash[e.x.old.Size] {
+		if e := &t.entries[i]; e.isOld() && shared[e.x.old.Size] {
 			todo = append(todo, i)
 		}
 	}

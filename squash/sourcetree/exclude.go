@@ -96,22 +96,15 @@ func newExcluder(sources []string, opts Options) (*excluder, error) {
 		if e == "" {
 			continue
 		}
-		cwdRelative := strings.HasPrefix(e, "/") || strings.HasPrefix(e, "./") || strings.HasPrefix(e, "../")
 		if !patterns {
-			if cwdRelative {
-				if err := addID(e); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			for _, src := range sources {
-				if err := addID(filepath.Join(src, e)); err != nil {
+			for _, p := range sourcePaths(e, sources) {
+				if err := addID(p); err != nil {
 					return nil, err
 				}
 			}
 			continue
 		}
-		if cwdRelative {
+		if cwdRelative(e) {
 			return nil, fmt.Errorf("exclude %q: /, ./ and ../ prefixed excludes are not supported with -wildcards or -regex", e)
 		}
 		p, err := compilePattern(e, opts.Regex)
@@ -121,6 +114,26 @@ func newExcluder(sources []string, opts Options) (*excluder, error) {
 		ex.pats = append(ex.pats, p)
 	}
 	return ex, nil
+}
+
+// cwdRelative says whether a path given for an exclude or a sort rule
+// is taken from the current directory (starting with /, ./ or ../)
+// rather than from each source.
+func cwdRelative(p string) bool {
+	return strings.HasPrefix(p, "/") || strings.HasPrefix(p, "./") || strings.HasPrefix(p, "../")
+}
+
+// sourcePaths is where such a path names files: itself, or below each
+// source.
+func sourcePaths(p string, sources []string) []string {
+	if cwdRelative(p) {
+		return []string{p}
+	}
+	out := make([]string, len(sources))
+	for i, src := range sources {
+		out[i] = filepath.Join(src, p)
+	}
+	return out
 }
 
 func compilePattern(e string, regex bool) (pattern, error) {

@@ -212,11 +212,7 @@ func (b *pathBuilder) walk(n *treeNode, fsPath, img string, dev uint64) error {
 		if err := unix.Lstat(childFS, &st); err != nil {
 			return fmt.Errorf("scanning: %w", &fs.PathError{Op: "lstat", Path: childFS, Err: err})
 		}
-		if b.s.ex.excludedID(devIno{uint64(st.Dev), st.Ino}) {
-			continue
-		}
-		if b.s.opts.OneFileSystem && uint64(st.Dev) != dev {
-			b.s.warn(fmt.Sprintf("%s is on a different filesystem, ignored", childFS))
+		if b.s.leaveOut(childFS, &st, dev) {
 			continue
 		}
 		c, err := b.entry(childFS, childImg, name, &st)

@@ -64,15 +64,7 @@ func ReadSortFile(name string) ([]SortRule, error) {
 func (t *Tree) sortOrder(rules []SortRule, sources []string) []int {
 	prio := make(map[devIno]int)
 	for _, r := range rules {
-		var cands []string
-		if strings.HasPrefix(r.Path, "/") || strings.HasPrefix(r.Path, "./") || strings.HasPrefix(r.Path, "../") {
-			cands = []string{r.Path}
-		} else {
-			for _, s := range sources {
-				cands = append(cands, strings.TrimRight(s, "/")+"/"+r.Path)
-			}
-		}
-		for _, c := range cands {
+		for _, c := range sourcePaths(r.Path, sources) {
 			var st unix.Stat_t
 			if unix.Lstat(c, &st) == nil {
 				prio[devIno{uint64(st.Dev), st.Ino}] = r.Priority

@@ -147,11 +147,7 @@ func (s *scanner) scanOne(t walkTask, q *walkQueue) {
 			return
 		}
 		isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
-		if s.ex.excludedID(devIno{uint64(st.Dev), st.Ino}) {
-			continue
-		}
-		if s.opts.OneFileSystem && uint64(st.Dev) != t.dev {
-			s.warn(fmt.Sprintf("%s is on a different filesystem, ignored", childFS))
+		if s.leaveOut(childFS, &st, t.dev) {
 			continue
 		}
 		excluded, sub := s.ex.match(t.m, name, isDir)
@@ -178,6 +174,20 @@ func (s *scanner) scanOne(t walkTask, q *walkQueue) {
 			q.push(walkTask{childFS, childImg, sub, child, uint64(st.Dev)})
 		}
 	}
+}
+
+// leaveOut says whether the entry at fsPath (lstat st) in a directory on
+// filesystem dev stays out of the image: excluded by identity (or the
+// image itself), or on another filesystem with OneFileSystem (warned of).
+func (s *scanner) leaveOut(fsPath string, st *unix.Stat_t, dev uint64) bool {
+	if s.ex.excludedID(devIno{uint64(st.Dev), st.Ino}) {
+		return true
+	}
+	if s.opts.OneFileSystem && uint64(st.Dev) != dev {
+		s.warn(fmt.Sprintf("%s is on a different filesystem, ignored", fsPath))
+		return true
+	}
+	return false
 }
 
 // merge appends a walked directory's entries below the entry at index

@@ -47,12 +47,13 @@ type adder interface {
 // nil, is called with the cumulative number of file bytes handed to w; it
 // runs on the calling goroutine.
 func (t *Tree) Write(w *squash.Writer, progress func(bytesDone int64)) error {
-	w.OnlyDuplicateSizes(t.sharedSizes())
+	shared := t.sharedSizes()
+	w.OnlyDuplicateSizes(shared)
 	if t.base != nil {
 		if err := t.copyBase(w); err != nil {
 			return err
 		}
-		if err := t.hashOld(); err != nil {
+		if err := t.hashOld(shared); err != nil {
 			return err
 		}
 	}
@@ -78,8 +79,8 @@ type ahead struct {
 
 // sharedSizes returns the sizes that two or more regular files (not hard
 // links of one) have: only those files can be duplicates. For an append,
-// it also notes which of the image's files have the size of one of the
-// sources' files, to be hashed.
+// a size that one of the sources' files and one of the image's have
+// counts too.
 func (t *Tree) sharedSizes() map[uint64]bool {
 	seen := make(map[uint64]bool)
 	shared := make(map[uint64]bool)
@@ -102,13 +103,9 @@ func (t *Tree) sharedSizes() map[uint64]bool {
 		}
 		seen[sz] = true
 	}
-	if t.base != nil {
-		t.base.hash = make(map[uint64]bool)
-		for sz := range seen {
-			if old[sz] {
-				shared[sz] = true
-				t.base.hash[sz] = true
-			}
+	for sz := range seen {
+		if old[sz] {
+			shared[sz] = true
 		}
 	}
 	return shared
