@@ -23,6 +23,7 @@ import (
 	"github.com/squashportage/squashportage/internal/progress"
 	"github.com/squashportage/squashportage/overlay"
 	"github.com/squashportage/squashportage/squash"
+	"github.com/squashportage/squashportage/squash/codec"
 	"github.com/squashportage/squashportage/squash/sourcetree"
 )
 
@@ -126,15 +127,15 @@ func run(c *config, stdout, stderr io.Writer) error {
 	}
 
 	var tree *sourcetree.Tree
-	if c.tar {
-		if f, ok := c.stdin.(*os.File); ok && progress.IsTerminal(f) {
+	if (c.tar || c.cpio) && stdinIsTerminal(c.stdin) {
+		if c.tar {
 			return errors.New("-tar reads the archive from standard input, which is a terminal: pipe it in (e.g. xzcat snapshot.tar.xz | squashportage mksquashfs - DEST -tar)")
 		}
+		return errors.New("-cpiostyle reads the files' names from standard input, which is a terminal: pipe them in (e.g. find DIR | squashportage mksquashfs - DEST -cpiostyle)")
+	}
+	if c.tar {
 		tree, err = sourcetree.ScanTar(c.stdin, c.tree)
 	} else if c.cpio {
-		if f, ok := c.stdin.(*os.File); ok && progress.IsTerminal(f) {
-			return errors.New("-cpiostyle reads the files' names from standard input, which is a terminal: pipe them in (e.g. find DIR | squashportage mksquashfs - DEST -cpiostyle)")
-		}
 		var names []string
 		if names, err = readNames(c.stdin, c.cpioSep); err == nil {
 			tree, err = sourcetree.ScanPaths(names, false, c.tree)
@@ -322,9 +323,9 @@ func openBase(c *config) (*appendBase, error) {
 		return nil, fmt.Errorf("appending: %w", err)
 	}
 	cfg := rc.Codec()
-	if _, err := cfg.NewEncoder(); err != nil {
+	if d := codec.Describe(cfg.ID); d == nil || !d.Writes {
 		rc.Close()
-		return nil, fmt.Errorf("cannot append to %s: %w; add -noappend to write a new image in its place", c.dest, err)
+		return nil, fmt.Errorf("cannot append to %s: its compressor %s is not one images can be written with; add -noappend to write a new image in its place", c.dest, cfg.ID)
 	}
 	sb := rc.Superblock()
 	o := &c.writer
@@ -521,6 +522,11 @@ func printSummary(w io.Writer, c *config, st squash.WriteStats, size int64) {
 	fmt.Fprintf(w, "Number of fragments %d\n", st.Fragments)
 	fmt.Fprintf(w, "Number of directories %d\n", st.Dirs)
 	fmt.Fprintf(w, "Number of duplicate files found %d\n", st.Duplicates)
+}
+
+func stdinIsTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && progress.IsTerminal(f)
 }
 
 // readNames reads -cpiostyle's list of file names, one a line (sep '\n',
