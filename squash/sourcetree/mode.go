@@ -32,6 +32,18 @@ type modeOp struct {
 	copyC int    // from a class: 6 (u), 3 (g), 0 (o); -1 for none
 }
 
+// The letters of a symbolic mode and their bits: the classes (in every
+// class's position), and the permissions (X's are added in Apply).
+const (
+	modeWho   = "ugoa"
+	modePerms = "rwxXst"
+)
+
+var (
+	modeWhoBits  = [...]uint32{0o700, 0o070, 0o007, 0o777}
+	modePermBits = [...]uint32{0o444, 0o222, 0o111, 0, 0o6000, 0o1000}
+)
+
 // ParseModeSpec parses an octal or symbolic mode.
 func ParseModeSpec(s string) (ModeSpec, error) {
 	if s != "" && strings.Trim(s, "01234567") == "" {
@@ -45,20 +57,8 @@ func ParseModeSpec(s string) (ModeSpec, error) {
 	for _, c := range strings.Split(s, ",") {
 		var cl modeClause
 		i := 0
-	who:
-		for ; i < len(c); i++ {
-			switch c[i] {
-			case 'u':
-				cl.who |= 0o700
-			case 'g':
-				cl.who |= 0o070
-			case 'o':
-				cl.who |= 0o007
-			case 'a':
-				cl.who |= 0o777
-			default:
-				break who
-			}
+		for ; i < len(c) && strings.IndexByte(modeWho, c[i]) >= 0; i++ {
+			cl.who |= modeWhoBits[strings.IndexByte(modeWho, c[i])]
 			cl.any = true
 		}
 		if !cl.any {
@@ -74,24 +74,14 @@ func ParseModeSpec(s string) (ModeSpec, error) {
 			}
 			i++
 			if i < len(c) && strings.IndexByte("ugo", c[i]) >= 0 {
-				op.copyC = map[byte]int{'u': 6, 'g': 3, 'o': 0}[c[i]]
+				op.copyC = 6 - 3*strings.IndexByte("ugo", c[i]) // the class's shift
 				i++
 			} else {
-				for ; i < len(c) && strings.IndexByte("rwxXst", c[i]) >= 0; i++ {
-					switch c[i] {
-					case 'r':
-						op.bits |= 0o444
-					case 'w':
-						op.bits |= 0o222
-					case 'x':
-						op.bits |= 0o111
-					case 'X':
+				for ; i < len(c) && strings.IndexByte(modePerms, c[i]) >= 0; i++ {
+					if c[i] == 'X' {
 						op.x = true
-					case 's':
-						op.bits |= 0o6000
-					case 't':
-						op.bits |= 0o1000
 					}
+					op.bits |= modePermBits[strings.IndexByte(modePerms, c[i])]
 				}
 			}
 			if i < len(c) && strings.IndexByte("+-=", c[i]) < 0 {
